@@ -1,0 +1,519 @@
+"""The Teleport API client: OAuth2 client credentials and one typed method per endpoint.
+
+Two httpx clients share nothing but the transport settings: `api` carries the bearer token for
+`/api/v1` and `/share`; `storage` never does, because presigned part URLs and CDN model URLs are
+credentials of their own and must not receive our Authorization header.
+
+Idempotent calls retry by `retry.RetryPolicy`. `create_capture` never retries on its own: a
+retried create after a lost answer would duplicate the capture, so the engine reconciles first.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import pydantic
+
+from .config import ConfigError, Settings
+from .logging import REDACTOR
+from .models import (
+    CaptureMetadata,
+    CaptureOutput,
+    CaptureUploadedInput,
+    EditCaptureInput,
+    HTTPValidationError,
+    NewCaptureInput,
+    NewCaptureOutput,
+    RecreateCaptureUploadUrls,
+    TokenResponse,
+    UploadedPart,
+    UploadUrlOutput,
+)
+from .retry import (
+    RETRYABLE_STATUS,
+    Clock,
+    RetryableError,
+    RetryPolicy,
+    SystemClock,
+    parse_retry_after,
+)
+from .retry import call_with_retries as _call_with_retries
+
+T = TypeVar("T")
+
+USER_AGENT = "teleport-sync"
+# Refresh this long before the server's `expires_in` runs out, so no request carries a token
+# that expires in flight. Short-lived tokens (tests) refresh at half their life instead.
+TOKEN_REFRESH_MARGIN = 60.0
+
+
+def redact_url(url: str | httpx.URL) -> str:
+    """The URL without its query string: presigned signatures live there."""
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class ApiError(Exception):
+    """An error from the API or storage, with what we were doing and what the server said."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, server_message: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
+class TransientError(ApiError, RetryableError):
+    """Worth retrying: 429, 5xx, timeouts, connection resets."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        server_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        ApiError.__init__(self, message, status=status, server_message=server_message)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ApiError):
+    """The token endpoint refused our client credentials, or the API refused every token."""
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class RequestRejected(ApiError):
+    """A 4xx that retrying will not fix (422 validation, 403 plan limits, ...)."""
+
+
+class UploadUrlExpired(ApiError):
+    """S3 answered 403 `Request has expired`: ask for a fresh URL and send the part again."""
+
+
+def server_message(response: httpx.Response) -> str:
+    """What the server said, readably: 422 `detail` lists, S3 XML `<Code>: <Message>`, or text."""
+    text = response.text.strip() if response.content else ""
+    if not text:
+        return response.reason_phrase or f"HTTP {response.status_code}"
+    if text.startswith("<"):
+        try:
+            root = ET.fromstring(text)
+            code = root.findtext("Code") or ""
+            message = root.findtext("Message") or ""
+            return f"{code}: {message}".strip(": ") or text[:300]
+        except ET.ParseError:
+            return text[:300]
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(body, dict) and "detail" in body:
+        try:
+            return HTTPValidationError.model_validate(body).render()
+        except pydantic.ValidationError:
+            return str(body["detail"])[:300]
+    if isinstance(body, dict):
+        for key in ("error_description", "message", "error"):
+            if body.get(key):
+                return str(body[key])
+    return text[:300]
+
+
+def error_for(response: httpx.Response, doing: str) -> ApiError:
+    """The typed error for a non-2xx response."""
+    status = response.status_code
+    said = server_message(response)
+    message = f"{doing} failed: HTTP {status}: {said}"
+    if status in RETRYABLE_STATUS or (status == 400 and "RequestTimeout" in said):
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return TransientError(message, status=status, server_message=said, retry_after=retry_after)
+    if status == 403 and "expired" in said.lower():
+        return UploadUrlExpired(message, status=status, server_message=said)
+    if status == 401:
+        return AuthenticationError(message, status=status, server_message=said)
+    if status == 404:
+        return NotFoundError(message, status=status, server_message=said)
+    return RequestRejected(message, status=status, server_message=said)
+
+
+@dataclass
+class _Token:
+    value: str
+    refresh_at: float
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """OAuth2 client credentials: cached token, early refresh, one refresh-and-retry on a 401.
+
+    The token request goes through its own `httpx.Client` (injected in tests). JSON body as the
+    Teleport docs show; form encoding as a fallback for servers that answer 400/415 to JSON.
+    """
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        http: httpx.Client,
+        clock: Clock | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scope = scope
+        self._http = http
+        self._clock = clock or SystemClock()
+        self._on_token = on_token
+        self._lock = threading.Lock()
+        self._token: _Token | None = None
+        self.tokens_issued = 0
+
+    def _fetch_token(self) -> _Token:
+        body: dict[str, str] = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        }
+        if self._scope:
+            body["scope"] = self._scope
+        try:
+            response = self._http.post(self._token_url, json=body)
+            if response.status_code in (400, 415) and "invalid_client" not in response.text:
+                response = self._http.post(self._token_url, data=body)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"getting an access token from {redact_url(self._token_url)} failed: {exc!r}"
+            ) from None
+        if response.status_code in (400, 401, 403):
+            said = server_message(response)
+            raise AuthenticationError(
+                f"authentication failed at {redact_url(self._token_url)}: HTTP "
+                f"{response.status_code}: {said}. Check [api] client_id and the client secret "
+                "(from the Teleport Developer Dashboard)",
+                status=response.status_code,
+                server_message=said,
+            )
+        if response.status_code >= 300:
+            raise error_for(response, f"getting an access token from {redact_url(self._token_url)}")
+        try:
+            token = TokenResponse.model_validate(response.json())
+        except (ValueError, pydantic.ValidationError) as exc:
+            raise ApiError(
+                f"the token endpoint {redact_url(self._token_url)} sent no usable token: {exc}"
+            ) from None
+        if self._on_token is not None:
+            self._on_token(token.access_token)
+        self.tokens_issued += 1
+        lifetime = float(token.expires_in)
+        margin = min(TOKEN_REFRESH_MARGIN, lifetime / 2)
+        return _Token(token.access_token, self._clock.monotonic() + lifetime - margin)
+
+    def token(self, *, force: bool = False, stale: str | None = None) -> str:
+        """A valid token. `stale` names the one a 401 refused: refresh unless another thread did."""
+        with self._lock:
+            current = self._token
+            needs_new = (
+                force
+                or current is None
+                or self._clock.monotonic() >= current.refresh_at
+                or (stale is not None and current.value == stale)
+            )
+            if needs_new:
+                self._token = self._fetch_token()
+            assert self._token is not None
+            return self._token.value
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        token = self.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            # The docs: "If you encounter a 401 Unauthorized ... request a new one." Once.
+            request.headers["Authorization"] = f"Bearer {self.token(stale=token)}"
+            yield request
+
+
+class TeleportClient:
+    """Typed methods for every endpoint, plus part upload and model download."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth: httpx.Auth,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        storage_transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        max_connections: int = 16,
+        on_retry: Callable[[str, int, BaseException, float], None] | None = None,
+    ) -> None:
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 15.0))
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        headers = {"User-Agent": USER_AGENT}
+        self.api = httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            timeout=timeouts,
+            transport=transport,
+            limits=limits,
+            headers=headers,
+        )
+        self.storage = httpx.Client(
+            timeout=timeouts, transport=storage_transport, limits=limits, headers=headers
+        )
+        self.policy = policy or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self._on_retry = on_retry
+
+    def close(self) -> None:
+        self.api.close()
+        self.storage.close()
+
+    def __enter__(self) -> TeleportClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _request_once(self, method: str, path: str, doing: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.api.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransientError(f"{doing} failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 300:
+            raise error_for(response, doing)
+        return response
+
+    def _request(
+        self, method: str, path: str, doing: str, *, retry: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        if not retry:
+            return self._request_once(method, path, doing, **kwargs)
+
+        def report(attempt: int, exc: BaseException, delay: float) -> None:
+            if self._on_retry is not None:
+                self._on_retry(doing, attempt, exc, delay)
+
+        return _call_with_retries(
+            lambda: self._request_once(method, path, doing, **kwargs),
+            policy=self.policy,
+            clock=self.clock,
+            on_retry=report,
+        )
+
+    @staticmethod
+    def _parse(model: type[T], response: httpx.Response, doing: str) -> T:
+        try:
+            return model.model_validate(response.json())  # type: ignore[attr-defined,no-any-return]
+        except (ValueError, pydantic.ValidationError) as exc:
+            raise ApiError(f"{doing}: the server's answer did not match the API: {exc}") from None
+
+    # -- captures --------------------------------------------------------------------------
+
+    def list_captures(self, *, limit: int = 25, offset: int = 0) -> list[CaptureOutput]:
+        doing = "listing captures"
+        response = self._request(
+            "GET", "/api/v1/captures", doing, params={"limit": limit, "offset": offset}
+        )
+        try:
+            items = response.json()
+        except ValueError:
+            raise ApiError(f"{doing}: the server's answer was not JSON") from None
+        if not isinstance(items, list):
+            raise ApiError(f"{doing}: expected a JSON array, got {type(items).__name__}")
+        try:
+            return [CaptureOutput.model_validate(item) for item in items]
+        except pydantic.ValidationError as exc:
+            raise ApiError(f"{doing}: the server's answer did not match the API: {exc}") from None
+
+    def iter_captures(self, *, page_size: int = 100) -> Iterator[CaptureOutput]:
+        """Every capture of the account; pages until a short page (the order is not documented)."""
+        offset = 0
+        while True:
+            page = self.list_captures(limit=page_size, offset=offset)
+            yield from page
+            if len(page) < page_size:
+                return
+            offset += page_size
+
+    def find_capture(self, eid: str) -> CaptureOutput | None:
+        """The API has no single-capture GET; find it in the listing."""
+        return next((c for c in self.iter_captures() if c.eid == eid), None)
+
+    def create_capture(self, request: NewCaptureInput) -> NewCaptureOutput:
+        doing = f"creating capture {request.name!r}"
+        response = self._request(
+            "POST",
+            "/api/v1/captures",
+            doing,
+            retry=False,
+            json=request.model_dump(mode="json", exclude_none=True),
+        )
+        return self._parse(NewCaptureOutput, response, doing)
+
+    def create_upload_url(self, eid: str, part_no: int, bytesize: int) -> UploadUrlOutput:
+        doing = f"requesting the upload URL of part {part_no} of capture {eid}"
+        body = RecreateCaptureUploadUrls(eid=eid, bytesize=bytesize)
+        response = self._request(
+            "POST",
+            f"/api/v1/captures/{eid}/create-upload-url/{part_no}",
+            doing,
+            json=body.model_dump(mode="json"),
+        )
+        return self._parse(UploadUrlOutput, response, doing)
+
+    def complete_upload(self, eid: str, parts: Iterable[UploadedPart]) -> CaptureOutput:
+        doing = f"completing the upload of capture {eid}"
+        ordered = sorted(parts, key=lambda p: p.number)
+        body = CaptureUploadedInput(eid=eid, parts=ordered)
+        response = self._request(
+            "POST", f"/api/v1/captures/{eid}/uploaded", doing, json=body.model_dump(mode="json")
+        )
+        return self._parse(CaptureOutput, response, doing)
+
+    def rename_capture(self, eid: str, name: str) -> CaptureOutput:
+        doing = f"renaming capture {eid}"
+        body = EditCaptureInput(name=name)
+        response = self._request("PUT", f"/api/v1/captures/{eid}", doing, json=body.model_dump())
+        return self._parse(CaptureOutput, response, doing)
+
+    def delete_capture(self, eid: str) -> None:
+        self._request("DELETE", f"/api/v1/captures/{eid}", f"deleting capture {eid}")
+
+    def metadata(
+        self, sid: str, *, profiles: Iterable[str] = ("ply",), quality: str = "hd"
+    ) -> CaptureMetadata:
+        doing = f"reading the metadata of share {sid}"
+        params: list[tuple[str, str]] = [("profiles", p) for p in profiles]
+        params.append(("quality", quality))
+        response = self._request("GET", f"/share/{sid}/metadata", doing, params=params)
+        return self._parse(CaptureMetadata, response, doing)
+
+    # -- storage (presigned and CDN URLs: no Authorization header) --------------------------
+
+    def put_part(self, url: str, body: Iterable[bytes], length: int, *, doing: str) -> str:
+        """PUT one part's bytes with an explicit Content-Length; returns the ETag as sent.
+
+        One attempt: the engine retries, because every attempt needs a fresh URL and stream.
+        """
+        try:
+            response = self.storage.put(url, content=body, headers={"Content-Length": str(length)})
+        except httpx.TransportError as exc:
+            raise TransientError(f"{doing} failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 300:
+            raise error_for(response, doing)
+        etag = response.headers.get("ETag")
+        if not etag:
+            raise TransientError(f"{doing}: storage answered {response.status_code} with no ETag")
+        return etag
+
+    def download(self, url: str, destination: Path, *, expected_size: int | None = None) -> int:
+        """Stream a model file to `destination` via a temp name and rename; returns its size."""
+        doing = f"downloading {redact_url(url)}"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".part")
+
+        def attempt() -> int:
+            written = 0
+            try:
+                with self.storage.stream("GET", url) as response:
+                    if response.status_code >= 300:
+                        response.read()
+                        raise error_for(response, doing)
+                    with partial.open("wb") as out:
+                        for block in response.iter_bytes(1 << 20):
+                            out.write(block)
+                            written += len(block)
+            except httpx.TransportError as exc:
+                raise TransientError(f"{doing} failed: {type(exc).__name__}: {exc}") from None
+            if expected_size is not None and written != expected_size:
+                raise TransientError(
+                    f"{doing}: got {written} bytes, the metadata said {expected_size}"
+                )
+            return written
+
+        size = _call_with_retries(attempt, policy=self.policy, clock=self.clock)
+        partial.replace(destination)
+        return size
+
+
+def build_client(
+    *,
+    base_url: str,
+    auth_url: str,
+    client_id: str,
+    client_secret: str,
+    scope: str | None = None,
+    timeout: float = 60.0,
+    max_connections: int = 16,
+    clock: Clock | None = None,
+    policy: RetryPolicy | None = None,
+    on_token: Callable[[str], None] | None = None,
+    on_retry: Callable[[str, int, BaseException, float], None] | None = None,
+) -> TeleportClient:
+    """A client with real transports: the composition used by the CLI and the daemon."""
+    token_http = httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        headers={"User-Agent": USER_AGENT},
+    )
+    auth = ClientCredentialsAuth(
+        token_url=auth_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        scope=scope,
+        http=token_http,
+        clock=clock,
+        on_token=on_token,
+    )
+    return TeleportClient(
+        base_url=base_url,
+        auth=auth,
+        timeout=timeout,
+        clock=clock,
+        policy=policy,
+        max_connections=max_connections,
+        on_retry=on_retry,
+    )
+
+
+def client_from_settings(settings: Settings, *, clock: Clock | None = None) -> TeleportClient:
+    """The client the CLI and daemon use, with every secret registered for redaction."""
+    if not settings.api.client_id:
+        raise ConfigError(
+            "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
+        )
+    secret = settings.client_secret_value()
+    REDACTOR.add_secret(secret)
+    return build_client(
+        base_url=settings.api.base_url,
+        auth_url=settings.api.auth_url,
+        client_id=settings.api.client_id,
+        client_secret=secret,
+        scope=settings.api.scope,
+        timeout=settings.api.timeout_seconds,
+        max_connections=max(8, settings.upload.concurrency * settings.upload.files_at_once + 4),
+        clock=clock,
+        on_token=REDACTOR.add_secret,
+    )

@@ -1,0 +1,255 @@
+"""The `teleport-sync` command: thin commands over the library.
+
+Exit codes: 0 ok, 1 failed work, 2 usage or configuration error. Errors are one clear line on
+stderr; secrets never appear in them (messages pass through the redactor).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .api import ApiError, AuthenticationError, TransientError, client_from_settings
+from .config import ConfigError, Settings, load_settings
+from .logging import REDACTOR, configure_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    stderr.print(f"[bold red]error:[/] {escape(REDACTOR.redact(message))}", highlight=False)
+    sys.exit(code)
+
+
+def reports_errors(func: F) -> F:
+    """Turn our exceptions into one line on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except AuthenticationError as exc:
+            fail(str(exc), EXIT_FAILED)
+        except TransientError as exc:
+            fail(f"{exc} (gave up after retries; is the API reachable?)", EXIT_FAILED)
+        except ApiError as exc:
+            fail(str(exc), EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class AppContext:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+            if self._settings.api.client_secret is not None:
+                REDACTOR.add_secret(self._settings.api.client_secret.get_secret_value())
+            configure_logging(self._settings.log.level, self._settings.log.format)
+        return self._settings
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="teleport-sync")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Config file (else $TELEPORT_SYNC_CONFIG, $XDG_CONFIG_HOME/teleport-sync/config.toml, "
+    "/etc/teleport-sync/config.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Turn a folder into a Teleport Gaussian-splatting pipeline.
+
+    Drop a .zip of photos or an .mp4 into a watched folder; teleport-sync uploads it, follows the
+    capture until it is READY or FAILED, and downloads the finished model.
+    """
+    ctx.obj = AppContext(config_path)
+
+
+# -- captures ---------------------------------------------------------------------------------
+
+
+@main.group()
+def captures() -> None:
+    """List, rename and delete the account's captures."""
+
+
+@captures.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_app
+@reports_errors
+def captures_list(app: AppContext, as_json: bool) -> None:
+    """Every capture of the account."""
+    with client_from_settings(app.settings) as client:
+        items = list(client.iter_captures())
+    if as_json:
+        click.echo(json.dumps([c.model_dump(mode="json") for c in items], indent=2))
+        return
+    table = Table("eid", "name", "state", "created", "sid")
+    for c in sorted(items, key=lambda c: c.created, reverse=True):
+        table.add_row(c.eid, c.name, c.state, c.created.isoformat(timespec="seconds"), c.sid or "")
+    stdout.print(table)
+    stdout.print(f"{len(items)} capture(s)")
+
+
+@captures.command("rename")
+@click.argument("eid")
+@click.argument("name")
+@pass_app
+@reports_errors
+def captures_rename(app: AppContext, eid: str, name: str) -> None:
+    """Give capture EID a new NAME."""
+    with client_from_settings(app.settings) as client:
+        capture = client.rename_capture(eid, name)
+    click.echo(f"renamed {capture.eid} to {capture.name!r}")
+
+
+@captures.command("delete")
+@click.argument("eid")
+@pass_app
+@reports_errors
+def captures_delete(app: AppContext, eid: str) -> None:
+    """Delete capture EID from the account."""
+    with client_from_settings(app.settings) as client:
+        client.delete_capture(eid)
+    click.echo(f"deleted {eid}")
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_app
+@reports_errors
+def config_check(app: AppContext) -> None:
+    """Validate the config, the secret's source and permissions, then get a token from the API."""
+    settings = app.settings
+    click.echo(f"config file:   {settings.source_path or '(none; environment only)'}")
+    click.echo(f"client id:     {settings.api.client_id or '(not set)'}")
+    click.echo(f"client secret: from {settings.secret_source or '(not set)'}")
+    click.echo(f"api:           {settings.api.base_url}")
+    click.echo(f"token from:    {settings.api.auth_url}")
+    click.echo(f"journal:       {settings.journal.path}")
+    problems = []
+    for path in settings.watch.paths:
+        state = "ok" if path.is_dir() else "MISSING"
+        click.echo(f"watch:         {path} ({state})")
+        if not path.is_dir():
+            problems.append(f"[watch] paths: {path} is not a directory")
+    with client_from_settings(settings) as client:
+        auth = client.api.auth
+        token = auth.token() if hasattr(auth, "token") else None
+        client.list_captures(limit=1)
+    click.echo(f"api access:    ok (token issued{'' if token else ' (none?)'}, captures listed)")
+    if problems:
+        fail("; ".join(problems), EXIT_USAGE)
+
+
+# -- emulator -----------------------------------------------------------------------------------
+
+
+def _require_emulator_extra() -> None:
+    from .emulator import missing_modules
+
+    missing = missing_modules()
+    if missing:
+        fail(
+            f"this command needs the emulator's packages ({', '.join(missing)} missing); "
+            "install them with: pip install 'teleport-sync[emulator]'",
+            EXIT_USAGE,
+        )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, help="API port.")
+@click.option("--s3-port", default=0, help="Part-storage port (default: any free port).")
+@click.option("--client-id", default="demo-client", show_default=True)
+@click.option("--client-secret", default="demo-secret-change-me", show_default=True)
+@click.option("--chunk-size-mib", default=8.0, show_default=True, help="Part size (>= 5).")
+@click.option("--token-ttl", default=3600.0, show_default=True, help="Token lifetime, seconds.")
+@click.option("--url-ttl", default=900.0, show_default=True, help="Upload URL lifetime, seconds.")
+@click.option("--processing-delay", default=3.0, show_default=True, help="Upload to READY, s.")
+@click.option("--api-5xx-rate", default=0.0, help="Fraction of API calls answered 500.")
+@click.option("--api-503-rate", default=0.0, help="Fraction answered 503 + Retry-After.")
+@click.option("--put-5xx-rate", default=0.0, help="Fraction of part PUTs answered 500.")
+@click.option("--put-reset-rate", default=0.0, help="Fraction of part PUTs reset mid-body.")
+@click.option("--expired-url-rate", default=0.0, help="Fraction of upload URLs already expired.")
+@click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
+def emulator(**options: Any) -> None:
+    """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
+    _require_emulator_extra()
+    from .config import is_loopback_host
+    from .emulator.faults import MIB, EmulatorConfig
+    from .emulator.server import EmulatorServer
+
+    if not is_loopback_host(options["host"]):
+        fail("the emulator listens on loopback only (127.0.0.1, ::1 or localhost)", EXIT_USAGE)
+    if options["chunk_size_mib"] < 5:
+        fail("--chunk-size-mib must be at least 5 (S3's smallest part)", EXIT_USAGE)
+    config = EmulatorConfig(
+        client_id=options["client_id"],
+        client_secret=options["client_secret"],
+        chunk_size=int(options["chunk_size_mib"] * MIB),
+        token_ttl_seconds=options["token_ttl"],
+        url_ttl_seconds=options["url_ttl"],
+        processing_delay_seconds=options["processing_delay"],
+        api_5xx_rate=options["api_5xx_rate"],
+        api_503_retry_after_rate=options["api_503_rate"],
+        put_5xx_rate=options["put_5xx_rate"],
+        put_reset_rate=options["put_reset_rate"],
+        expired_url_rate=options["expired_url_rate"],
+        seed=options["seed"],
+    )
+    try:
+        server = EmulatorServer(
+            config, host=options["host"], port=options["port"], s3_port=options["s3_port"]
+        )
+    except OSError as exc:
+        fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror}", EXIT_USAGE)
+    server.start()
+    click.echo(f"Teleport emulator on {server.url} (part storage on {server.storage.endpoint})")
+    click.echo("Point teleport-sync at it with:\n")
+    click.echo("[api]")
+    click.echo(f'base_url = "{server.url}"')
+    click.echo(f'auth_url = "{server.token_url}"')
+    click.echo(f'client_id = "{config.client_id}"')
+    click.echo(f'client_secret = "{config.client_secret}"\n')
+    click.echo("Ctrl-C stops it.")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,309 @@
+"""Settings: a TOML file, overridden by `TELEPORT_SYNC_*` environment variables, plus the secret.
+
+Where the file is (first hit): `--config`, `$TELEPORT_SYNC_CONFIG`,
+`$XDG_CONFIG_HOME/teleport-sync/config.toml`, `/etc/teleport-sync/config.toml`.
+
+The client secret is read, first hit wins, from: the environment
+(`TELEPORT_SYNC_API__CLIENT_SECRET`), `$CREDENTIALS_DIRECTORY/client_secret` (systemd
+`LoadCredential=`), `[api] client_secret_file`, `[api] client_secret` in the config file. A file
+that holds the secret and is readable by group or others is refused, as ssh refuses loose keys.
+
+Every problem is a `ConfigError` whose message names the TOML key or the file, and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "TELEPORT_SYNC_"
+SECRET_ENV = f"{ENV_PREFIX}API__CLIENT_SECRET"
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+SYSTEM_CONFIG = Path("/etc/teleport-sync/config.toml")
+DEFAULT_IGNORED_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*", ".*")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and how to fix it."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos; say so instead of silently ignoring them.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiSettings(_Section):
+    base_url: str = "https://teleport.varjo.com"
+    auth_url: str = "https://signin.teleport.varjo.com/oauth2/token"
+    client_id: str = ""
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    scope: str = "openid profile email"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url", "auth_url")
+    @classmethod
+    def _only_tls_off_loopback(cls, value: str) -> str:
+        check_url_is_safe(value)
+        return value.rstrip("/")
+
+
+class WatchSettings(_Section):
+    paths: list[Path] = Field(default_factory=list)
+    recursive: bool = True
+    settle_seconds: float = Field(default=5.0, ge=0)
+    include: list[str] = Field(default_factory=lambda: ["*.zip", "*.mp4"])
+    exclude: list[str] = Field(default_factory=list)
+    follow_symlinks: bool = False
+
+
+class UploadSettings(_Section):
+    concurrency: int = Field(default=4, ge=1, le=64)
+    files_at_once: int = Field(default=2, ge=1, le=32)
+    name_template: str = "{name}"
+    training_parameters: dict[str, Any] | None = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_fields_known(cls, value: str) -> str:
+        try:
+            value.format(name="n", stem="s", parent="p", ext="e")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
+            ) from None
+        return value
+
+
+class PollSettings(_Section):
+    interval_seconds: float = Field(default=30.0, gt=0)
+
+
+def _default_journal_path() -> Path:
+    # Under systemd `StateDirectory=` sets $STATE_DIRECTORY; elsewhere follow XDG.
+    state_dir = os.environ.get("STATE_DIRECTORY")
+    if state_dir:
+        return Path(state_dir.split(":")[0]) / "journal.sqlite3"
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "teleport-sync" / "journal.sqlite3"
+
+
+class JournalSettings(_Section):
+    path: Path = Field(default_factory=_default_journal_path)
+
+
+class ResultsSettings(_Section):
+    download: bool = True
+    dir: Path | None = None
+    profiles: list[str] = Field(default_factory=lambda: ["ply"])
+    quality: Literal["sd", "hd"] = "hd"
+
+
+class ActionsSettings(_Section):
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    on_ready: list[str] | None = None
+    on_failed: list[str] | None = None
+    timeout_seconds: float = Field(default=300.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class MetricsSettings(_Section):
+    listen: str | None = None
+
+
+class Settings(BaseSettings):
+    """All configuration. Environment variables override the file, key by key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    # Where the file and the secret came from, for messages; not config keys.
+    source_path: Path | None = Field(default=None, exclude=True)
+    secret_source: str | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file's content arrives as init kwargs; the environment wins over it.
+        return (env_settings, init_settings)
+
+    def client_secret_value(self) -> str:
+        if self.api.client_secret is None:
+            raise ConfigError(
+                "no client secret configured: set TELEPORT_SYNC_API__CLIENT_SECRET, "
+                "LoadCredential=client_secret:... (systemd), [api] client_secret_file, "
+                "or [api] client_secret in the config file"
+            )
+        return self.api.client_secret.get_secret_value()
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url_is_safe(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{url!r} uses plain http to a non-loopback host, which would send the secret and "
+            "tokens in clear text; use https:// (plain http is allowed only to loopback)"
+        )
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read, or None when no default location has one."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist (given with --config)")
+        return explicit
+    from_env = environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (given by ${CONFIG_ENV})")
+        return path
+    xdg = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(xdg) / "teleport-sync" / "config.toml", SYSTEM_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _refuse_if_exposed(path: Path, what: str) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{path} holds the client secret ({what}) but is readable by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
+        )
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    try:
+        _refuse_if_exposed(path, what)
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the client secret from {path} ({what}): {exc}") from exc
+    if not secret:
+        raise ConfigError(f"{path} ({what}) is empty; put the client secret in it")
+    return secret
+
+
+def _render_validation_error(error: pydantic.ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        if len(loc) >= 2:
+            key = f"[{loc[0]}] {'.'.join(loc[1:])}"
+        else:
+            key = loc[0] if loc else "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (a typo?); see config.example.toml for the keys"
+        problems.append(f"{key}: {msg}")
+    return f"invalid configuration in {source}: " + "; ".join(problems)
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the file and the environment, resolve the secret, validate; or raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config_path, environ)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+    source = str(path) if path else "the environment"
+    try:
+        settings = Settings(**data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_render_validation_error(exc, source)) from None
+    settings.source_path = path
+
+    found = _resolve_secret(settings, data, path, environ)
+    if found is not None:
+        settings.api.client_secret = SecretStr(found[0])
+        settings.secret_source = found[1]
+    else:
+        settings.api.client_secret = None
+    return settings
+
+
+def _resolve_secret(
+    settings: Settings, data: dict[str, Any], path: Path | None, environ: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """The client secret and a description of where it came from, by the documented order."""
+    from_env = environ.get(SECRET_ENV)
+    if from_env:
+        return from_env, f"${SECRET_ENV}"
+    credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials_dir:
+        credential = Path(credentials_dir) / "client_secret"
+        if credential.is_file():
+            return _read_secret_file(credential, "systemd credential"), f"{credential}"
+    secret_file = settings.api.client_secret_file
+    if secret_file is not None:
+        return _read_secret_file(secret_file, "[api] client_secret_file"), f"{secret_file}"
+    api_table = data.get("api")
+    in_file = api_table.get("client_secret") if isinstance(api_table, dict) else None
+    if in_file and path is not None:
+        _refuse_if_exposed(path, "[api] client_secret")
+        return str(in_file), f"{path} ([api] client_secret)"
+    return None

@@ -1,0 +1,58 @@
+"""Knobs of the emulator: credentials, lifetimes, chunk size, processing delay, fault rates.
+
+Every rate is a probability per request, drawn from one seeded RNG so a failing test can be
+replayed. `EmulatorConfig` is plain data; the app and the storage gate read it on every request,
+so a test may change a knob while the emulator runs.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class EmulatorConfig:
+    client_id: str = "demo-client"
+    client_secret: str = "demo-secret-change-me"
+    token_ttl_seconds: float = 3600.0
+    url_ttl_seconds: float = 900.0
+    chunk_size: int = 8 * MIB
+    # Time from `/uploaded` to READY/FAILED; the first 30 % is UPLOADED, the rest PROCESSING.
+    processing_delay_seconds: float = 3.0
+
+    # Faults on the API (`/api/v1/...`, `/share/...`; never the token endpoint).
+    api_5xx_rate: float = 0.0
+    api_503_retry_after_rate: float = 0.0
+    retry_after_seconds: float = 1.0
+    # Faults on part PUTs (the storage gate in front of moto).
+    put_5xx_rate: float = 0.0
+    put_reset_rate: float = 0.0
+    expired_url_rate: float = 0.0
+    # Every URL issued during the emulator's first N seconds is already expired.
+    expire_urls_for_first_seconds: float = 0.0
+    # `/uploaded` completes on the server, then the answer is lost (HTTP 502).
+    lose_uploaded_response_rate: float = 0.0
+    # Answer API calls this late (past a client's timeout, to test that path).
+    slow_api_seconds: float = 0.0
+    slow_api_rate: float = 0.0
+    # Part ETags are replaced with a wrong 32-hex-digit value at this rate (corruption in transit).
+    wrong_etag_rate: float = 0.0
+
+    seed: int | None = None
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            self._rng.seed(self.seed)
+
+    def roll(self, rate: float) -> bool:
+        """True with probability `rate`."""
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate

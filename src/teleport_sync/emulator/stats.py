@@ -1,0 +1,69 @@
+"""What the emulator saw: every API call and part PUT, for tests to assert on.
+
+`listeners` are called after each call is handled (before the answer is sent), with the call's
+sequence number: crash tests use it to SIGKILL a client right after its Nth call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Call:
+    seq: int
+    kind: str  # "api", "token" or "put"
+    method: str
+    path: str
+    status: int
+    eid: str | None = None
+    part: int | None = None
+
+
+@dataclass
+class EmulatorStats:
+    calls: list[Call] = field(default_factory=list)
+    tokens_issued: list[str] = field(default_factory=list)
+    signatures_issued: list[str] = field(default_factory=list)
+    listeners: list[Callable[[Call], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, kind: str, method: str, path: str, status: int, **extra: Any) -> Call:
+        with self._lock:
+            call = Call(len(self.calls) + 1, kind, method, path, status, **extra)
+            self.calls.append(call)
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener(call)
+        return call
+
+    def snapshot(self) -> list[Call]:
+        with self._lock:
+            return list(self.calls)
+
+    def successful_puts(self, eid: str) -> Counter[int]:
+        """How many times each part of a capture was stored (2xx PUTs)."""
+        return Counter(
+            c.part
+            for c in self.snapshot()
+            if c.kind == "put" and c.eid == eid and 200 <= c.status < 300 and c.part is not None
+        )
+
+    def count(self, kind: str, method: str | None = None, path_suffix: str = "") -> int:
+        return sum(
+            1
+            for c in self.snapshot()
+            if c.kind == kind
+            and (method is None or c.method == method)
+            and c.path.endswith(path_suffix)
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "calls": [c.__dict__ for c in self.snapshot()],
+            "tokens_issued": len(self.tokens_issued),
+        }

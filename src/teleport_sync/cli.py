@@ -253,3 +253,117 @@ def emulator(**options: Any) -> None:
         pass
     finally:
         server.stop()
+
+
+# -- upload and status --------------------------------------------------------------------------
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given; folders expand to the .zip and .mp4 files below them."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in (".zip", ".mp4")))
+        else:
+            out.append(path)
+    return out
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
+@pass_app
+@reports_errors
+def upload(app: AppContext, paths: tuple[Path, ...], force: bool) -> None:
+    """Upload files now, with progress bars; re-running resumes where it stopped."""
+    from .daemon import components
+    from .engine import UploadFailed
+    from .inputs import InputProblem
+    from .progress import RichProgress
+
+    settings = app.settings
+    files = _expand(paths)
+    if not files:
+        fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)
+    results: list[tuple[Path, str, str]] = []
+    failures = 0
+    with RichProgress(stderr) as progress, components(settings, progress=progress) as parts:
+        for path in files:
+            try:
+                result = parts.uploader.upload(path, force=force)
+            except (InputProblem, UploadFailed) as exc:
+                failures += 1
+                progress.bars.console.print(
+                    f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
+                )
+                results.append((path, "failed", ""))
+                continue
+            what = "already uploaded" if result.already_uploaded else "uploaded"
+            results.append((path, what, result.eid))
+    table = Table("file", "result", "eid")
+    for path, what, eid in results:
+        style = "red" if what == "failed" else "green"
+        table.add_row(str(path), f"[{style}]{what}[/]", eid)
+    stdout.print(table)
+    if failures:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
+@pass_app
+@reports_errors
+def status(app: AppContext, as_json: bool) -> None:
+    """What the journal knows: one row per file."""
+    from .daemon import open_journal
+
+    settings = app.settings
+    if not settings.journal.path.exists():
+        rows: list[dict[str, Any]] = []
+    else:
+        with open_journal(settings) as journal:
+            rows = journal.status_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("file", "upload", "parts", "capture", "eid", "error")
+    for row in rows:
+        parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
+        table.add_row(
+            row["path"],
+            row["upload_state"],
+            parts,
+            row["capture_state"] or "",
+            row["eid"] or "",
+            row["error"] or "",
+        )
+    stdout.print(table)
+    stdout.print(f"{len(rows)} file(s) in {settings.journal.path}")
+
+
+@main.command()
+@click.argument("eid")
+@click.option("--profile", "profiles", multiple=True, help="Model profile (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=".")
+@pass_app
+@reports_errors
+def download(app: AppContext, eid: str, profiles: tuple[str, ...], out_dir: Path) -> None:
+    """Fetch a finished capture's model files."""
+    settings = app.settings
+    wanted = list(profiles) or settings.results.profiles
+    with client_from_settings(settings) as client:
+        capture = client.find_capture(eid)
+        if capture is None:
+            fail(f"no capture {eid} in this account (see: teleport-sync captures list)")
+        if capture.state != "READY" or not capture.sid:
+            fail(f"capture {eid} is {capture.state}, not READY; nothing to download yet")
+        metadata = client.metadata(capture.sid, profiles=wanted, quality=settings.results.quality)
+        if not metadata.models:
+            fail(f"capture {eid} has no models for profiles {', '.join(wanted)}")
+        stem = Path(capture.name).stem or eid
+        for index, model in enumerate(metadata.models):
+            suffix = Path(model.url.split("?", 1)[0]).suffix or ".bin"
+            extra = f"-{index}" if len(metadata.models) > 1 else ""
+            target = out_dir / f"{stem}{extra}{suffix}"
+            size = client.download(model.url, target, expected_size=model.size)
+            click.echo(f"{target} ({size} bytes)")

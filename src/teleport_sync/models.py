@@ -7,6 +7,7 @@ fields (the API grows) and keeps `state` an open string, because the reference l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -48,6 +49,17 @@ TERMINAL_STATES = frozenset({CaptureState.READY.value, CaptureState.FAILED.value
 
 def is_terminal(state: str | None) -> bool:
     return state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What makes a file version: (dev, inode, size, mtime_ns) plus a cheap content fingerprint."""
+
+    dev: int
+    inode: int
+    size: int
+    mtime_ns: int
+    fingerprint: str
 
 
 class ValidationError(_Response):

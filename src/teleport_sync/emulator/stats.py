@@ -22,6 +22,9 @@ class Call:
     status: int
     eid: str | None = None
     part: int | None = None
+    # For part PUTs: when the request arrived and when storage finished (monotonic seconds).
+    started: float | None = None
+    finished: float | None = None
 
 
 @dataclass

@@ -27,6 +27,9 @@ from .faults import EmulatorConfig
 from .stats import EmulatorStats
 
 StartResponse = Callable[..., Any]
+# Presigned URLs for the same part signed in the same second are identical; a per-URL id lets
+# the gate expire one URL without expiring the fresh one a client asks for next.
+URL_ID_PARAM = "x-emulator-url-id"
 
 
 def _s3_error(code: str, message: str) -> bytes:
@@ -45,13 +48,13 @@ class StorageGate:
         config: EmulatorConfig,
         stats: EmulatorStats,
         eid_for_upload: Callable[[str], str | None],
-        doomed_signatures: set[str],
+        doomed_urls: set[str],
     ) -> None:
         self._app = app
         self._config = config
         self._stats = stats
         self._eid_for_upload = eid_for_upload
-        self._doomed = doomed_signatures
+        self._doomed = doomed_urls
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -60,6 +63,12 @@ class StorageGate:
         if environ["REQUEST_METHOD"] != "PUT" or upload_id is None or part is None:
             return self._app(environ, start_response)
         eid = self._eid_for_upload(upload_id)
+        # The URL id is ours, not S3's: moto must not see it.
+        environ["QUERY_STRING"] = "&".join(
+            p
+            for p in environ.get("QUERY_STRING", "").split("&")
+            if not p.startswith(URL_ID_PARAM + "=")
+        )
         part_no = int(part)
         path = environ.get("PATH_INFO", "")
 
@@ -94,6 +103,7 @@ class StorageGate:
             )
 
         captured: dict[str, Any] = {}
+        started = time.monotonic()
 
         def capture_start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             captured["status"] = int(status.split()[0])
@@ -104,12 +114,21 @@ class StorageGate:
 
         result = self._app(environ, capture_start)
         body = b"".join(result)
-        self._stats.record("put", "PUT", path, captured.get("status", 500), eid=eid, part=part_no)
+        self._stats.record(
+            "put",
+            "PUT",
+            path,
+            captured.get("status", 500),
+            eid=eid,
+            part=part_no,
+            started=started,
+            finished=time.monotonic(),
+        )
         return [body]
 
     def _is_expired(self, query: dict[str, list[str]]) -> bool:
-        signature = (query.get("X-Amz-Signature") or [""])[0]
-        if signature in self._doomed:
+        url_id = (query.get(URL_ID_PARAM) or [""])[0]
+        if url_id in self._doomed:
             return True
         try:
             signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(
@@ -167,14 +186,14 @@ class S3Storage:
         self._config = config
         self.bucket = f"teleport-emulator-{uuid.uuid4().hex[:12]}"
         self._uploads: dict[str, str] = {}  # upload id -> eid
-        self.doomed_signatures: set[str] = set()
+        self.doomed_urls: set[str] = set()
         self.started_at = time.monotonic()
         gate = StorageGate(
             DomainDispatcherApplication(create_backend_app),
             config,
             stats,
             self._uploads.get,
-            self.doomed_signatures,
+            self.doomed_urls,
         )
 
         class QuietHandler(MotoRequestHandler):
@@ -231,10 +250,11 @@ class S3Storage:
             ExpiresIn=max(1, int(self._config.url_ttl_seconds)),
         )
         signature = parse_qs(url.split("?", 1)[1])["X-Amz-Signature"][0]
+        url_id = uuid.uuid4().hex
         early = time.monotonic() - self.started_at < self._config.expire_urls_for_first_seconds
         if early or self._config.roll(self._config.expired_url_rate):
-            self.doomed_signatures.add(signature)
-        return url, signature
+            self.doomed_urls.add(url_id)
+        return f"{url}&{URL_ID_PARAM}={url_id}", signature
 
     def complete(self, eid: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
         self.client.complete_multipart_upload(

@@ -1,0 +1,54 @@
+"""Composition root: builds the client, journal and engine from settings.
+
+The CLI's one-shot commands and the long-running daemon are wired here, so no other module
+has to know how the pieces fit together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .api import TeleportClient, client_from_settings
+from .config import Settings
+from .engine import Progress, Uploader
+from .journal import Journal
+
+
+@dataclass
+class Components:
+    settings: Settings
+    client: TeleportClient
+    journal: Journal
+    uploader: Uploader
+
+
+def open_journal(settings: Settings) -> Journal:
+    return Journal(settings.journal.path)
+
+
+@contextmanager
+def components(
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Components]:
+    """Client, journal and uploader for `settings`, closed on exit."""
+    journal = open_journal(settings)
+    try:
+        with client_from_settings(settings) as client:
+            uploader = Uploader(
+                client,
+                journal,
+                concurrency=settings.upload.concurrency,
+                name_template=settings.upload.name_template,
+                training_parameters=settings.upload.training_parameters,
+                progress=progress,
+                stop=stop,
+            )
+            yield Components(settings, client, journal, uploader)
+    finally:
+        journal.close()

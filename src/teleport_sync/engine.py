@@ -1,0 +1,446 @@
+"""Upload one file, exactly once, resumably: plan, create, stream parts, complete, reconcile.
+
+The journal is consulted before and written after every step that the server acknowledges:
+- intent before `POST /captures`; eid, chunk size and part count in one transaction after it;
+- after a crash in the orphan window (intent, no eid) the account's captures are listed and a
+  matching `CREATED` capture is adopted (extras deleted) instead of creating another;
+- one transaction per acknowledged part; on resume only parts without an ETag are sent;
+- a completion whose answer is lost is reconciled by reading the capture's state.
+
+Parts are streamed from disk in `block_size` blocks (memory does not grow with part size), MD5
+is computed on the way, and each attempt gets a fresh presigned URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from .api import (
+    ApiError,
+    NotFoundError,
+    RequestRejected,
+    TeleportClient,
+    TransientError,
+    UploadUrlExpired,
+)
+from .inputs import InputProblem, capture_name, identify, input_format_for
+from .journal import FileRecord, Journal
+from .logging import get_logger
+from .models import CaptureState, FileIdentity, NewCaptureInput, UploadedPart
+from .retry import Clock, RetryPolicy, SystemClock
+
+MAX_PARTS = 10_000
+BLOCK_SIZE = 1 << 20
+# Server and local clocks differ; a capture created this long before our intent still counts
+# as ours when reconciling the orphan window.
+CLOCK_SKEW = timedelta(minutes=2)
+_MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
+
+log = get_logger("teleport_sync.engine")
+
+
+class UploadFailed(Exception):
+    """This attempt failed; the file stays in the journal and can be retried later."""
+
+
+class FileChanged(UploadFailed):
+    """The file changed while it was being uploaded; its capture was abandoned."""
+
+
+class Stopped(UploadFailed):
+    """Asked to stop (SIGTERM): acknowledged parts are journaled, the rest resumes later."""
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    number: int
+    offset: int
+    size: int
+
+
+def plan_parts(bytesize: int, chunk_size: int, num_parts: int) -> list[PartPlan]:
+    """Byte ranges of each part; refuses a plan that does not cover the file exactly."""
+    if chunk_size <= 0:
+        raise UploadFailed(f"the server chose a chunk size of {chunk_size} bytes")
+    needed = max(1, math.ceil(bytesize / chunk_size))
+    if num_parts != needed:
+        raise UploadFailed(
+            f"the server's plan ({num_parts} parts of {chunk_size} bytes) does not cover "
+            f"{bytesize} bytes, which need {needed} parts"
+        )
+    if num_parts > MAX_PARTS:
+        raise UploadFailed(
+            f"{bytesize} bytes in parts of {chunk_size} bytes would be {num_parts} parts; "
+            f"S3 allows at most {MAX_PARTS}"
+        )
+    return [
+        PartPlan(n, (n - 1) * chunk_size, min(chunk_size, bytesize - (n - 1) * chunk_size))
+        for n in range(1, num_parts + 1)
+    ]
+
+
+class Progress(Protocol):
+    """What the engine reports while it works; the CLI draws bars, the daemon counts metrics."""
+
+    def started(
+        self, path: Path, total: int, done: int, num_parts: int, parts_done: int
+    ) -> None: ...
+
+    def advanced(self, path: Path, nbytes: int) -> None: ...
+
+    def part_done(self, path: Path, number: int) -> None: ...
+
+
+class NoProgress:
+    def started(self, path: Path, total: int, done: int, num_parts: int, parts_done: int) -> None:
+        pass
+
+    def advanced(self, path: Path, nbytes: int) -> None:
+        pass
+
+    def part_done(self, path: Path, number: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    path: Path
+    file_id: int
+    eid: str
+    already_uploaded: bool
+    parts_sent: int
+    capture_state: str | None
+
+
+class Uploader:
+    """Uploads files through one client and one journal. Thread-safe across files."""
+
+    def __init__(
+        self,
+        client: TeleportClient,
+        journal: Journal,
+        *,
+        concurrency: int = 4,
+        name_template: str = "{name}",
+        training_parameters: dict[str, Any] | None = None,
+        part_policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        block_size: int = BLOCK_SIZE,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.concurrency = concurrency
+        self.name_template = name_template
+        self.training_parameters = training_parameters
+        self.part_policy = part_policy or RetryPolicy(max_attempts=10)
+        self.clock = clock or SystemClock()
+        self.progress: Progress = progress or NoProgress()
+        self.stop = stop or threading.Event()
+        self.block_size = block_size
+
+    # -- the whole file -------------------------------------------------------------------------
+
+    def upload(self, path: Path, *, force: bool = False) -> UploadResult:
+        """Upload `path` (or resume it); raises InputProblem, UploadFailed or its subclasses."""
+        path = path.absolute()
+        fmt = input_format_for(path)
+        identity = identify(path)
+        name = capture_name(self.name_template, path)
+        record = self.journal.register(str(path), identity, fmt.value, name)
+
+        if record.identity != identity or force:
+            why = "forced" if force else "the file changed since it was journaled"
+            record = self._start_over(record, identity, fmt.value, name, why)
+        elif record.upload_state == "uploaded" and record.eid:
+            return UploadResult(path, record.id, record.eid, True, 0, record.capture_state)
+
+        try:
+            return self._upload(path, record, identity)
+        except InputProblem as exc:
+            # Raised mid-upload when the file vanished or became unreadable.
+            self.journal.mark_failed(record.id, str(exc))
+            raise
+        except UploadFailed as exc:
+            if not isinstance(exc, Stopped):
+                self.journal.mark_failed(record.id, str(exc))
+            raise
+
+    def _start_over(
+        self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str
+    ) -> FileRecord:
+        if record.eid and record.upload_state != "uploaded":
+            # An unfinished capture of an old version is useless to anyone: delete it.
+            self._delete_quietly(record.eid, f"abandoned: {why}")
+            why = f"{why}; capture {record.eid} deleted"
+        elif record.eid:
+            why = f"{why}; capture {record.eid} of the previous version is kept"
+        log.info("starting over", path=record.path, reason=why)
+        return self.journal.restart(record.id, identity, fmt, name, why)
+
+    def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
+        self._check_stop()
+        if record.eid is None:
+            record = self._ensure_capture(record)
+        assert record.eid and record.chunk_size and record.num_parts
+        self.journal.mark_uploading(record.id)
+        plan = plan_parts(identity.size, record.chunk_size, record.num_parts)
+        acknowledged = self.journal.parts(record.id)
+        todo = [p for p in plan if p.number not in acknowledged]
+        done_bytes = sum(p.size for p in plan if p.number in acknowledged)
+        self.progress.started(path, identity.size, done_bytes, len(plan), len(acknowledged))
+        log.info(
+            "uploading",
+            path=str(path),
+            eid=record.eid,
+            parts=len(plan),
+            resuming_from=len(acknowledged),
+        )
+        try:
+            self._send_parts(path, record, todo, identity.size)
+        except NotFoundError as exc:
+            # The capture is gone (deleted in the web UI?): the next attempt starts afresh.
+            self.journal.restart(
+                record.id, identity, record.input_data_format, record.name, f"{exc}"
+            )
+            raise UploadFailed(f"{path}: capture {record.eid} vanished; will start over") from exc
+
+        if identify(path) != identity:
+            self._delete_quietly(record.eid, "file changed during upload")
+            self.journal.restart(
+                record.id,
+                identify(path),
+                record.input_data_format,
+                record.name,
+                "the file changed during upload",
+            )
+            raise FileChanged(
+                f"{path} changed while it was being uploaded; its capture was deleted and the "
+                "file will be uploaded again once it is complete"
+            )
+        state, sid = self._complete(path, record, len(plan))
+        self.journal.record_state(record.id, state, sid)
+        self.journal.mark_uploaded(record.id)
+        log.info("uploaded", path=str(path), eid=record.eid, state=state)
+        return UploadResult(path, record.id, record.eid, False, len(todo), state)
+
+    # -- create, with the orphan window reconciled ------------------------------------------
+
+    def _ensure_capture(self, record: FileRecord) -> FileRecord:
+        # A previous run meant to create a capture and may have, without journaling it.
+        if record.intent_at is not None and self._adopt_orphan(record, record.intent_at):
+            return self.journal.get(record.id)
+        intent_at = self.journal.mark_create_intent(record.id)
+        request = NewCaptureInput(
+            name=record.name,
+            bytesize=record.identity.size,
+            input_data_format=record.input_data_format,
+            training_parameters=self.training_parameters,
+        )
+        attempt = 0
+        while True:
+            self._check_stop()
+            try:
+                created = self.client.create_capture(request)
+                break
+            except TransientError as exc:
+                attempt += 1
+                if attempt >= self.part_policy.max_attempts:
+                    raise UploadFailed(f"{record.path}: {exc}") from exc
+                self.clock.sleep(self.part_policy.backoff(attempt - 1, exc.retry_after))
+                # The failed create may have happened on the server after all.
+                if self._adopt_orphan(record, intent_at):
+                    return self.journal.get(record.id)
+            except ApiError as exc:
+                raise UploadFailed(f"{record.path}: {exc}") from exc
+        self.journal.record_created(record.id, created.eid, created.chunk_size, created.num_parts)
+        log.info("capture created", path=record.path, eid=created.eid, parts=created.num_parts)
+        return self.journal.get(record.id)
+
+    def _adopt_orphan(self, record: FileRecord, intent_at: str) -> bool:
+        since = datetime.fromisoformat(intent_at) - CLOCK_SKEW
+        ours = self.journal.known_eids()
+        try:
+            candidates = sorted(
+                (
+                    c
+                    for c in self.client.iter_captures()
+                    if c.name == record.name
+                    and c.state == CaptureState.CREATED
+                    and c.created >= since
+                    and c.eid not in ours
+                ),
+                key=lambda c: c.created,
+            )
+        except ApiError as exc:
+            raise UploadFailed(
+                f"{record.path}: cannot check for a capture created before a crash: {exc}"
+            ) from exc
+        if not candidates:
+            return False
+        keep, extras = candidates[0], candidates[1:]
+        for extra in extras:
+            self._delete_quietly(extra.eid, "duplicate created in the orphan window")
+            self.journal.add_event(record.id, "deleted-duplicate", extra.eid)
+        try:
+            # The listing has no chunk size; asking for part 1's URL tells it.
+            chunk_size = self.client.create_upload_url(keep.eid, 1, record.identity.size).chunk_size
+        except ApiError as exc:
+            raise UploadFailed(f"{record.path}: cannot adopt capture {keep.eid}: {exc}") from exc
+        num_parts = max(1, math.ceil(record.identity.size / chunk_size))
+        self.journal.record_created(record.id, keep.eid, chunk_size, num_parts)
+        self.journal.add_event(record.id, "adopted", f"capture {keep.eid} from the orphan window")
+        log.warning("adopted capture created before a crash", path=record.path, eid=keep.eid)
+        return True
+
+    def _delete_quietly(self, eid: str, why: str) -> None:
+        try:
+            self.client.delete_capture(eid)
+            log.info("deleted capture", eid=eid, reason=why)
+        except NotFoundError:
+            pass
+        except ApiError as exc:
+            log.warning("could not delete capture", eid=eid, reason=why, error=str(exc))
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    def _send_parts(
+        self, path: Path, record: FileRecord, todo: list[PartPlan], bytesize: int
+    ) -> None:
+        if not todo:
+            return
+        abort = threading.Event()
+        workers = min(self.concurrency, len(todo))
+        with ThreadPoolExecutor(workers, thread_name_prefix="part") as pool:
+            futures: list[Future[None]] = [
+                pool.submit(self._send_part, path, record, part, bytesize, abort) for part in todo
+            ]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failures = [f.exception() for f in finished if f.exception() is not None]
+            if failures:
+                abort.set()  # parts not yet started are skipped; those in flight finish
+                for future in futures:
+                    future.cancel()
+        if failures:
+            first = failures[0]
+            assert first is not None
+            raise first
+
+    def _send_part(
+        self,
+        path: Path,
+        record: FileRecord,
+        part: PartPlan,
+        bytesize: int,
+        abort: threading.Event,
+    ) -> None:
+        assert record.eid and record.num_parts
+        label = f"part {part.number}/{record.num_parts} of {path.name}"
+        attempt = 0
+        while True:
+            if abort.is_set():
+                return
+            self._check_stop()
+            attempt += 1
+            digest = hashlib.md5(usedforsecurity=False)
+            sent = [0]
+            try:
+                url = self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
+                etag = self.client.put_part(
+                    url,
+                    self._read_part(path, part, digest, sent),
+                    part.size,
+                    doing=f"uploading {label}",
+                )
+            except UploadUrlExpired as exc:
+                self.progress.advanced(path, -sent[0])
+                if attempt >= self.part_policy.max_attempts:
+                    raise UploadFailed(f"{path}: {exc}") from exc
+                log.info("upload URL expired; asking for a new one", part=part.number)
+                continue
+            except TransientError as exc:
+                self.progress.advanced(path, -sent[0])
+                if attempt >= self.part_policy.max_attempts:
+                    raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
+                delay = self.part_policy.backoff(attempt - 1, exc.retry_after)
+                log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
+                self.clock.sleep(delay)
+                continue
+            except NotFoundError:
+                raise
+            except (RequestRejected, ApiError) as exc:
+                raise UploadFailed(f"{path}: {exc}") from exc
+            except OSError as exc:
+                raise InputProblem(
+                    f"{path}: cannot read {label}: {exc.strerror or exc}", retryable=True
+                ) from exc
+
+            md5 = digest.hexdigest()
+            bare = etag.strip('"')
+            if _MD5_ETAG.match(bare) and bare.lower() != md5:
+                # Storage received different bytes than we read: send this part again.
+                self.progress.advanced(path, -sent[0])
+                log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
+                if attempt >= self.part_policy.max_attempts:
+                    raise UploadFailed(f"{path}: {label} arrived corrupted {attempt} times")
+                continue
+            self.journal.record_part(record.id, part.number, part.size, md5, etag)
+            self.progress.part_done(path, part.number)
+            return
+
+    def _read_part(
+        self, path: Path, part: PartPlan, digest: Any, sent: list[int]
+    ) -> Iterator[bytes]:
+        """The part's bytes in blocks, hashed on the way; never the whole part in memory."""
+        with path.open("rb") as handle:
+            handle.seek(part.offset)
+            remaining = part.size
+            while remaining > 0:
+                block = handle.read(min(self.block_size, remaining))
+                if not block:
+                    raise OSError(f"the file ended {remaining} bytes early (truncated?)")
+                digest.update(block)
+                remaining -= len(block)
+                sent[0] += len(block)
+                self.progress.advanced(path, len(block))
+                yield block
+
+    # -- completion ------------------------------------------------------------------------------
+
+    def _complete(self, path: Path, record: FileRecord, num_parts: int) -> tuple[str, str | None]:
+        assert record.eid
+        parts = self.journal.parts(record.id)
+        missing = [n for n in range(1, num_parts + 1) if n not in parts]
+        if missing:
+            raise UploadFailed(f"{path}: parts {missing} have no ETag; cannot complete")
+        uploaded = [UploadedPart(number=n, etag=parts[n].etag) for n in sorted(parts)]
+        try:
+            capture = self.client.complete_upload(record.eid, uploaded)
+            return capture.state, capture.sid
+        except ApiError as exc:
+            # The completion may have happened with its answer lost: ask the capture itself.
+            try:
+                found = self.client.find_capture(record.eid)
+            except ApiError:
+                found = None
+            if found is not None and found.state != CaptureState.CREATED:
+                log.info("completion confirmed by listing", eid=record.eid, state=found.state)
+                return found.state, found.sid
+            if exc.server_message and "InvalidPart" in exc.server_message:
+                # Storage lost or rejects our parts: their ETags are worthless, send all again.
+                self.journal.forget_parts(record.id, str(exc))
+            raise UploadFailed(f"{path}: {exc}") from exc
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped("stopping: the upload will resume where it left off")

@@ -1,0 +1,508 @@
+"""The SQLite journal: the truth about every file, part, ETag and capture state.
+
+All SQL of the project lives here. The journal never stores an upload URL or a token: URLs are
+credentials while valid and are always requested fresh.
+
+Durability: WAL, `synchronous=FULL` (a committed part survives power loss), one transaction per
+acknowledged part, `busy_timeout` so the CLI can read while the daemon writes, and
+`PRAGMA integrity_check` at open. The schema is versioned with `PRAGMA user_version`; each entry
+of `MIGRATIONS` moves it one version up.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .models import FileIdentity
+
+UPLOAD_STATES = ("pending", "uploading", "uploaded", "failed", "rejected")
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written; the message names the file and the fix."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    identity: FileIdentity
+    input_data_format: str
+    name: str
+    eid: str | None
+    sid: str | None
+    chunk_size: int | None
+    num_parts: int | None
+    upload_state: str
+    capture_state: str | None
+    error: str | None
+    intent_at: str | None
+    attempts: int
+    next_attempt_at: str | None
+    result_paths: list[str]
+    actions_done: list[str]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    number: int
+    size: int
+    md5: str
+    etag: str
+    acknowledged_at: str
+
+
+def _migrate_v1(db: sqlite_utils.Database) -> None:
+    db["files"].create(
+        {
+            "id": int,
+            "path": str,
+            "dev": int,
+            "inode": int,
+            "size": int,
+            "mtime_ns": int,
+            "fingerprint": str,
+            "input_data_format": str,
+            "name": str,
+            "eid": str,
+            "sid": str,
+            "chunk_size": int,
+            "num_parts": int,
+            "upload_state": str,
+            "capture_state": str,
+            "error": str,
+            "intent_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "result_paths": str,
+            "actions_done": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"path", "size", "upload_state", "created_at", "updated_at"},
+        defaults={
+            "upload_state": "pending",
+            "attempts": 0,
+            "result_paths": "[]",
+            "actions_done": "[]",
+        },
+    )
+    db["files"].create_index(["path"], unique=True)
+    db["files"].create_index(["eid"])
+    db["parts"].create(
+        {
+            "file_id": int,
+            "number": int,
+            "size": int,
+            "md5": str,
+            "etag": str,
+            "acknowledged_at": str,
+        },
+        pk=("file_id", "number"),
+        foreign_keys=[("file_id", "files", "id")],
+        not_null={"size", "etag", "acknowledged_at"},
+    )
+    db["state_history"].create(
+        {"id": int, "file_id": int, "eid": str, "state": str, "observed_at": str},
+        pk="id",
+        foreign_keys=[("file_id", "files", "id")],
+        not_null={"state", "observed_at"},
+    )
+    db["state_history"].create_index(["file_id"])
+    db["events"].create(
+        {"id": int, "file_id": int, "at": str, "kind": str, "message": str},
+        pk="id",
+        not_null={"at", "kind"},
+    )
+
+
+# Index i moves the schema from version i to i + 1. Append; never edit a released entry.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Journal:
+    """One connection, guarded by a lock: the engine's worker threads share it."""
+
+    def __init__(self, path: Path, *, check_integrity: bool = True) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(
+                f"cannot open the journal {path}: {exc}; check [journal] path and that the "
+                "folder is writable"
+            ) from exc
+        self._conn = conn
+        self._conn.row_factory = sqlite3.Row
+        self._db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if check_integrity:
+                self._check_integrity()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise JournalError(
+                f"the journal {path} is not a usable SQLite database ({exc}); move it aside "
+                "to start a new one (uploads in progress will then start over)"
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _check_integrity(self) -> None:
+        result = self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise JournalError(
+                f"the journal {self.path} failed its integrity check ({result}); move it aside "
+                "to start a new one, or restore it from a backup"
+            )
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {self.path} has schema version {version}, newer than this "
+                f"teleport-sync understands ({SCHEMA_VERSION}); upgrade teleport-sync"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            with self._transaction():
+                MIGRATIONS[target](self._db)
+                # PRAGMA takes no parameters; `target` is our own integer.
+                self._conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; serialised across threads."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise JournalError(f"cannot write the journal {self.path}: {exc}") from exc
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise JournalError(
+                    f"cannot write the journal {self.path}: {exc} (is the disk full?)"
+                ) from exc
+
+    def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, params))
+
+    def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
+        conn.execute(
+            "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
+            (file_id, utc_now(), kind, msg),
+        )
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> FileRecord:
+        return FileRecord(
+            id=row["id"],
+            path=row["path"],
+            identity=FileIdentity(
+                row["dev"], row["inode"], row["size"], row["mtime_ns"], row["fingerprint"]
+            ),
+            input_data_format=row["input_data_format"],
+            name=row["name"],
+            eid=row["eid"],
+            sid=row["sid"],
+            chunk_size=row["chunk_size"],
+            num_parts=row["num_parts"],
+            upload_state=row["upload_state"],
+            capture_state=row["capture_state"],
+            error=row["error"],
+            intent_at=row["intent_at"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            result_paths=json.loads(row["result_paths"] or "[]"),
+            actions_done=json.loads(row["actions_done"] or "[]"),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    # -- files ------------------------------------------------------------------------------
+
+    def get(self, file_id: int) -> FileRecord:
+        rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
+        if not rows:
+            raise KeyError(file_id)
+        return self._record(rows[0])
+
+    def by_path(self, path: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE path = ?", (path,))
+        return self._record(rows[0]) if rows else None
+
+    def all_files(self) -> list[FileRecord]:
+        return [self._record(r) for r in self._query("SELECT * FROM files ORDER BY id")]
+
+    def unfinished(self) -> list[FileRecord]:
+        """Files whose upload began and did not end: resume these first."""
+        rows = self._query(
+            "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
+        )
+        return [self._record(r) for r in rows]
+
+    def known_eids(self) -> set[str]:
+        return {r["eid"] for r in self._query("SELECT eid FROM files WHERE eid IS NOT NULL")}
+
+    def register(
+        self, path: str, identity: FileIdentity, input_data_format: str, name: str
+    ) -> FileRecord:
+        """The row for `path`, created as `pending` if new. An existing row is left as it is."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO files (path, dev, inode, size, mtime_ns, fingerprint,
+                       input_data_format, name, upload_state, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                   ON CONFLICT(path) DO NOTHING""",
+                (
+                    path,
+                    identity.dev,
+                    identity.inode,
+                    identity.size,
+                    identity.mtime_ns,
+                    identity.fingerprint,
+                    input_data_format,
+                    name,
+                    now,
+                    now,
+                ),
+            )
+        record = self.by_path(path)
+        assert record is not None
+        return record
+
+    def restart(
+        self, file_id: int, identity: FileIdentity, input_data_format: str, name: str, why: str
+    ) -> FileRecord:
+        """Start this path over as a new file version: forget the capture, parts and states."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            conn.execute(
+                """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
+                       input_data_format = ?, name = ?, eid = NULL, sid = NULL,
+                       chunk_size = NULL, num_parts = NULL, upload_state = 'pending',
+                       capture_state = NULL, error = NULL, intent_at = NULL, attempts = 0,
+                       next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
+                       updated_at = ?
+                   WHERE id = ?""",
+                (
+                    identity.dev,
+                    identity.inode,
+                    identity.size,
+                    identity.mtime_ns,
+                    identity.fingerprint,
+                    input_data_format,
+                    name,
+                    utc_now(),
+                    file_id,
+                ),
+            )
+            conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            self._event(conn, file_id, "restarted", why)
+        return self.get(file_id)
+
+    def mark_create_intent(self, file_id: int) -> str:
+        """Journal that a capture is about to be created, before `POST /captures` is sent."""
+        at = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploading', intent_at = ?, error = NULL,
+                       updated_at = ? WHERE id = ?""",
+                (at, at, file_id),
+            )
+        return at
+
+    def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
+        """The server's answer to create, in one transaction."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET eid = ?, chunk_size = ?, num_parts = ?,
+                       upload_state = 'uploading', updated_at = ? WHERE id = ?""",
+                (eid, chunk_size, num_parts, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "created", f"capture {eid}, {num_parts} part(s)")
+
+    def mark_uploading(self, file_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploading', error = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (utc_now(), file_id),
+            )
+
+    def mark_uploaded(self, file_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploaded', error = NULL, attempts = 0,
+                       next_attempt_at = NULL, updated_at = ? WHERE id = ?""",
+                (utc_now(), file_id),
+            )
+
+    def mark_failed(self, file_id: int, error: str, next_attempt_at: str | None = None) -> None:
+        """A failure worth retrying later (network, server, permissions the user can fix)."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
+                       next_attempt_at = ?, updated_at = ? WHERE id = ?""",
+                (error, next_attempt_at, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "failed", error)
+
+    def mark_rejected(self, file_id: int, error: str) -> None:
+        """The input itself is unusable: not retried until the file changes."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ?""",
+                (error, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "rejected", error)
+
+    def add_event(self, file_id: int | None, kind: str, message: str) -> None:
+        with self._transaction() as conn:
+            self._event(conn, file_id, kind, message)
+
+    def events(self, file_id: int) -> list[tuple[str, str]]:
+        rows = self._query(
+            "SELECT kind, message FROM events WHERE file_id = ? ORDER BY id", (file_id,)
+        )
+        return [(r["kind"], r["message"]) for r in rows]
+
+    # -- parts ------------------------------------------------------------------------------
+
+    def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:
+        """One acknowledged part, durably, before anything else happens."""
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO parts (file_id, number, size, md5, etag, acknowledged_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(file_id, number) DO UPDATE SET size = excluded.size,
+                       md5 = excluded.md5, etag = excluded.etag,
+                       acknowledged_at = excluded.acknowledged_at""",
+                (file_id, number, size, md5, etag, utc_now()),
+            )
+
+    def parts(self, file_id: int) -> dict[int, PartRecord]:
+        rows = self._query("SELECT * FROM parts WHERE file_id = ? ORDER BY number", (file_id,))
+        return {
+            r["number"]: PartRecord(
+                r["number"], r["size"], r["md5"], r["etag"], r["acknowledged_at"]
+            )
+            for r in rows
+        }
+
+    def forget_parts(self, file_id: int, why: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            self._event(conn, file_id, "parts-forgotten", why)
+
+    # -- capture states ---------------------------------------------------------------------
+
+    def record_state(self, file_id: int, state: str, sid: str | None = None) -> bool:
+        """Append `state` to the history if it differs from the last one; keep `sid`."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            changed = row["capture_state"] != state
+            now = utc_now()
+            if changed:
+                conn.execute(
+                    "INSERT INTO state_history (file_id, eid, state, observed_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (file_id, row["eid"], state, now),
+                )
+                conn.execute(
+                    "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
+                    (state, now, file_id),
+                )
+            if sid is not None and sid != row["sid"]:
+                conn.execute("UPDATE files SET sid = ? WHERE id = ?", (sid, file_id))
+        return changed
+
+    def state_history(self, file_id: int) -> list[dict[str, str]]:
+        rows = self._query(
+            "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
+            (file_id,),
+        )
+        return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """The `status --json` contract: one object per file."""
+        rows = self._query(
+            """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
+               FROM files f ORDER BY f.id"""
+        )
+        out = []
+        for row in rows:
+            out.append(
+                {
+                    "path": row["path"],
+                    "bytesize": row["size"],
+                    "input_data_format": row["input_data_format"],
+                    "name": row["name"],
+                    "eid": row["eid"],
+                    "sid": row["sid"],
+                    "upload_state": row["upload_state"],
+                    "parts_done": row["parts_done"],
+                    "num_parts": row["num_parts"],
+                    "capture_state": row["capture_state"],
+                    "state_history": self.state_history(row["id"]),
+                    "error": row["error"],
+                    "result_paths": json.loads(row["result_paths"] or "[]"),
+                    "updated_at": row["updated_at"],
+                }
+            )
+        return out

@@ -1,0 +1,328 @@
+"""The upload engine against the emulator over loopback: bytes, part counts, recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.api import TeleportClient, build_client
+from teleport_sync.emulator.faults import EmulatorConfig
+from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.emulator.stats import Call
+from teleport_sync.engine import FileChanged, Uploader
+from teleport_sync.inputs import InputProblem
+from teleport_sync.journal import Journal
+from teleport_sync.retry import RetryPolicy
+
+from .conftest import FakeClock
+from .helpers import MIB, make_mp4, make_zip
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(seed=99, chunk_size=5 * MIB, processing_delay_seconds=60)
+
+
+@pytest.fixture
+def client(emulator: EmulatorServer) -> Iterator[TeleportClient]:
+    with build_client(
+        base_url=emulator.url,
+        auth_url=emulator.token_url,
+        client_id=emulator.config.client_id,
+        client_secret=emulator.config.client_secret,
+        policy=RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05),
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal(tmp_path / "journal.sqlite3") as j:
+        yield j
+
+
+@pytest.fixture
+def uploader(client: TeleportClient, journal: Journal) -> Uploader:
+    return Uploader(
+        client,
+        journal,
+        concurrency=4,
+        clock=FakeClock(),
+        part_policy=RetryPolicy(max_attempts=6, base_delay=0.01),
+    )
+
+
+def on_call(emulator: EmulatorServer, listener) -> None:  # type: ignore[no-untyped-def]
+    emulator.stats.listeners.append(listener)
+
+
+def captures_named(emulator: EmulatorServer, name: str) -> list[str]:
+    return [c.eid for c in emulator.backend.captures.values() if c.name == name]
+
+
+def test_zip_and_mp4_arrive_byte_for_byte_each_part_once(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    zip_path = make_zip(tmp_path / "scan.zip", images=5, pad=11 * MIB)
+    mp4_path = make_mp4(tmp_path / "walk.mp4", 7 * MIB + 123)
+    results = [uploader.upload(zip_path), uploader.upload(mp4_path)]
+
+    for result, path, fmt, parts in (
+        (results[0], zip_path, "bulk-images", 3),
+        (results[1], mp4_path, "video", 2),
+    ):
+        assert emulator.object_bytes(result.eid) == path.read_bytes()
+        assert emulator.backend.get(result.eid).input_data_format == fmt
+        assert emulator.stats.successful_puts(result.eid) == {n: 1 for n in range(1, parts + 1)}
+        assert emulator.stats.count("api", "POST", f"/{result.eid}/uploaded") == 1
+        journaled = journal.parts(result.file_id)
+        assert sorted(journaled) == list(range(1, parts + 1))
+        data = path.read_bytes()
+        for n, part in journaled.items():
+            chunk = data[(n - 1) * 5 * MIB : n * 5 * MIB]
+            assert part.md5 == hashlib.md5(chunk).hexdigest() and part.size == len(chunk)
+        [row] = [r for r in journal.status_rows() if r["path"] == str(path)]
+        assert row["upload_state"] == "uploaded" and row["eid"] == result.eid
+        assert row["capture_state"] == "UPLOADED"
+    assert emulator.stats.count("api", "POST", "/api/v1/captures") == 2
+
+
+def test_parts_really_overlap(emulator: EmulatorServer, uploader: Uploader, tmp_path: Path) -> None:
+    path = make_mp4(tmp_path / "big.mp4", 40 * MIB)
+    eid = uploader.upload(path).eid
+    puts = [c for c in emulator.stats.snapshot() if c.kind == "put" and c.eid == eid]
+    assert len(puts) == 8
+    most_at_once = max(
+        sum(1 for o in puts if o.started <= p.started < o.finished)  # type: ignore[operator]
+        for p in puts
+    )
+    assert most_at_once >= 2
+
+
+def test_expired_url_gets_a_new_one(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    emulator.config.expired_url_rate = 1.0
+
+    def heal(call: Call) -> None:
+        if call.kind == "put" and call.status == 403:
+            emulator.config.expired_url_rate = 0.0
+
+    on_call(emulator, heal)
+    path = make_zip(tmp_path / "a.zip", pad=6 * MIB)
+    eid = uploader.upload(path).eid
+    assert emulator.object_bytes(eid) == path.read_bytes()
+    statuses = [c.status for c in emulator.stats.snapshot() if c.kind == "put"]
+    assert 403 in statuses
+
+
+def test_a_401_mid_upload_refreshes_the_token(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    fired = threading.Event()
+
+    def revoke(call: Call) -> None:
+        if call.kind == "put" and call.status == 200 and not fired.is_set():
+            fired.set()
+            emulator.backend.tokens.clear()
+
+    on_call(emulator, revoke)
+    path = make_mp4(tmp_path / "v.mp4", 16 * MIB)
+    eid = uploader.upload(path).eid
+    assert emulator.object_bytes(eid) == path.read_bytes()
+    assert any(c.status == 401 for c in emulator.stats.snapshot() if c.kind == "api")
+    assert len(emulator.stats.tokens_issued) == 2
+
+
+def test_etag_mismatch_resends_only_that_part(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    emulator.config.wrong_etag_rate = 1.0
+
+    def heal(call: Call) -> None:
+        if call.kind == "put" and call.status == 200:
+            emulator.config.wrong_etag_rate = 0.0
+
+    on_call(emulator, heal)
+    uploader.concurrency = 1  # so "the first part" is a well-defined one
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
+    eid = uploader.upload(path).eid
+    assert emulator.stats.successful_puts(eid) == {1: 2, 2: 1, 3: 1}
+    assert emulator.object_bytes(eid) == path.read_bytes()
+
+
+def test_lost_completion_answer_is_reconciled(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    emulator.config.lose_uploaded_response_rate = 1.0
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    result = uploader.upload(path)
+    assert result.capture_state == "UPLOADED"
+    assert journal.get(result.file_id).upload_state == "uploaded"
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+
+
+def test_already_uploaded_is_not_sent_again_unless_forced(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    first = uploader.upload(path)
+    puts = len([c for c in emulator.stats.snapshot() if c.kind == "put"])
+    again = uploader.upload(path)
+    assert again.already_uploaded and again.eid == first.eid
+    assert len([c for c in emulator.stats.snapshot() if c.kind == "put"]) == puts
+    forced = uploader.upload(path, force=True)
+    assert not forced.already_uploaded and forced.eid != first.eid
+    assert emulator.object_bytes(forced.eid) == path.read_bytes()
+
+
+def test_resume_sends_only_unacknowledged_parts(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 22 * MIB)  # 5 parts
+    stop_after_two = threading.Event()
+
+    class StopAfterTwo:
+        done = 0
+
+        def started(self, *args: object) -> None: ...
+        def advanced(self, *args: object) -> None: ...
+
+        def part_done(self, path: Path, number: int) -> None:
+            self.done += 1
+            if self.done == 2:
+                stop_after_two.set()
+
+    uploader.concurrency = 1
+    uploader.progress = StopAfterTwo()
+    uploader.stop = stop_after_two
+    with pytest.raises(Exception, match="stopping"):
+        uploader.upload(path)
+    record = journal.by_path(str(path))
+    assert record is not None and record.upload_state == "uploading"
+    assert sorted(journal.parts(record.id)) == [1, 2]
+
+    uploader.stop = threading.Event()
+    uploader.concurrency = 4
+    result = uploader.upload(path)
+    assert result.parts_sent == 3
+    assert emulator.stats.successful_puts(result.eid) == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+    assert captures_named(emulator, "v.mp4") == [result.eid]
+
+
+def test_orphan_window_adopts_the_capture_made_before_a_crash(
+    emulator: EmulatorServer,
+    uploader: Uploader,
+    journal: Journal,
+    client: TeleportClient,
+    tmp_path: Path,
+) -> None:
+    from teleport_sync.inputs import identify
+    from teleport_sync.models import NewCaptureInput
+
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
+    identity = identify(path)
+    record = journal.register(str(path), identity, "video", "v.mp4")
+    journal.mark_create_intent(record.id)
+    # The crash: the server made the capture (twice, say a retried POST), the journal never knew.
+    made = [
+        client.create_capture(
+            NewCaptureInput(name="v.mp4", bytesize=identity.size, input_data_format="video")
+        ).eid
+        for _ in range(2)
+    ]
+    creates_before = emulator.stats.count("api", "POST", "/api/v1/captures")
+    result = uploader.upload(path)
+    assert result.eid == made[0]
+    assert emulator.stats.count("api", "POST", "/api/v1/captures") == creates_before
+    assert captures_named(emulator, "v.mp4") == [made[0]]
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+    assert ("adopted", f"capture {made[0]} from the orphan window") in journal.events(record.id)
+
+
+def test_file_changed_since_journaled_abandons_the_old_capture(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
+    stop = threading.Event()
+
+    class StopAfterOne:
+        def started(self, *args: object) -> None: ...
+        def advanced(self, *args: object) -> None: ...
+        def part_done(self, path: Path, number: int) -> None:
+            stop.set()
+
+    uploader.concurrency = 1
+    uploader.progress = StopAfterOne()
+    uploader.stop = stop
+    with pytest.raises(Exception, match="stopping"):
+        uploader.upload(path)
+    record = journal.by_path(str(path))
+    assert record is not None and record.eid
+    old_eid = record.eid
+
+    make_mp4(path, 11 * MIB)  # rewritten in place
+    uploader.stop = threading.Event()
+    result = uploader.upload(path)
+    assert result.eid != old_eid
+    assert old_eid not in emulator.backend.captures
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+    kinds = [kind for kind, _ in journal.events(record.id)]
+    assert "restarted" in kinds
+
+
+def test_file_changed_during_upload_is_detected(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
+
+    class Rewrite:
+        def started(self, *args: object) -> None: ...
+        def advanced(self, *args: object) -> None: ...
+        def part_done(self, p: Path, number: int) -> None:
+            if number == 1:
+                with path.open("r+b") as f:
+                    f.seek(100)
+                    f.write(b"changed!")
+
+    uploader.concurrency = 1
+    uploader.progress = Rewrite()
+    with pytest.raises(FileChanged, match="changed while it was being uploaded"):
+        uploader.upload(path)
+    assert captures_named(emulator, "v.mp4") == []
+    record = journal.by_path(str(path))
+    assert record is not None and record.eid is None and journal.parts(record.id) == {}
+
+
+def _empty_zip(base: Path) -> Path:
+    path = base.with_suffix(".zip")
+    path.write_bytes(b"")
+    return path
+
+
+def _text_file(base: Path) -> Path:
+    path = base.with_suffix(".txt")
+    path.write_text("notes")
+    return path
+
+
+def _missing_mp4(base: Path) -> Path:
+    return base.with_suffix(".mp4")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(_empty_zip, "empty"), (_text_file, "unsupported"), (_missing_mp4, "no such file")],
+)
+def test_bad_inputs_fail_with_one_clear_line(
+    uploader: Uploader, tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    path = make(tmp_path / "bad")
+    with pytest.raises(InputProblem, match=message) as info:
+        uploader.upload(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,116 @@
+"""The journal on real SQLite files: schema, migrations, transactions, durability settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.journal import SCHEMA_VERSION, Journal, JournalError
+from teleport_sync.models import FileIdentity
+
+IDENTITY = FileIdentity(1, 2, 300, 4, "f" * 32)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "j.sqlite3")
+
+
+def test_fresh_journal_is_at_the_current_schema(journal: Journal) -> None:
+    assert journal.schema_version == SCHEMA_VERSION
+    conn = sqlite3.connect(journal.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "parts", "state_history", "events"} <= tables
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as first:
+        first.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    with Journal(path) as second:
+        assert second.schema_version == SCHEMA_VERSION
+        assert [f.path for f in second.all_files()] == ["/a.zip"]
+
+
+def test_migrating_from_an_empty_version_zero_database(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    sqlite3.connect(path).execute("CREATE TABLE unrelated (x)").connection.commit()
+    with Journal(path) as journal:
+        assert journal.schema_version == SCHEMA_VERSION
+
+
+def test_a_journal_from_the_future_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(JournalError, match="upgrade teleport-sync"):
+        Journal(path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(JournalError, match="move it aside"):
+        Journal(path)
+
+
+def test_a_failed_transaction_rolls_back_everything(journal: Journal) -> None:
+    record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    with pytest.raises(RuntimeError), journal._transaction() as conn:
+        conn.execute("UPDATE files SET eid = 'half-done' WHERE id = ?", (record.id,))
+        conn.execute(
+            "INSERT INTO parts (file_id, number, size, md5, etag, acknowledged_at) "
+            "VALUES (?, 1, 1, 'm', 'e', 'now')",
+            (record.id,),
+        )
+        raise RuntimeError("crash mid-transaction")
+    assert journal.get(record.id).eid is None
+    assert journal.parts(record.id) == {}
+
+
+def test_created_and_parts_are_recorded(journal: Journal) -> None:
+    record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    journal.mark_create_intent(record.id)
+    journal.record_created(record.id, "e1", 100, 3)
+    journal.record_part(record.id, 2, 100, "m2", '"e2"')
+    journal.record_part(record.id, 1, 100, "m1", '"e1"')
+    parts = journal.parts(record.id)
+    assert list(parts) == [1, 2] and parts[2].etag == '"e2"'
+    [row] = journal.status_rows()
+    assert row["parts_done"] == 2 and row["num_parts"] == 3 and row["upload_state"] == "uploading"
+
+
+def test_state_history_appends_only_changes(journal: Journal) -> None:
+    record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    assert journal.record_state(record.id, "UPLOADED")
+    assert not journal.record_state(record.id, "UPLOADED")
+    assert journal.record_state(record.id, "PROCESSING", sid="s1")
+    assert journal.record_state(record.id, "SOMETHING_NEW")
+    history = [h["state"] for h in journal.state_history(record.id)]
+    assert history == ["UPLOADED", "PROCESSING", "SOMETHING_NEW"]
+    assert journal.get(record.id).sid == "s1"
+
+
+def test_restart_forgets_the_old_version(journal: Journal) -> None:
+    record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    journal.record_created(record.id, "e1", 100, 3)
+    journal.record_part(record.id, 1, 100, "m1", '"e1"')
+    new_identity = FileIdentity(1, 2, 301, 5, "0" * 32)
+    fresh = journal.restart(record.id, new_identity, "bulk-images", "a.zip", "changed")
+    assert fresh.eid is None and fresh.identity == new_identity
+    assert journal.parts(record.id) == {}
+    assert journal.events(record.id)[-1] == ("restarted", "changed")
+
+
+def test_no_urls_or_tokens_columns(journal: Journal) -> None:
+    conn = sqlite3.connect(journal.path)
+    columns = {
+        row[1]
+        for table in ("files", "parts", "state_history", "events")
+        for row in conn.execute(f"PRAGMA table_info({table})")
+    }
+    assert not any("url" in c or "token" in c for c in columns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from teleport_sync.engine import MAX_PARTS, PartPlan, UploadFailed, plan_parts
@@ -31,7 +33,7 @@ def test_parts_cover_the_file_without_gaps() -> None:
     size = 123_456_789
     plan = plan_parts(size, 7_000_000, 18)
     assert sum(p.size for p in plan) == size
-    assert all(b.offset == a.offset + a.size for a, b in zip(plan, plan[1:], strict=False))
+    assert all(b.offset == a.offset + a.size for a, b in itertools.pairwise(plan))
 
 
 def test_ten_thousand_parts_is_the_limit() -> None:

@@ -39,6 +39,8 @@ class EmulatorConfig:
     # Answer API calls this late (past a client's timeout, to test that path).
     slow_api_seconds: float = 0.0
     slow_api_rate: float = 0.0
+    # Hold each part PUT this long before storing it (a slower link, for crash tests).
+    put_delay_seconds: float = 0.0
     # Part ETags are replaced with a wrong 32-hex-digit value at this rate (corruption in transit).
     wrong_etag_rate: float = 0.0
 

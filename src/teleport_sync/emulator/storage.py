@@ -104,6 +104,8 @@ class StorageGate:
 
         captured: dict[str, Any] = {}
         started = time.monotonic()
+        if self._config.put_delay_seconds > 0:
+            time.sleep(self._config.put_delay_seconds)
 
         def capture_start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             captured["status"] = int(status.split()[0])

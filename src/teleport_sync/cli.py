@@ -367,3 +367,36 @@ def download(app: AppContext, eid: str, profiles: tuple[str, ...], out_dir: Path
             target = out_dir / f"{stem}{extra}{suffix}"
             size = client.download(model.url, target, expected_size=model.size)
             click.echo(f"{target} ({size} bytes)")
+
+
+# -- the daemon and the demo ----------------------------------------------------------------------
+
+
+@main.command()
+@pass_app
+@reports_errors
+def run(app: AppContext) -> None:
+    """The daemon, in the foreground, until SIGTERM or SIGINT."""
+    from .daemon import Daemon
+    from .journal import JournalError
+
+    settings = app.settings
+    if not settings.watch.paths:
+        fail("nothing to watch: set [watch] paths in the config file", EXIT_USAGE)
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    try:
+        code = daemon.run()
+    except JournalError as exc:
+        fail(str(exc), EXIT_USAGE)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--timeout", default=180.0, show_default=True, help="Give up after this many s.")
+def demo(timeout: float) -> None:
+    """The whole loop on the bundled emulator, in a temp folder: for a first look."""
+    _require_emulator_extra()
+    from .demo import run_demo
+
+    sys.exit(run_demo(stdout, timeout=timeout))

@@ -1,20 +1,47 @@
-"""Composition root: builds the client, journal and engine from settings.
+"""Composition root: builds the client, journal and engine from settings, and runs the daemon.
 
-The CLI's one-shot commands and the long-running daemon are wired here, so no other module
-has to know how the pieces fit together.
+Threads of the daemon:
+- the watcher's settle checker, which hands settled files to `_intake`;
+- `files_at_once` upload workers, fed by a queue of journal file ids (the journal, not the queue,
+  is the truth: on start every unfinished file is queued again);
+- the poller, which follows captures and triggers actions;
+- the main thread: signals, sd_notify, retries that came due, metrics.
 """
 
 from __future__ import annotations
 
+import queue
+import random
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
 
+from .actions import Actions
 from .api import TeleportClient, client_from_settings
 from .config import Settings
-from .engine import Progress, Uploader
-from .journal import Journal
+from .engine import FileChanged, Progress, Stopped, Uploader, UploadFailed
+from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
+from .journal import FileRecord, Journal
+from .logging import get_logger
+from .metrics import Metrics, MetricsProgress
+from .models import FileIdentity
+from .notify import SystemdNotifier
+from .poller import Poller
+from .watcher import Watcher
+
+log = get_logger("teleport_sync.daemon")
+
+# A file that stays incomplete (no zip directory, no moov) this long after it stopped changing
+# is rejected with the reason; it is looked at again whenever it changes.
+INCOMPLETE_GIVE_UP_SECONDS = 600.0
+RETRY_BASE_SECONDS = 30.0
+RETRY_MAX_SECONDS = 3600.0
 
 
 @dataclass
@@ -27,6 +54,10 @@ class Components:
 
 def open_journal(settings: Settings) -> Journal:
     return Journal(settings.journal.path)
+
+
+def results_dir(settings: Settings) -> Path:
+    return settings.results.dir or settings.journal.path.parent / "results"
 
 
 @contextmanager
@@ -52,3 +83,301 @@ def components(
             yield Components(settings, client, journal, uploader)
     finally:
         journal.close()
+
+
+def retry_delay(attempts: int, rng: random.Random) -> float:
+    """Backoff for a file that failed `attempts` times: 30 s, 60 s, ... up to an hour, jittered."""
+    ceiling = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class Daemon:
+    """`teleport-sync run`: watch, upload, follow, fetch; until `stop` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        notifier: SystemdNotifier | None = None,
+        stop: threading.Event | None = None,
+        incomplete_give_up_seconds: float = INCOMPLETE_GIVE_UP_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.notifier = notifier or SystemdNotifier()
+        self.incomplete_give_up_seconds = incomplete_give_up_seconds
+        self.metrics = Metrics()
+        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._queued: set[int] = set()
+        self._queued_lock = threading.Lock()
+        self._incomplete_since: dict[Path, float] = {}
+        self._rng = random.Random()
+        self.ready = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        settings = self.settings
+        with components(settings, progress=MetricsProgress(self.metrics), stop=self.stop) as parts:
+            self.journal = parts.journal
+            self.client = parts.client
+            self.uploader = parts.uploader
+            self.actions = Actions(
+                parts.client,
+                parts.journal,
+                results=settings.results,
+                actions=settings.actions,
+                roots=list(settings.watch.paths),
+                results_dir=results_dir(settings),
+            )
+            self.poller = Poller(
+                parts.client,
+                parts.journal,
+                interval_seconds=settings.poll.interval_seconds,
+                on_terminal=self.actions.run_for,
+                stop=self.stop,
+            )
+            known = parts.journal.quick_index()
+            self.watcher = Watcher(
+                settings.watch,
+                self._intake,
+                is_known=lambda path, st: (
+                    known.get(str(path.absolute()))
+                    == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                ),
+            )
+            if settings.metrics.listen:
+                self.metrics.serve(settings.metrics.listen)
+            try:
+                return self._run_threads()
+            finally:
+                self.metrics.close()
+
+    def _run_threads(self) -> int:
+        workers = [
+            threading.Thread(target=self._worker, name=f"upload-{i}", daemon=True)
+            for i in range(self.settings.upload.files_at_once)
+        ]
+        for worker in workers:
+            worker.start()
+        poller = threading.Thread(target=self.poller.run, name="poller", daemon=True)
+        poller.start()
+
+        # Work the journal already knows: unfinished uploads, due retries, pending actions.
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
+        self._enqueue_due_retries()
+        for record in self.journal.terminal():
+            self.actions.run_for(record)
+
+        self.watcher.start()
+        started = time.monotonic()
+        found = self.watcher.scan()
+        log.info(
+            "watching",
+            paths=[str(p) for p in self.watcher.roots],
+            new_files=found,
+            scan_seconds=round(time.monotonic() - started, 3),
+        )
+        self.notifier.ready()
+        self.ready.set()
+
+        tick = min(5.0, self.notifier.watchdog_interval or 5.0)
+        while not self.stop.is_set():
+            self.notifier.watchdog()
+            self._enqueue_due_retries()
+            self._report_status()
+            self.stop.wait(tick)
+
+        self.notifier.stopping()
+        log.info("stopping: finishing parts in flight")
+        self.watcher.stop()
+        self.poller.wake.set()
+        for _ in workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + 8.0
+        for thread in [*workers, poller]:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        log.info("stopped")
+        return 0
+
+    # -- intake: settled files ---------------------------------------------------------------------
+
+    def _intake(self, path: Path, root: Path) -> None:
+        """A settled candidate: reject it, wait for it, skip it, or queue it."""
+        path = path.absolute()
+        try:
+            fmt = input_format_for(path)
+            st = path.stat()
+        except InputProblem as exc:
+            log.info("ignored", path=str(path), reason=str(exc))
+            return
+        except FileNotFoundError:
+            return
+        name = capture_name(self.settings.upload.name_template, path)
+        quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+        record = self.journal.by_path(str(path))
+        if (
+            record is not None
+            and _same_stat(record.identity, quick)
+            and record.upload_state in ("uploaded", "rejected")
+        ):
+            return  # nothing new (a touch that changed nothing, a repeated event)
+        try:
+            completeness = check_complete(path)
+        except OSError as exc:
+            self._reject(
+                path,
+                quick,
+                fmt.value,
+                name,
+                f"cannot read: {exc.strerror or exc}",
+                retry=True,
+                root=root,
+            )
+            return
+        if completeness.state == "invalid":
+            self._reject(path, quick, fmt.value, name, completeness.reason)
+            return
+        if completeness.state == "incomplete":
+            first = self._incomplete_since.setdefault(path, time.monotonic())
+            waited = time.monotonic() - first
+            if waited >= self.incomplete_give_up_seconds:
+                self._incomplete_since.pop(path, None)
+                self._reject(
+                    path,
+                    quick,
+                    fmt.value,
+                    name,
+                    f"{completeness.reason}; it has not changed for {int(waited)} s, so it is "
+                    "treated as broken (rewrite or re-copy the file to try again)",
+                )
+                return
+            log.info(
+                "waiting for the file to be complete", path=str(path), reason=completeness.reason
+            )
+            delay = max(1.0, min(30.0, self.settings.watch.settle_seconds * 2))
+            self.watcher.recheck_later(path, root, delay)
+            return
+        self._incomplete_since.pop(path, None)
+        try:
+            identity = identify(path)
+        except InputProblem as exc:
+            self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
+            return
+        record = self.journal.register(str(path), identity, fmt.value, name)
+        if record.identity == identity and record.upload_state in ("uploaded", "rejected"):
+            return
+        self._enqueue(record.id)
+
+    def _reject(
+        self,
+        path: Path,
+        identity: FileIdentity,
+        fmt: str,
+        name: str,
+        reason: str,
+        *,
+        retry: bool = False,
+        root: Path | None = None,
+    ) -> None:
+        message = reason if str(path) in reason else f"{path}: {reason}"
+        if retry:
+            record = self.journal.register(str(path), identity, fmt, name)
+            self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
+        else:
+            self.journal.reject(str(path), identity, fmt, name, message)
+        log.error("not uploaded", path=str(path), reason=message)
+
+    # -- the queue and workers --------------------------------------------------------------
+
+    def _enqueue(self, file_id: int) -> None:
+        with self._queued_lock:
+            if file_id in self._queued:
+                return
+            self._queued.add(file_id)
+        self._queue.put(file_id)
+        self.metrics.queue_depth.set(self._queue.qsize())
+
+    def _enqueue_due_retries(self) -> None:
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        for record in self.journal.due_retries(now):
+            self._enqueue(record.id)
+
+    def _worker(self) -> None:
+        while True:
+            file_id = self._queue.get()
+            if file_id is None or self.stop.is_set():
+                return
+            self.metrics.queue_depth.set(self._queue.qsize())
+            try:
+                self._process(self.journal.get(file_id))
+            except Exception:  # one file's surprise must not end the daemon
+                log.exception("unexpected error while uploading", file_id=file_id)
+                self.journal.set_next_attempt(file_id, self._next_attempt(1))
+            finally:
+                with self._queued_lock:
+                    self._queued.discard(file_id)
+
+    def _process(self, record: FileRecord) -> None:
+        path = Path(record.path)
+        try:
+            result = self.uploader.upload(path)
+        except Stopped:
+            return
+        except FileChanged as exc:
+            log.warning(
+                "file changed during upload; waiting for it to settle",
+                path=str(path),
+                error=str(exc),
+            )
+            self.metrics.failures.labels("changed").inc()
+            root = next((r for r in self.watcher.roots if path.is_relative_to(r)), path.parent)
+            self.watcher.notice(path, root)
+            return
+        except InputProblem as exc:
+            self.metrics.failures.labels("input").inc()
+            if exc.retryable:
+                self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
+                log.error("upload failed; will retry", path=str(path), error=str(exc))
+            elif path.exists():
+                self.journal.mark_rejected(record.id, str(exc))
+                log.error("not uploaded", path=str(path), reason=str(exc))
+            else:
+                log.warning("file disappeared before it was uploaded", path=str(path))
+            return
+        except UploadFailed as exc:
+            self.metrics.failures.labels("upload").inc()
+            attempts = self.journal.get(record.id).attempts
+            when = self._next_attempt(attempts)
+            self.journal.set_next_attempt(record.id, when)
+            log.error("upload failed; will retry", path=str(path), error=str(exc), retry_at=when)
+            return
+        if not result.already_uploaded:
+            self.metrics.files_uploaded.inc()
+        self.poller.wake.set()
+
+    def _next_attempt(self, attempts: int) -> str:
+        delay = retry_delay(attempts, self._rng)
+        return (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+
+    def _report_status(self) -> None:
+        counts = self.journal.counts_by_state()
+        for state in ("pending", "uploading", "uploaded", "failed", "rejected"):
+            self.metrics.files.labels(state).set(counts.get(state, 0))
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files"
+        self.notifier.status(
+            f"{summary}; {self._queue.qsize()} queued, {self.watcher.pending_count} settling"
+        )
+
+
+def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:
+    return (a.dev, a.inode, a.size, a.mtime_ns) == (b.dev, b.inode, b.size, b.mtime_ns)

@@ -418,6 +418,90 @@ class Journal:
         )
         return [(r["kind"], r["message"]) for r in rows]
 
+    def quick_index(self) -> dict[str, tuple[int, int, int, int]]:
+        """path -> (dev, inode, size, mtime_ns) of every file, in one query (startup scan)."""
+        rows = self._query("SELECT path, dev, inode, size, mtime_ns FROM files")
+        return {r["path"]: (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
+
+    def set_next_attempt(self, file_id: int, at: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE files SET next_attempt_at = ? WHERE id = ?", (at, file_id))
+
+    def due_retries(self, now: str) -> list[FileRecord]:
+        """Failed files whose next attempt is due."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'failed'
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
+            (now,),
+        )
+        return [self._record(r) for r in rows]
+
+    def awaiting_result(self) -> list[FileRecord]:
+        """Uploaded files whose capture is not READY or FAILED yet: what the poller follows."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
+               AND (capture_state IS NULL OR capture_state NOT IN ('READY', 'FAILED'))
+               ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
+
+    def terminal(self) -> list[FileRecord]:
+        rows = self._query(
+            "SELECT * FROM files WHERE capture_state IN ('READY', 'FAILED') ORDER BY id"
+        )
+        return [self._record(r) for r in rows]
+
+    def mark_action(self, file_id: int, action: str, result_paths: list[str] | None = None) -> None:
+        """Record that `action` ran (or began, for actions that must never run twice)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT actions_done, result_paths FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            done = json.loads(row["actions_done"] or "[]")
+            if action not in done:
+                done.append(action)
+            paths = json.loads(row["result_paths"] or "[]")
+            for path in result_paths or []:
+                if path not in paths:
+                    paths.append(path)
+            conn.execute(
+                "UPDATE files SET actions_done = ?, result_paths = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(done), json.dumps(paths), utc_now(), file_id),
+            )
+            self._event(conn, file_id, "action", action)
+
+    def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
+        """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
+                       updated_at = ? WHERE id = ?""",
+                (
+                    path,
+                    identity.dev,
+                    identity.inode,
+                    identity.size,
+                    identity.mtime_ns,
+                    utc_now(),
+                    file_id,
+                ),
+            )
+            self._event(conn, file_id, "moved", path)
+
+    def reject(
+        self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
+    ) -> FileRecord:
+        """Journal a file that will not be uploaded as it is, with the sentence why."""
+        record = self.register(path, identity, input_data_format, name)
+        if record.identity != identity:
+            record = self.restart(record.id, identity, input_data_format, name, "changed")
+        self.mark_rejected(record.id, error)
+        return self.get(record.id)
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._query("SELECT upload_state, COUNT(*) AS n FROM files GROUP BY upload_state")
+        return {r["upload_state"]: r["n"] for r in rows}
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:

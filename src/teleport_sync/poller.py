@@ -1,0 +1,86 @@
+"""Follow captures until READY or FAILED: capture states -> the journal's history.
+
+Calls the API only while some journaled capture is not terminal; otherwise it sleeps until
+an upload finishes (`wake`). Unknown states are recorded like any other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .api import ApiError, TeleportClient
+from .journal import FileRecord, Journal
+from .logging import get_logger
+from .models import is_terminal
+
+log = get_logger("teleport_sync.poller")
+
+
+class Poller:
+    def __init__(
+        self,
+        client: TeleportClient,
+        journal: Journal,
+        *,
+        interval_seconds: float,
+        on_terminal: Callable[[FileRecord], None],
+        stop: threading.Event,
+        page_size: int = 100,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.interval = interval_seconds
+        self.on_terminal = on_terminal
+        self.stop = stop
+        self.wake = threading.Event()
+        self.page_size = page_size
+        self.polls = 0
+
+    def poll_once(self) -> int:
+        """One pass; returns how many captures are still not terminal."""
+        active = self.journal.awaiting_result()
+        if not active:
+            return 0
+        self.polls += 1
+        by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+        remaining = 0
+        for record in active:
+            capture = by_eid.get(record.eid or "")
+            if capture is None:
+                log.warning(
+                    "capture no longer in the account (deleted?)", path=record.path, eid=record.eid
+                )
+                continue
+            if self.journal.record_state(record.id, capture.state, capture.sid):
+                log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
+            if is_terminal(capture.state):
+                if capture.state == "FAILED":
+                    log.warning(
+                        "capture failed on the server",
+                        path=record.path,
+                        eid=record.eid,
+                        reason=capture.error_reason_slug,
+                        description=capture.state_description,
+                    )
+                self.on_terminal(self.journal.get(record.id))
+            else:
+                remaining += 1
+        return remaining
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                remaining = self.poll_once()
+            except ApiError as exc:
+                log.warning("polling capture states failed; will retry", error=str(exc))
+                remaining = 1
+            except Exception:  # keep following captures whatever happens
+                log.exception("polling failed unexpectedly; will retry")
+                remaining = 1
+            if remaining:
+                self.stop.wait(self.interval)
+            else:
+                # Nothing to follow: no API calls until an upload finishes (or we stop).
+                self.wake.wait()
+            self.wake.clear()

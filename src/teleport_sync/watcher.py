@@ -1,0 +1,272 @@
+"""Watch folders (inotify through watchdog) and a startup scan -> settled candidate files.
+
+A candidate is settled when its size and mtime have not changed for `settle_seconds`
+(`settle_step`, a pure function). Only files that had an event are looked at again, so an idle
+daemon touches neither the disk nor the CPU: the checker thread sleeps until an event arrives or
+the next pending file is due.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from .config import WatchSettings
+from .logging import get_logger
+from .retry import Clock, SystemClock
+
+# Always ignored, whatever the include patterns say: partial downloads and editor temp files.
+TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
+
+log = get_logger("teleport_sync.watcher")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A candidate's last seen size and mtime, and since when they have held still."""
+
+    size: int
+    mtime_ns: int
+    stable_since: float
+
+
+def settle_step(
+    previous: Pending | None, size: int, mtime_ns: int, now: float, settle_seconds: float
+) -> tuple[Pending, bool]:
+    """The settle rule: returns the new state and whether the file is settled now."""
+    if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
+        return Pending(size, mtime_ns, now), settle_seconds <= 0
+    return previous, now - previous.stable_since >= settle_seconds
+
+
+def ignore_reason(path: Path, root: Path, settings: WatchSettings) -> str | None:
+    """Why `path` is not a candidate, or None if it is one."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return "outside the watch root"
+    if any(part.startswith(".") for part in relative.parts):
+        return "hidden"
+    name = path.name
+    if any(fnmatch.fnmatch(name, pattern) for pattern in TEMPORARY_PATTERNS):
+        return "temporary"
+    if not any(fnmatch.fnmatch(name.lower(), p.lower()) for p in settings.include):
+        return "not an included type"
+    if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(str(relative), p) for p in settings.exclude):
+        return "excluded"
+    return None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher, root: Path) -> None:
+        self._watcher = watcher
+        self._root = root
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent):
+            self._watcher.notice(Path(os.fsdecode(event.src_path)), self._root)
+        elif isinstance(event, FileMovedEvent):
+            self._watcher.notice(Path(os.fsdecode(event.dest_path)), self._root)
+        elif isinstance(event, DirMovedEvent):
+            # A folder moved in brings files that never had events of their own.
+            self._watcher.scan_folder(Path(os.fsdecode(event.dest_path)), self._root)
+        elif isinstance(event, DirCreatedEvent):
+            self._watcher.scan_folder(Path(os.fsdecode(event.src_path)), self._root)
+
+
+class Watcher:
+    """Feeds settled candidate files to `on_settled(path, root)`; thread-safe."""
+
+    def __init__(
+        self,
+        settings: WatchSettings,
+        on_settled: Callable[[Path, Path], None],
+        *,
+        is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.roots = [Path(p).absolute() for p in settings.paths]
+        self._on_settled = on_settled
+        self._is_known = is_known
+        self._clock = clock or SystemClock()
+        self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._observer = Observer()
+        self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
+        self.warned_symlinks: set[Path] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for root in self.roots:
+            if not root.is_dir():
+                log.error(
+                    "watch folder does not exist; create it or fix [watch] paths", path=str(root)
+                )
+                continue
+            self._observer.schedule(
+                _Handler(self, root), str(root), recursive=self.settings.recursive
+            )
+        self._observer.start()
+        self._thread.start()
+
+    def scan(self) -> int:
+        """Queue every candidate already present that the journal does not know unchanged."""
+        found = 0
+        for root in self.roots:
+            if root.is_dir():
+                found += self.scan_folder(root, root)
+        return found
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+        self._observer.stop()
+        if self._observer.is_alive():
+            self._observer.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    @property
+    def pending_count(self) -> int:
+        with self._wake:
+            return len(self._pending)
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    def scan_folder(self, folder: Path, root: Path) -> int:
+        found = 0
+        walker: Iterable[tuple[str, list[str], list[str]]] = os.walk(folder)
+        for dirpath, dirnames, filenames in walker:
+            if not self.settings.recursive and Path(dirpath) != root:
+                dirnames[:] = []
+                continue
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                path = Path(dirpath) / name
+                if ignore_reason(path, root, self.settings) is not None:
+                    continue
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if self._is_known(path, st):
+                    continue
+                self.notice(path, root)
+                found += 1
+        return found
+
+    def notice(self, path: Path, root: Path) -> None:
+        """Something happened to `path`: (re)start its settle clock."""
+        if ignore_reason(path, root, self.settings) is not None:
+            return
+        if path.is_symlink() and not self._symlink_allowed(path, root):
+            return
+        with self._wake:
+            if self._stopped:
+                return
+            now = self._clock.monotonic()
+            existing = self._pending.get(path)
+            if existing is None:
+                self._pending[path] = (root, None, now)
+                self._wake.notify_all()
+            else:
+                # Already pending: its next look notices the change. Bursts of write events
+                # must not turn into bursts of stat calls.
+                known_root, pending, due = existing
+                soon = now + self.settings.settle_seconds
+                self._pending[path] = (known_root, pending, min(due, soon))
+
+    def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
+        """Look at `path` again later (an incomplete file that may still be written)."""
+        with self._wake:
+            if self._stopped:
+                return
+            self._pending[path] = (root, None, self._clock.monotonic() + after_seconds)
+            self._wake.notify_all()
+
+    def _symlink_allowed(self, path: Path, root: Path) -> bool:
+        target = path.resolve()
+        if self.settings.follow_symlinks or target.is_relative_to(root.resolve()):
+            return True
+        if path not in self.warned_symlinks:
+            self.warned_symlinks.add(path)
+            log.warning(
+                "not following a symlink that points outside the watch root; set "
+                "[watch] follow_symlinks = true to upload such files",
+                path=str(path),
+                target=str(target),
+            )
+        return False
+
+    # -- the settle checker ---------------------------------------------------------------------
+
+    def _check_loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopped:
+                    return
+                if not self._pending:
+                    self._wake.wait()  # idle: sleep until an event arrives
+                    continue
+                now = self._clock.monotonic()
+                due = [(p, v) for p, v in self._pending.items() if v[2] <= now]
+                if not due:
+                    self._wake.wait(timeout=min(v[2] for v in self._pending.values()) - now)
+                    continue
+            settled = self._advance(due, now)
+            for path, root in settled:
+                try:
+                    self._on_settled(path, root)
+                except Exception:  # the daemon must keep running whatever one file does
+                    log.exception("handling a settled file failed", path=str(path))
+
+    def _advance(
+        self, due: list[tuple[Path, tuple[Path, Pending | None, float]]], now: float
+    ) -> list[tuple[Path, Path]]:
+        settled: list[tuple[Path, Path]] = []
+        for path, (root, pending, _) in due:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                with self._wake:
+                    self._pending.pop(path, None)
+                continue
+            except OSError as exc:
+                log.warning("cannot stat a candidate; will retry", path=str(path), error=str(exc))
+                with self._wake:
+                    self._pending[path] = (root, None, now + 30)
+                continue
+            state, done = settle_step(
+                pending, st.st_size, st.st_mtime_ns, now, self.settings.settle_seconds
+            )
+            with self._wake:
+                current = self._pending.get(path)
+                if current is None or current[2] > now:
+                    continue  # a newer event or a recheck was scheduled meanwhile
+                if done:
+                    del self._pending[path]
+                    settled.append((path, root))
+                else:
+                    next_look = state.stable_since + self.settings.settle_seconds
+                    self._pending[path] = (root, state, max(next_look, now))
+        return settled

@@ -1,0 +1,62 @@
+"""The settle rule (pure, fake time) and the ignore rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.config import WatchSettings
+from teleport_sync.watcher import Pending, ignore_reason, settle_step
+
+
+def test_a_new_file_is_not_settled_at_once() -> None:
+    state, settled = settle_step(None, 10, 1, now=100.0, settle_seconds=5)
+    assert state == Pending(10, 1, 100.0) and not settled
+
+
+def test_unchanged_for_the_window_is_settled() -> None:
+    state, _ = settle_step(None, 10, 1, now=100.0, settle_seconds=5)
+    _, settled = settle_step(state, 10, 1, now=104.9, settle_seconds=5)
+    assert not settled
+    _, settled = settle_step(state, 10, 1, now=105.0, settle_seconds=5)
+    assert settled
+
+
+def test_any_change_restarts_the_window() -> None:
+    state, _ = settle_step(None, 10, 1, now=100.0, settle_seconds=5)
+    state, settled = settle_step(state, 20, 2, now=104.0, settle_seconds=5)
+    assert not settled and state.stable_since == 104.0
+    state, settled = settle_step(state, 20, 3, now=108.0, settle_seconds=5)  # mtime only
+    assert not settled and state.stable_since == 108.0
+    _, settled = settle_step(state, 20, 3, now=113.0, settle_seconds=5)
+    assert settled
+
+
+def test_zero_settle_time_settles_immediately() -> None:
+    _, settled = settle_step(None, 10, 1, now=0.0, settle_seconds=0)
+    assert settled
+
+
+ROOT = Path("/inbox")
+
+
+@pytest.mark.parametrize(
+    ("relative", "reason"),
+    [
+        ("scan.zip", None),
+        ("Deep/Nested/CLIP.MP4", None),
+        ("notes.txt", "not an included type"),
+        (".hidden.zip", "hidden"),
+        (".cache/scan.zip", "hidden"),
+        ("copy.mp4.part", "temporary"),
+        ("x.zip.tmp", "temporary"),
+        ("movie.mp4.crdownload", "temporary"),
+        ("~$scan.zip", "temporary"),
+        (".~lock.zip", "hidden"),
+        ("drafts/skip.zip", "excluded"),
+    ],
+)
+def test_ignore_rules(relative: str, reason: str | None) -> None:
+    settings = WatchSettings(paths=[ROOT], exclude=["drafts/*"])
+    assert ignore_reason(ROOT / relative, ROOT, settings) == reason

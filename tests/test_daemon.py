@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -108,7 +109,7 @@ def test_watch_upload_follow_download_and_restart(
     ]
     settings = settings_for(emulator, tmp_path, actions={"on_ready": hook})
     inbox = settings.watch.paths[0]
-    before = make_zip(inbox / "before.zip", pad=6 * MIB)  # present before start
+    make_zip(inbox / "before.zip", pad=6 * MIB)  # present before start
     (inbox / "notes.txt").write_text("not a capture")
 
     with Running(settings):
@@ -226,7 +227,9 @@ def test_sigterm_exits_zero_quickly_and_sd_notify_is_spoken(
     config = write_config(
         tmp_path / "config.toml",
         emulator,
-        extra=f'[watch]\npaths = ["{inbox}"]\nsettle_seconds = 0.5\n[poll]\ninterval_seconds = 0.5\n',
+        extra=(
+            f'[watch]\npaths = ["{inbox}"]\nsettle_seconds = 0.5\n[poll]\ninterval_seconds = 0.5\n'
+        ),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
     env.update(NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="1000000")
@@ -241,10 +244,8 @@ def test_sigterm_exits_zero_quickly_and_sd_notify_is_spoken(
     def collect_until(predicate: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not predicate():
-            try:
+            with contextlib.suppress(TimeoutError):
                 messages.append(notify_socket.recv(4096).decode())
-            except TimeoutError:
-                pass
 
     try:
         collect_until(lambda: "READY=1" in messages, 20)

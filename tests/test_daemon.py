@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -194,17 +195,34 @@ def test_invalid_inputs_are_rejected_with_a_reason_and_kept(
     assert len(emulator.backend.captures) == 0
 
 
-def test_poller_makes_no_calls_when_everything_is_terminal(
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_poller_idles_when_all_terminal_and_metrics_count(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(emulator, tmp_path)
-    make_mp4(settings.watch.paths[0] / "a.mp4", 6 * MIB)
+    port = free_port()
+    settings = settings_for(emulator, tmp_path, metrics={"listen": f"127.0.0.1:{port}"})
+    make_mp4(settings.watch.paths[0] / "a.mp4", 12 * MIB)
     with Running(settings):
         wait_for(all_ready(settings, {"a.mp4"}), 30, "READY")
         time.sleep(0.5)
         lists_before = emulator.stats.count("api", "GET", "/api/v1/captures")
         time.sleep(settings.poll.interval_seconds * 5)
         assert emulator.stats.count("api", "GET", "/api/v1/captures") == lists_before
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in scraped.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["teleport_sync_parts_uploaded_total"] == 3
+    assert values["teleport_sync_bytes_uploaded_total"] >= 12 * MIB
+    assert values["teleport_sync_files_uploaded_total"] == 1
+    assert values['teleport_sync_files{state="uploaded"}'] == 1
 
 
 # -- the daemon as a process: signals and sd_notify -------------------------------------------

@@ -326,6 +326,7 @@ class Daemon:
             finally:
                 with self._queued_lock:
                     self._queued.discard(file_id)
+                self._report_status()
 
     def _process(self, record: FileRecord) -> None:
         path = Path(record.path)

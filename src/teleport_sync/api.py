@@ -23,7 +23,7 @@ import httpx
 import pydantic
 
 from .config import ConfigError, Settings
-from .logging import REDACTOR
+from .logging import REDACTOR, get_logger
 from .models import (
     CaptureMetadata,
     CaptureOutput,
@@ -516,4 +516,11 @@ def client_from_settings(settings: Settings, *, clock: Clock | None = None) -> T
         max_connections=max(8, settings.upload.concurrency * settings.upload.files_at_once + 4),
         clock=clock,
         on_token=REDACTOR.add_secret,
+        on_retry=_log_retry,
+    )
+
+
+def _log_retry(doing: str, attempt: int, error: BaseException, delay: float) -> None:
+    get_logger("teleport_sync.api").info(
+        "retrying", doing=doing, attempt=attempt, error=str(error), delay=round(delay, 2)
     )

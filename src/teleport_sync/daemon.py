@@ -27,7 +27,7 @@ from .api import TeleportClient, client_from_settings
 from .config import Settings
 from .engine import FileChanged, Progress, Stopped, Uploader, UploadFailed
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
-from .journal import FileRecord, Journal
+from .journal import FileRecord, Journal, JournalError
 from .logging import get_logger
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
@@ -42,6 +42,8 @@ log = get_logger("teleport_sync.daemon")
 INCOMPLETE_GIVE_UP_SECONDS = 600.0
 RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
+JOURNAL_RETRY_SECONDS = 15.0
+ACTIONS_RETRY_SECONDS = 300.0
 
 
 @dataclass
@@ -111,6 +113,8 @@ class Daemon:
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
         self._incomplete_since: dict[Path, float] = {}
+        self._delayed: list[tuple[float, int]] = []
+        self.actions_retry_seconds = ACTIONS_RETRY_SECONDS
         self._rng = random.Random()
         self.ready = threading.Event()
 
@@ -149,6 +153,7 @@ class Daemon:
             self.watcher = Watcher(
                 settings.watch,
                 self._intake,
+                on_refused=self._refused,
                 is_known=lambda path, st: (
                     known.get(str(path.absolute()))
                     == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -175,8 +180,7 @@ class Daemon:
         for record in self.journal.unfinished():
             self._enqueue(record.id)
         self._enqueue_due_retries()
-        for record in self.journal.terminal():
-            self.actions.run_for(record)
+        self._retry_pending_actions()
 
         self.watcher.start()
         started = time.monotonic()
@@ -191,10 +195,20 @@ class Daemon:
         self.ready.set()
 
         tick = min(5.0, self.notifier.watchdog_interval or 5.0)
+        next_actions_retry = time.monotonic() + self.actions_retry_seconds
         while not self.stop.is_set():
             self.notifier.watchdog()
-            self._enqueue_due_retries()
-            self._report_status()
+            try:
+                self._enqueue_due_retries()
+                self._enqueue_delayed()
+                self._report_status()
+                if time.monotonic() >= next_actions_retry:
+                    next_actions_retry = time.monotonic() + self.actions_retry_seconds
+                    self._retry_pending_actions()
+            except JournalError as exc:
+                log.error("journal unavailable; will keep trying", error=str(exc))
+            except Exception:  # the main loop must outlive any one bad moment
+                log.exception("unexpected error in the main loop")
             self.stop.wait(tick)
 
         self.notifier.stopping()
@@ -278,6 +292,17 @@ class Daemon:
             return
         self._enqueue(record.id)
 
+    def _refused(self, path: Path, reason: str) -> None:
+        """The watcher will not take `path` (a symlink out of the root, a folder named .zip)."""
+        try:
+            st = path.lstat()
+            fmt = input_format_for(path).value
+        except (OSError, InputProblem):
+            return
+        quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+        name = capture_name(self.settings.upload.name_template, path)
+        self._reject(path, quick, fmt, name, reason)
+
     def _reject(
         self,
         path: Path,
@@ -320,9 +345,14 @@ class Daemon:
             self.metrics.queue_depth.set(self._queue.qsize())
             try:
                 self._process(self.journal.get(file_id))
+            except JournalError as exc:
+                # Disk full or read-only: acknowledged work is safe; try again in a while.
+                log.error("journal write failed; retrying the file later", error=str(exc))
+                self.metrics.failures.labels("journal").inc()
+                self._retry_in_memory(file_id, JOURNAL_RETRY_SECONDS)
             except Exception:  # one file's surprise must not end the daemon
                 log.exception("unexpected error while uploading", file_id=file_id)
-                self.journal.set_next_attempt(file_id, self._next_attempt(1))
+                self._retry_in_memory(file_id, RETRY_BASE_SECONDS)
             finally:
                 with self._queued_lock:
                     self._queued.discard(file_id)
@@ -346,14 +376,16 @@ class Daemon:
             return
         except InputProblem as exc:
             self.metrics.failures.labels("input").inc()
-            if exc.retryable:
+            if not path.exists():
+                why = f"{path} was deleted before its upload finished; its capture was deleted"
+                self.uploader.abandon(self.journal.get(record.id), why)
+                log.warning("file disappeared before it was uploaded", path=str(path))
+            elif exc.retryable:
                 self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
                 log.error("upload failed; will retry", path=str(path), error=str(exc))
-            elif path.exists():
+            else:
                 self.journal.mark_rejected(record.id, str(exc))
                 log.error("not uploaded", path=str(path), reason=str(exc))
-            else:
-                log.warning("file disappeared before it was uploaded", path=str(path))
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()
@@ -365,6 +397,24 @@ class Daemon:
         if not result.already_uploaded:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
+
+    def _retry_in_memory(self, file_id: int, delay: float) -> None:
+        """For when even the journal cannot take the retry schedule."""
+        with self._queued_lock:
+            self._delayed.append((time.monotonic() + delay, file_id))
+
+    def _enqueue_delayed(self) -> None:
+        now = time.monotonic()
+        with self._queued_lock:
+            due = [f for at, f in self._delayed if at <= now]
+            self._delayed = [(at, f) for at, f in self._delayed if at > now]
+        for file_id in due:
+            self._enqueue(file_id)
+
+    def _retry_pending_actions(self) -> None:
+        """Actions that failed (results dir not writable, API down) get another go."""
+        for record in self.journal.terminal():
+            self.actions.run_for(record)
 
     def _next_attempt(self, attempts: int) -> str:
         delay = retry_delay(attempts, self._rng)

@@ -148,6 +148,9 @@ class Uploader:
         self.progress: Progress = progress or NoProgress()
         self.stop = stop or threading.Event()
         self.block_size = block_size
+        # Files whose create was ambiguous (timed out, adopted): a late duplicate may still
+        # appear on the server, so their siblings are swept once more at completion.
+        self._sweep_at_completion: set[int] = set()
 
     # -- the whole file -------------------------------------------------------------------------
 
@@ -228,6 +231,9 @@ class Uploader:
                 f"{path} changed while it was being uploaded; its capture was deleted and the "
                 "file will be uploaded again once it is complete"
             )
+        if record.id in self._sweep_at_completion:
+            self._sweep_duplicates(record)
+            self._sweep_at_completion.discard(record.id)
         state, sid = self._complete(path, record, len(plan))
         self.journal.record_state(record.id, state, sid)
         self.journal.mark_uploaded(record.id)
@@ -254,6 +260,7 @@ class Uploader:
                 created = self.client.create_capture(request)
                 break
             except TransientError as exc:
+                self._sweep_at_completion.add(record.id)
                 attempt += 1
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{record.path}: {exc}") from exc
@@ -265,7 +272,39 @@ class Uploader:
                 raise UploadFailed(f"{record.path}: {exc}") from exc
         self.journal.record_created(record.id, created.eid, created.chunk_size, created.num_parts)
         log.info("capture created", path=record.path, eid=created.eid, parts=created.num_parts)
+        if record.id in self._sweep_at_completion:
+            self._sweep_duplicates(self.journal.get(record.id))
         return self.journal.get(record.id)
+
+    def _sweep_duplicates(self, record: FileRecord) -> None:
+        """Delete captures a timed-out create made late: same name, CREATED, not journaled."""
+        if record.intent_at is None or record.eid is None:
+            return
+        since = datetime.fromisoformat(record.intent_at) - CLOCK_SKEW
+        ours = self.journal.known_eids()
+        try:
+            extras = [
+                c.eid
+                for c in self.client.iter_captures()
+                if c.name == record.name
+                and c.state == CaptureState.CREATED
+                and c.created >= since
+                and c.eid not in ours
+            ]
+        except ApiError as exc:
+            log.warning("could not check for duplicate captures", path=record.path, error=str(exc))
+            return
+        for eid in extras:
+            self._delete_quietly(eid, "duplicate made by a create that timed out")
+            self.journal.add_event(record.id, "deleted-duplicate", eid)
+
+    def abandon(self, record: FileRecord, why: str) -> None:
+        """The input is gone: delete its unfinished capture and say why in the journal."""
+        if record.eid and record.upload_state != "uploaded":
+            self._delete_quietly(record.eid, why)
+        self.journal.restart(record.id, record.identity, record.input_data_format, record.name, why)
+        # Not retried: there is nothing to retry until a file appears at this path again.
+        self.journal.mark_rejected(record.id, why)
 
     def _adopt_orphan(self, record: FileRecord, intent_at: str) -> bool:
         since = datetime.fromisoformat(intent_at) - CLOCK_SKEW
@@ -300,6 +339,7 @@ class Uploader:
         num_parts = max(1, math.ceil(record.identity.size / chunk_size))
         self.journal.record_created(record.id, keep.eid, chunk_size, num_parts)
         self.journal.add_event(record.id, "adopted", f"capture {keep.eid} from the orphan window")
+        self._sweep_at_completion.add(record.id)
         log.warning("adopted capture created before a crash", path=record.path, eid=keep.eid)
         return True
 

@@ -217,20 +217,29 @@ class Journal:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise JournalError(f"cannot write the journal {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise self._write_error(exc) from exc
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            try:
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._write_error(exc) from exc
+                raise
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-                raise JournalError(
-                    f"cannot write the journal {self.path}: {exc} (is the disk full?)"
-                ) from exc
+        except sqlite3.Error:
+            pass  # SQLite rolls back on its own when the connection cannot
+
+    def _write_error(self, exc: sqlite3.Error) -> JournalError:
+        return JournalError(
+            f"cannot write the journal {self.path}: {exc}; is the disk full or the file "
+            "read-only? Nothing acknowledged is lost: work resumes once it can be written"
+        )
 
     def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

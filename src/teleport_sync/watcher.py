@@ -85,9 +85,13 @@ class _Handler(FileSystemEventHandler):
             self._watcher.notice(Path(os.fsdecode(event.dest_path)), self._root)
         elif isinstance(event, DirMovedEvent):
             # A folder moved in brings files that never had events of their own.
-            self._watcher.scan_folder(Path(os.fsdecode(event.dest_path)), self._root)
+            folder = Path(os.fsdecode(event.dest_path))
+            self._watcher.refuse_if_named_like_input(folder, self._root)
+            self._watcher.scan_folder(folder, self._root)
         elif isinstance(event, DirCreatedEvent):
-            self._watcher.scan_folder(Path(os.fsdecode(event.src_path)), self._root)
+            folder = Path(os.fsdecode(event.src_path))
+            self._watcher.refuse_if_named_like_input(folder, self._root)
+            self._watcher.scan_folder(folder, self._root)
 
 
 class Watcher:
@@ -99,12 +103,14 @@ class Watcher:
         on_settled: Callable[[Path, Path], None],
         *,
         is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
+        on_refused: Callable[[Path, str], None] = lambda path, reason: None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.roots = [Path(p).absolute() for p in settings.paths]
         self._on_settled = on_settled
         self._is_known = is_known
+        self._on_refused = on_refused
         self._clock = clock or SystemClock()
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
         self._wake = threading.Condition()
@@ -112,6 +118,7 @@ class Watcher:
         self._observer = Observer()
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
+        self.warned_dirs: set[Path] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -161,6 +168,8 @@ class Watcher:
                 dirnames[:] = []
                 continue
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in dirnames:
+                self.refuse_if_named_like_input(Path(dirpath) / name, root)
             for name in filenames:
                 path = Path(dirpath) / name
                 if ignore_reason(path, root, self.settings) is not None:
@@ -174,6 +183,14 @@ class Watcher:
                 self.notice(path, root)
                 found += 1
         return found
+
+    def refuse_if_named_like_input(self, folder: Path, root: Path) -> None:
+        if ignore_reason(folder, root, self.settings) is None and folder not in self.warned_dirs:
+            self.warned_dirs.add(folder)
+            self._on_refused(
+                folder,
+                f"{folder} is a folder, not a file; zip it (or rename it) to upload its contents",
+            )
 
     def notice(self, path: Path, root: Path) -> None:
         """Something happened to `path`: (re)start its settle clock."""
@@ -210,11 +227,10 @@ class Watcher:
             return True
         if path not in self.warned_symlinks:
             self.warned_symlinks.add(path)
-            log.warning(
-                "not following a symlink that points outside the watch root; set "
-                "[watch] follow_symlinks = true to upload such files",
-                path=str(path),
-                target=str(target),
+            self._on_refused(
+                path,
+                f"{path} is a symlink to {target}, outside the watch root {root}; it is not "
+                "followed (set [watch] follow_symlinks = true to upload such files)",
             )
         return False
 

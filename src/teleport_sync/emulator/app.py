@@ -154,8 +154,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
     async def _faults_and_bookkeeping(request: Request, call_next: Any) -> Response:
         path = request.url.path
         is_api = path.startswith(("/api/", "/share/"))
-        if is_api and config.roll(config.slow_api_rate):
-            await asyncio.sleep(config.slow_api_seconds)
+        slow = is_api and config.roll(config.slow_api_rate)
         if is_api and config.roll(config.api_503_retry_after_rate):
             response: Response = JSONResponse(
                 {"detail": "Service temporarily unavailable"},
@@ -166,6 +165,10 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
             response = JSONResponse({"detail": "Internal server error"}, status_code=500)
         else:
             response = await call_next(request)
+        if slow:
+            # The work is done; only the answer is late (a slow proxy or link), so a client that
+            # gives up must find out what happened instead of doing it twice.
+            await asyncio.sleep(config.slow_api_seconds)
         if is_api or path == "/oauth2/token":
             kind = "api" if is_api else "token"
             match = _EID_IN_PATH.match(path)

@@ -52,6 +52,7 @@ class Backend:
     config: EmulatorConfig
     storage: S3Storage
     monotonic: Callable[[], float] = time.monotonic
+    on_signature: Callable[[str], None] | None = None  # tests collect issued URL signatures
     captures: dict[str, Capture] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -133,7 +134,9 @@ class Backend:
             raise EmulatorError(
                 400, f"bytesize {bytesize} differs from the capture's {capture.bytesize}"
             )
-        url, _signature = self.storage.presign_part(eid, capture.upload_id, part_no)
+        url, signature = self.storage.presign_part(eid, capture.upload_id, part_no)
+        if self.on_signature is not None:
+            self.on_signature(signature)
         return url
 
     def complete(self, eid: str, parts: list[tuple[int, str]]) -> Capture:

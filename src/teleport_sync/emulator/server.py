@@ -32,7 +32,9 @@ class EmulatorServer:
         self.config = config or EmulatorConfig()
         self.stats = EmulatorStats()
         self.storage = S3Storage(self.config, self.stats, host=host, port=s3_port)
-        self.backend = Backend(self.config, self.storage)
+        self.backend = Backend(
+            self.config, self.storage, on_signature=self.stats.signatures_issued.append
+        )
         # Bind first, so the URL is known (and the port taken) before anything starts.
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

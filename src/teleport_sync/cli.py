@@ -21,6 +21,7 @@ from rich.table import Table
 from . import __version__
 from .api import ApiError, AuthenticationError, TransientError, client_from_settings
 from .config import ConfigError, Settings, load_settings
+from .journal import JournalError
 from .logging import REDACTOR, configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +46,8 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ConfigError as exc:
             fail(str(exc), EXIT_USAGE)
+        except JournalError as exc:
+            fail(str(exc), EXIT_FAILED)
         except AuthenticationError as exc:
             fail(str(exc), EXIT_FAILED)
         except TransientError as exc:

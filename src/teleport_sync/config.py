@@ -65,6 +65,9 @@ class WatchSettings(_Section):
     include: list[str] = Field(default_factory=lambda: ["*.zip", "*.mp4"])
     exclude: list[str] = Field(default_factory=list)
     follow_symlinks: bool = False
+    # A file that stays incomplete (no zip directory, no moov) this long after it stopped
+    # changing is rejected as broken.
+    incomplete_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
 class UploadSettings(_Section):

@@ -37,12 +37,9 @@ from .watcher import Watcher
 
 log = get_logger("teleport_sync.daemon")
 
-# A file that stays incomplete (no zip directory, no moov) this long after it stopped changing
-# is rejected with the reason; it is looked at again whenever it changes.
-INCOMPLETE_GIVE_UP_SECONDS = 600.0
 RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
-JOURNAL_RETRY_SECONDS = 15.0
+JOURNAL_RETRY_SECONDS = 5.0
 ACTIONS_RETRY_SECONDS = 300.0
 
 
@@ -102,17 +99,15 @@ class Daemon:
         *,
         notifier: SystemdNotifier | None = None,
         stop: threading.Event | None = None,
-        incomplete_give_up_seconds: float = INCOMPLETE_GIVE_UP_SECONDS,
     ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
-        self.incomplete_give_up_seconds = incomplete_give_up_seconds
         self.metrics = Metrics()
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
-        self._incomplete_since: dict[Path, float] = {}
+        self._incomplete_since: dict[Path, tuple[tuple[int, int], float]] = {}
         self._delayed: list[tuple[float, int]] = []
         self.actions_retry_seconds = ACTIONS_RETRY_SECONDS
         self._rng = random.Random()
@@ -262,9 +257,15 @@ class Daemon:
             self._reject(path, quick, fmt.value, name, completeness.reason)
             return
         if completeness.state == "incomplete":
-            first = self._incomplete_since.setdefault(path, time.monotonic())
-            waited = time.monotonic() - first
-            if waited >= self.incomplete_give_up_seconds:
+            # Measured from when the file was last seen to change: a writer making progress
+            # is never given up on.
+            seen = (st.st_size, st.st_mtime_ns)
+            since = self._incomplete_since.get(path)
+            if since is None or since[0] != seen:
+                since = (seen, time.monotonic())
+                self._incomplete_since[path] = since
+            waited = time.monotonic() - since[1]
+            if waited >= self.settings.watch.incomplete_timeout_seconds:
                 self._incomplete_since.pop(path, None)
                 self._reject(
                     path,

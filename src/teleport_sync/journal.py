@@ -199,17 +199,21 @@ class Journal:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
-        version = self.schema_version
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal {self.path} has schema version {version}, newer than this "
-                f"teleport-sync understands ({SCHEMA_VERSION}); upgrade teleport-sync"
-            )
-        for target in range(version, SCHEMA_VERSION):
+        while True:
             with self._transaction():
-                MIGRATIONS[target](self._db)
-                # PRAGMA takes no parameters; `target` is our own integer.
-                self._conn.execute(f"PRAGMA user_version = {target + 1}")
+                # Read inside the write lock: another process (the CLI beside the daemon) may
+                # have migrated while we waited for it.
+                version = self.schema_version
+                if version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"the journal {self.path} has schema version {version}, newer than this "
+                        f"teleport-sync understands ({SCHEMA_VERSION}); upgrade teleport-sync"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+                MIGRATIONS[version](self._db)
+                # PRAGMA takes no parameters; `version` is our own integer.
+                self._conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -34,6 +34,9 @@ from .retry import Clock, SystemClock
 # Always ignored, whatever the include patterns say: partial downloads and editor temp files.
 TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
 
+# A settled file whose intake failed (journal unwritable, say) is looked at again this much later.
+RECHECK_AFTER_ERROR_SECONDS = 5.0
+
 log = get_logger("teleport_sync.watcher")
 
 
@@ -254,7 +257,8 @@ class Watcher:
                 try:
                     self._on_settled(path, root)
                 except Exception:  # the daemon must keep running whatever one file does
-                    log.exception("handling a settled file failed", path=str(path))
+                    log.exception("handling a settled file failed; will look again", path=str(path))
+                    self.recheck_later(path, root, RECHECK_AFTER_ERROR_SECONDS)
 
     def _advance(
         self, due: list[tuple[Path, tuple[Path, Pending | None, float]]], now: float

@@ -1,0 +1,383 @@
+"""Hardening: every fault at once, bad inputs, secrets in the output, a full disk, a soak.
+
+The daemon runs as a subprocess (`teleport-sync run`) against the emulator's fault knobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.emulator.faults import EmulatorConfig
+from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.emulator.stats import Call
+
+from .conftest import write_config
+from .helpers import MIB, make_mp4, make_zip
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(seed=11, chunk_size=5 * MIB, processing_delay_seconds=1.0)
+
+
+class DaemonProcess:
+    """`teleport-sync run` with its output in a log file."""
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+        env.update(extra_env or {})
+        self.log = log
+        self._out = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "teleport_sync", "--config", str(config), "run"],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> int:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()
+        return self.process.returncode
+
+
+def status(config: Path) -> dict[str, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "teleport_sync", "--config", str(config), "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    return {Path(str(r["path"])).name: r for r in json.loads(out)}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def daemon_config(tmp_path: Path, emulator: EmulatorServer, **watch: object) -> tuple[Path, Path]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    watch_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in watch.items())
+    config = write_config(
+        tmp_path / "config.toml",
+        emulator,
+        extra=(
+            f'[watch]\npaths = ["{inbox}"]\nsettle_seconds = 0.5\n{watch_keys}'
+            "[poll]\ninterval_seconds = 0.5\n"
+            f'[results]\ndir = "{tmp_path / "results"}"\n'
+            '[log]\nlevel = "DEBUG"\nformat = "json"\n'
+        ),
+    )
+    return config, inbox
+
+
+@pytest.fixture
+def running() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def test_every_fault_at_once_and_no_secret_anywhere(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    knobs = emulator.config
+    knobs.put_5xx_rate = 0.15
+    knobs.put_reset_rate = 0.10
+    knobs.api_503_retry_after_rate = 0.15
+    knobs.retry_after_seconds = 0.3
+    knobs.token_ttl_seconds = 3
+    knobs.expire_urls_for_first_seconds = 4
+    knobs.lose_uploaded_response_rate = 0.5
+    knobs.slow_api_rate = 0.05
+    knobs.slow_api_seconds = 3.0
+    config, inbox = daemon_config(tmp_path, emulator)
+    # A client timeout shorter than the slow answers.
+    text = config.read_text().replace("timeout_seconds = 20", "timeout_seconds = 2")
+    config.write_text(text)
+    os.chmod(config, 0o600)
+    emulator.storage.started_at = time.monotonic()  # "the first seconds" start now
+
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    running.append(daemon)
+    files = [
+        make_zip(inbox / "one.zip", images=6, pad=11 * MIB),
+        make_zip(inbox / "two.zip", images=3, pad=3 * MIB),
+        make_mp4(inbox / "three.mp4", 16 * MIB + 77),
+    ]
+    names = {f.name for f in files}
+
+    def all_ready() -> bool:
+        rows = status(config)
+        return names <= set(rows) and all(rows[n]["capture_state"] == "READY" for n in names)
+
+    wait_for(all_ready, 180, "every file READY despite the faults")
+    assert daemon.alive, daemon.log.read_text()[-3000:]
+
+    calls = emulator.stats.snapshot()
+    statuses = {c.status for c in calls if c.kind == "put"}
+    assert {0, 500, 403} <= statuses, "the faults did happen"
+    assert any(c.status == 503 for c in calls if c.kind == "api")
+    assert len(emulator.stats.tokens_issued) >= 2
+    for path in files:
+        same = [c for c in emulator.backend.captures.values() if c.name == path.name]
+        assert len(same) == 1, f"{path.name}: {len(same)} captures"
+        assert emulator.object_bytes(same[0].eid) == path.read_bytes()
+    rows = status(config)
+    assert all(rows[n]["upload_state"] == "uploaded" for n in names)
+
+    assert daemon.stop() == 0
+    # No secret, token or URL signature in the output, the journal, or status.
+    haystacks = [daemon.log.read_bytes(), json.dumps(rows).encode()]
+    for suffix in ("", "-wal", "-shm"):
+        journal = tmp_path / f"journal.sqlite3{suffix}"
+        if journal.exists():
+            haystacks.append(journal.read_bytes())
+    assert b'"retrying"' in haystacks[0], "retries are logged"
+    needles = [
+        knobs.client_secret,
+        *emulator.stats.tokens_issued,
+        *emulator.stats.signatures_issued,
+    ]
+    assert len(needles) > 10
+    for needle in needles:
+        for haystack in haystacks:
+            assert needle.encode() not in haystack
+
+
+def _truncated_zip(path: Path, source: Path) -> None:
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+
+
+def test_bad_inputs_each_get_a_row_and_are_kept(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    config, inbox = daemon_config(tmp_path, emulator, incomplete_timeout_seconds=2)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    running.append(daemon)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    good = make_zip(outside / "real.zip")
+
+    (inbox / "empty.zip").write_bytes(b"")
+    (inbox / "corrupt.zip").write_bytes(os.urandom(30_000))
+    (inbox / "fake.mp4").write_bytes(os.urandom(30_000))
+    with zipfile.ZipFile(inbox / "noimages.zip", "w") as archive:
+        archive.writestr("readme.txt", "no pictures")
+    _truncated_zip(inbox / "truncated.zip", make_zip(tmp_path / "whole.zip"))
+    mp4 = make_mp4(tmp_path / "x.mp4", 50_000).read_bytes()
+    (inbox / "nomoov.mp4").write_bytes(mp4[:-8])  # the helper puts an empty moov last
+    (inbox / "link.zip").symlink_to(good)
+    (inbox / "folder.zip").mkdir()
+    odd_names = ["with space.zip", "ünïcødé-捕获.zip", "new\nline.zip"]
+    for name in odd_names:
+        make_zip(inbox / name)
+    deep = inbox / "/".join(["d" * 60] * 12)
+    deep.mkdir(parents=True)
+    make_zip(deep / "deep.zip")
+
+    refused = {
+        "empty.zip": "empty",
+        "corrupt.zip": "not a zip",
+        "fake.mp4": "not an MP4",
+        "noimages.zip": "no images",
+        "truncated.zip": "end-of-central-directory",
+        "nomoov.mp4": "moov",
+        "link.zip": "symlink",
+        "folder.zip": "folder, not a file",
+    }
+    uploaded = {*odd_names, "deep.zip"}
+
+    def settled() -> bool:
+        rows = status(config)
+        return all(rows.get(n, {}).get("upload_state") == "rejected" for n in refused) and all(
+            rows.get(n, {}).get("upload_state") == "uploaded" for n in uploaded
+        )
+
+    wait_for(settled, 60, "every bad input refused and every odd name uploaded")
+    assert daemon.alive
+    rows = status(config)
+    for name, words in refused.items():
+        assert words in str(rows[name]["error"]), (name, rows[name]["error"])
+        assert (inbox / name).exists() or (inbox / name).is_symlink()
+    assert good.exists() and not [
+        c for c in emulator.backend.captures.values() if c.name == "link.zip"
+    ]
+    for name in uploaded:
+        [capture] = [c for c in emulator.backend.captures.values() if c.name == name]
+        path = deep / name if name == "deep.zip" else inbox / name
+        assert emulator.object_bytes(capture.eid) == path.read_bytes()
+    log_lines = daemon.log.read_text().splitlines()
+    for name in refused:
+        assert any(name in line and '"not uploaded"' in line for line in log_lines), name
+
+
+def test_file_deleted_or_modified_mid_upload(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    emulator.config.put_delay_seconds = 0.4
+    config, inbox = daemon_config(tmp_path, emulator)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    doomed = make_mp4(staging / "doomed.mp4", 21 * MIB)
+    changing = make_mp4(staging / "changing.mp4", 21 * MIB)
+    acted: set[str] = set()
+
+    def sabotage(call: Call) -> None:
+        if call.kind != "put" or call.status != 200 or call.eid is None:
+            return
+        name = emulator.backend.captures[call.eid].name
+        if name in acted:
+            return
+        acted.add(name)
+        if name == "doomed.mp4":
+            (inbox / name).unlink()
+        elif name == "changing.mp4":
+            make_mp4(inbox / name, 20 * MIB)
+
+    emulator.stats.listeners.append(sabotage)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    running.append(daemon)
+    os.rename(doomed, inbox / "doomed.mp4")
+    os.rename(changing, inbox / "changing.mp4")
+
+    def done() -> bool:
+        rows = status(config)
+        return (
+            rows.get("doomed.mp4", {}).get("upload_state") == "rejected"
+            and rows.get("changing.mp4", {}).get("upload_state") == "uploaded"
+        )
+
+    wait_for(done, 90, "the deleted file abandoned and the changed one uploaded")
+    rows = status(config)
+    assert "deleted before its upload finished" in str(rows["doomed.mp4"]["error"])
+    assert not [c for c in emulator.backend.captures.values() if c.name == "doomed.mp4"]
+    [changed] = [c for c in emulator.backend.captures.values() if c.name == "changing.mp4"]
+    assert emulator.object_bytes(changed.eid) == (inbox / "changing.mp4").read_bytes()
+    assert daemon.alive
+
+
+def test_a_full_disk_is_survived(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    config, inbox = daemon_config(tmp_path, emulator)
+    config.write_text(config.read_text().replace('level = "DEBUG"', 'level = "INFO"'))
+    os.chmod(config, 0o600)
+    limit = 160 * 1024  # the journal can start, but not grow much
+
+    def small_files() -> None:
+        # Only the soft limit: the test may raise it again without privileges.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    log_path = tmp_path / "daemon.log"
+    log_path.write_text("")
+    os.chmod(log_path, 0o600)
+    # Logs go to a file outside the limit's reach: the parent opened it.
+    daemon = DaemonProcess(config, log_path, preexec=small_files)
+    running.append(daemon)
+    for i in range(12):
+        make_zip(inbox / f"scan-{i:02d}.zip", images=2, image_bytes=200)
+    wait_for(lambda: "cannot write the journal" in log_path.read_text(), 60, "a journal error")
+    assert daemon.alive
+
+    resource.prlimit(
+        daemon.process.pid,
+        resource.RLIMIT_FSIZE,
+        (resource.RLIM_INFINITY, resource.RLIM_INFINITY),
+    )
+
+    def all_uploaded() -> bool:
+        rows = status(config)
+        return len(rows) == 12 and all(r["upload_state"] == "uploaded" for r in rows.values())
+
+    wait_for(all_uploaded, 90, "recovery once space returned")
+    assert daemon.stop() == 0
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "journal.sqlite3")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    names = [c.name for c in emulator.backend.captures.values()]
+    assert sorted(names) == sorted(set(names)) and len(names) == 12
+
+
+@pytest.mark.slow
+def test_soak_200_files_with_faults(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    knobs = emulator.config
+    knobs.put_5xx_rate = 0.1
+    knobs.put_reset_rate = 0.05
+    knobs.api_503_retry_after_rate = 0.05
+    knobs.retry_after_seconds = 0.2
+    knobs.processing_delay_seconds = 0.5
+    config, inbox = daemon_config(tmp_path, emulator)
+    config.write_text(
+        config.read_text().replace('level = "DEBUG"', 'level = "WARNING"')
+        + "[upload]\nfiles_at_once = 4\n"
+    )
+    os.chmod(config, 0o600)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    running.append(daemon)
+    sizes = [20_000 + (i * 7919) % 400_000 for i in range(190)] + [6 * MIB + i for i in range(10)]
+    paths = []
+    for i, size in enumerate(sizes):
+        folder = inbox / f"batch-{i % 7}"
+        folder.mkdir(exist_ok=True)
+        if i % 2:
+            paths.append(make_mp4(folder / f"clip-{i:03d}.mp4", size))
+        else:
+            paths.append(make_zip(folder / f"scan-{i:03d}.zip", images=2, pad=size))
+
+    def all_ready() -> bool:
+        rows = status(config)
+        return len(rows) == 200 and all(r["capture_state"] == "READY" for r in rows.values())
+
+    wait_for(all_ready, 600, "200 files READY")
+    assert daemon.alive
+    by_name: dict[str, list[str]] = {}
+    for capture in emulator.backend.captures.values():
+        by_name.setdefault(capture.name, []).append(capture.eid)
+    assert len(by_name) == 200 and all(len(v) == 1 for v in by_name.values())
+    for path in paths:
+        assert emulator.object_bytes(by_name[path.name][0]) == path.read_bytes()
+    assert daemon.stop() == 0

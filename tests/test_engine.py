@@ -120,6 +120,27 @@ def test_expired_url_gets_a_new_one(
     assert 403 in statuses
 
 
+@pytest.mark.parametrize("knob", ["put_5xx_rate", "put_reset_rate"])
+def test_a_failed_put_is_sent_again(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path, knob: str
+) -> None:
+    setattr(emulator.config, knob, 1.0)
+    failed = 0 if knob == "put_reset_rate" else 500  # a reset is recorded as status 0
+
+    def heal(call: Call) -> None:
+        if call.kind == "put" and call.status == failed:
+            setattr(emulator.config, knob, 0.0)
+
+    on_call(emulator, heal)
+    uploader.concurrency = 1
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
+    eid = uploader.upload(path).eid
+    puts = [c for c in emulator.stats.snapshot() if c.kind == "put"]
+    assert puts[0].status == failed and puts[0].part == 1
+    assert emulator.stats.successful_puts(eid) == {1: 1, 2: 1, 3: 1}
+    assert emulator.object_bytes(eid) == path.read_bytes()
+
+
 def test_a_401_mid_upload_refreshes_the_token(
     emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
 ) -> None:

@@ -407,6 +407,10 @@ class Uploader:
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{path}: {exc}") from exc
                 log.info("upload URL expired; asking for a new one", part=part.number)
+                if attempt > 1:
+                    # Fresh URLs that arrive expired mean clock skew or a hiccup at the API:
+                    # don't hammer it.
+                    self.clock.sleep(self.part_policy.backoff(attempt - 2))
                 continue
             except TransientError as exc:
                 self.progress.advanced(path, -sent[0])

@@ -279,7 +279,7 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 @reports_errors
 def upload(app: AppContext, paths: tuple[Path, ...], force: bool) -> None:
     """Upload files now, with progress bars; re-running resumes where it stopped."""
-    from .daemon import components
+    from .compose import components
     from .engine import UploadFailed
     from .inputs import InputProblem
     from .progress import RichProgress
@@ -318,7 +318,7 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool) -> None:
 @reports_errors
 def status(app: AppContext, as_json: bool) -> None:
     """What the journal knows: one row per file."""
-    from .daemon import open_journal
+    from .compose import open_journal
 
     settings = app.settings
     if not settings.journal.path.exists():

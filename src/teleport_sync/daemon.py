@@ -1,4 +1,4 @@
-"""Composition root: builds the client, journal and engine from settings, and runs the daemon.
+"""The daemon (`teleport-sync run`): the threads that watch, upload, follow and fetch.
 
 Threads of the daemon:
 - the watcher's settle checker, which hands settled files to `_intake`;
@@ -15,19 +15,16 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from .actions import Actions
-from .api import TeleportClient, client_from_settings
+from .compose import components, results_dir
 from .config import Settings
-from .engine import FileChanged, Progress, Stopped, Uploader, UploadFailed
+from .engine import FileChanged, Stopped, UploadFailed
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
-from .journal import FileRecord, Journal, JournalError
+from .journal import FileRecord, JournalError
 from .logging import get_logger
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
@@ -41,47 +38,6 @@ RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
 JOURNAL_RETRY_SECONDS = 5.0
 ACTIONS_RETRY_SECONDS = 300.0
-
-
-@dataclass
-class Components:
-    settings: Settings
-    client: TeleportClient
-    journal: Journal
-    uploader: Uploader
-
-
-def open_journal(settings: Settings) -> Journal:
-    return Journal(settings.journal.path)
-
-
-def results_dir(settings: Settings) -> Path:
-    return settings.results.dir or settings.journal.path.parent / "results"
-
-
-@contextmanager
-def components(
-    settings: Settings,
-    *,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-) -> Iterator[Components]:
-    """Client, journal and uploader for `settings`, closed on exit."""
-    journal = open_journal(settings)
-    try:
-        with client_from_settings(settings) as client:
-            uploader = Uploader(
-                client,
-                journal,
-                concurrency=settings.upload.concurrency,
-                name_template=settings.upload.name_template,
-                training_parameters=settings.upload.training_parameters,
-                progress=progress,
-                stop=stop,
-            )
-            yield Components(settings, client, journal, uploader)
-    finally:
-        journal.close()
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:

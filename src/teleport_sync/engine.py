@@ -148,6 +148,10 @@ class Uploader:
         self.progress: Progress = progress or NoProgress()
         self.stop = stop or threading.Event()
         self.block_size = block_size
+        # Does storage answer with MD5 ETags? Unknown until the first part is acknowledged. When
+        # it does not (SSE-KMS buckets, some S3-compatible stores), hashing could never be
+        # checked, so it is skipped: MD5 costs a core at ~500 MB/s.
+        self.etags_are_md5: bool | None = None
         # Files whose create was ambiguous (timed out, adopted): a late duplicate may still
         # appear on the server, so their siblings are swept once more at completion.
         self._sweep_at_completion: set[int] = set()
@@ -392,7 +396,7 @@ class Uploader:
                 return
             self._check_stop()
             attempt += 1
-            digest = hashlib.md5(usedforsecurity=False)
+            digest = hashlib.md5(usedforsecurity=False) if self.etags_are_md5 is not False else None
             sent = [0]
             try:
                 url = self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
@@ -429,9 +433,13 @@ class Uploader:
                     f"{path}: cannot read {label}: {exc.strerror or exc}", retryable=True
                 ) from exc
 
-            md5 = digest.hexdigest()
+            md5 = digest.hexdigest() if digest is not None else ""
             bare = etag.strip('"')
-            if _MD5_ETAG.match(bare) and bare.lower() != md5:
+            md5_shaped = bool(_MD5_ETAG.match(bare))
+            if self.etags_are_md5 is None:
+                self.etags_are_md5 = md5_shaped
+                log.debug("storage ETags", md5=md5_shaped)
+            if md5_shaped and digest is not None and bare.lower() != md5:
                 # Storage received different bytes than we read: send this part again.
                 self.progress.advanced(path, -sent[0])
                 log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
@@ -443,7 +451,7 @@ class Uploader:
             return
 
     def _read_part(
-        self, path: Path, part: PartPlan, digest: Any, sent: list[int]
+        self, path: Path, part: PartPlan, digest: Any | None, sent: list[int]
     ) -> Iterator[bytes]:
         """The part's bytes in blocks, hashed on the way; never the whole part in memory."""
         with path.open("rb") as handle:
@@ -453,7 +461,8 @@ class Uploader:
                 block = handle.read(min(self.block_size, remaining))
                 if not block:
                     raise OSError(f"the file ended {remaining} bytes early (truncated?)")
-                digest.update(block)
+                if digest is not None:
+                    digest.update(block)
                 remaining -= len(block)
                 sent[0] += len(block)
                 self.progress.advanced(path, len(block))

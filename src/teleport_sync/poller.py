@@ -7,6 +7,7 @@ an upload finishes (`wake`). Unknown states are recorded like any other.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from .api import ApiError, TeleportClient
@@ -36,6 +37,8 @@ class Poller:
         self.wake = threading.Event()
         self.page_size = page_size
         self.polls = 0
+        self._last_poll = float("-inf")
+        self._missing_warned: set[str] = set()
 
     def poll_once(self) -> int:
         """One pass; returns how many captures are still not terminal."""
@@ -43,14 +46,19 @@ class Poller:
         if not active:
             return 0
         self.polls += 1
+        self._last_poll = time.monotonic()
         by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
         remaining = 0
         for record in active:
             capture = by_eid.get(record.eid or "")
             if capture is None:
-                log.warning(
-                    "capture no longer in the account (deleted?)", path=record.path, eid=record.eid
-                )
+                if record.eid not in self._missing_warned:
+                    self._missing_warned.add(record.eid or "")
+                    log.warning(
+                        "capture no longer in the account (deleted?)",
+                        path=record.path,
+                        eid=record.eid,
+                    )
                 continue
             if self.journal.record_state(record.id, capture.state, capture.sid):
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
@@ -70,6 +78,11 @@ class Poller:
 
     def run(self) -> None:
         while not self.stop.is_set():
+            # Woken by every finished upload, but never more than one listing per interval:
+            # a burst of 1,000 uploads must not become 1,000 listings.
+            pause = self._last_poll + self.interval - time.monotonic()
+            if pause > 0 and self.stop.wait(pause):
+                return
             try:
                 remaining = self.poll_once()
             except ApiError as exc:

@@ -1,0 +1,147 @@
+"""Shared pieces of the benchmarks: the sink process, configs, timed runs, result files.
+
+Every figure is measured in the same run as its baseline and reported as a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).parent
+RESULTS = BENCH / "results"
+MIB = 1024 * 1024
+PYTHON = sys.executable
+TELEPORT_SYNC = [PYTHON, "-m", "teleport_sync"]
+
+
+@dataclass
+class Sink:
+    port: int
+    process: subprocess.Popen[str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> list[dict[str, float]]:
+        return httpx.get(f"{self.url}/_sink/log").json()
+
+
+@contextmanager
+def sink(chunk_size: int = 32 * MIB) -> Iterator[Sink]:
+    process = subprocess.Popen(
+        [PYTHON, str(BENCH / "sink.py"), "--port", "0", "--chunk-size", str(chunk_size)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    port = int(process.stdout.readline().split()[-1])
+    try:
+        yield Sink(port, process)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def write_config(workdir: Path, sink_: Sink, extra: str = "") -> Path:
+    path = workdir / "config.toml"
+    path.write_text(
+        f'[api]\nbase_url = "{sink_.url}"\nauth_url = "{sink_.url}/oauth2/token"\n'
+        'client_id = "bench"\nclient_secret = "bench-secret"\n'
+        f'[journal]\npath = "{workdir / "journal.sqlite3"}"\n[log]\nlevel = "WARNING"\n{extra}'
+    )
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    wire_seconds: float | None  # first body byte to last, as the sink saw them
+
+
+def timed(argv: list[str], sink_: Sink | None = None, env: dict[str, str] | None = None) -> Run:
+    """Run a command to completion; wall time, its own peak RSS, and time on the wire."""
+    before = len(sink_.log()) if sink_ else 0
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        assert process.stderr is not None
+        raise RuntimeError(f"{argv[:4]} failed: {process.stderr.read().decode()[-2000:]}")
+    wire = None
+    if sink_:
+        bodies = [e for e in sink_.log()[before:] if e["first"]]
+        if bodies:
+            wire = max(e["last"] for e in bodies) - min(e["first"] for e in bodies)
+    return Run(elapsed, usage.ru_maxrss / 1024, wire)
+
+
+def median_run(runs: list[Run]) -> Run:
+    by_time = sorted(runs, key=lambda r: r.seconds)
+    mid = by_time[len(by_time) // 2]
+    wires = [r.wire_seconds for r in runs if r.wire_seconds]
+    return Run(
+        statistics.median(r.seconds for r in runs),
+        max(r.peak_rss_mib for r in runs),
+        statistics.median(wires) if wires else mid.wire_seconds,
+    )
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "curl": (
+            shutil.which("curl")
+            and subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split(
+                "\n"
+            )[0]
+        ),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "max_rss_limit": resource.getrlimit(resource.RLIMIT_AS),
+    }
+
+
+def save(name: str, data: dict[str, object]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **data}, indent=2))
+    return path
+
+
+def make_file(path: Path, size: int, *, sparse: bool = False) -> Path:
+    """A file of `size` bytes: random data (throughput) or a sparse hole (memory)."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    if sparse:
+        with path.open("wb") as handle:
+            handle.truncate(size)
+        return path
+    block = os.urandom(4 * MIB)
+    with path.open("wb") as handle:
+        written = 0
+        while written < size:
+            handle.write(block[: min(len(block), size - written)])
+            written += len(block)
+    return path

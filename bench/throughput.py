@@ -1,0 +1,122 @@
+"""Throughput: teleport-sync `upload` against curl -T (one PUT, line rate), boto3's s3transfer
+(same part size and concurrency) and a naive sequential client, on the same local sink.
+
+    python bench/throughput.py [--sizes 1024,4096] [--runs 3] [--part-mib 32] [--concurrency 4]
+
+Prints a table and writes bench/results/throughput.json. Wall time includes each program's
+start-up (what a user waits for); "wire" is first to last body byte as the sink saw them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import (
+    BENCH,
+    MIB,
+    PYTHON,
+    TELEPORT_SYNC,
+    Run,
+    make_file,
+    median_run,
+    save,
+    sink,
+    timed,
+    write_config,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1024,4096", help="file sizes in MiB")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--part-mib", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    part = args.part_mib * MIB
+    results: list[dict[str, object]] = []
+    with sink(part) as s, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        config = write_config(workdir, s, f"[upload]\nconcurrency = {args.concurrency}\n")
+        for size_mib in (int(x) for x in args.sizes.split(",")):
+            data = make_file(args.data_dir / f"teleport-sync-bench-{size_mib}.mp4", size_mib * MIB)
+            clients = {
+                "curl -T (one PUT)": [
+                    "curl",
+                    "-sf",
+                    "-T",
+                    str(data),
+                    "-o",
+                    "/dev/null",
+                    f"{s.url}/bucket/curl",
+                ],
+                "teleport-sync upload": [
+                    *TELEPORT_SYNC,
+                    "--config",
+                    str(config),
+                    "upload",
+                    "--force",
+                    str(data),
+                ],
+                "s3transfer": [
+                    PYTHON,
+                    str(BENCH / "clients" / "s3transfer_upload.py"),
+                    s.url,
+                    str(data),
+                    str(part),
+                    str(args.concurrency),
+                ],
+                "naive sequential": [
+                    PYTHON,
+                    str(BENCH / "clients" / "naive_upload.py"),
+                    s.url,
+                    str(data),
+                ],
+            }
+            runs: dict[str, list[Run]] = {name: [] for name in clients}
+            for _ in range(args.runs):  # interleaved, so drift hits every client alike
+                for name, argv in clients.items():
+                    runs[name].append(timed(argv, s))
+            medians = {name: median_run(r) for name, r in runs.items()}
+            curl = medians["curl -T (one PUT)"]
+            for name, run in medians.items():
+                row = {
+                    "size_mib": size_mib,
+                    "client": name,
+                    "seconds": round(run.seconds, 3),
+                    "mib_per_s": round(size_mib / run.seconds, 1),
+                    "ratio_to_curl": round(curl.seconds / run.seconds, 3),
+                    "wire_mib_per_s": round(size_mib / run.wire_seconds, 1)
+                    if run.wire_seconds
+                    else None,
+                    "wire_ratio_to_curl": round(curl.wire_seconds / run.wire_seconds, 3)
+                    if run.wire_seconds and curl.wire_seconds
+                    else None,
+                    "peak_rss_mib": round(run.peak_rss_mib, 1),
+                    "runs": [round(r.seconds, 3) for r in runs[name]],
+                }
+                results.append(row)
+    print(
+        f"{'size':>6} {'client':<22} {'s':>7} {'MiB/s':>8} {'x curl':>7} "
+        f"{'wire MiB/s':>11} {'wire x curl':>11} {'RSS MiB':>8}"
+    )
+    for r in results:
+        print(
+            f"{r['size_mib']:>6} {r['client']:<22} {r['seconds']:>7} {r['mib_per_s']:>8} "
+            f"{r['ratio_to_curl']:>7} {r['wire_mib_per_s']!s:>11} "
+            f"{r['wire_ratio_to_curl']!s:>11} {r['peak_rss_mib']:>8}"
+        )
+    print(
+        "wrote",
+        save(
+            "throughput",
+            {"part_mib": args.part_mib, "concurrency": args.concurrency, "rows": results},
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Composition: the client, journal and uploader built from settings.
+
+Kept apart from `daemon` so one-shot commands (`upload`, `status`) start without loading the
+watcher, the poller and the metrics server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .api import TeleportClient, client_from_settings
+from .config import Settings
+from .engine import Progress, Uploader
+from .journal import Journal
+
+
+@dataclass
+class Components:
+    settings: Settings
+    client: TeleportClient
+    journal: Journal
+    uploader: Uploader
+
+
+def open_journal(settings: Settings) -> Journal:
+    return Journal(settings.journal.path)
+
+
+def results_dir(settings: Settings) -> Path:
+    return settings.results.dir or settings.journal.path.parent / "results"
+
+
+@contextmanager
+def components(
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Components]:
+    """Client, journal and uploader for `settings`, closed on exit."""
+    journal = open_journal(settings)
+    try:
+        with client_from_settings(settings) as client:
+            uploader = Uploader(
+                client,
+                journal,
+                concurrency=settings.upload.concurrency,
+                name_template=settings.upload.name_template,
+                training_parameters=settings.upload.training_parameters,
+                progress=progress,
+                stop=stop,
+            )
+            yield Components(settings, client, journal, uploader)
+    finally:
+        journal.close()

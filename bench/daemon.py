@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common import TELEPORT_SYNC, Sink, save, sink, write_config
-
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
 from teleport_sync.samples import write_sample_mp4

@@ -8,7 +8,8 @@ The journal is consulted before and written after every step that the server ack
 - a completion whose answer is lost is reconciled by reading the capture's state.
 
 Parts are streamed from disk in `block_size` blocks (memory does not grow with part size), MD5
-is computed on the way, and each attempt gets a fresh presigned URL.
+is computed on the way and checked against MD5-shaped ETags (skipped once storage shows its
+ETags are not MD5s, since nothing could check it), and each attempt gets a fresh presigned URL.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from common import RESULTS  # noqa: E402
+from common import RESULTS
 
 DOCS = Path(__file__).parent.parent / "docs"
 

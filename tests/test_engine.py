@@ -56,8 +56,19 @@ def uploader(client: TeleportClient, journal: Journal) -> Uploader:
     )
 
 
-def on_call(emulator: EmulatorServer, listener) -> None:  # type: ignore[no-untyped-def]
+def on_call(emulator: EmulatorServer, listener: Callable[[Call], None]) -> None:
     emulator.stats.listeners.append(listener)
+
+
+def fault_until_seen(emulator: EmulatorServer, knob: str, status: int) -> None:
+    """Turn a PUT fault on until the first PUT answered with `status`, then off again."""
+    setattr(emulator.config, knob, 1.0)
+
+    def heal(call: Call) -> None:
+        if call.kind == "put" and call.status == status:
+            setattr(emulator.config, knob, 0.0)
+
+    on_call(emulator, heal)
 
 
 def captures_named(emulator: EmulatorServer, name: str) -> list[str]:
@@ -89,6 +100,7 @@ def test_zip_and_mp4_arrive_byte_for_byte_each_part_once(
         assert row["upload_state"] == "uploaded" and row["eid"] == result.eid
         assert row["capture_state"] == "UPLOADED"
     assert emulator.stats.count("api", "POST", "/api/v1/captures") == 2
+    assert uploader.etags_are_md5 is True  # so every part above was hashed and checked
 
 
 def test_parts_really_overlap(emulator: EmulatorServer, uploader: Uploader, tmp_path: Path) -> None:
@@ -106,13 +118,7 @@ def test_parts_really_overlap(emulator: EmulatorServer, uploader: Uploader, tmp_
 def test_expired_url_gets_a_new_one(
     emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
 ) -> None:
-    emulator.config.expired_url_rate = 1.0
-
-    def heal(call: Call) -> None:
-        if call.kind == "put" and call.status == 403:
-            emulator.config.expired_url_rate = 0.0
-
-    on_call(emulator, heal)
+    fault_until_seen(emulator, "expired_url_rate", 403)
     path = make_zip(tmp_path / "a.zip", pad=6 * MIB)
     eid = uploader.upload(path).eid
     assert emulator.object_bytes(eid) == path.read_bytes()
@@ -124,14 +130,8 @@ def test_expired_url_gets_a_new_one(
 def test_a_failed_put_is_sent_again(
     emulator: EmulatorServer, uploader: Uploader, tmp_path: Path, knob: str
 ) -> None:
-    setattr(emulator.config, knob, 1.0)
     failed = 0 if knob == "put_reset_rate" else 500  # a reset is recorded as status 0
-
-    def heal(call: Call) -> None:
-        if call.kind == "put" and call.status == failed:
-            setattr(emulator.config, knob, 0.0)
-
-    on_call(emulator, heal)
+    fault_until_seen(emulator, knob, failed)
     uploader.concurrency = 1
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
     eid = uploader.upload(path).eid
@@ -162,13 +162,7 @@ def test_a_401_mid_upload_refreshes_the_token(
 def test_etag_mismatch_resends_only_that_part(
     emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
 ) -> None:
-    emulator.config.wrong_etag_rate = 1.0
-
-    def heal(call: Call) -> None:
-        if call.kind == "put" and call.status == 200:
-            emulator.config.wrong_etag_rate = 0.0
-
-    on_call(emulator, heal)
+    fault_until_seen(emulator, "wrong_etag_rate", 200)
     uploader.concurrency = 1  # so "the first part" is a well-defined one
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
     eid = uploader.upload(path).eid

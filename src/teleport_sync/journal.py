@@ -66,6 +66,11 @@ class PartRecord:
     acknowledged_at: str
 
 
+def _identity_columns(identity: FileIdentity) -> tuple[int, int, int, int, str]:
+    """The files table's identity columns, in their order: dev, inode, size, mtime_ns, print."""
+    return (identity.dev, identity.inode, identity.size, identity.mtime_ns, identity.fingerprint)
+
+
 def _migrate_v1(db: Any) -> None:
     db["files"].create(
         {
@@ -318,18 +323,7 @@ class Journal:
                        input_data_format, name, upload_state, created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                    ON CONFLICT(path) DO NOTHING""",
-                (
-                    path,
-                    identity.dev,
-                    identity.inode,
-                    identity.size,
-                    identity.mtime_ns,
-                    identity.fingerprint,
-                    input_data_format,
-                    name,
-                    now,
-                    now,
-                ),
+                (path, *_identity_columns(identity), input_data_format, name, now, now),
             )
         record = self.by_path(path)
         assert record is not None
@@ -349,17 +343,7 @@ class Journal:
                        next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
                        updated_at = ?
                    WHERE id = ?""",
-                (
-                    identity.dev,
-                    identity.inode,
-                    identity.size,
-                    identity.mtime_ns,
-                    identity.fingerprint,
-                    input_data_format,
-                    name,
-                    utc_now(),
-                    file_id,
-                ),
+                (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
             )
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
             self._event(conn, file_id, "restarted", why)

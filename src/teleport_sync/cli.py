@@ -275,9 +275,10 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
 @pass_app
 @reports_errors
-def upload(app: AppContext, paths: tuple[Path, ...], force: bool) -> None:
+def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool) -> None:
     """Upload files now, with progress bars; re-running resumes where it stopped."""
     from .compose import components
     from .engine import UploadFailed
@@ -285,6 +286,9 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool) -> None:
     from .progress import RichProgress
 
     settings = app.settings
+    if not verbose and settings.log.level in ("DEBUG", "INFO"):
+        # The progress bars say what INFO lines would; keep the screen for them.
+        configure_logging("WARNING", settings.log.format)
     files = _expand(paths)
     if not files:
         fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)

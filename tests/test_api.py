@@ -97,6 +97,27 @@ def test_invalid_input_ends_failed_with_a_reason(emulator: EmulatorServer) -> No
     assert capture.state == "FAILED" and capture.error_reason_slug == "invalid-video"
 
 
+def test_listing_survives_a_server_that_caps_the_page_size() -> None:
+    captures = [
+        {"eid": f"e{i}", "name": "n", "created": "2026-01-01T00:00:00", "state": "READY"}
+        for i in range(60)
+    ]
+    asked = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "tok-123456", "expires_in": 3600})
+        offset = int(request.url.params["offset"])
+        asked.append(offset)
+        return httpx.Response(200, json=captures[offset : offset + 25])  # caps at 25
+
+    with _mock_client(handler, FakeClock()) as client:
+        listed = list(client.iter_captures(page_size=100))
+    assert [c.eid for c in listed] == [c["eid"] for c in captures]
+    assert asked == [0, 25, 50]
+    assert listed[0].created.tzinfo is not None  # a zone-less time is taken as UTC
+
+
 def test_listing_pages_until_a_short_page(emulator: EmulatorServer) -> None:
     with client_for(emulator) as client:
         eids = {

@@ -357,14 +357,21 @@ class TeleportClient:
             raise ApiError(f"{doing}: the server's answer did not match the API: {exc}") from None
 
     def iter_captures(self, *, page_size: int = 100) -> Iterator[CaptureOutput]:
-        """Every capture of the account; pages until a short page (the order is not documented)."""
+        """Every capture of the account (the order is not documented).
+
+        A server may cap `limit` below what we ask for, so a page shorter than `page_size` is
+        not taken as the end: paging stops at an empty page, or at one shorter than the
+        longest page seen (the server's real page size).
+        """
         offset = 0
+        longest = 0
         while True:
             page = self.list_captures(limit=page_size, offset=offset)
             yield from page
-            if len(page) < page_size:
+            longest = max(longest, len(page))
+            if not page or len(page) < longest:
                 return
-            offset += page_size
+            offset += len(page)
 
     def find_capture(self, eid: str) -> CaptureOutput | None:
         """The API has no single-capture GET; find it in the listing."""
@@ -446,7 +453,8 @@ class TeleportClient:
         def attempt() -> int:
             written = 0
             try:
-                with self.storage.stream("GET", url) as response:
+                # CDN links may redirect; PUTs to presigned URLs never follow redirects.
+                with self.storage.stream("GET", url, follow_redirects=True) as response:
                     if response.status_code >= 300:
                         response.read()
                         raise error_for(response, doing)

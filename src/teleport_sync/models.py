@@ -8,11 +8,11 @@ fields (the API grows) and keeps `state` an open string, because the reference l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Response(BaseModel):
@@ -161,6 +161,14 @@ class CaptureOutput(_Response):
     video_url: str | None = None
     share_video_url: str | None = None
     is_public: bool = False
+
+    @field_validator("created", "uploaded")
+    @classmethod
+    def _assume_utc(cls, value: datetime | None) -> datetime | None:
+        # A timestamp without a zone is taken as UTC, so it compares with our own times.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Matrix(_Response):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,13 +42,22 @@ class DaemonProcess:
         *,
         extra_env: dict[str, str] | None = None,
         preexec: Callable[[], None] | None = None,
+        wrapper: list[str] | None = None,
     ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
         env.update(extra_env or {})
         self.log = log
         self._out = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "teleport_sync", "--config", str(config), "run"],
+            [
+                *(wrapper or []),
+                sys.executable,
+                "-m",
+                "teleport_sync",
+                "--config",
+                str(config),
+                "run",
+            ],
             env=env,
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -390,3 +400,37 @@ def test_soak_200_files_with_faults(
     for path in paths:
         assert emulator.object_bytes(by_name[path.name][0]) == path.read_bytes()
     assert daemon.stop() == 0
+
+
+def test_unreadable_file_is_reported_and_taken_once_readable(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    # Root reads everything; as root the daemon runs without the capabilities that let it
+    # ignore file permissions, as a dedicated service user would be.
+    wrapper: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        wrapper = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    config, inbox = daemon_config(tmp_path, emulator)
+    locked = make_zip(inbox / "locked.zip")
+    locked.chmod(0o000)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", wrapper=wrapper)
+    running.append(daemon)
+    wait_for(
+        lambda: "permission denied" in str(status(config).get("locked.zip", {}).get("error")),
+        30,
+        "a row saying the file cannot be read",
+    )
+    row = status(config)["locked.zip"]
+    assert row["upload_state"] == "failed" and "chmod o+r" in str(row["error"])
+    assert daemon.alive and not emulator.backend.captures
+
+    locked.chmod(0o644)  # the fix; the permission change (IN_ATTRIB) brings it back at once
+    wait_for(
+        lambda: status(config).get("locked.zip", {}).get("upload_state") == "uploaded",
+        30,
+        "the upload once the file is readable",
+    )
+    [capture] = emulator.backend.captures.values()
+    assert emulator.object_bytes(capture.eid) == locked.read_bytes()

@@ -37,6 +37,10 @@ log = get_logger("teleport_sync.daemon")
 RETRY_BASE_SECONDS = 30.0
 RETRY_MAX_SECONDS = 3600.0
 JOURNAL_RETRY_SECONDS = 5.0
+UNREADABLE = (
+    "permission denied; let the teleport-sync user read it (chmod o+r, or "
+    "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
+)
 ACTIONS_RETRY_SECONDS = 300.0
 
 
@@ -199,15 +203,8 @@ class Daemon:
         try:
             completeness = check_complete(path)
         except OSError as exc:
-            self._reject(
-                path,
-                quick,
-                fmt.value,
-                name,
-                f"cannot read: {exc.strerror or exc}",
-                retry=True,
-                root=root,
-            )
+            why = UNREADABLE if isinstance(exc, PermissionError) else f"cannot read: {exc}"
+            self._reject(path, quick, fmt.value, name, why, retry=True, root=root)
             return
         if completeness.state == "invalid":
             self._reject(path, quick, fmt.value, name, completeness.reason)

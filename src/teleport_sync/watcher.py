@@ -18,6 +18,7 @@ from pathlib import Path
 from watchdog.events import (
     DirCreatedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileModifiedEvent,
@@ -82,7 +83,10 @@ class _Handler(FileSystemEventHandler):
         self._root = root
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent):
+        # Attribute changes count: a chmod that makes a file readable must be noticed.
+        if isinstance(
+            event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent | FileAttribEvent
+        ):
             self._watcher.notice(Path(os.fsdecode(event.src_path)), self._root)
         elif isinstance(event, FileMovedEvent):
             self._watcher.notice(Path(os.fsdecode(event.dest_path)), self._root)

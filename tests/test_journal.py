@@ -114,3 +114,30 @@ def test_no_urls_or_tokens_columns(journal: Journal) -> None:
         for row in conn.execute(f"PRAGMA table_info({table})")
     }
     assert not any("url" in c or "token" in c for c in columns)
+
+
+def test_migrating_a_version_1_journal_keeps_its_rows(tmp_path: Path) -> None:
+    """A journal written by the first release (schema 1) opens, migrates, and keeps its data."""
+    import sqlite_utils
+
+    from teleport_sync.journal import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[0](sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO files (path, size, upload_state, created_at, updated_at, eid) "
+        "VALUES ('/old.zip', 10, 'uploaded', 'then', 'then', 'e-old')"
+    )
+    conn.commit()
+    conn.close()
+
+    with Journal(path) as journal:
+        assert journal.schema_version == SCHEMA_VERSION >= 2
+        [record] = journal.all_files()
+        assert (record.path, record.eid, record.upload_state) == ("/old.zip", "e-old", "uploaded")
+        assert journal.fact("anything") is None
+        journal.set_fact("k", "v1")
+        journal.set_fact("k", "v2")
+        assert journal.fact("k") == "v2"

@@ -152,7 +152,10 @@ class Uploader:
         # Does storage answer with MD5 ETags? Unknown until the first part is acknowledged. When
         # it does not (SSE-KMS buckets, some S3-compatible stores), hashing could never be
         # checked, so it is skipped: MD5 costs a core at ~500 MB/s.
-        self.etags_are_md5: bool | None = None
+        # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
+        self._etag_fact = f"storage-etags-are-md5 {client.api.base_url}"
+        remembered = journal.fact(self._etag_fact)
+        self.etags_are_md5: bool | None = None if remembered is None else remembered == "yes"
         # Files whose create was ambiguous (timed out, adopted): a late duplicate may still
         # appear on the server, so their siblings are swept once more at completion.
         self._sweep_at_completion: set[int] = set()
@@ -437,8 +440,10 @@ class Uploader:
             md5 = digest.hexdigest() if digest is not None else ""
             bare = etag.strip('"')
             md5_shaped = bool(_MD5_ETAG.match(bare))
-            if self.etags_are_md5 is None:
+            if self.etags_are_md5 is not md5_shaped:
+                # First part ever, or storage changed its ways: remember what it does now.
                 self.etags_are_md5 = md5_shaped
+                self.journal.set_fact(self._etag_fact, "yes" if md5_shaped else "no")
                 log.debug("storage ETags", md5=md5_shaped)
             if md5_shaped and digest is not None and bare.lower() != md5:
                 # Storage received different bytes than we read: send this part again.

@@ -136,8 +136,14 @@ def _migrate_v1(db: Any) -> None:
     )
 
 
+def _migrate_v2(db: Any) -> None:
+    # What we have learned about the servers, kept across runs (e.g. whether storage answers
+    # with MD5 ETags, so the first parts of the next run need not be hashed in vain).
+    db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
-MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1]
+MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -499,6 +505,19 @@ class Journal:
     def counts_by_state(self) -> dict[str, int]:
         rows = self._query("SELECT upload_state, COUNT(*) AS n FROM files GROUP BY upload_state")
         return {r["upload_state"]: r["n"] for r in rows}
+
+    def fact(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM facts WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_fact(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO facts (key, value, learned_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "learned_at = excluded.learned_at",
+                (key, value, utc_now()),
+            )
 
     # -- parts ------------------------------------------------------------------------------
 

@@ -171,10 +171,9 @@ def config_check(app: AppContext) -> None:
         if not path.is_dir():
             problems.append(f"[watch] paths: {path} is not a directory")
     with client_from_settings(settings) as client:
-        auth = client.api.auth
-        token = auth.token() if hasattr(auth, "token") else None
+        # Listing one capture needs a token first: both the token endpoint and the API answer.
         client.list_captures(limit=1)
-    click.echo(f"api access:    ok (token issued{'' if token else ' (none?)'}, captures listed)")
+    click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)
 

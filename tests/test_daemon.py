@@ -223,6 +223,7 @@ def test_poller_idles_when_all_terminal_and_metrics_count(
     assert values["teleport_sync_bytes_uploaded_total"] >= 12 * MIB
     assert values["teleport_sync_files_uploaded_total"] == 1
     assert values['teleport_sync_files{state="uploaded"}'] == 1
+    assert values['teleport_sync_captures{state="READY"}'] == 1
 
 
 # -- the daemon as a process: signals and sd_notify -------------------------------------------

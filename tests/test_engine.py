@@ -132,11 +132,14 @@ def test_a_failed_put_is_sent_again(
 ) -> None:
     failed = 0 if knob == "put_reset_rate" else 500  # a reset is recorded as status 0
     fault_until_seen(emulator, knob, failed)
+    retried: list[str] = []
+    uploader.on_retry = retried.append
     uploader.concurrency = 1
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
     eid = uploader.upload(path).eid
     puts = [c for c in emulator.stats.snapshot() if c.kind == "put"]
     assert puts[0].status == failed and puts[0].part == 1
+    assert retried == ["part"]
     assert emulator.stats.successful_puts(eid) == {1: 1, 2: 1, 3: 1}
     assert emulator.object_bytes(eid) == path.read_bytes()
 

@@ -518,8 +518,22 @@ def build_client(
     )
 
 
-def client_from_settings(settings: Settings, *, clock: Clock | None = None) -> TeleportClient:
-    """The client the CLI and daemon use, with every secret registered for redaction."""
+def client_from_settings(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    on_retry: Callable[[str], None] | None = None,
+) -> TeleportClient:
+    """The client the CLI and daemon use, with every secret registered for redaction.
+
+    Every retry is logged; `on_retry` (metrics) hears of it too.
+    """
+
+    def retried(doing: str, attempt: int, error: BaseException, delay: float) -> None:
+        _log_retry(doing, attempt, error, delay)
+        if on_retry is not None:
+            on_retry("api")
+
     if not settings.api.client_id:
         raise ConfigError(
             "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
@@ -536,7 +550,7 @@ def client_from_settings(settings: Settings, *, clock: Clock | None = None) -> T
         max_connections=max(8, settings.upload.concurrency * settings.upload.files_at_once + 4),
         clock=clock,
         on_token=REDACTOR.add_secret,
-        on_retry=_log_retry,
+        on_retry=retried,
     )
 
 

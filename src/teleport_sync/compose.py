@@ -7,7 +7,7 @@ watcher, the poller and the metrics server.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +40,12 @@ def components(
     *,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    on_retry: Callable[[str], None] | None = None,
 ) -> Iterator[Components]:
     """Client, journal and uploader for `settings`, closed on exit."""
     journal = open_journal(settings)
     try:
-        with client_from_settings(settings) as client:
+        with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,
                 journal,
@@ -53,6 +54,7 @@ def components(
                 training_parameters=settings.upload.training_parameters,
                 progress=progress,
                 stop=stop,
+                on_retry=on_retry,
             )
             yield Components(settings, client, journal, uploader)
     finally:

@@ -85,7 +85,12 @@ class Daemon:
 
     def run(self) -> int:
         settings = self.settings
-        with components(settings, progress=MetricsProgress(self.metrics), stop=self.stop) as parts:
+        with components(
+            settings,
+            progress=MetricsProgress(self.metrics),
+            stop=self.stop,
+            on_retry=lambda what: self.metrics.retries.labels(what).inc(),
+        ) as parts:
             self.journal = parts.journal
             self.client = parts.client
             self.uploader = parts.uploader
@@ -101,7 +106,7 @@ class Daemon:
                 parts.client,
                 parts.journal,
                 interval_seconds=settings.poll.interval_seconds,
-                on_terminal=self.actions.run_for,
+                on_terminal=self._on_terminal,
                 stop=self.stop,
             )
             known = parts.journal.quick_index()
@@ -352,6 +357,10 @@ class Daemon:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
 
+    def _on_terminal(self, record: FileRecord) -> None:
+        self.actions.run_for(record)
+        self._report_status()
+
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""
         with self._queued_lock:
@@ -378,6 +387,8 @@ class Daemon:
         counts = self.journal.counts_by_state()
         for state in ("pending", "uploading", "uploaded", "failed", "rejected"):
             self.metrics.files.labels(state).set(counts.get(state, 0))
+        for state, n in self.journal.capture_counts().items():
+            self.metrics.captures.labels(state).set(n)
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files"
         self.notifier.status(
             f"{summary}; {self._queue.qsize()} queued, {self.watcher.pending_count} settling"

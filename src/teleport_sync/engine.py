@@ -18,7 +18,7 @@ import hashlib
 import math
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,8 +138,10 @@ class Uploader:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
         block_size: int = BLOCK_SIZE,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
+        self.on_retry = on_retry or (lambda what: None)
         self.journal = journal
         self.concurrency = concurrency
         self.name_template = name_template
@@ -415,6 +417,7 @@ class Uploader:
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{path}: {exc}") from exc
                 log.info("upload URL expired; asking for a new one", part=part.number)
+                self.on_retry("expired-url")
                 if attempt > 1:
                     # Fresh URLs that arrive expired mean clock skew or a hiccup at the API:
                     # don't hammer it.
@@ -426,6 +429,7 @@ class Uploader:
                     raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
                 delay = self.part_policy.backoff(attempt - 1, exc.retry_after)
                 log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
+                self.on_retry("part")
                 self.clock.sleep(delay)
                 continue
             except NotFoundError:
@@ -449,6 +453,7 @@ class Uploader:
                 # Storage received different bytes than we read: send this part again.
                 self.progress.advanced(path, -sent[0])
                 log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
+                self.on_retry("etag-mismatch")
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{path}: {label} arrived corrupted {attempt} times")
                 continue

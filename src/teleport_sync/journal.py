@@ -502,6 +502,13 @@ class Journal:
         self.mark_rejected(record.id, error)
         return self.get(record.id)
 
+    def capture_counts(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT capture_state, COUNT(*) AS n FROM files WHERE capture_state IS NOT NULL "
+            "GROUP BY capture_state"
+        )
+        return {r["capture_state"]: r["n"] for r in rows}
+
     def counts_by_state(self) -> dict[str, int]:
         rows = self._query("SELECT upload_state, COUNT(*) AS n FROM files GROUP BY upload_state")
         return {r["upload_state"]: r["n"] for r in rows}

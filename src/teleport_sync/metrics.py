@@ -49,6 +49,12 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.captures = Gauge(
+            "teleport_sync_captures",
+            "Journaled captures by the last state seen on the server",
+            ["state"],
+            registry=self.registry,
+        )
         self._server = None
 
     def serve(self, listen: str) -> None:

@@ -40,6 +40,14 @@ def test_patterns_mask_every_credential_form() -> None:
     assert "X-Amz-Expires=900" in text  # harmless parts stay readable
 
 
+def test_a_short_configured_secret_is_masked_too() -> None:
+    redactor = Redactor()
+    redactor.add_secret("wrong")  # too short to register as a token
+    assert redactor.redact("server said: bad secret wrong") == "server said: bad secret wrong"
+    redactor.add_secret("wrong", min_length=1)  # as the configured client secret is
+    assert "wrong" not in redactor.redact("server said: bad secret wrong")
+
+
 def test_debug_logging_of_a_real_session_leaks_nothing(emulator: EmulatorServer) -> None:
     stream = io.StringIO()
     configure_logging("DEBUG", "json", stream)

@@ -51,14 +51,15 @@ class Actions:
 
     def run_for(self, record: FileRecord) -> None:
         """Every action due for this capture that has not run yet; failures are logged."""
-        if record.capture_state == "READY":
+        state = (record.capture_state or "").upper()
+        if state == "READY":
             if self.results.download and "download" not in record.actions_done:
                 self._guard(record, "download", self._download)
             if self.settings.done_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
             if self.settings.on_ready and "hook" not in record.actions_done:
                 self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_ready))
-        elif record.capture_state == "FAILED":
+        elif state == "FAILED":
             if self.settings.failed_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.failed_dir))
             if self.settings.on_failed and "hook" not in record.actions_done:

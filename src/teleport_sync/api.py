@@ -539,7 +539,7 @@ def client_from_settings(
             "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
         )
     secret = settings.client_secret_value()
-    REDACTOR.add_secret(secret)
+    REDACTOR.add_secret(secret, min_length=1)
     return build_client(
         base_url=settings.api.base_url,
         auth_url=settings.api.auth_url,

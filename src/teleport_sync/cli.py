@@ -68,7 +68,9 @@ class AppContext:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
             if self._settings.api.client_secret is not None:
-                REDACTOR.add_secret(self._settings.api.client_secret.get_secret_value())
+                REDACTOR.add_secret(
+                    self._settings.api.client_secret.get_secret_value(), min_length=1
+                )
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
 

@@ -444,14 +444,14 @@ class Journal:
         """Uploaded files whose capture is not READY or FAILED yet: what the poller follows."""
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
-               AND (capture_state IS NULL OR capture_state NOT IN ('READY', 'FAILED'))
+               AND (capture_state IS NULL OR UPPER(capture_state) NOT IN ('READY', 'FAILED'))
                ORDER BY id"""
         )
         return [self._record(r) for r in rows]
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
-            "SELECT * FROM files WHERE capture_state IN ('READY', 'FAILED') ORDER BY id"
+            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED') ORDER BY id"
         )
         return [self._record(r) for r in rows]
 

@@ -44,9 +44,10 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: set[str] = {s for s in secrets if s}
 
-    def add_secret(self, secret: str | None) -> None:
-        # Very short values would mask ordinary words; real secrets and tokens are long.
-        if secret and len(secret) >= 6:
+    def add_secret(self, secret: str | None, *, min_length: int = 6) -> None:
+        # Very short values would mask ordinary words; issued tokens are long. The configured
+        # client secret is masked whatever its length (min_length=1): it is known to be secret.
+        if secret and len(secret) >= min_length:
             with self._lock:
                 self._secrets.add(secret)
 

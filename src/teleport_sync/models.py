@@ -48,7 +48,8 @@ TERMINAL_STATES = frozenset({CaptureState.READY.value, CaptureState.FAILED.value
 
 
 def is_terminal(state: str | None) -> bool:
-    return state in TERMINAL_STATES
+    # Case is not trusted: a server saying "ready" means READY.
+    return state is not None and state.upper() in TERMINAL_STATES
 
 
 @dataclass(frozen=True)

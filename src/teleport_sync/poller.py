@@ -63,7 +63,7 @@ class Poller:
             if self.journal.record_state(record.id, capture.state, capture.sid):
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
-                if capture.state == "FAILED":
+                if capture.state.upper() == "FAILED":
                     log.warning(
                         "capture failed on the server",
                         path=record.path,

@@ -60,3 +60,40 @@ ROOT = Path("/inbox")
 def test_ignore_rules(relative: str, reason: str | None) -> None:
     settings = WatchSettings(paths=[ROOT], exclude=["drafts/*"])
     assert ignore_reason(ROOT / relative, ROOT, settings) == reason
+
+
+def test_falls_back_to_polling_when_inotify_is_unavailable(tmp_path: Path) -> None:
+    import errno
+    import threading
+
+    from watchdog.observers.polling import PollingObserver
+
+    from teleport_sync.watcher import Watcher
+
+    class NoWatchesLeft:
+        """Like an Observer on a system whose inotify watch limit is used up."""
+
+        def schedule(self, *args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    settled: list[Path] = []
+    arrived = threading.Event()
+
+    def on_settled(path: Path, root: Path) -> None:
+        settled.append(path)
+        arrived.set()
+
+    watcher = Watcher(
+        WatchSettings(paths=[tmp_path], settle_seconds=0.1),
+        on_settled,
+        observer_factory=NoWatchesLeft,  # type: ignore[arg-type]
+        fallback_factory=lambda: PollingObserver(timeout=0.1),
+    )
+    watcher.start()
+    try:
+        assert isinstance(watcher._observer, PollingObserver)
+        (tmp_path / "late.zip").write_bytes(b"PK\x03\x04 data")
+        assert arrived.wait(10), "the polling fallback never saw the new file"
+    finally:
+        watcher.stop()
+    assert settled == [tmp_path / "late.zip"]

@@ -27,6 +27,8 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
 
 from .config import WatchSettings
 from .logging import get_logger
@@ -35,6 +37,8 @@ from .retry import Clock, SystemClock
 # Always ignored, whatever the include patterns say: partial downloads and editor temp files.
 TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
 
+# How often the fallback observer (when inotify cannot be used) rescans the folders.
+POLLING_SECONDS = 5.0
 # A settled file whose intake failed (journal unwritable, say) is looked at again this much later.
 RECHECK_AFTER_ERROR_SECONDS = 5.0
 
@@ -111,6 +115,8 @@ class Watcher:
         *,
         is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
         on_refused: Callable[[Path, str], None] = lambda path, reason: None,
+        observer_factory: Callable[[], BaseObserver] | None = None,
+        fallback_factory: Callable[[], BaseObserver] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
@@ -122,7 +128,10 @@ class Watcher:
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
         self._wake = threading.Condition()
         self._stopped = False
-        self._observer = Observer()
+        self._observer: BaseObserver = (observer_factory or Observer)()
+        self._polling_factory = fallback_factory or (
+            lambda: PollingObserver(timeout=POLLING_SECONDS)
+        )
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
         self.warned_dirs: set[Path] = set()
@@ -130,17 +139,29 @@ class Watcher:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        try:
+            self._start_observer(self._observer)
+        except OSError as exc:
+            # Usually the inotify watch limit on a very large tree. Polling is slower and costs
+            # some CPU, but a daemon that keeps working beats one that exits.
+            log.error(
+                "inotify is not available for the watch folders; falling back to polling. "
+                "Raise the limit with: sysctl fs.inotify.max_user_watches=524288",
+                error=str(exc),
+            )
+            self._observer = self._polling_factory()
+            self._start_observer(self._observer)
+        self._thread.start()
+
+    def _start_observer(self, observer: BaseObserver) -> None:
         for root in self.roots:
             if not root.is_dir():
                 log.error(
                     "watch folder does not exist; create it or fix [watch] paths", path=str(root)
                 )
                 continue
-            self._observer.schedule(
-                _Handler(self, root), str(root), recursive=self.settings.recursive
-            )
-        self._observer.start()
-        self._thread.start()
+            observer.schedule(_Handler(self, root), str(root), recursive=self.settings.recursive)
+        observer.start()
 
     def scan(self) -> int:
         """Queue every candidate already present that the journal does not know unchanged."""

@@ -609,6 +609,8 @@ class Journal:
                     "capture_state": row["capture_state"],
                     "state_history": self.state_history(row["id"]),
                     "error": row["error"],
+                    "attempts": row["attempts"],
+                    "next_attempt_at": row["next_attempt_at"],
                     "result_paths": json.loads(row["result_paths"] or "[]"),
                     "updated_at": row["updated_at"],
                 }

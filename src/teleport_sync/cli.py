@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__
 from .api import ApiError, AuthenticationError, TransientError, client_from_settings
@@ -334,7 +334,15 @@ def status(app: AppContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("file", "upload", "parts", "capture", "eid", "error")
+    # Full paths, ids and errors, folded rather than cut: people copy them into other commands.
+    table = Table(
+        Column("file", overflow="fold"),
+        "upload",
+        "parts",
+        "capture",
+        Column("eid", overflow="fold"),
+        Column("error", overflow="fold"),
+    )
     for row in rows:
         parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
         table.add_row(

@@ -284,3 +284,28 @@ def test_sigterm_exits_zero_quickly_and_sd_notify_is_spoken(
     assert "READY=1" in messages and "STOPPING=1" in messages
     assert any(m.startswith("STATUS=") for m in messages)
     assert messages.index("READY=1") < messages.index("STOPPING=1")
+
+
+def test_unwritable_results_dir_fails_only_that_action(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # A regular file where the results folder should be: no user, root included, can write there.
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    settings = settings_for(emulator, tmp_path)
+    make_mp4(settings.watch.paths[0] / "a.mp4", 6 * MIB)
+    with Running(settings, actions_retry_seconds=0.5) as running:
+
+        def ready() -> bool:
+            row = rows(settings).get("a.mp4", {})
+            return row.get("capture_state") == "READY"
+
+        wait_for(ready, 30, "READY despite the results folder")
+        time.sleep(1)
+        assert rows(settings)["a.mp4"]["result_paths"] == []
+        assert running.thread.is_alive()
+
+        blocker.unlink()  # the fix; the action is tried again on its own
+        wait_for(all_ready(settings, {"a.mp4"}), 30, "the model once the folder is writable")
+    [result] = rows(settings)["a.mp4"]["result_paths"]  # type: ignore[misc]
+    assert Path(result).read_bytes().startswith(b"ply\n")

@@ -59,6 +59,7 @@ class Daemon:
         *,
         notifier: SystemdNotifier | None = None,
         stop: threading.Event | None = None,
+        actions_retry_seconds: float = ACTIONS_RETRY_SECONDS,
     ) -> None:
         self.settings = settings
         self.stop = stop or threading.Event()
@@ -69,7 +70,7 @@ class Daemon:
         self._queued_lock = threading.Lock()
         self._incomplete_since: dict[Path, tuple[tuple[int, int], float]] = {}
         self._delayed: list[tuple[float, int]] = []
-        self.actions_retry_seconds = ACTIONS_RETRY_SECONDS
+        self.actions_retry_seconds = actions_retry_seconds
         self._rng = random.Random()
         self.ready = threading.Event()
 

@@ -13,7 +13,7 @@ from teleport_sync.api import TeleportClient, build_client
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
-from teleport_sync.engine import FileChanged, Uploader
+from teleport_sync.engine import FileChanged, Stopped, Uploader
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
 from teleport_sync.retry import RetryPolicy
@@ -69,6 +69,26 @@ def fault_until_seen(emulator: EmulatorServer, knob: str, status: int) -> None:
             setattr(emulator.config, knob, 0.0)
 
     on_call(emulator, heal)
+
+
+def interrupt_after_parts(uploader: Uploader, parts: int) -> None:
+    """Make the next upload stop, as on SIGTERM, once `parts` parts are acknowledged."""
+    stop = threading.Event()
+
+    class CountParts:
+        done = 0
+
+        def started(self, *args: object) -> None: ...
+        def advanced(self, *args: object) -> None: ...
+
+        def part_done(self, path: Path, number: int) -> None:
+            self.done += 1
+            if self.done >= parts:
+                stop.set()
+
+    uploader.concurrency = 1
+    uploader.progress = CountParts()
+    uploader.stop = stop
 
 
 def captures_named(emulator: EmulatorServer, name: str) -> list[str]:
@@ -202,23 +222,8 @@ def test_resume_sends_only_unacknowledged_parts(
     emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
 ) -> None:
     path = make_mp4(tmp_path / "v.mp4", 22 * MIB)  # 5 parts
-    stop_after_two = threading.Event()
-
-    class StopAfterTwo:
-        done = 0
-
-        def started(self, *args: object) -> None: ...
-        def advanced(self, *args: object) -> None: ...
-
-        def part_done(self, path: Path, number: int) -> None:
-            self.done += 1
-            if self.done == 2:
-                stop_after_two.set()
-
-    uploader.concurrency = 1
-    uploader.progress = StopAfterTwo()
-    uploader.stop = stop_after_two
-    with pytest.raises(Exception, match="stopping"):
+    interrupt_after_parts(uploader, 2)
+    with pytest.raises(Stopped):
         uploader.upload(path)
     record = journal.by_path(str(path))
     assert record is not None and record.upload_state == "uploading"
@@ -267,18 +272,8 @@ def test_file_changed_since_journaled_abandons_the_old_capture(
     emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
 ) -> None:
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
-    stop = threading.Event()
-
-    class StopAfterOne:
-        def started(self, *args: object) -> None: ...
-        def advanced(self, *args: object) -> None: ...
-        def part_done(self, path: Path, number: int) -> None:
-            stop.set()
-
-    uploader.concurrency = 1
-    uploader.progress = StopAfterOne()
-    uploader.stop = stop
-    with pytest.raises(Exception, match="stopping"):
+    interrupt_after_parts(uploader, 1)
+    with pytest.raises(Stopped):
         uploader.upload(path)
     record = journal.by_path(str(path))
     assert record is not None and record.eid

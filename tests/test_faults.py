@@ -144,10 +144,11 @@ def test_every_fault_at_once_and_no_secret_anywhere(
     text = config.read_text().replace("timeout_seconds = 20", "timeout_seconds = 2")
     config.write_text(text)
     os.chmod(config, 0o600)
-    emulator.storage.started_at = time.monotonic()  # "the first seconds" start now
-
     daemon = DaemonProcess(config, tmp_path / "daemon.log")
     running.append(daemon)
+    wait_for(lambda: '"watching"' in daemon.log.read_text(), 30, "the daemon to start")
+    # "The first seconds" start now, however long the daemon took to start on this machine.
+    emulator.storage.started_at = time.monotonic()
     files = [
         make_zip(inbox / "one.zip", images=6, pad=11 * MIB),
         make_zip(inbox / "two.zip", images=3, pad=3 * MIB),

@@ -331,3 +331,74 @@ def test_unknown_fields_and_states_are_tolerated() -> None:
         [capture] = client.list_captures()
     assert capture.state == "QUANTUM_ENTANGLED"
     assert capture.model_extra == {"brand_new_field": {"x": 1}}
+
+
+def test_https_is_verified_and_plain_http_needs_no_ca_bundle(tmp_path: Path) -> None:
+    """A self-signed https server is refused; the CA bundle is loaded only for https."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from teleport_sync.api import LazyTLSTransport, verified_tls_context
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"hi")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hello)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    verified_tls_context.cache_clear()
+    try:
+        with (
+            httpx.Client(transport=LazyTLSTransport(httpx.Limits())) as client,
+            pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
+            client.get(f"https://127.0.0.1:{server.server_port}/")
+        assert verified_tls_context.cache_info().currsize == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    verified_tls_context.cache_clear()
+    with (
+        EmulatorServer() as emulator,
+        httpx.Client(transport=LazyTLSTransport(httpx.Limits())) as client,
+    ):
+        assert client.get(f"{emulator.url}/_emulator/health").status_code == 200
+    assert verified_tls_context.cache_info().currsize == 0  # plain http loaded no CA bundle

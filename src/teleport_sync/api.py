@@ -10,6 +10,7 @@ retried create after a lost answer would duplicate the capture, so the engine re
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import threading
@@ -61,6 +62,46 @@ def redact_url(url: str | httpx.URL) -> str:
     """The URL without its query string: presigned signatures live there."""
     parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@functools.cache
+def verified_tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for the process: loading the CA bundle costs ~70 ms."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class LazyTLSTransport(httpx.BaseTransport):
+    """A pooled transport per URL scheme, built on first use.
+
+    Plain-http set-ups (the emulator, a loopback test server) then never load the CA bundle;
+    https always verifies against it.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+
+    def _for(self, scheme: str) -> httpx.HTTPTransport:
+        with self._lock:
+            transport = self._by_scheme.get(scheme)
+            if transport is None:
+                # `verify` only matters for https; http gets a context that is never used.
+                verify: ssl.SSLContext | bool = (
+                    verified_tls_context() if scheme == "https" else False
+                )
+                transport = httpx.HTTPTransport(verify=verify, limits=self._limits)
+                self._by_scheme[scheme] = transport
+            return transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._for(request.url.scheme).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            for transport in self._by_scheme.values():
+                transport.close()
+            self._by_scheme.clear()
 
 
 class ApiError(Exception):
@@ -266,7 +307,6 @@ class TeleportClient:
         clock: Clock | None = None,
         max_connections: int = 16,
         on_retry: Callable[[str, int, BaseException, float], None] | None = None,
-        verify: ssl.SSLContext | bool = True,
     ) -> None:
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 15.0))
         limits = httpx.Limits(
@@ -277,17 +317,13 @@ class TeleportClient:
             base_url=base_url,
             auth=auth,
             timeout=timeouts,
-            transport=transport,
-            limits=limits,
+            transport=transport or LazyTLSTransport(limits),
             headers=headers,
-            verify=verify,
         )
         self.storage = httpx.Client(
             timeout=timeouts,
-            transport=storage_transport,
-            limits=limits,
+            transport=storage_transport or LazyTLSTransport(limits),
             headers=headers,
-            verify=verify,
         )
         self.policy = policy or RetryPolicy()
         self.clock = clock or SystemClock()
@@ -490,12 +526,10 @@ def build_client(
     on_retry: Callable[[str, int, BaseException, float], None] | None = None,
 ) -> TeleportClient:
     """A client with real transports: the composition used by the CLI and the daemon."""
-    # One verified TLS context for all three clients: loading the CA bundle costs ~70 ms each.
-    tls = ssl.create_default_context(cafile=certifi.where())
     token_http = httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         headers={"User-Agent": USER_AGENT},
-        verify=tls,
+        transport=LazyTLSTransport(httpx.Limits(max_connections=2)),
     )
     auth = ClientCredentialsAuth(
         token_url=auth_url,
@@ -514,7 +548,6 @@ def build_client(
         policy=policy,
         max_connections=max_connections,
         on_retry=on_retry,
-        verify=tls,
     )
 
 

@@ -44,7 +44,7 @@ def test_a_short_configured_secret_is_masked_too() -> None:
     redactor = Redactor()
     redactor.add_secret("wrong")  # too short to register as a token
     assert redactor.redact("server said: bad secret wrong") == "server said: bad secret wrong"
-    redactor.add_secret("wrong", min_length=1)  # as the configured client secret is
+    redactor.add_secret("wrong", min_length=4)  # as the configured client secret is
     assert "wrong" not in redactor.redact("server said: bad secret wrong")
 
 

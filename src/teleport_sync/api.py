@@ -556,6 +556,7 @@ def client_from_settings(
     *,
     clock: Clock | None = None,
     on_retry: Callable[[str], None] | None = None,
+    policy: RetryPolicy | None = None,
 ) -> TeleportClient:
     """The client the CLI and daemon use, with every secret registered for redaction.
 
@@ -572,7 +573,7 @@ def client_from_settings(
             "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
         )
     secret = settings.client_secret_value()
-    REDACTOR.add_secret(secret, min_length=1)
+    REDACTOR.add_secret(secret, min_length=4)
     return build_client(
         base_url=settings.api.base_url,
         auth_url=settings.api.auth_url,
@@ -584,6 +585,7 @@ def client_from_settings(
         clock=clock,
         on_token=REDACTOR.add_secret,
         on_retry=retried,
+        policy=policy,
     )
 
 

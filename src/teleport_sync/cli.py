@@ -23,6 +23,7 @@ from .api import ApiError, AuthenticationError, TransientError, client_from_sett
 from .config import ConfigError, Settings, load_settings
 from .journal import JournalError
 from .logging import REDACTOR, configure_logging
+from .retry import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +70,7 @@ class AppContext:
             self._settings = load_settings(self.config_path)
             if self._settings.api.client_secret is not None:
                 REDACTOR.add_secret(
-                    self._settings.api.client_secret.get_secret_value(), min_length=1
+                    self._settings.api.client_secret.get_secret_value(), min_length=4
                 )
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
@@ -172,7 +173,9 @@ def config_check(app: AppContext) -> None:
         click.echo(f"watch:         {path} ({state})")
         if not path.is_dir():
             problems.append(f"[watch] paths: {path} is not a directory")
-    with client_from_settings(settings) as client:
+    # A check should answer in seconds, not ride out a long outage like the daemon does.
+    quick = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_retry_after=5.0)
+    with client_from_settings(settings, policy=quick) as client:
         # Listing one capture needs a token first: both the token endpoint and the API answer.
         client.list_captures(limit=1)
     click.echo("api access:    ok (token issued, captures listed)")

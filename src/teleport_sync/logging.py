@@ -46,7 +46,8 @@ class Redactor:
 
     def add_secret(self, secret: str | None, *, min_length: int = 6) -> None:
         # Very short values would mask ordinary words; issued tokens are long. The configured
-        # client secret is masked whatever its length (min_length=1): it is known to be secret.
+        # client secret is masked from 4 characters on (min_length=4): it is known to be secret,
+        # and a shorter one would garble every log line (a 1-letter secret masks that letter).
         if secret and len(secret) >= min_length:
             with self._lock:
                 self._secrets.add(secret)

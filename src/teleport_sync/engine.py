@@ -297,7 +297,7 @@ class Uploader:
                 c.eid
                 for c in self.client.iter_captures()
                 if c.name == record.name
-                and c.state == CaptureState.CREATED
+                and c.state.upper() == CaptureState.CREATED
                 and c.created >= since
                 and c.eid not in ours
             ]
@@ -325,7 +325,7 @@ class Uploader:
                     c
                     for c in self.client.iter_captures()
                     if c.name == record.name
-                    and c.state == CaptureState.CREATED
+                    and c.state.upper() == CaptureState.CREATED
                     and c.created >= since
                     and c.eid not in ours
                 ),
@@ -497,7 +497,7 @@ class Uploader:
                 found = self.client.find_capture(record.eid)
             except ApiError:
                 found = None
-            if found is not None and found.state != CaptureState.CREATED:
+            if found is not None and found.state.upper() != CaptureState.CREATED:
                 log.info("completion confirmed by listing", eid=record.eid, state=found.state)
                 return found.state, found.sid
             if exc.server_message and "InvalidPart" in exc.server_message:

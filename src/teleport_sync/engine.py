@@ -36,7 +36,7 @@ from .api import (
 from .inputs import InputProblem, capture_name, identify, input_format_for
 from .journal import FileRecord, Journal
 from .logging import get_logger
-from .models import CaptureState, FileIdentity, NewCaptureInput, UploadedPart
+from .models import FileIdentity, NewCaptureInput, UploadedPart, awaiting_upload
 from .retry import Clock, RetryPolicy, SystemClock
 
 MAX_PARTS = 10_000
@@ -297,7 +297,7 @@ class Uploader:
                 c.eid
                 for c in self.client.iter_captures()
                 if c.name == record.name
-                and c.state.upper() == CaptureState.CREATED
+                and awaiting_upload(c.state)
                 and c.created >= since
                 and c.eid not in ours
             ]
@@ -325,7 +325,7 @@ class Uploader:
                     c
                     for c in self.client.iter_captures()
                     if c.name == record.name
-                    and c.state.upper() == CaptureState.CREATED
+                    and awaiting_upload(c.state)
                     and c.created >= since
                     and c.eid not in ours
                 ),
@@ -497,7 +497,7 @@ class Uploader:
                 found = self.client.find_capture(record.eid)
             except ApiError:
                 found = None
-            if found is not None and found.state.upper() != CaptureState.CREATED:
+            if found is not None and not awaiting_upload(found.state):
                 log.info("completion confirmed by listing", eid=record.eid, state=found.state)
                 return found.state, found.sid
             if exc.server_message and "InvalidPart" in exc.server_message:

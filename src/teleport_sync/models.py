@@ -47,6 +47,15 @@ class CaptureState(StrEnum):
 TERMINAL_STATES = frozenset({CaptureState.READY.value, CaptureState.FAILED.value})
 
 
+# States of a capture whose upload has not been completed: an orphan may be in either (some
+# servers say UPLOADING once an upload URL was asked for), and neither means "complete".
+AWAITING_UPLOAD_STATES = frozenset({CaptureState.CREATED.value, CaptureState.UPLOADING.value})
+
+
+def awaiting_upload(state: str | None) -> bool:
+    return state is not None and state.upper() in AWAITING_UPLOAD_STATES
+
+
 def is_terminal(state: str | None) -> bool:
     # Case is not trusted: a server saying "ready" means READY.
     return state is not None and state.upper() in TERMINAL_STATES

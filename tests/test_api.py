@@ -97,11 +97,15 @@ def test_invalid_input_ends_failed_with_a_reason(emulator: EmulatorServer) -> No
     assert capture.state == "FAILED" and capture.error_reason_slug == "invalid-video"
 
 
-def test_terminal_states_ignore_case() -> None:
+def test_state_names_ignore_case() -> None:
     from teleport_sync.models import is_terminal
 
     assert is_terminal("READY") and is_terminal("ready") and is_terminal("Failed")
     assert not is_terminal("PROCESSING") and not is_terminal(None)
+    from teleport_sync.models import awaiting_upload
+
+    assert awaiting_upload("CREATED") and awaiting_upload("uploading")
+    assert not awaiting_upload("UPLOADED") and not awaiting_upload(None)
 
 
 def test_listing_survives_a_server_that_caps_the_page_size() -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 
@@ -27,3 +30,21 @@ def make_mp4(path: Path, size: int) -> Path:
     free = filler.to_bytes(4, "big") + b"free" + os.urandom(filler - 8)
     path.write_bytes(ftyp + free + moov)
     return path
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll `condition` until it holds; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def set_knobs(emulator: Any, **knobs: object) -> None:
+    """Change emulator knobs while it runs; a misspelt knob fails loudly."""
+    for name, value in knobs.items():
+        if not hasattr(emulator.config, name):
+            raise AttributeError(f"the emulator has no knob {name!r}")
+        setattr(emulator.config, name, value)

@@ -24,7 +24,7 @@ from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
 
 from .conftest import write_config
-from .helpers import MIB, make_mp4, make_zip
+from .helpers import MIB, make_mp4, make_zip, wait_for
 
 
 @pytest.fixture
@@ -68,15 +68,6 @@ class Running:
         self.stop.set()
         self.thread.join(timeout=15)
         assert not self.thread.is_alive()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def rows(settings: Settings) -> dict[str, dict[str, object]]:

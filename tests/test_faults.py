@@ -24,7 +24,7 @@ from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
 
 from .conftest import write_config
-from .helpers import MIB, make_mp4, make_zip
+from .helpers import MIB, make_mp4, make_zip, set_knobs, wait_for
 
 
 @pytest.fixture
@@ -92,15 +92,6 @@ def status(config: Path) -> dict[str, dict[str, object]]:
     return {Path(str(r["path"])).name: r for r in json.loads(out)}
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def daemon_config(tmp_path: Path, emulator: EmulatorServer, **watch: object) -> tuple[Path, Path]:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
@@ -129,16 +120,19 @@ def running() -> Iterator[list[DaemonProcess]]:
 def test_every_fault_at_once_and_no_secret_anywhere(
     emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
 ) -> None:
+    set_knobs(
+        emulator,
+        put_5xx_rate=0.15,
+        put_reset_rate=0.10,
+        api_503_retry_after_rate=0.15,
+        retry_after_seconds=0.3,
+        token_ttl_seconds=3,
+        expire_urls_for_first_seconds=4,
+        lose_uploaded_response_rate=0.5,
+        slow_api_rate=0.05,
+        slow_api_seconds=3.0,
+    )
     knobs = emulator.config
-    knobs.put_5xx_rate = 0.15
-    knobs.put_reset_rate = 0.10
-    knobs.api_503_retry_after_rate = 0.15
-    knobs.retry_after_seconds = 0.3
-    knobs.token_ttl_seconds = 3
-    knobs.expire_urls_for_first_seconds = 4
-    knobs.lose_uploaded_response_rate = 0.5
-    knobs.slow_api_rate = 0.05
-    knobs.slow_api_seconds = 3.0
     config, inbox = daemon_config(tmp_path, emulator)
     # A client timeout shorter than the slow answers.
     text = config.read_text().replace("timeout_seconds = 20", "timeout_seconds = 2")
@@ -364,12 +358,14 @@ def test_a_full_disk_is_survived(
 def test_soak_200_files_with_faults(
     emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
 ) -> None:
-    knobs = emulator.config
-    knobs.put_5xx_rate = 0.1
-    knobs.put_reset_rate = 0.05
-    knobs.api_503_retry_after_rate = 0.05
-    knobs.retry_after_seconds = 0.2
-    knobs.processing_delay_seconds = 0.5
+    set_knobs(
+        emulator,
+        put_5xx_rate=0.1,
+        put_reset_rate=0.05,
+        api_503_retry_after_rate=0.05,
+        retry_after_seconds=0.2,
+        processing_delay_seconds=0.5,
+    )
     config, inbox = daemon_config(tmp_path, emulator)
     config.write_text(
         config.read_text().replace('level = "DEBUG"', 'level = "WARNING"')

@@ -10,9 +10,7 @@ retried create after a lost answer would duplicate the capture, so the engine re
 
 from __future__ import annotations
 
-import functools
 import json
-import ssl
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
@@ -21,11 +19,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import certifi
 import httpx
 import pydantic
 
 from .config import ConfigError, Settings
+from .filebody import FileRegion
 from .logging import REDACTOR, get_logger
 from .models import (
     CaptureMetadata,
@@ -49,6 +47,7 @@ from .retry import (
     parse_retry_after,
 )
 from .retry import call_with_retries as _call_with_retries
+from .transport import LazyTLSTransport, SendfileTransport
 
 T = TypeVar("T")
 
@@ -62,46 +61,6 @@ def redact_url(url: str | httpx.URL) -> str:
     """The URL without its query string: presigned signatures live there."""
     parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-@functools.cache
-def verified_tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for the process: loading the CA bundle costs ~70 ms."""
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-class LazyTLSTransport(httpx.BaseTransport):
-    """A pooled transport per URL scheme, built on first use.
-
-    Plain-http set-ups (the emulator, a loopback test server) then never load the CA bundle;
-    https always verifies against it.
-    """
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        self._lock = threading.Lock()
-        self._by_scheme: dict[str, httpx.HTTPTransport] = {}
-
-    def _for(self, scheme: str) -> httpx.HTTPTransport:
-        with self._lock:
-            transport = self._by_scheme.get(scheme)
-            if transport is None:
-                # `verify` only matters for https; http gets a context that is never used.
-                verify: ssl.SSLContext | bool = (
-                    verified_tls_context() if scheme == "https" else False
-                )
-                transport = httpx.HTTPTransport(verify=verify, limits=self._limits)
-                self._by_scheme[scheme] = transport
-            return transport
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._for(request.url.scheme).handle_request(request)
-
-    def close(self) -> None:
-        with self._lock:
-            for transport in self._by_scheme.values():
-                transport.close()
-            self._by_scheme.clear()
 
 
 class ApiError(Exception):
@@ -322,7 +281,8 @@ class TeleportClient:
         )
         self.storage = httpx.Client(
             timeout=timeouts,
-            transport=storage_transport or LazyTLSTransport(limits),
+            transport=storage_transport
+            or SendfileTransport(LazyTLSTransport(limits), max_idle=max_connections),
             headers=headers,
         )
         self.policy = policy or RetryPolicy()
@@ -464,13 +424,22 @@ class TeleportClient:
 
     # -- storage (presigned and CDN URLs: no Authorization header) --------------------------
 
-    def put_part(self, url: str, body: Iterable[bytes], length: int, *, doing: str) -> str:
+    def put_part(
+        self, url: str, body: FileRegion | Iterable[bytes], length: int, *, doing: str
+    ) -> str:
         """PUT one part's bytes with an explicit Content-Length; returns the ETag as sent.
 
-        One attempt: the engine retries, because every attempt needs a fresh URL and stream.
+        A `FileRegion` body may go out by sendfile (see `transport`); any other iterable is
+        streamed. One attempt: the engine retries, because every attempt needs a fresh URL.
         """
+        headers = {"Content-Length": str(length)}
         try:
-            response = self.storage.put(url, content=body, headers={"Content-Length": str(length)})
+            if isinstance(body, FileRegion):
+                request = self.storage.build_request("PUT", url, headers=headers)
+                request.stream = body  # not `content=`, which would wrap it in a plain iterator
+                response = self.storage.send(request)
+            else:
+                response = self.storage.put(url, content=body, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"{doing} failed: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 300:

@@ -7,18 +7,18 @@ The journal is consulted before and written after every step that the server ack
 - one transaction per acknowledged part; on resume only parts without an ETag are sent;
 - a completion whose answer is lost is reconciled by reading the capture's state.
 
-Parts are streamed from disk in `block_size` blocks (memory does not grow with part size), MD5
-is computed on the way and checked against MD5-shaped ETags (skipped once storage shows its
-ETags are not MD5s, since nothing could check it), and each attempt gets a fresh presigned URL.
+Parts are sent as `FileRegion`s: by sendfile over plain http, in `block_size` blocks otherwise,
+so memory does not grow with part size. Each part's MD5 is computed once, in a hashing thread
+beside the sending, and checked against MD5-shaped ETags (skipped once storage shows its ETags
+are not MD5s, since nothing could check it). Each attempt gets a fresh presigned URL.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +33,7 @@ from .api import (
     TransientError,
     UploadUrlExpired,
 )
+from .filebody import BLOCK_SIZE, FileRegion, md5_of_region
 from .inputs import InputProblem, capture_name, identify, input_format_for
 from .journal import FileRecord, Journal
 from .logging import get_logger
@@ -40,7 +41,6 @@ from .models import FileIdentity, NewCaptureInput, UploadedPart, awaiting_upload
 from .retry import Clock, RetryPolicy, SystemClock
 
 MAX_PARTS = 10_000
-BLOCK_SIZE = 1 << 20
 # Server and local clocks differ; a capture created this long before our intent still counts
 # as ours when reconciling the orphan window.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -371,9 +371,14 @@ class Uploader:
             return
         abort = threading.Event()
         workers = min(self.concurrency, len(todo))
-        with ThreadPoolExecutor(workers, thread_name_prefix="part") as pool:
+        # Hashing has its own threads so it runs beside the sending, not before it.
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
+            ThreadPoolExecutor(workers, thread_name_prefix="md5") as hashers,
+        ):
             futures: list[Future[None]] = [
-                pool.submit(self._send_part, path, record, part, bytesize, abort) for part in todo
+                pool.submit(self._send_part, path, record, part, bytesize, abort, hashers)
+                for part in todo
             ]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failures = [f.exception() for f in finished if f.exception() is not None]
@@ -393,27 +398,34 @@ class Uploader:
         part: PartPlan,
         bytesize: int,
         abort: threading.Event,
+        hashers: ThreadPoolExecutor,
     ) -> None:
         assert record.eid and record.num_parts
         label = f"part {part.number}/{record.num_parts} of {path.name}"
+        hashing: Future[str] | None = None  # the part's MD5, computed once for all attempts
         attempt = 0
         while True:
             if abort.is_set():
                 return
             self._check_stop()
             attempt += 1
-            digest = hashlib.md5(usedforsecurity=False) if self.etags_are_md5 is not False else None
-            sent = [0]
+            if hashing is None and self.etags_are_md5 is not False:
+                hashing = hashers.submit(
+                    md5_of_region, path, part.offset, part.size, block_size=self.block_size
+                )
+            body = FileRegion(
+                path,
+                part.offset,
+                part.size,
+                block_size=self.block_size,
+                on_progress=lambda nbytes: self.progress.advanced(path, nbytes),
+            )
             try:
                 url = self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
-                etag = self.client.put_part(
-                    url,
-                    self._read_part(path, part, digest, sent),
-                    part.size,
-                    doing=f"uploading {label}",
-                )
+                etag = self.client.put_part(url, body, part.size, doing=f"uploading {label}")
+                md5 = hashing.result() if hashing is not None else ""
             except UploadUrlExpired as exc:
-                self.progress.advanced(path, -sent[0])
+                self.progress.advanced(path, -body.sent)
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{path}: {exc}") from exc
                 log.info("upload URL expired; asking for a new one", part=part.number)
@@ -424,7 +436,7 @@ class Uploader:
                     self.clock.sleep(self.part_policy.backoff(attempt - 2))
                 continue
             except TransientError as exc:
-                self.progress.advanced(path, -sent[0])
+                self.progress.advanced(path, -body.sent)
                 if attempt >= self.part_policy.max_attempts:
                     raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
                 delay = self.part_policy.backoff(attempt - 1, exc.retry_after)
@@ -441,7 +453,6 @@ class Uploader:
                     f"{path}: cannot read {label}: {exc.strerror or exc}", retryable=True
                 ) from exc
 
-            md5 = digest.hexdigest() if digest is not None else ""
             bare = etag.strip('"')
             md5_shaped = bool(_MD5_ETAG.match(bare))
             if self.etags_are_md5 is not md5_shaped:
@@ -449,9 +460,12 @@ class Uploader:
                 self.etags_are_md5 = md5_shaped
                 self.journal.set_fact(self._etag_fact, "yes" if md5_shaped else "no")
                 log.debug("storage ETags", md5=md5_shaped)
-            if md5_shaped and digest is not None and bare.lower() != md5:
+            if md5_shaped and hashing is None:
+                # Storage switched to MD5 ETags mid-file: hash this part and check it too.
+                md5 = md5_of_region(path, part.offset, part.size, block_size=self.block_size)
+            if md5_shaped and bare.lower() != md5:
                 # Storage received different bytes than we read: send this part again.
-                self.progress.advanced(path, -sent[0])
+                self.progress.advanced(path, -body.sent)
                 log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
                 self.on_retry("etag-mismatch")
                 if attempt >= self.part_policy.max_attempts:
@@ -460,24 +474,6 @@ class Uploader:
             self.journal.record_part(record.id, part.number, part.size, md5, etag)
             self.progress.part_done(path, part.number)
             return
-
-    def _read_part(
-        self, path: Path, part: PartPlan, digest: Any | None, sent: list[int]
-    ) -> Iterator[bytes]:
-        """The part's bytes in blocks, hashed on the way; never the whole part in memory."""
-        with path.open("rb") as handle:
-            handle.seek(part.offset)
-            remaining = part.size
-            while remaining > 0:
-                block = handle.read(min(self.block_size, remaining))
-                if not block:
-                    raise OSError(f"the file ended {remaining} bytes early (truncated?)")
-                if digest is not None:
-                    digest.update(block)
-                remaining -= len(block)
-                sent[0] += len(block)
-                self.progress.advanced(path, len(block))
-                yield block
 
     # -- completion ------------------------------------------------------------------------------
 

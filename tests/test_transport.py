@@ -18,7 +18,7 @@ from teleport_sync.emulator.faults import MIB
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.filebody import FileEndedEarly, FileRegion, md5_of_region
 from teleport_sync.models import NewCaptureInput, UploadedPart
-from teleport_sync.transport import LazyTLSTransport, SendfileTransport, verified_tls_context
+from teleport_sync.transport import LazyTLSTransport, PlainHTTPTransport, verified_tls_context
 
 from .helpers import set_knobs
 
@@ -35,7 +35,8 @@ class Seen:
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[str, Seen, dict[str, bool]]]:
-    """A keep-alive HTTP/1.1 server that records PUTs; `mode["refuse"]` answers 403 unread."""
+    """A keep-alive HTTP/1.1 server that records PUTs and serves `GET /blob/N` (N bytes, chunked
+    with `?chunked`); with `mode["refuse"]` PUTs get a 403 and a close, body unread."""
     seen = Seen()
     mode = {"refuse": False}
 
@@ -58,12 +59,36 @@ def recorder() -> Iterator[tuple[str, Seen, dict[str, bool]]]:
                 self.wfile.write(body)
                 self.close_connection = True
                 return
-            data = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Transfer-Encoding") == "chunked":
+                data = b""
+                while size := int(self.rfile.readline(), 16):
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+                self.rfile.readline()
+            else:
+                data = self.rfile.read(int(self.headers["Content-Length"]))
             seen.bodies.append(data)
             self.send_response(200)
             self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_GET(self) -> None:
+            seen.client_ports.append(self.client_address[1])
+            size = int(self.path.split("/")[2].split("?")[0])
+            data = bytes(i % 256 for i in range(size))
+            self.send_response(200)
+            if "chunked" in self.path:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for start in range(0, size, 100_000):
+                    piece = data[start : start + 100_000]
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                self.wfile.write(data)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -102,7 +127,7 @@ def test_file_region_goes_out_by_sendfile_on_one_kept_alive_connection(
     path.write_bytes(data)
     progress: list[int] = []
     fallback = CountingFallback()
-    with httpx.Client(transport=SendfileTransport(fallback)) as client:
+    with httpx.Client(transport=PlainHTTPTransport(fallback)) as client:
         regions = [(0, MIB), (MIB, 2 * MIB + 12345)]
         for offset, length in regions:
             body = FileRegion(path, offset, length, on_progress=progress.append)
@@ -128,7 +153,7 @@ def test_stale_idle_connection_is_replaced(
     url, seen, mode = recorder
     path = tmp_path / "capture.zip"
     path.write_bytes(b"x" * 1000)
-    with httpx.Client(transport=SendfileTransport(CountingFallback())) as client:
+    with httpx.Client(transport=PlainHTTPTransport(CountingFallback())) as client:
         mode["refuse"] = True  # the server answers and closes
         assert put(client, f"{url}/b/k", FileRegion(path, 0, 1000)).status_code == 403
         mode["refuse"] = False
@@ -146,21 +171,43 @@ def test_an_answer_sent_before_the_body_was_read_is_returned(
     path = tmp_path / "big.mp4"
     with path.open("wb") as handle:
         handle.truncate(64 * MIB)
-    with httpx.Client(transport=SendfileTransport(CountingFallback())) as client:
+    with httpx.Client(transport=PlainHTTPTransport(CountingFallback())) as client:
         response = put(client, f"{url}/b/k", FileRegion(path, 0, 64 * MIB))
     assert response.status_code == 403
     assert b"AccessDenied" in response.content
 
 
-def test_https_and_other_bodies_go_to_the_fallback(
-    tmp_path: Path, recorder: tuple[str, Seen, dict[str, bool]]
+def test_https_goes_to_the_tls_transport() -> None:
+    seen: list[str] = []
+
+    def tls(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(204)
+
+    with httpx.Client(transport=PlainHTTPTransport(httpx.MockTransport(tls))) as client:
+        assert client.get("https://storage.example/k?X-Amz-Signature=s").status_code == 204
+    assert seen == ["https://storage.example/k?X-Amz-Signature=s"]
+
+
+def test_plain_and_chunked_bodies_and_streamed_responses(
+    recorder: tuple[str, Seen, dict[str, bool]],
 ) -> None:
+    """Bytes, a generator (sent chunked), and a 3 MiB chunked download read in blocks, all on
+    one kept-alive connection."""
     url, seen, _ = recorder
     fallback = CountingFallback()
-    with httpx.Client(transport=SendfileTransport(fallback)) as client:
+    with httpx.Client(transport=PlainHTTPTransport(fallback)) as client:
         assert client.put(f"{url}/b/k", content=b"plain bytes").status_code == 200
-    assert fallback.calls == 1
-    assert seen.bodies == [b"plain bytes"]
+        assert client.put(f"{url}/b/k", content=(b for b in [b"gen", b"", b"erated"])).is_success
+        with client.stream("GET", f"{url}/blob/{3 * MIB}?chunked=1") as response:
+            blocks = list(response.iter_raw())
+        assert client.get(f"{url}/blob/10").content == bytes(range(10))
+    assert fallback.calls == 0
+    assert seen.bodies == [b"plain bytes", b"generated"]
+    assert seen.headers[1].get("Transfer-Encoding") == "chunked"
+    assert b"".join(blocks) == bytes(i % 256 for i in range(3 * MIB))
+    assert len(blocks) > 1  # streamed, not read whole
+    assert len(set(seen.client_ports)) == 1
 
 
 def test_file_region_streams_in_blocks_when_iterated(
@@ -186,7 +233,7 @@ def test_a_truncated_file_is_a_file_problem_not_a_network_one(
     url, _, _ = recorder
     path = tmp_path / "capture.mp4"
     path.write_bytes(b"y" * 100)
-    with httpx.Client(transport=SendfileTransport(CountingFallback())) as client:
+    with httpx.Client(transport=PlainHTTPTransport(CountingFallback())) as client:
         with pytest.raises(FileEndedEarly, match="ended 900 bytes early"):
             put(client, f"{url}/b/k", FileRegion(path, 0, 1000))
         with pytest.raises(FileNotFoundError):
@@ -199,7 +246,7 @@ def test_refused_connection_is_a_transport_error(tmp_path: Path) -> None:
     path = tmp_path / "capture.mp4"
     path.write_bytes(b"z" * 10)
     with (
-        httpx.Client(transport=SendfileTransport(CountingFallback())) as client,
+        httpx.Client(transport=PlainHTTPTransport(CountingFallback())) as client,
         pytest.raises(httpx.ConnectError),
     ):
         put(client, "http://127.0.0.1:9/b/k", FileRegion(path, 0, 10))

@@ -47,7 +47,7 @@ from .retry import (
     parse_retry_after,
 )
 from .retry import call_with_retries as _call_with_retries
-from .transport import LazyTLSTransport, SendfileTransport
+from .transport import LazyTLSTransport, PlainHTTPTransport
 
 T = TypeVar("T")
 
@@ -61,6 +61,13 @@ def redact_url(url: str | httpx.URL) -> str:
     """The URL without its query string: presigned signatures live there."""
     parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def default_transport(limits: httpx.Limits) -> httpx.BaseTransport:
+    """Plain http by the standard library (sendfile for parts), https by httpx's pools."""
+    return PlainHTTPTransport(
+        LazyTLSTransport(limits), max_idle=limits.max_keepalive_connections or 16
+    )
 
 
 class ApiError(Exception):
@@ -276,13 +283,12 @@ class TeleportClient:
             base_url=base_url,
             auth=auth,
             timeout=timeouts,
-            transport=transport or LazyTLSTransport(limits),
+            transport=transport or default_transport(limits),
             headers=headers,
         )
         self.storage = httpx.Client(
             timeout=timeouts,
-            transport=storage_transport
-            or SendfileTransport(LazyTLSTransport(limits), max_idle=max_connections),
+            transport=storage_transport or default_transport(limits),
             headers=headers,
         )
         self.policy = policy or RetryPolicy()
@@ -498,7 +504,7 @@ def build_client(
     token_http = httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         headers={"User-Agent": USER_AGENT},
-        transport=LazyTLSTransport(httpx.Limits(max_connections=2)),
+        transport=default_transport(httpx.Limits(max_connections=2)),
     )
     auth = ClientCredentialsAuth(
         token_url=auth_url,

@@ -1,7 +1,7 @@
 """A byte range of a file as an HTTP request body, and its MD5.
 
 `FileRegion` is what a part PUT sends. Transports that can hand the range to the kernel
-(`os.sendfile` on plain-http sockets, see `transport.SendfileTransport`) never copy it into
+(`os.sendfile` on plain-http sockets, see `transport.PlainHTTPTransport`) never copy it into
 Python; every other transport iterates it in `block_size` blocks. Either way memory stays flat
 whatever the part size, and progress is reported as bytes go out.
 """

@@ -1,10 +1,11 @@
 """HTTP transports: TLS set up only when needed, and part bodies sent by the kernel.
 
-`LazyTLSTransport` builds one httpx pool per URL scheme on first use, so plain-http set-ups never
-pay for loading the CA bundle. `SendfileTransport` sends `FileRegion` bodies over plain-http
-sockets with `os.sendfile` (the part's bytes never enter Python: no copies, no GIL, little CPU)
-and hands everything else, https included, to the transport it wraps. Over TLS the bytes must be
-encrypted in user space, so there the region is streamed in blocks as usual.
+`PlainHTTPTransport` speaks plain http with the standard library's HTTP/1.1 client, which lets
+part bodies (`FileRegion`) go out by `os.sendfile`: their bytes never enter Python (no copies,
+no GIL, little CPU). It hands https to `LazyTLSTransport`: httpx's own pools (httpcore), built
+on first use, so plain-http set-ups (the emulator, on-premises S3 over http, benchmarks) never
+load httpcore or the CA bundle. Over TLS the bytes must be encrypted in user space, so there a
+region is streamed in blocks.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ from __future__ import annotations
 import functools
 import http.client
 import select
+import socket
 import ssl
 import threading
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import certifi
 import httpx
 
 from .filebody import FileEndedEarly, FileRegion
+
+# Response bodies are read in blocks of this size.
+READ_BLOCK = 1 << 16
 
 
 @functools.cache
@@ -107,48 +113,46 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
     return not poller.poll(0)
 
 
-class SendfileTransport(httpx.BaseTransport):
-    """Sends `FileRegion` PUT bodies to plain-http URLs with sendfile; delegates the rest.
+class PlainHTTPTransport(httpx.BaseTransport):
+    """Plain-http requests over the standard library's HTTP/1.1 client; the rest to `tls`.
 
-    Errors are raised as the httpx exceptions the wrapped transport would raise
-    (ConnectError, WriteError, ReadTimeout, ...), so callers see one behaviour. If storage
-    answers before taking the whole body (an expired URL, say), that answer is returned, as
-    httpcore does.
+    `FileRegion` bodies go out by sendfile; other bodies are written as they come, with chunked
+    framing when httpx asked for it. Responses stream, so downloads stay flat in memory, and a
+    connection is kept alive once its response has been read to the end.
+
+    Errors are raised as the httpx exceptions httpcore would raise (ConnectError, WriteError,
+    ReadTimeout, ...), so callers see one behaviour whatever the scheme. If the server answers
+    before taking the whole body (storage refusing an expired URL, say), that answer is
+    returned, as httpcore does.
     """
 
-    def __init__(self, fallback: httpx.BaseTransport, *, max_idle: int = 16) -> None:
-        self.fallback = fallback
+    def __init__(self, tls: httpx.BaseTransport, *, max_idle: int = 16) -> None:
+        self.tls = tls
         self._idle = _IdleConnections(max_idle)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if (
-            request.url.scheme == "http"
-            and request.method == "PUT"
-            and isinstance(request.stream, FileRegion)
-        ):
-            return self._send_region(request, request.stream)
-        return self.fallback.handle_request(request)
+        if request.url.scheme != "http":
+            return self.tls.handle_request(request)
+        body = request.stream
+        if isinstance(body, FileRegion):
+            # File errors (gone, unreadable) propagate as they are: they are not the network's.
+            with body.open() as handle:
+                return self._exchange(request, lambda sock: body.send_to(sock, handle))
+        return self._exchange(request, lambda sock: _write_body(request, sock))
 
     def close(self) -> None:
         self._idle.close()
-        self.fallback.close()
+        self.tls.close()
 
-    # -- the sendfile path ---------------------------------------------------------------------
-
-    def _send_region(self, request: httpx.Request, region: FileRegion) -> httpx.Response:
-        # File errors (gone, unreadable) propagate as they are: they are not the network's.
-        with region.open() as handle:
-            return self._send_open_region(request, region, handle)
-
-    def _send_open_region(
-        self, request: httpx.Request, region: FileRegion, handle: BinaryIO
+    def _exchange(
+        self, request: httpx.Request, write_body: Callable[[socket.socket], None]
     ) -> httpx.Response:
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         origin = (request.url.host, request.url.port or 80)
         connection = self._idle.take(origin) or http.client.HTTPConnection(
             *origin, timeout=timeouts.get("connect")
         )
-        reusable = False
+        handed_over = False
         try:
             if connection.sock is None:
                 try:
@@ -157,8 +161,8 @@ class SendfileTransport(httpx.BaseTransport):
                     raise httpx.ConnectTimeout(str(exc), request=request) from exc
                 except OSError as exc:
                     raise httpx.ConnectError(str(exc), request=request) from exc
-            assert connection.sock is not None
-            connection.sock.settimeout(timeouts.get("write"))
+            sock: socket.socket = connection.sock  # type: ignore[assignment]
+            sock.settimeout(timeouts.get("write"))
             try:
                 # The target goes out byte for byte: presigned signatures cover the query.
                 connection.putrequest(
@@ -170,7 +174,7 @@ class SendfileTransport(httpx.BaseTransport):
                 for name, value in request.headers.raw:
                     connection.putheader(name.decode("latin-1"), value.decode("latin-1"))
                 connection.endheaders()
-                region.send_to(connection.sock, handle)
+                write_body(sock)
             except FileEndedEarly:
                 raise
             except TimeoutError as exc:
@@ -179,43 +183,90 @@ class SendfileTransport(httpx.BaseTransport):
                 early = _answer_already_sent(connection)
                 if early is None:
                     raise httpx.WriteError(str(exc), request=request) from exc
-                return self._response(request, early)
-            connection.sock.settimeout(timeouts.get("read"))
-            try:
+                return httpx.Response(
+                    early.status, headers=early.getheaders(), content=early.read(), request=request
+                )
+            sock.settimeout(timeouts.get("read"))
+            with _reading(request):
                 answer = connection.getresponse()
-                body = answer.read()
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc), request=request) from exc
-            except http.client.RemoteDisconnected as exc:
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
-            reusable = not answer.will_close
-            return self._response(request, (answer, body))
+            stream = _ResponseStream(request, answer, connection, origin, self._idle)
+            handed_over = True
+            return httpx.Response(
+                answer.status, headers=answer.getheaders(), stream=stream, request=request
+            )
         finally:
-            if reusable:
-                self._idle.give_back(origin, connection)
-            else:
+            if not handed_over:
                 connection.close()
 
-    @staticmethod
-    def _response(
-        request: httpx.Request, answer: tuple[http.client.HTTPResponse, bytes]
-    ) -> httpx.Response:
-        raw, body = answer
-        return httpx.Response(raw.status, headers=raw.getheaders(), content=body, request=request)
+
+def _write_body(request: httpx.Request, sock: socket.socket) -> None:
+    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    for chunk in request.stream:  # type: ignore[union-attr]
+        if not chunk:
+            continue
+        if chunked:
+            sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            sock.sendall(chunk)
+    if chunked:
+        sock.sendall(b"0\r\n\r\n")
 
 
-def _answer_already_sent(
-    connection: http.client.HTTPConnection,
-) -> tuple[http.client.HTTPResponse, bytes] | None:
-    """The response storage sent before closing on a body it refused, if there is one."""
+@contextmanager
+def _reading(request: httpx.Request) -> Iterator[None]:
+    """Map errors while reading a response to httpx's."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc), request=request) from exc
+    except http.client.RemoteDisconnected as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    """A response body read as it is consumed; its connection goes back to the pool at the end."""
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        answer: http.client.HTTPResponse,
+        connection: http.client.HTTPConnection,
+        origin: tuple[str, int],
+        idle: _IdleConnections,
+    ) -> None:
+        self._request = request
+        self._answer = answer
+        self._connection: http.client.HTTPConnection | None = connection
+        self._origin = origin
+        self._idle = idle
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            with _reading(self._request):
+                block = self._answer.read(READ_BLOCK)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if self._answer.isclosed() and not self._answer.will_close:
+            self._idle.give_back(self._origin, connection)  # read to the end: reusable
+        else:
+            connection.close()
+
+
+def _answer_already_sent(connection: http.client.HTTPConnection) -> http.client.HTTPResponse | None:
+    """The response the server sent before closing on a body it refused, if there is one."""
     sock = connection.sock
     if sock is None:
         return None
     try:
         sock.settimeout(1.0)
-        answer = connection.getresponse()
-        return answer, answer.read()
+        return connection.getresponse()
     except (OSError, http.client.HTTPException):
         return None

@@ -38,6 +38,7 @@ from .inputs import InputProblem, capture_name, identify, input_format_for
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import FileIdentity, NewCaptureInput, UploadedPart, awaiting_upload
+from .prefetch import Prefetcher
 from .retry import Clock, RetryPolicy, SystemClock
 
 MAX_PARTS = 10_000
@@ -47,6 +48,18 @@ CLOCK_SKEW = timedelta(minutes=2)
 _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 
 log = get_logger("teleport_sync.engine")
+
+
+@dataclass
+class _FileRun:
+    """What the part threads of one file's upload share."""
+
+    path: Path
+    record: FileRecord
+    bytesize: int
+    abort: threading.Event
+    hashers: ThreadPoolExecutor
+    urls: Prefetcher[int, str]
 
 
 class UploadFailed(Exception):
@@ -369,21 +382,29 @@ class Uploader:
     ) -> None:
         if not todo:
             return
-        abort = threading.Event()
+        assert record.eid
+        eid = record.eid
         workers = min(self.concurrency, len(todo))
-        # Hashing has its own threads so it runs beside the sending, not before it.
+        # Hashing has its own threads so it runs beside the sending, not before it; part URLs
+        # are asked for one round ahead so no PUT waits for its URL.
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
             ThreadPoolExecutor(workers, thread_name_prefix="md5") as hashers,
+            ThreadPoolExecutor(workers, thread_name_prefix="url") as url_pool,
         ):
-            futures: list[Future[None]] = [
-                pool.submit(self._send_part, path, record, part, bytesize, abort, hashers)
-                for part in todo
-            ]
+            urls = Prefetcher(
+                lambda number: self.client.create_upload_url(eid, number, bytesize).upload_url,
+                [part.number for part in todo],
+                ahead=workers,
+                executor=url_pool,
+            )
+            run = _FileRun(path, record, bytesize, threading.Event(), hashers, urls)
+            futures: list[Future[None]] = [pool.submit(self._send_part, run, part) for part in todo]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failures = [f.exception() for f in finished if f.exception() is not None]
             if failures:
-                abort.set()  # parts not yet started are skipped; those in flight finish
+                run.abort.set()  # parts not yet started are skipped; those in flight finish
+                urls.cancel()
                 for future in futures:
                     future.cancel()
         if failures:
@@ -391,26 +412,19 @@ class Uploader:
             assert first is not None
             raise first
 
-    def _send_part(
-        self,
-        path: Path,
-        record: FileRecord,
-        part: PartPlan,
-        bytesize: int,
-        abort: threading.Event,
-        hashers: ThreadPoolExecutor,
-    ) -> None:
+    def _send_part(self, run: _FileRun, part: PartPlan) -> None:
+        path, record, bytesize = run.path, run.record, run.bytesize
         assert record.eid and record.num_parts
         label = f"part {part.number}/{record.num_parts} of {path.name}"
         hashing: Future[str] | None = None  # the part's MD5, computed once for all attempts
         attempt = 0
         while True:
-            if abort.is_set():
+            if run.abort.is_set():
                 return
             self._check_stop()
             attempt += 1
             if hashing is None and self.etags_are_md5 is not False:
-                hashing = hashers.submit(
+                hashing = run.hashers.submit(
                     md5_of_region, path, part.offset, part.size, block_size=self.block_size
                 )
             body = FileRegion(
@@ -421,7 +435,11 @@ class Uploader:
                 on_progress=lambda nbytes: self.progress.advanced(path, nbytes),
             )
             try:
-                url = self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
+                url = (
+                    run.urls.take(part.number)
+                    if attempt == 1
+                    else self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
+                )
                 etag = self.client.put_part(url, body, part.size, doing=f"uploading {label}")
                 md5 = hashing.result() if hashing is not None else ""
             except UploadUrlExpired as exc:

@@ -1,0 +1,50 @@
+"""The look-ahead used for part URLs."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from teleport_sync.prefetch import Prefetcher
+
+
+def test_values_are_fetched_ahead_in_order_and_each_once() -> None:
+    fetched: list[int] = []
+    lock = threading.Lock()
+
+    def fetch(key: int) -> str:
+        with lock:
+            fetched.append(key)
+        return f"url-{key}"
+
+    with ThreadPoolExecutor(2) as pool:
+        prefetch = Prefetcher(fetch, [1, 2, 3, 4, 5], ahead=2, executor=pool)
+        assert prefetch.take(1) == "url-1"
+        pool.submit(lambda: None).result()  # let the scheduled fetch run
+        assert prefetch.take(2) == "url-2"
+        assert prefetch.take(3) == "url-3"
+        assert prefetch.take(3) == "url-3"  # taken twice: the second is fetched on the spot
+    assert sorted(fetched[:3]) == [1, 2, 3]  # 3 was asked for before anyone took it
+    assert fetched.count(3) == 2
+    assert fetched.count(5) == 0 or fetched.index(5) > fetched.index(3)
+
+
+def test_a_failed_fetch_is_raised_by_take_and_cancel_stops_scheduling() -> None:
+    calls: list[int] = []
+
+    def fetch(key: int) -> str:
+        calls.append(key)
+        if key == 2:
+            raise TimeoutError("API slow")
+        return str(key)
+
+    with ThreadPoolExecutor(1) as pool:
+        prefetch = Prefetcher(fetch, [1, 2, 3, 4], ahead=1, executor=pool)
+        assert prefetch.take(1) == "1"
+        with pytest.raises(TimeoutError, match="API slow"):
+            prefetch.take(2)
+        prefetch.cancel()
+        assert prefetch.take(4) == "4"  # never scheduled any more: fetched on the spot
+    assert 4 in calls and calls.count(4) == 1

@@ -339,3 +339,26 @@ def test_bad_inputs_fail_with_one_clear_line(
     with pytest.raises(InputProblem, match=message) as info:
         uploader.upload(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_storage_without_md5_etags_is_learned_and_not_hashed_again(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """ETags that are not MD5s can never check a hash: the engine learns it from the first
+    acknowledged part, stops hashing, remembers it across runs, and the bytes still land."""
+    emulator.config.opaque_etags = True
+    first = make_mp4(tmp_path / "a.mp4", 23 * MIB)
+    result = uploader.upload(first)
+    assert emulator.object_bytes(result.eid) == first.read_bytes()
+    assert uploader.etags_are_md5 is False
+    parts = journal.parts(result.file_id)
+    assert len(parts) == 5 and all(p.etag.strip('"').startswith("opaque-") for p in parts.values())
+    assert journal.fact(f"storage-etags-are-md5 {uploader.client.api.base_url}") == "no"
+
+    # A new run (a new Uploader on the same journal) starts knowing it: no part is hashed.
+    second = make_mp4(tmp_path / "b.mp4", 12 * MIB)
+    fresh = Uploader(uploader.client, journal, concurrency=2)
+    assert fresh.etags_are_md5 is False
+    again = fresh.upload(second)
+    assert emulator.object_bytes(again.eid) == second.read_bytes()
+    assert [p.md5 for p in journal.parts(again.file_id).values()] == ["", "", ""]

@@ -263,6 +263,9 @@ def test_md5_of_region(tmp_path: Path) -> None:
     assert md5_of_region(path, 0, 0) == hashlib.md5(b"").hexdigest()
     with pytest.raises(FileEndedEarly):
         md5_of_region(path, len(data) - 1, 2)
+    stopped = threading.Event()
+    stopped.set()
+    assert md5_of_region(path, 0, len(data), stop=stopped) == ""  # cut short: no digest
 
 
 def test_parts_by_sendfile_to_the_emulator_under_resets_and_expiry(

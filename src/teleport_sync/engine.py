@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,6 +60,8 @@ class _FileRun:
     abort: threading.Event
     hashers: ThreadPoolExecutor
     urls: Prefetcher[int, str]
+    # Set once storage shows its ETags are not MD5s (first upload to it): hashes in flight stop.
+    stop_hashing: threading.Event = field(default_factory=threading.Event)
 
 
 class UploadFailed(Exception):
@@ -425,7 +427,12 @@ class Uploader:
             attempt += 1
             if hashing is None and self.etags_are_md5 is not False:
                 hashing = run.hashers.submit(
-                    md5_of_region, path, part.offset, part.size, block_size=self.block_size
+                    md5_of_region,
+                    path,
+                    part.offset,
+                    part.size,
+                    block_size=self.block_size,
+                    stop=run.stop_hashing,
                 )
             body = FileRegion(
                 path,
@@ -441,7 +448,6 @@ class Uploader:
                     else self.client.create_upload_url(record.eid, part.number, bytesize).upload_url
                 )
                 etag = self.client.put_part(url, body, part.size, doing=f"uploading {label}")
-                md5 = hashing.result() if hashing is not None else ""
             except UploadUrlExpired as exc:
                 self.progress.advanced(path, -body.sent)
                 if attempt >= self.part_policy.max_attempts:
@@ -478,9 +484,19 @@ class Uploader:
                 self.etags_are_md5 = md5_shaped
                 self.journal.set_fact(self._etag_fact, "yes" if md5_shaped else "no")
                 log.debug("storage ETags", md5=md5_shaped)
-            if md5_shaped and hashing is None:
-                # Storage switched to MD5 ETags mid-file: hash this part and check it too.
-                md5 = md5_of_region(path, part.offset, part.size, block_size=self.block_size)
+            md5 = ""
+            if md5_shaped:
+                try:
+                    # A hash cut short (see below) is "": compute it here in that case.
+                    md5 = (hashing.result() if hashing is not None else "") or md5_of_region(
+                        path, part.offset, part.size, block_size=self.block_size
+                    )
+                except OSError as exc:
+                    raise InputProblem(
+                        f"{path}: cannot read {label}: {exc.strerror or exc}", retryable=True
+                    ) from exc
+            else:
+                run.stop_hashing.set()  # nothing can check them: stop the hashes in flight
             if md5_shaped and bare.lower() != md5:
                 # Storage received different bytes than we read: send this part again.
                 self.progress.advanced(path, -body.sent)

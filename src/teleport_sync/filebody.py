@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -84,8 +85,15 @@ class FileRegion(httpx.SyncByteStream):
             self._advance(sent)
 
 
-def md5_of_region(path: Path, offset: int, length: int, *, block_size: int = BLOCK_SIZE) -> str:
-    """Hex MD5 of a file range, read into one reused buffer.
+def md5_of_region(
+    path: Path,
+    offset: int,
+    length: int,
+    *,
+    block_size: int = BLOCK_SIZE,
+    stop: threading.Event | None = None,
+) -> str:
+    """Hex MD5 of a file range, read into one reused buffer; "" if `stop` is set meanwhile.
 
     hashlib releases the GIL on large updates, so this runs beside the part's upload on another
     core instead of in its way.
@@ -96,6 +104,8 @@ def md5_of_region(path: Path, offset: int, length: int, *, block_size: int = BLO
         handle.seek(offset)
         remaining = length
         while remaining > 0:
+            if stop is not None and stop.is_set():
+                return ""
             count = handle.readinto(buffer[: min(len(buffer), remaining)])
             if not count:
                 raise FileEndedEarly(f"{path} ended {remaining} bytes early (truncated?)")

@@ -43,6 +43,9 @@ class EmulatorConfig:
     put_delay_seconds: float = 0.0
     # Part ETags are replaced with a wrong 32-hex-digit value at this rate (corruption in transit).
     wrong_etag_rate: float = 0.0
+    # Answer part PUTs with ETags that are not MD5s ("opaque-..."), as some S3-compatible stores
+    # do; completion still accepts them. Not a fault: a kind of storage.
+    opaque_etags: bool = False
 
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)

@@ -30,6 +30,9 @@ StartResponse = Callable[..., Any]
 # Presigned URLs for the same part signed in the same second are identical; a per-URL id lets
 # the gate expire one URL without expiring the fresh one a client asks for next.
 URL_ID_PARAM = "x-emulator-url-id"
+# With `opaque_etags`, part ETags are moto's with this prefix: no longer MD5-shaped, and mapped
+# back at completion.
+OPAQUE_PREFIX = "opaque-"
 
 
 def _s3_error(code: str, message: str) -> bytes:
@@ -112,6 +115,11 @@ class StorageGate:
             if captured["status"] < 300 and self._config.roll(self._config.wrong_etag_rate):
                 headers = [(k, v) for k, v in headers if k.lower() != "etag"]
                 headers.append(("ETag", '"' + uuid.uuid4().hex + '"'))
+            elif captured["status"] < 300 and self._config.opaque_etags:
+                headers = [
+                    (k, v.replace('"', '"' + OPAQUE_PREFIX, 1) if k.lower() == "etag" else v)
+                    for k, v in headers
+                ]
             return start_response(status, headers, *args)
 
         result = self._app(environ, capture_start)
@@ -263,7 +271,12 @@ class S3Storage:
             Bucket=self.bucket,
             Key=eid,
             UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": n, "ETag": etag.replace(OPAQUE_PREFIX, "", 1)}
+                    for n, etag in parts
+                ]
+            },
         )
 
     def abort(self, eid: str, upload_id: str) -> None:

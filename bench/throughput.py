@@ -5,6 +5,8 @@
 
 Prints a table and writes bench/results/throughput.json. Wall time includes each program's
 start-up (what a user waits for); "wire" is first to last body byte as the sink saw them.
+teleport-sync is measured twice: with the journal of its earlier runs (the usual case) and with
+a journal that does not exist yet (a first run).
 """
 
 from __future__ import annotations
@@ -76,10 +78,17 @@ def main() -> None:
                     str(data),
                 ],
             }
+            # The same upload with a journal that does not exist yet, as on a first run: it pays
+            # for creating the journal and for learning whether storage's ETags are MD5s.
+            clients["teleport-sync (new journal)"] = clients["teleport-sync upload"]
             runs: dict[str, list[Run]] = {name: [] for name in clients}
-            for _ in range(args.runs):  # interleaved, so drift hits every client alike
+            for run_no in range(args.runs):  # interleaved, so drift hits every client alike
                 for name, argv in clients.items():
-                    runs[name].append(timed(argv, s))
+                    env = None
+                    if name == "teleport-sync (new journal)":
+                        fresh = workdir / f"fresh-{size_mib}-{run_no}.sqlite3"
+                        env = {"TELEPORT_SYNC_JOURNAL__PATH": str(fresh)}
+                    runs[name].append(timed(argv, s, env=env))
             medians = {name: median_run(r) for name, r in runs.items()}
             curl = medians["curl -T (one PUT)"]
             for name, run in medians.items():
@@ -100,12 +109,12 @@ def main() -> None:
                 }
                 results.append(row)
     print(
-        f"{'size':>6} {'client':<22} {'s':>7} {'MiB/s':>8} {'x curl':>7} "
+        f"{'size':>6} {'client':<28} {'s':>7} {'MiB/s':>8} {'x curl':>7} "
         f"{'wire MiB/s':>11} {'wire x curl':>11} {'RSS MiB':>8}"
     )
     for r in results:
         print(
-            f"{r['size_mib']:>6} {r['client']:<22} {r['seconds']:>7} {r['mib_per_s']:>8} "
+            f"{r['size_mib']:>6} {r['client']:<28} {r['seconds']:>7} {r['mib_per_s']:>8} "
             f"{r['ratio_to_curl']:>7} {r['wire_mib_per_s']!s:>11} "
             f"{r['wire_ratio_to_curl']!s:>11} {r['peak_rss_mib']:>8}"
         )

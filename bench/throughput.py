@@ -1,5 +1,6 @@
 """Throughput: teleport-sync `upload` against curl -T (one PUT, line rate), boto3's s3transfer
-(same part size and concurrency) and a naive sequential client, on the same local sink.
+(same part size and concurrency) and a naive sequential client, on the same local sink; plus the
+sink's ceiling (zero-copy PUTs with no API calls), to show the sink is not what limits anyone.
 
     python bench/throughput.py [--sizes 1024,4096] [--runs 3] [--part-mib 32] [--concurrency 4]
 
@@ -69,6 +70,13 @@ def main() -> None:
                     s.url,
                     str(data),
                     str(part),
+                    str(args.concurrency),
+                ],
+                "sink ceiling (sendfile)": [
+                    PYTHON,
+                    str(BENCH / "clients" / "sendfile_put.py"),
+                    s.url,
+                    str(data),
                     str(args.concurrency),
                 ],
                 "naive sequential": [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from teleport_sync.api import TeleportClient, build_client
+from teleport_sync.api import TeleportClient, build_client, default_transport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
@@ -17,6 +17,7 @@ from teleport_sync.engine import FileChanged, Stopped, Uploader
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
 from teleport_sync.retry import RetryPolicy
+from teleport_sync.transport import LazyTLSTransport
 
 from .conftest import FakeClock
 from .helpers import MIB, make_mp4, make_zip
@@ -27,14 +28,17 @@ def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(seed=99, chunk_size=5 * MIB, processing_delay_seconds=60)
 
 
-@pytest.fixture
-def client(emulator: EmulatorServer) -> Iterator[TeleportClient]:
+@pytest.fixture(params=["stdlib+sendfile", "httpcore"])
+def client(emulator: EmulatorServer, request: pytest.FixtureRequest) -> Iterator[TeleportClient]:
+    """Every engine test runs over both transports: the standard library's (plain http, parts
+    by sendfile) and httpcore's (what https always uses, parts streamed in blocks)."""
     with build_client(
         base_url=emulator.url,
         auth_url=emulator.token_url,
         client_id=emulator.config.client_id,
         client_secret=emulator.config.client_secret,
         policy=RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05),
+        transport=default_transport if request.param == "stdlib+sendfile" else LazyTLSTransport,
     ) as c:
         yield c
 

@@ -499,12 +499,17 @@ def build_client(
     policy: RetryPolicy | None = None,
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str, int, BaseException, float], None] | None = None,
+    transport: Callable[[httpx.Limits], httpx.BaseTransport] = default_transport,
 ) -> TeleportClient:
-    """A client with real transports: the composition used by the CLI and the daemon."""
+    """A client with real transports: the composition used by the CLI and the daemon.
+
+    `transport` builds each pool; tests pass `LazyTLSTransport` to run plain http through
+    httpcore, the path https always takes.
+    """
     token_http = httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         headers={"User-Agent": USER_AGENT},
-        transport=default_transport(httpx.Limits(max_connections=2)),
+        transport=transport(httpx.Limits(max_connections=2)),
     )
     auth = ClientCredentialsAuth(
         token_url=auth_url,
@@ -515,10 +520,15 @@ def build_client(
         clock=clock,
         on_token=on_token,
     )
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return TeleportClient(
         base_url=base_url,
         auth=auth,
         timeout=timeout,
+        transport=transport(limits),
+        storage_transport=transport(limits),
         clock=clock,
         policy=policy,
         max_connections=max_connections,

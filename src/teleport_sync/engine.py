@@ -8,9 +8,10 @@ The journal is consulted before and written after every step that the server ack
 - a completion whose answer is lost is reconciled by reading the capture's state.
 
 Parts are sent as `FileRegion`s: by sendfile over plain http, in `block_size` blocks otherwise,
-so memory does not grow with part size. Each part's MD5 is computed once, in a hashing thread
-beside the sending, and checked against MD5-shaped ETags (skipped once storage shows its ETags
-are not MD5s, since nothing could check it). Each attempt gets a fresh presigned URL.
+so memory does not grow with part size. Each part's MD5 is computed once and checked against
+MD5-shaped ETags: in a hashing thread beside the sending once storage is known to answer with
+MD5s, after the PUT while that is not yet known, never for storage whose ETags are not MD5s
+(nothing could check it). Each attempt gets a fresh presigned URL.
 """
 
 from __future__ import annotations
@@ -418,14 +419,17 @@ class Uploader:
         path, record, bytesize = run.path, run.record, run.bytesize
         assert record.eid and record.num_parts
         label = f"part {part.number}/{record.num_parts} of {path.name}"
-        hashing: Future[str] | None = None  # the part's MD5, computed once for all attempts
+        # The part's MD5, computed once for all attempts: beside the sending when storage is
+        # known to answer with MD5 ETags; otherwise only if the ETag turns out MD5-shaped (the
+        # first parts of a first upload), so storage that cannot check it costs no hashing.
+        hashing: Future[str] | None = None
         attempt = 0
         while True:
             if run.abort.is_set():
                 return
             self._check_stop()
             attempt += 1
-            if hashing is None and self.etags_are_md5 is not False:
+            if hashing is None and self.etags_are_md5 is True:
                 hashing = run.hashers.submit(
                     md5_of_region,
                     path,
@@ -487,7 +491,7 @@ class Uploader:
             md5 = ""
             if md5_shaped:
                 try:
-                    # A hash cut short (see below) is "": compute it here in that case.
+                    # Not hashed yet, or a hash cut short (""): compute it now.
                     md5 = (hashing.result() if hashing is not None else "") or md5_of_region(
                         path, part.offset, part.size, block_size=self.block_size
                     )

@@ -311,8 +311,11 @@ def test_parts_by_sendfile_to_the_emulator_under_resets_and_expiry(
     assert emulator.object_bytes(created.eid) == data
 
 
-def test_https_is_verified_and_plain_http_needs_no_ca_bundle(tmp_path: Path) -> None:
-    """A self-signed https server is refused; the CA bundle is loaded only for https."""
+def test_https_is_verified_and_plain_http_needs_no_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed https server is refused unless SSL_CERT_FILE names its certificate; the CA
+    bundle is loaded only for https."""
     import shutil
     import ssl
     import subprocess
@@ -334,6 +337,8 @@ def test_https_is_verified_and_plain_http_needs_no_ca_bundle(tmp_path: Path) -> 
             "1",
             "-subj",
             "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
             "-keyout",
             str(key),
             "-out",
@@ -367,6 +372,14 @@ def test_https_is_verified_and_plain_http_needs_no_ca_bundle(tmp_path: Path) -> 
         ):
             client.get(f"https://127.0.0.1:{server.server_port}/")
         assert verified_tls_context.cache_info().currsize == 1
+
+        # A private CA named by SSL_CERT_FILE (as curl and httpx honour it) is trusted.
+        verified_tls_context.cache_clear()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        with httpx.Client(transport=LazyTLSTransport(httpx.Limits())) as client:
+            assert client.get(f"https://127.0.0.1:{server.server_port}/").text == "hi"
+        monkeypatch.delenv("SSL_CERT_FILE")
     finally:
         server.shutdown()
         server.server_close()

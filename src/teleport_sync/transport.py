@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import os
 import select
 import socket
 import ssl
@@ -30,7 +31,15 @@ READ_BLOCK = 1 << 16
 
 @functools.cache
 def verified_tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for the process: loading the CA bundle costs ~70 ms."""
+    """One verifying TLS context for the process: loading the CA bundle costs ~70 ms.
+
+    The CA bundle is certifi's unless `SSL_CERT_FILE` or `SSL_CERT_DIR` names another, as for
+    curl, requests and httpx: storage behind a private CA (on-premises S3) is then trusted
+    the way the rest of the machine trusts it.
+    """
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
     return ssl.create_default_context(cafile=certifi.where())
 
 

@@ -32,26 +32,47 @@ TELEPORT_SYNC = [PYTHON, "-m", "teleport_sync"]
 class Sink:
     port: int
     process: subprocess.Popen[str]
+    cert: Path | None = None  # set when the sink serves https with a self-signed certificate
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cert else 'http'}://127.0.0.1:{self.port}"
 
     def log(self) -> list[dict[str, float]]:
-        return httpx.get(f"{self.url}/_sink/log").json()
+        verify = str(self.cert) if self.cert else True
+        return httpx.get(f"{self.url}/_sink/log", verify=verify).json()
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that makes every client trust the sink's certificate."""
+        if self.cert is None:
+            return {}
+        cert = str(self.cert)
+        return {"SSL_CERT_FILE": cert, "AWS_CA_BUNDLE": cert, "CURL_CA_BUNDLE": cert}
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with the openssl CLI."""
+    cert, key = directory / "sink-cert.pem", directory / "sink-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 @contextmanager
-def sink(chunk_size: int = 32 * MIB) -> Iterator[Sink]:
-    process = subprocess.Popen(
-        [PYTHON, str(BENCH / "sink.py"), "--port", "0", "--chunk-size", str(chunk_size)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def sink(chunk_size: int = 32 * MIB, tls: tuple[Path, Path] | None = None) -> Iterator[Sink]:
+    argv = [PYTHON, str(BENCH / "sink.py"), "--port", "0", "--chunk-size", str(chunk_size)]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     port = int(process.stdout.readline().split()[-1])
     try:
-        yield Sink(port, process)
+        yield Sink(port, process, tls[0] if tls else None)
     finally:
         process.terminate()
         process.wait()
@@ -80,7 +101,10 @@ def timed(argv: list[str], sink_: Sink | None = None, env: dict[str, str] | None
     before = len(sink_.log()) if sink_ else 0
     started = time.perf_counter()
     process = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(sink_.client_env() if sink_ else {}), **(env or {})},
     )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started

@@ -12,6 +12,7 @@ ETags are not MD5s (as with S3 SSE-KMS), so the sink never hashes. It records wh
 first and last body byte arrived, for the latency benchmark (`GET /_sink/log`).
 
     python bench/sink.py --port 0 --chunk-size 33554432   # prints "listening on PORT"
+    python bench/sink.py ... --tls-cert cert.pem --tls-key key.pem   # the same over https
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import ssl
 import threading
 import time
 import uuid
@@ -42,6 +44,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     sink: Sink
     port: int
+    scheme: str
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -174,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
             self._body_json()
             eid, part = path.split("/")[4], path.rsplit("/", 1)[1]
             url_out = (
-                f"http://127.0.0.1:{self.port}/bucket/{eid}?partNumber={part}"
+                f"{self.scheme}://127.0.0.1:{self.port}/bucket/{eid}?partNumber={part}"
                 f"&uploadId=u-{eid}&X-Amz-Signature=bench"
             )
             self._json({"eid": eid, "upload_url": url_out, "chunk_size": self.sink.chunk_size})
@@ -198,12 +201,17 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"detail": "not found"}, 404)
 
 
-def serve(port: int, chunk_size: int) -> ThreadingHTTPServer:
+def serve(port: int, chunk_size: int, tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
     sink = Sink(chunk_size)
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     Handler.sink = sink
     Handler.port = server.server_address[1]
+    Handler.scheme = "https" if tls else "http"
     return server
 
 
@@ -211,8 +219,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--chunk-size", type=int, default=32 * 1024 * 1024)
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
+    parser.add_argument("--tls-key", help="... and this key")
     args = parser.parse_args()
-    server = serve(args.port, args.chunk_size)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = serve(args.port, args.chunk_size, tls)
     print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever()
 

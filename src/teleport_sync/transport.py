@@ -189,12 +189,10 @@ class PlainHTTPTransport(httpx.BaseTransport):
             except TimeoutError as exc:
                 raise httpx.WriteTimeout(str(exc), request=request) from exc
             except OSError as exc:
-                early = _answer_already_sent(connection)
+                early = _answer_already_sent(connection, request)
                 if early is None:
                     raise httpx.WriteError(str(exc), request=request) from exc
-                return httpx.Response(
-                    early.status, headers=early.getheaders(), content=early.read(), request=request
-                )
+                return early
             sock.settimeout(timeouts.get("read"))
             with _reading(request):
                 answer = connection.getresponse()
@@ -269,13 +267,17 @@ class _ResponseStream(httpx.SyncByteStream):
             connection.close()
 
 
-def _answer_already_sent(connection: http.client.HTTPConnection) -> http.client.HTTPResponse | None:
-    """The response the server sent before closing on a body it refused, if there is one."""
+def _answer_already_sent(
+    connection: http.client.HTTPConnection, request: httpx.Request
+) -> httpx.Response | None:
+    """The whole response the server sent before closing on a body it refused, if any."""
     sock = connection.sock
     if sock is None:
         return None
     try:
         sock.settimeout(1.0)
-        return connection.getresponse()
+        answer = connection.getresponse()
+        body = answer.read()
     except (OSError, http.client.HTTPException):
         return None
+    return httpx.Response(answer.status, headers=answer.getheaders(), content=body, request=request)

@@ -61,7 +61,7 @@ class _FileRun:
     abort: threading.Event
     hashers: ThreadPoolExecutor
     urls: Prefetcher[int, str]
-    # Set once storage shows its ETags are not MD5s (first upload to it): hashes in flight stop.
+    # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
     stop_hashing: threading.Event = field(default_factory=threading.Event)
 
 

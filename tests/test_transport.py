@@ -18,7 +18,12 @@ from teleport_sync.emulator.faults import MIB
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.filebody import FileEndedEarly, FileRegion, md5_of_region
 from teleport_sync.models import NewCaptureInput, UploadedPart
-from teleport_sync.transport import LazyTLSTransport, PlainHTTPTransport, verified_tls_context
+from teleport_sync.transport import (
+    EnvironmentProxies,
+    LazyTLSTransport,
+    PlainHTTPTransport,
+    verified_tls_context,
+)
 
 from .helpers import set_knobs
 
@@ -391,3 +396,33 @@ def test_https_is_verified_and_plain_http_needs_no_ca_bundle(
     ):
         assert client.get(f"{emulator.url}/_emulator/health").status_code == 200
     assert verified_tls_context.cache_info().currsize == 0  # plain http loaded no CA bundle
+
+
+def test_proxies_named_in_the_environment_are_used_except_for_loopback_and_no_proxy(
+    tmp_path: Path, recorder: tuple[str, Seen, dict[str, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder plays the proxy: a part for a remote storage host reaches it in absolute
+    form, body intact; NO_PROXY hosts and loopback are never proxied."""
+    proxy_url, seen, _ = recorder
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "direct.test")
+    data = os.urandom(MIB + 3)
+    path = tmp_path / "capture.mp4"
+    path.write_bytes(data)
+
+    with httpx.Client(transport=PlainHTTPTransport(LazyTLSTransport(httpx.Limits()))) as client:
+        target = "http://storage.test/bucket/k?partNumber=1&X-Amz-Signature=s"
+        assert put(client, target, FileRegion(path, 0, len(data))).status_code == 200
+    assert seen.targets == [target]
+    assert seen.bodies == [data]
+
+    proxies = EnvironmentProxies()
+    assert proxies.for_url(httpx.URL("http://storage.test/x")) == proxy_url
+    assert proxies.for_url(httpx.URL("http://direct.test/x")) is None
+    assert proxies.for_url(httpx.URL("http://127.0.0.1:9/x")) is None
+    assert proxies.for_url(httpx.URL("http://[::1]:9/x")) is None
+    assert proxies.for_url(httpx.URL("http://localhost/x")) is None
+    assert proxies.for_url(httpx.URL("https://storage.test/x")) is None  # no HTTPS_PROXY set

@@ -5,18 +5,21 @@ part bodies (`FileRegion`) go out by `os.sendfile`: their bytes never enter Pyth
 no GIL, little CPU). It hands https to `LazyTLSTransport`: httpx's own pools (httpcore), built
 on first use, so plain-http set-ups (the emulator, on-premises S3 over http, benchmarks) never
 load httpcore or the CA bundle. Over TLS the bytes must be encrypted in user space, so there a
-region is streamed in blocks.
+region is streamed in blocks. Proxies named in the environment are honoured (loopback never goes
+through one); plain http through a proxy also takes httpx's pools, without sendfile.
 """
 
 from __future__ import annotations
 
 import functools
 import http.client
+import ipaddress
 import os
 import select
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -43,38 +46,69 @@ def verified_tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class EnvironmentProxies:
+    """The proxies named by `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case),
+    read once, as curl and httpx read them.
+
+    httpx ignores these once a client is given its own transport, as ours are, so the
+    transports below ask this instead.
+    """
+
+    def __init__(self) -> None:
+        self._proxies = urllib.request.getproxies_environment()
+
+    def for_url(self, url: httpx.URL) -> str | None:
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+        if not proxy or _is_loopback(url.host):  # a remote proxy cannot reach our loopback
+            return None
+        if urllib.request.proxy_bypass_environment(url.host, self._proxies):
+            return None
+        return proxy
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class LazyTLSTransport(httpx.BaseTransport):
-    """A pooled transport per URL scheme, built on first use.
+    """A pooled httpx transport per URL scheme and proxy, built on first use.
 
     Plain-http set-ups (the emulator, a loopback test server) then never load the CA bundle;
-    https always verifies against it.
+    https always verifies against it. Proxies come from the environment (`EnvironmentProxies`).
     """
 
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
         self._lock = threading.Lock()
-        self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+        self._proxies = EnvironmentProxies()
+        self._pools: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
 
-    def _for(self, scheme: str) -> httpx.HTTPTransport:
+    def _for(self, scheme: str, proxy: str | None) -> httpx.HTTPTransport:
         with self._lock:
-            transport = self._by_scheme.get(scheme)
+            transport = self._pools.get((scheme, proxy))
             if transport is None:
                 # `verify` only matters for https; http gets a context that is never used.
                 verify: ssl.SSLContext | bool = (
                     verified_tls_context() if scheme == "https" else False
                 )
-                transport = httpx.HTTPTransport(verify=verify, limits=self._limits)
-                self._by_scheme[scheme] = transport
+                transport = httpx.HTTPTransport(verify=verify, limits=self._limits, proxy=proxy)
+                self._pools[(scheme, proxy)] = transport
             return transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._for(request.url.scheme).handle_request(request)
+        url = request.url
+        return self._for(url.scheme, self._proxies.for_url(url)).handle_request(request)
 
     def close(self) -> None:
         with self._lock:
-            for transport in self._by_scheme.values():
+            for transport in self._pools.values():
                 transport.close()
-            self._by_scheme.clear()
+            self._pools.clear()
 
 
 class _IdleConnections:
@@ -123,7 +157,8 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
 
 
 class PlainHTTPTransport(httpx.BaseTransport):
-    """Plain-http requests over the standard library's HTTP/1.1 client; the rest to `tls`.
+    """Plain-http requests over the standard library's HTTP/1.1 client; https and proxied
+    requests to `tls`.
 
     `FileRegion` bodies go out by sendfile; other bodies are written as they come, with chunked
     framing when httpx asked for it. Responses stream, so downloads stay flat in memory, and a
@@ -138,9 +173,11 @@ class PlainHTTPTransport(httpx.BaseTransport):
     def __init__(self, tls: httpx.BaseTransport, *, max_idle: int = 16) -> None:
         self.tls = tls
         self._idle = _IdleConnections(max_idle)
+        self._proxies = EnvironmentProxies()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme != "http":
+        if request.url.scheme != "http" or self._proxies.for_url(request.url):
+            # https, and plain http through a proxy: httpx's pools know both.
             return self.tls.handle_request(request)
         body = request.stream
         if isinstance(body, FileRegion):

@@ -269,6 +269,8 @@ class TeleportClient:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         storage_transport: httpx.BaseTransport | None = None,
+        # Builds the pool for `api` and `storage` when no transport is given for them.
+        pools: Callable[[httpx.Limits], httpx.BaseTransport] = default_transport,
         policy: RetryPolicy | None = None,
         clock: Clock | None = None,
         max_connections: int = 16,
@@ -283,12 +285,12 @@ class TeleportClient:
             base_url=base_url,
             auth=auth,
             timeout=timeouts,
-            transport=transport or default_transport(limits),
+            transport=transport or pools(limits),
             headers=headers,
         )
         self.storage = httpx.Client(
             timeout=timeouts,
-            transport=storage_transport or default_transport(limits),
+            transport=storage_transport or pools(limits),
             headers=headers,
         )
         self.policy = policy or RetryPolicy()
@@ -520,15 +522,11 @@ def build_client(
         clock=clock,
         on_token=on_token,
     )
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
     return TeleportClient(
         base_url=base_url,
         auth=auth,
         timeout=timeout,
-        transport=transport(limits),
-        storage_transport=transport(limits),
+        pools=transport,
         clock=clock,
         policy=policy,
         max_connections=max_connections,

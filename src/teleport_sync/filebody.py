@@ -93,22 +93,14 @@ def md5_of_region(
     block_size: int = BLOCK_SIZE,
     stop: threading.Event | None = None,
 ) -> str:
-    """Hex MD5 of a file range, read into one reused buffer; "" if `stop` is set meanwhile.
+    """Hex MD5 of a file range, read as `FileRegion` reads it; "" if `stop` is set meanwhile.
 
     hashlib releases the GIL on large updates, so this runs beside the part's upload on another
     core instead of in its way.
     """
     digest = hashlib.md5(usedforsecurity=False)
-    buffer = memoryview(bytearray(min(block_size, max(length, 1))))
-    with path.open("rb", buffering=0) as handle:
-        handle.seek(offset)
-        remaining = length
-        while remaining > 0:
-            if stop is not None and stop.is_set():
-                return ""
-            count = handle.readinto(buffer[: min(len(buffer), remaining)])
-            if not count:
-                raise FileEndedEarly(f"{path} ended {remaining} bytes early (truncated?)")
-            digest.update(buffer[:count])
-            remaining -= count
+    for block in FileRegion(path, offset, length, block_size=block_size):
+        if stop is not None and stop.is_set():
+            return ""
+        digest.update(block)
     return digest.hexdigest()

@@ -59,7 +59,7 @@ class Actions:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
             if self.settings.on_ready and "hook" not in record.actions_done:
                 self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_ready))
-        elif state == "FAILED":
+        elif state in ("FAILED", "ERROR"):
             if self.settings.failed_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.failed_dir))
             if self.settings.on_failed and "hook" not in record.actions_done:

@@ -20,9 +20,11 @@ from pathlib import Path
 from types import FrameType
 
 from .actions import Actions
+from .api import AuthenticationError
 from .compose import components, results_dir
 from .config import Settings
 from .engine import FileChanged, Stopped, UploadFailed
+from .events.emitter import EventHub
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from .journal import FileRecord, JournalError
 from .logging import get_logger
@@ -73,6 +75,8 @@ class Daemon:
         self.actions_retry_seconds = actions_retry_seconds
         self._rng = random.Random()
         self.ready = threading.Event()
+        # Actions for one capture run one at a time (the poller and a webhook may both see it).
+        self._terminal_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -109,6 +113,14 @@ class Daemon:
                 interval_seconds=settings.poll.interval_seconds,
                 on_terminal=self._on_terminal,
                 stop=self.stop,
+                on_auth=self._auth_result,
+            )
+            self.events = EventHub(
+                settings,
+                parts.journal,
+                stop=self.stop,
+                registry=self.metrics.registry,
+                viewer_url=self._viewer_url,
             )
             known = parts.journal.quick_index()
             self.watcher = Watcher(
@@ -125,6 +137,7 @@ class Daemon:
             try:
                 return self._run_threads()
             finally:
+                self.events.close()
                 self.metrics.close()
 
     def _run_threads(self) -> int:
@@ -142,6 +155,8 @@ class Daemon:
             self._enqueue(record.id)
         self._enqueue_due_retries()
         self._retry_pending_actions()
+        self.events.sweep()
+        self.events.start(self._on_terminal_soon)
 
         self.watcher.start()
         started = time.monotonic()
@@ -163,6 +178,7 @@ class Daemon:
                 self._enqueue_due_retries()
                 self._enqueue_delayed()
                 self._report_status()
+                self.events.check_stuck()
                 if time.monotonic() >= next_actions_retry:
                     next_actions_retry = time.monotonic() + self.actions_retry_seconds
                     self._retry_pending_actions()
@@ -280,6 +296,7 @@ class Daemon:
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
         else:
             self.journal.reject(str(path), identity, fmt, name, message)
+            self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
 
     # -- the queue and workers --------------------------------------------------------------
@@ -345,6 +362,7 @@ class Daemon:
                 log.error("upload failed; will retry", path=str(path), error=str(exc))
             else:
                 self.journal.mark_rejected(record.id, str(exc))
+                self.events.file_rejected(path)
                 log.error("not uploaded", path=str(path), reason=str(exc))
             return
         except UploadFailed as exc:
@@ -353,14 +371,41 @@ class Daemon:
             when = self._next_attempt(attempts)
             self.journal.set_next_attempt(record.id, when)
             log.error("upload failed; will retry", path=str(path), error=str(exc), retry_at=when)
+            if isinstance(exc.__cause__, AuthenticationError):
+                self._auth_result(str(exc.__cause__))
             return
+        self._auth_result(None)
         if not result.already_uploaded:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
 
     def _on_terminal(self, record: FileRecord) -> None:
-        self.actions.run_for(record)
+        with self._terminal_lock:
+            self.actions.run_for(record)
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))
         self._report_status()
+
+    def _on_terminal_soon(self, record: FileRecord) -> None:
+        """A webhook's READY/ERROR: answer Teleport at once, download on another thread."""
+
+        def run() -> None:
+            try:
+                self._on_terminal(record)
+            except Exception:  # logged; the periodic retry of pending actions picks it up
+                log.exception("actions after a webhook failed", path=record.path)
+
+        threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _auth_result(self, error: str | None) -> None:
+        try:
+            self.events.auth_result(error)
+        except JournalError as exc:
+            log.error("cannot record the authentication state", error=str(exc))
+
+    def _viewer_url(self, record: FileRecord) -> str | None:
+        capture = self.client.find_capture(record.eid) if record.eid else None
+        return capture.viewer_url if capture is not None else None
 
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""

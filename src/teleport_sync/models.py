@@ -42,9 +42,13 @@ class CaptureState(StrEnum):
     PROCESSING = "PROCESSING"
     READY = "READY"
     FAILED = "FAILED"
+    # The webhook documentation's name for a failed capture.
+    ERROR = "ERROR"
 
 
-TERMINAL_STATES = frozenset({CaptureState.READY.value, CaptureState.FAILED.value})
+TERMINAL_STATES = frozenset(
+    {CaptureState.READY.value, CaptureState.FAILED.value, CaptureState.ERROR.value}
+)
 
 
 # States of a capture whose upload has not been completed: an orphan may be in either (some

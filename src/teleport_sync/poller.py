@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .api import ApiError, TeleportClient
+from .api import ApiError, AuthenticationError, TeleportClient
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_terminal
@@ -28,6 +28,7 @@ class Poller:
         on_terminal: Callable[[FileRecord], None],
         stop: threading.Event,
         page_size: int = 100,
+        on_auth: Callable[[str | None], None] | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -36,6 +37,8 @@ class Poller:
         self.stop = stop
         self.wake = threading.Event()
         self.page_size = page_size
+        # Told whether authentication works (None) or not (the error), after each pass.
+        self.on_auth = on_auth
         self.polls = 0
         self._last_poll = float("-inf")
         self._missing_warned: set[str] = set()
@@ -60,10 +63,16 @@ class Poller:
                         eid=record.eid,
                     )
                 continue
-            if self.journal.record_state(record.id, capture.state, capture.sid):
+            changed = self.journal.record_state(
+                record.id, capture.state, capture.sid, source="poll"
+            )
+            if changed:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
-                if capture.state.upper() == "FAILED":
+                if capture.state.upper() in ("FAILED", "ERROR"):
+                    reason = capture.error_reason_slug or capture.error_reason or capture.state
+                    if changed:
+                        self.journal.add_event(record.id, "capture-failed", reason)
                     log.warning(
                         "capture failed on the server",
                         path=record.path,
@@ -84,7 +93,15 @@ class Poller:
             if pause > 0 and self.stop.wait(pause):
                 return
             try:
+                polls = self.polls
                 remaining = self.poll_once()
+                if self.on_auth is not None and self.polls > polls:
+                    self.on_auth(None)  # the API answered: authentication works
+            except AuthenticationError as exc:
+                log.warning("polling capture states failed; will retry", error=str(exc))
+                if self.on_auth is not None:
+                    self.on_auth(str(exc))
+                remaining = 1
             except ApiError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))
                 remaining = 1

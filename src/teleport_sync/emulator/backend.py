@@ -53,6 +53,7 @@ class Backend:
     storage: S3Storage
     monotonic: Callable[[], float] = time.monotonic
     on_signature: Callable[[str], None] | None = None  # tests collect issued URL signatures
+    on_completed: Callable[[Capture], None] | None = None  # the webhook sender
     captures: dict[str, Capture] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -163,6 +164,8 @@ class Backend:
             capture.verdict, capture.verdict_text = self._validate(capture)
             capture.uploaded = datetime.now(UTC)
             capture.completed_at = self.monotonic()
+        if self.on_completed is not None:
+            self.on_completed(capture)
         return capture
 
     def rename(self, eid: str, name: str) -> Capture:

@@ -46,6 +46,10 @@ class EmulatorConfig:
     # Answer part PUTs with ETags that are not MD5s ("opaque-..."), as some S3-compatible stores
     # do; completion still accepts them. Not a fault: a kind of storage.
     opaque_etags: bool = False
+    # Signed webhooks (X-Teleport-Signature) to this URL when a capture is READY or fails.
+    webhook_url: str | None = None
+    webhook_secret: str = "demo-webhook-secret"
+    webhook_attempts: int = 3
 
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import typing
-
 import os
+import typing
 from pathlib import Path
 
 import pytest

@@ -167,6 +167,13 @@ def config_check(app: AppContext) -> None:
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
+    if settings.webhooks.listen:
+        where = f"{settings.webhooks.listen}{settings.webhooks.path}"
+        click.echo(f"webhooks:      {where} (secret from {settings.webhook_secret_source})")
+    for index, target in enumerate(settings.notify):
+        from .events.outbox import target_label
+
+        click.echo(f"notify:        {target_label(index, target)}: {', '.join(target.events)}")
     problems = []
     for path in settings.watch.paths:
         state = "ok" if path.is_dir() else "MISSING"

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from teleport_sync.config import NotifyTarget, Settings
 from teleport_sync.emulator.faults import EmulatorConfig
@@ -383,3 +384,18 @@ def test_notify_test_sends_to_every_target_and_names_the_failing_one(
 
     bare = write_config(tmp_path / "bare.toml", emulator)
     assert run_cli("--config", str(bare), "notify", "test").returncode == 2
+
+
+def test_authentication_failing_is_notified_by_the_daemon(
+    emulator: EmulatorServer, tmp_path: Path, sink: Sink
+) -> None:
+    settings = settings_for(emulator, tmp_path, notify=[{"url": sink.url, "events": ["auth"]}])
+    settings.api.client_secret = SecretStr("not-the-secret")
+    with Running(settings):
+        make_zip(settings.watch.paths[0] / "scan.zip", images=3)
+        wait_for(lambda: len(sink.received) >= 1, 30, "an auth notification")
+    (received,) = sink.received
+    body = received.json()
+    assert (body["event"], body["state"]) == ("auth", "failing")
+    assert "authentication failed" in body["reason"]
+    assert b"not-the-secret" not in received.body

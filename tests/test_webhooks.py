@@ -26,7 +26,7 @@ from teleport_sync.journal import FileRecord, Journal
 from teleport_sync.models import FileIdentity
 
 from .helpers import MIB, make_zip, set_knobs, wait_for
-from .sink import free_port
+from .sink import Sink, free_port
 from .test_daemon import Running, rows, settings_for
 
 SECRET = "whsec-test-0123456789"
@@ -227,3 +227,21 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         answer = httpx.post(url, content=forged, headers=signed(forged, "guessed"))
         assert answer.status_code == 401
         assert rows(settings)["scan.zip"] == row
+
+
+def test_emulator_retries_a_webhook_that_is_not_taken(emulator: EmulatorServer) -> None:
+    emulator.webhooks.retry_pause_seconds = 0.01
+    with Sink(status=503) as sink:
+        set_knobs(emulator, webhook_url=sink.url)
+        sent = emulator.webhooks.send({"eid": "e1", "sid": "s1", "state": "READY"})
+        assert (sent.status, sent.attempts) == (503, 3)
+        assert len(sink.received) == 3
+        body = sink.received[0].body
+        assert verify_signature(
+            SECRET.encode(), body, sink.received[0].headers["X-Teleport-Signature"]
+        )
+        sink.status = 200
+        assert emulator.webhooks.send({"eid": "e1", "state": "READY"}).attempts == 1
+    set_knobs(emulator, webhook_url=f"http://127.0.0.1:{free_port()}/nobody")
+    sent = emulator.webhooks.send({"eid": "e1", "state": "READY"})
+    assert (sent.status, sent.attempts) == (None, 3)

@@ -22,6 +22,7 @@ from teleport_sync.daemon import Daemon
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
+from teleport_sync.report import status_rows
 
 from .conftest import write_config
 from .helpers import MIB, make_mp4, make_zip, wait_for
@@ -72,7 +73,7 @@ class Running:
 
 def rows(settings: Settings) -> dict[str, dict[str, object]]:
     with Journal(settings.journal.path) as journal:
-        return {Path(str(r["path"])).name: r for r in journal.status_rows()}
+        return {Path(str(r["path"])).name: r for r in status_rows(journal)}
 
 
 def all_ready(settings: Settings, names: set[str]) -> Callable[[], bool]:

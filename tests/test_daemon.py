@@ -293,11 +293,14 @@ def test_unwritable_results_dir_fails_only_that_action(
             return row.get("capture_state") == "READY"
 
         wait_for(ready, 30, "READY despite the results folder")
-        time.sleep(1)
-        assert rows(settings)["a.mp4"]["result_paths"] == []
+        wait_for(lambda: rows(settings)["a.mp4"]["result_error"] is not None, 10, "the error")
+        row = rows(settings)["a.mp4"]
+        assert row["result_paths"] == [] and row["phase"] == "downloading"
+        assert "results" in str(row["result_error"]) and "retried" in str(row["reason"])
         assert running.thread.is_alive()
 
         blocker.unlink()  # the fix; the action is tried again on its own
         wait_for(all_ready(settings, {"a.mp4"}), 30, "the model once the folder is writable")
     [result] = rows(settings)["a.mp4"]["result_paths"]  # type: ignore[misc]
+    assert rows(settings)["a.mp4"]["result_error"] is None
     assert Path(result).read_bytes().startswith(b"ply\n")

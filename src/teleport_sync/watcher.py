@@ -115,6 +115,8 @@ class Watcher:
         *,
         is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
         on_refused: Callable[[Path, str], None] = lambda path, reason: None,
+        on_noticed: Callable[[Path, Path], None] = lambda path, root: None,
+        on_gone: Callable[[Path], None] = lambda path: None,
         observer_factory: Callable[[], BaseObserver] | None = None,
         fallback_factory: Callable[[], BaseObserver] | None = None,
         clock: Clock | None = None,
@@ -124,6 +126,8 @@ class Watcher:
         self._on_settled = on_settled
         self._is_known = is_known
         self._on_refused = on_refused
+        self._on_noticed = on_noticed
+        self._on_gone = on_gone
         self._clock = clock or SystemClock()
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
         self._wake = threading.Condition()
@@ -240,6 +244,10 @@ class Watcher:
                 known_root, pending, due = existing
                 soon = now + self.settings.settle_seconds
                 self._pending[path] = (known_root, pending, min(due, soon))
+        if existing is None:
+            # Outside the lock: the daemon journals the sighting (a status row from the first
+            # event on); once per settle, not once per write event.
+            self._on_noticed(path, root)
 
     def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
         """Look at `path` again later (an incomplete file that may still be written)."""
@@ -295,6 +303,7 @@ class Watcher:
             except FileNotFoundError:
                 with self._wake:
                     self._pending.pop(path, None)
+                self._on_gone(path)
                 continue
             except OSError as exc:
                 log.warning("cannot stat a candidate; will retry", path=str(path), error=str(exc))

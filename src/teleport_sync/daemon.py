@@ -31,6 +31,7 @@ from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
 from .notify import SystemdNotifier
 from .poller import Poller
+from .sightings import Sightings
 from .watcher import Watcher
 
 log = get_logger("teleport_sync.daemon")
@@ -43,8 +44,6 @@ UNREADABLE = (
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
 ACTIONS_RETRY_SECONDS = 300.0
-# An incomplete file that does not change is mentioned again this often (at INFO).
-WAITING_LOG_EVERY_SECONDS = 600.0
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -71,8 +70,6 @@ class Daemon:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
-        # Incomplete files: what was last logged about each, and when (to log changes only).
-        self._waiting_logged: dict[Path, tuple[tuple[int, int, str], float]] = {}
         self._delayed: list[tuple[float, int]] = []
         self.actions_retry_seconds = actions_retry_seconds
         self._rng = random.Random()
@@ -114,13 +111,16 @@ class Daemon:
                 on_terminal=self._on_terminal,
                 stop=self.stop,
             )
+            self.sightings = Sightings(
+                parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
+            )
             known = parts.journal.quick_index()
             self.watcher = Watcher(
                 settings.watch,
                 self._intake,
                 on_refused=self._refused,
-                on_noticed=self._noticed,
-                on_gone=self._gone,
+                on_noticed=self.sightings.noticed,
+                on_gone=self.sightings.gone,
                 is_known=lambda path, st: (
                     known.get(str(path.absolute()))
                     == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -148,10 +148,7 @@ class Daemon:
             self._enqueue(record.id)
         self._enqueue_due_retries()
         self._retry_pending_actions()
-        # Sightings of files that went away while we were stopped; the rest are found again.
-        for path in self.journal.sighting_paths():
-            if not os.path.lexists(path):
-                self.journal.drop_sighting(path)
+        self.sightings.prune()
 
         self.watcher.start()
         started = time.monotonic()
@@ -204,10 +201,10 @@ class Daemon:
             st = path.stat()
         except InputProblem as exc:
             log.info("ignored", path=str(path), reason=str(exc))
-            self.journal.drop_sighting(str(path))
+            self.sightings.ended(path)
             return
         except FileNotFoundError:
-            self._gone(path)
+            self.sightings.gone(path)
             return
         name = capture_name(self.settings.upload.name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
@@ -217,7 +214,7 @@ class Daemon:
             and _same_stat(record.identity, quick)
             and record.upload_state in ("uploaded", "rejected")
         ):
-            self.journal.drop_sighting(str(path))
+            self.sightings.ended(path)
             return  # nothing new (a touch that changed nothing, a repeated event)
         try:
             completeness = check_complete(path)
@@ -231,14 +228,13 @@ class Daemon:
         if completeness.state == "incomplete":
             self._wait_for_complete(path, root, st, completeness.reason, (fmt.value, name))
             return
-        self._waiting_logged.pop(path, None)
         try:
             identity = identify(path)
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
             return
         record = self.journal.register(str(path), identity, fmt.value, name)
-        self.journal.drop_sighting(str(path))
+        self.sightings.ended(path)
         if record.identity == identity and record.upload_state in ("uploaded", "rejected"):
             return
         self._enqueue(record.id)
@@ -246,17 +242,9 @@ class Daemon:
     def _wait_for_complete(
         self, path: Path, root: Path, st: os.stat_result, reason: str, what: tuple[str, str]
     ) -> None:
-        """Not complete yet: journal since when (it survives restarts), look again later.
-
-        Measured from when the file was last seen to change: a writer making progress is never
-        given up on; one that stopped for `incomplete_timeout_seconds` left a broken file.
-        """
-        since = self.journal.mark_incomplete(
-            str(path), str(root), st.st_size, st.st_mtime_ns, reason
-        )
-        waited = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+        """Not complete yet: look again later; give up once it stopped changing for long."""
+        waited = self.sightings.incomplete(path, root, st, reason)
         if waited >= self.settings.watch.incomplete_timeout_seconds:
-            self._waiting_logged.pop(path, None)
             quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
             self._reject(
                 path,
@@ -266,39 +254,8 @@ class Daemon:
                 "(rewrite or re-copy the file to try again)",
             )
             return
-        # Said once per change of the file or the reason, then only every few minutes.
-        seen = (st.st_size, st.st_mtime_ns, reason)
-        last = self._waiting_logged.get(path)
-        now = time.monotonic()
-        if last is None or last[0] != seen or now - last[1] >= WAITING_LOG_EVERY_SECONDS:
-            self._waiting_logged[path] = (seen, now)
-            log.info("waiting for the file to be complete", path=str(path), reason=reason)
         delay = max(1.0, min(30.0, self.settings.watch.settle_seconds * 2))
         self.watcher.recheck_later(path, root, delay)
-
-    def _noticed(self, path: Path, root: Path) -> None:
-        """The watcher's first look at `path` since it settled last: give it a status row."""
-        path = path.absolute()
-        try:
-            record = self.journal.by_path(str(path))
-            if record is not None:
-                st = path.stat()
-                quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-                if _same_stat(record.identity, quick):
-                    return  # an event on a file the journal already knows as it is
-            seconds = self.settings.watch.settle_seconds
-            self.journal.note_sighting(
-                str(path), str(root), f"waiting until it has not changed for {seconds:g} s"
-            )
-        except (OSError, JournalError) as exc:
-            log.warning("cannot journal a noticed file", path=str(path), error=str(exc))
-
-    def _gone(self, path: Path) -> None:
-        self._waiting_logged.pop(path.absolute(), None)
-        try:
-            self.journal.drop_sighting(str(path.absolute()))
-        except JournalError as exc:
-            log.warning("cannot journal a file that went away", path=str(path), error=str(exc))
 
     def _refused(self, path: Path, reason: str) -> None:
         """The watcher will not take `path` (a symlink out of the root, a folder named .zip)."""
@@ -323,7 +280,7 @@ class Daemon:
         root: Path | None = None,
     ) -> None:
         message = reason if str(path) in reason else f"{path}: {reason}"
-        self.journal.drop_sighting(str(path))
+        self.sightings.ended(path)
         if retry:
             record = self.journal.register(str(path), identity, fmt, name)
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))

@@ -548,6 +548,10 @@ class Journal:
                 (key, value, utc_now()),
             )
 
+    def delete_fact(self, key: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM facts WHERE key = ?", (key,))
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:

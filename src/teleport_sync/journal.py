@@ -208,6 +208,17 @@ class Journal:
                 "to start a new one, or restore it from a backup"
             )
 
+    def check_writable(self) -> None:
+        """Write the journal's header once, so a writer that cannot write fails at start."""
+        try:
+            with self._transaction() as conn:
+                conn.execute(f"PRAGMA user_version = {self.schema_version}")
+        except JournalError as exc:
+            raise JournalError(
+                f"cannot write the journal {self.path} ({exc.__cause__}); make it and its folder "
+                "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
+            ) from None
+
     def integrity_ok(self) -> bool:
         with self._lock:
             return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

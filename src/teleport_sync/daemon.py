@@ -23,7 +23,7 @@ from types import FrameType
 from .actions import Actions
 from .compose import components, results_dir
 from .config import Settings
-from .engine import FileChanged, Stopped, UploadFailed
+from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from .journal import FileRecord, JournalError
 from .logging import get_logger
@@ -149,6 +149,7 @@ class Daemon:
         self._enqueue_due_retries()
         self._retry_pending_actions()
         self.sightings.prune()
+        self.uploader.finish_renames()
 
         self.watcher.start()
         started = time.monotonic()
@@ -173,6 +174,7 @@ class Daemon:
                 if time.monotonic() >= next_actions_retry:
                     next_actions_retry = time.monotonic() + self.actions_retry_seconds
                     self._retry_pending_actions()
+                    self.uploader.finish_renames()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -352,6 +354,11 @@ class Daemon:
             else:
                 self.journal.mark_rejected(record.id, str(exc))
                 log.error("not uploaded", path=str(path), reason=str(exc))
+            return
+        except StartOver as exc:
+            # The row says why and has no capture now; it is due again at once.
+            self.metrics.failures.labels("vanished").inc()
+            log.warning("capture vanished; starting over", path=str(path), error=str(exc))
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()

@@ -225,10 +225,14 @@ def test_outbox_delivers_once_and_only_kinds_asked_for(journal: Journal, sink: S
 def test_stuck_and_auth_events_are_queued_once(journal: Journal, sink: Sink) -> None:
     settings = Settings(
         notify=[{"url": sink.url}],  # type: ignore[list-item]
-        poll={"stuck_after_seconds": 0.001},  # type: ignore[arg-type]
+        poll={"stuck_after_seconds": 4},  # type: ignore[arg-type]
         journal={"path": journal.path},  # type: ignore[arg-type]
     )
-    hub = EventHub(settings, journal, stop=threading.Event(), registry=CollectorRegistry())
+    later = Now()
+    later.ahead = timedelta(seconds=5)
+    hub = EventHub(
+        settings, journal, stop=threading.Event(), registry=CollectorRegistry(), now=later
+    )
     try:
         record = journal.register("/inbox/slow.zip", FileIdentity(1, 2, 3, 4, "f"), "video", "s")
         journal.record_created(record.id, "e-slow", 5 * MIB, 1)

@@ -39,11 +39,13 @@ class EventHub:
         registry: CollectorRegistry | None = None,
         viewer_url: Callable[[FileRecord], str | None] | None = None,
         http: httpx.Client | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.journal = journal
         self.stop = stop
         self.viewer_url = viewer_url
+        self.now = now
         self.outbox = Outbox(journal, settings.notify)
         self._http = http or httpx.Client(timeout=10.0, follow_redirects=False)
         self.deliverer = Deliverer(
@@ -105,10 +107,8 @@ class EventHub:
         if "notify" in record.actions_done:
             return
         kind = "ready" if (record.capture_state or "").upper() == "READY" else "failed"
-        reason = None
-        if kind == "failed":
-            said = [m for k, m in self.journal.events(record.id) if k == "capture-failed"]
-            reason = said[-1] if said else record.capture_state
+        # The server's reason for a failure (poller and webhook both keep it in `error`).
+        reason = (record.error or record.capture_state) if kind == "failed" else None
         viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
         history = self.journal.state_history(record.id)
         event = payloads.capture_ended(record, history, reason=reason, viewer_url=viewer)
@@ -160,7 +160,7 @@ class EventHub:
         if not force and time.monotonic() < self._next_stuck_check:
             return 0
         self._next_stuck_check = time.monotonic() + STUCK_CHECK_SECONDS
-        now = datetime.now(UTC)
+        now = self.now()
         found = 0
         for record in self.journal.awaiting_result():
             if (

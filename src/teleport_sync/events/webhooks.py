@@ -94,7 +94,7 @@ def apply_delivery(
         return "duplicate"
     journal.record_state(record.id, delivery.state, delivery.sid, source="webhook")
     if delivery.state.upper() in FAILED_STATES:
-        journal.add_event(record.id, "capture-failed", delivery.error_reason or delivery.state)
+        journal.record_capture_error(record.id, delivery.error_reason or "no reason given")
     log.info(
         "capture state",
         path=record.path,

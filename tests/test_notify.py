@@ -403,3 +403,64 @@ def test_authentication_failing_is_notified_by_the_daemon(
     assert (body["event"], body["state"]) == ("auth", "failing")
     assert "authentication failed" in body["reason"]
     assert b"not-the-secret" not in received.body
+
+
+def test_sweep_queues_what_a_crash_left_out_once(journal: Journal, sink: Sink) -> None:
+    settings = Settings(
+        notify=[{"url": sink.url}],  # type: ignore[list-item]
+        journal={"path": journal.path},  # type: ignore[arg-type]
+    )
+    hub = EventHub(settings, journal, stop=threading.Event(), registry=CollectorRegistry())
+    try:
+        # READY journaled, then a crash before its notification was queued.
+        ready = ended_capture(journal, "a.zip", "READY", eid="e-a")
+        bad = journal.reject(
+            "/inbox/b.zip", FileIdentity(1, 5, 3, 4, "g"), "bulk-images", "b", "no"
+        )
+        hub.sweep()
+        hub.sweep()
+        assert {row.kind for row in journal.outbox()} == {"ready", "rejected"}
+        assert len(journal.outbox()) == 2
+        assert "notify" in journal.get(ready.id).actions_done
+        assert "notify" in journal.get(bad.id).actions_done
+    finally:
+        hub.close()
+
+
+def test_migration_marks_old_endings_as_already_notified(tmp_path: Path) -> None:
+    """Upgrading must not flood targets with every capture that ended before notifications."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from teleport_sync import journal as journal_module
+
+    conn = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    index = journal_module.MIGRATIONS.index(journal_module._migrate_v5_events)
+    for migrate in journal_module.MIGRATIONS[:index]:
+        migrate(db)
+    now = "2026-01-01T00:00:00+00:00"
+    for path, upload_state, capture_state in (
+        ("/in/ready.zip", "uploaded", "READY"),
+        ("/in/failed.zip", "uploaded", "FAILED"),
+        ("/in/bad.zip", "rejected", None),
+        ("/in/busy.zip", "uploaded", "PROCESSING"),
+    ):
+        conn.execute(
+            "INSERT INTO files (path, size, upload_state, capture_state, created_at, updated_at) "
+            "VALUES (?, 1, ?, ?, ?, ?)",
+            (path, upload_state, capture_state, now, now),
+        )
+    journal_module._migrate_v5_events(db)
+    marked = {
+        path: json.loads(done)
+        for path, done in conn.execute("SELECT path, actions_done FROM files").fetchall()
+    }
+    conn.close()
+    assert marked == {
+        "/in/ready.zip": ["notify"],
+        "/in/failed.zip": ["notify"],
+        "/in/bad.zip": ["notify"],
+        "/in/busy.zip": [],
+    }

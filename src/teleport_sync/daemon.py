@@ -364,6 +364,7 @@ class Daemon:
             if not path.exists():
                 why = f"{path} was deleted before its upload finished; its capture was deleted"
                 self.uploader.abandon(self.journal.get(record.id), why)
+                self.events.file_rejected(path)
                 log.warning("file disappeared before it was uploaded", path=str(path))
             elif exc.retryable:
                 self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))

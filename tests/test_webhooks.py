@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from teleport_sync.events.webhooks import (
 from teleport_sync.journal import FileRecord, Journal
 from teleport_sync.models import FileIdentity
 
+from .conftest import write_config
 from .helpers import MIB, make_zip, set_knobs, wait_for
 from .sink import Sink, free_port
+from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
 SECRET = "whsec-test-0123456789"
@@ -245,3 +248,23 @@ def test_emulator_retries_a_webhook_that_is_not_taken(emulator: EmulatorServer) 
     set_knobs(emulator, webhook_url=f"http://127.0.0.1:{free_port()}/nobody")
     sent = emulator.webhooks.send({"eid": "e1", "state": "READY"})
     assert (sent.status, sent.attempts) == (None, 3)
+
+
+def test_a_taken_port_is_a_configuration_error(emulator: EmulatorServer, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path / "config.toml",
+            emulator,
+            extra=f'[watch]\npaths = ["{inbox}"]\n[webhooks]\nlisten = "127.0.0.1:{port}"\n',
+        )
+        result = run_cli(
+            "--config", str(config), "run", env={"TELEPORT_SYNC_WEBHOOKS__SECRET": SECRET}
+        )
+    assert result.returncode == 2
+    assert f"[webhooks] listen = '127.0.0.1:{port}': cannot listen there" in result.stderr
+    assert SECRET not in result.stderr + result.stdout

@@ -147,6 +147,8 @@ class Daemon:
                 self.metrics.close()
 
     def _run_threads(self) -> int:
+        # First: a port already taken is a configuration error, before any work starts.
+        self.events.start(self._on_terminal_soon)
         workers = [
             threading.Thread(target=self._worker, name=f"upload-{i}", daemon=True)
             for i in range(self.settings.upload.files_at_once)
@@ -162,7 +164,6 @@ class Daemon:
         self._enqueue_due_retries()
         self._retry_pending_actions()
         self.events.sweep()
-        self.events.start(self._on_terminal_soon)
         self.sightings.prune()
         self.uploader.finish_renames()
 

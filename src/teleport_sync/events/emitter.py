@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 
-from ..config import Settings
+from ..config import ConfigError, Settings
 from ..journal import FileRecord, Journal
 from ..logging import REDACTOR, get_logger
 from . import payloads
@@ -70,16 +70,22 @@ class EventHub:
         hooks = self.settings.webhooks
         if hooks.listen:
             if hooks.secret is None:
-                raise ValueError("[webhooks] listen needs a signing secret")
+                raise ConfigError("[webhooks] listen is set but no signing secret is configured")
             secret = hooks.secret.get_secret_value()
             REDACTOR.add_secret(secret, min_length=4)
-            self.receiver = WebhookReceiver(
-                hooks.listen,
-                hooks.path,
-                secret,
-                lambda delivery: apply_delivery(self.journal, delivery, on_terminal),
-                on_outcome=lambda outcome: self.webhook_outcomes.labels(outcome).inc(),
-            )
+            try:
+                self.receiver = WebhookReceiver(
+                    hooks.listen,
+                    hooks.path,
+                    secret,
+                    lambda delivery: apply_delivery(self.journal, delivery, on_terminal),
+                    on_outcome=lambda outcome: self.webhook_outcomes.labels(outcome).inc(),
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"[webhooks] listen = {hooks.listen!r}: cannot listen there ({exc.strerror}); "
+                    "choose a free port, or stop what uses it"
+                ) from None
             self.receiver.start()
         for target in self.settings.notify:
             if target.secret is not None:

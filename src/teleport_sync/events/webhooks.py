@@ -152,6 +152,7 @@ def _handler_class(
     class Handler(BaseHTTPRequestHandler):
         server_version = "teleport-sync"
         sys_version = ""
+        timeout = 15  # seconds a client may take to send its request: no thread held forever
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # our own log lines say what matters, without the raw request line

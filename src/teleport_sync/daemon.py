@@ -141,14 +141,14 @@ class Daemon:
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
             try:
+                # First: a port already taken is a configuration error, before any work starts.
+                self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
                 self.events.close()
                 self.metrics.close()
 
     def _run_threads(self) -> int:
-        # First: a port already taken is a configuration error, before any work starts.
-        self.events.start(self._on_terminal_soon)
         workers = [
             threading.Thread(target=self._worker, name=f"upload-{i}", daemon=True)
             for i in range(self.settings.upload.files_at_once)

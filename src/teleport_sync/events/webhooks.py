@@ -143,71 +143,95 @@ class WebhookReceiver:
         self._server.server_close()
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request; the route, secret and callbacks are set on a subclass per receiver."""
+
+    server_version = "teleport-sync"
+    sys_version = ""
+    timeout = 15  # seconds a client may take to send its request: no thread held forever
+    route = "/"
+    secret = b""
+
+    def apply(self, delivery: Delivery) -> str:
+        raise NotImplementedError
+
+    def on_outcome(self, outcome: str) -> None:
+        pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # our own log lines say what matters, without the raw request line
+
+    def _answer(self, status: int, outcome: str, message: str, **headers: str) -> None:
+        self.on_outcome(outcome)
+        body = json.dumps({"outcome": outcome, "message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _not_post(self) -> None:
+        if self.path.split("?", 1)[0] != self.route:
+            self._answer(404, "not_found", f"webhooks are received at {self.route}")
+        else:
+            self._answer(405, "bad_method", "use POST", Allow="POST")
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_post
+
+    def _read_body(self) -> bytes | None:
+        """The body within the size limit, or None once an error has been answered."""
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self.close_connection = True
+            self._answer(411, "bad_request", "a Content-Length is required")
+            return None
+        if int(length) > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is left unread
+            self._answer(413, "too_large", f"bodies over {MAX_BODY_BYTES} bytes are refused")
+            return None
+        return self.rfile.read(int(length))
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != self.route:
+            self._answer(404, "not_found", f"webhooks are received at {self.route}")
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        if not verify_signature(self.secret, body, self.headers.get(SIGNATURE_HEADER)):
+            log.warning("webhook refused: bad or missing signature", peer=self.client_address[0])
+            self._answer(401, "bad_signature", f"missing or wrong {SIGNATURE_HEADER}")
+            return
+        try:
+            delivery = parse_delivery(body)
+        except BadDelivery as exc:
+            log.warning("webhook refused: bad body", error=str(exc))
+            self._answer(400, "bad_request", str(exc))
+            return
+        try:
+            outcome = self.apply(delivery)
+        except Exception:  # the journal is unavailable: ask the sender to try again
+            log.exception("webhook could not be applied", eid=delivery.eid)
+            self._answer(503, "unavailable", "could not record it now; retry later")
+            return
+        self._answer(200, outcome, "ok")
+
+
 def _handler_class(
     path: str,
     secret: bytes,
     apply: Callable[[Delivery], str],
     on_outcome: Callable[[str], None],
 ) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "teleport-sync"
-        sys_version = ""
-        timeout = 15  # seconds a client may take to send its request: no thread held forever
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # our own log lines say what matters, without the raw request line
-
-        def _answer(self, status: int, outcome: str, message: str, **headers: str) -> None:
-            on_outcome(outcome)
-            body = json.dumps({"outcome": outcome, "message": message}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _not_post(self) -> None:
-            if self.path.split("?", 1)[0] != path:
-                self._answer(404, "not_found", f"webhooks are received at {path}")
-            else:
-                self._answer(405, "bad_method", "use POST", Allow="POST")
-
-        do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_post
-
-        def do_POST(self) -> None:
-            if self.path.split("?", 1)[0] != path:
-                self._answer(404, "not_found", f"webhooks are received at {path}")
-                return
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                self.close_connection = True
-                self._answer(411, "bad_request", "a Content-Length is required")
-                return
-            if int(length) > MAX_BODY_BYTES:
-                self.close_connection = True  # the body is left unread
-                self._answer(413, "too_large", f"bodies over {MAX_BODY_BYTES} bytes are refused")
-                return
-            body = self.rfile.read(int(length))
-            if not verify_signature(secret, body, self.headers.get(SIGNATURE_HEADER)):
-                log.warning(
-                    "webhook refused: bad or missing signature", peer=self.client_address[0]
-                )
-                self._answer(401, "bad_signature", f"missing or wrong {SIGNATURE_HEADER}")
-                return
-            try:
-                delivery = parse_delivery(body)
-            except BadDelivery as exc:
-                log.warning("webhook refused: bad body", error=str(exc))
-                self._answer(400, "bad_request", str(exc))
-                return
-            try:
-                outcome = apply(delivery)
-            except Exception:  # the journal is unavailable: ask the sender to try again
-                log.exception("webhook could not be applied", eid=delivery.eid)
-                self._answer(503, "unavailable", "could not record it now; retry later")
-                return
-            self._answer(200, outcome, "ok")
-
-    return Handler
+    return type(
+        "WebhookHandler",
+        (_Handler,),
+        {
+            "route": path,
+            "secret": secret,
+            "apply": lambda _self, delivery: apply(delivery),
+            "on_outcome": lambda _self, outcome: on_outcome(outcome),
+        },
+    )

@@ -268,3 +268,28 @@ def test_a_taken_port_is_a_configuration_error(emulator: EmulatorServer, tmp_pat
     assert result.returncode == 2
     assert f"[webhooks] listen = '127.0.0.1:{port}': cannot listen there" in result.stderr
     assert SECRET not in result.stderr + result.stdout
+
+
+def test_a_webhook_without_a_share_id_still_brings_the_model(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        poll={"interval_seconds": 600},
+        webhooks={"listen": f"127.0.0.1:{port}", "secret": SECRET},
+    )
+    # UPLOADED (no share id yet) for the first 1.8 s: the poll right after the upload sees that.
+    set_knobs(emulator, processing_delay_seconds=6.0)
+    with Running(settings):
+        make_zip(settings.watch.paths[0] / "scan.zip", images=3)
+        wait_for(lambda: len(emulator.backend.captures) == 1, 30, "the capture")
+        (capture,) = emulator.backend.captures.values()
+        wait_for(lambda: emulator.backend.state_of(capture) == "READY", 30, "processing")
+        assert rows(settings)["scan.zip"]["sid"] is None  # polled once, while UPLOADED
+        body = json.dumps({"eid": capture.eid, "state": "READY"}).encode()
+        url = f"http://127.0.0.1:{port}/teleport/webhook"
+        assert httpx.post(url, content=body, headers=signed(body)).json()["outcome"] == "applied"
+        wait_for(lambda: bool(rows(settings)["scan.zip"]["result_paths"]), 30, "the model")
+    assert rows(settings)["scan.zip"]["sid"] == capture.sid

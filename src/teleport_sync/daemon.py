@@ -406,11 +406,20 @@ class Daemon:
 
         def run() -> None:
             try:
-                self._on_terminal(record)
+                self._on_terminal(self._with_sid(record))
             except Exception:  # logged; the periodic retry of pending actions picks it up
                 log.exception("actions after a webhook failed", path=record.path)
 
         threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _with_sid(self, record: FileRecord) -> FileRecord:
+        """A webhook that named no share id: ask for it, as the download needs it."""
+        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
+            return record
+        capture = self.client.find_capture(record.eid)
+        if capture is not None and capture.sid:
+            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
+        return self.journal.get(record.id)
 
     def _auth_result(self, error: str | None) -> None:
         try:

@@ -176,7 +176,7 @@ def emulator_config() -> EmulatorConfig:
 
 
 def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
-    emulator: EmulatorServer, tmp_path: Path
+    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     port = free_port()
     set_knobs(emulator, webhook_url=f"http://127.0.0.1:{port}/teleport/webhook")
@@ -230,6 +230,12 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         answer = httpx.post(url, content=forged, headers=signed(forged, "guessed"))
         assert answer.status_code == 401
         assert rows(settings)["scan.zip"] == row
+    # The signing secret is in no log line and nowhere in the journal's files.
+    logged = capsys.readouterr()
+    assert "webhook refused: bad or missing signature" in logged.out + logged.err
+    assert SECRET not in logged.out + logged.err
+    for journal_file in tmp_path.glob("journal.sqlite3*"):
+        assert SECRET.encode() not in journal_file.read_bytes()
 
 
 def test_emulator_retries_a_webhook_that_is_not_taken(emulator: EmulatorServer) -> None:

@@ -1,6 +1,9 @@
 """Baseline: boto3's s3transfer uploading one file as a multipart upload.
 
-python s3transfer_upload.py ENDPOINT FILE PART_SIZE CONCURRENCY
+python s3transfer_upload.py ENDPOINT FILE PART_SIZE CONCURRENCY [CHECKSUMS]
+
+CHECKSUMS is `plain` (the default: no checksum, plain bodies like every other client measured)
+or `boto3` (checksums as boto3 ships them: a CRC32 of every part).
 """
 
 import sys
@@ -15,6 +18,7 @@ endpoint, path, part_size, concurrency = (
     int(sys.argv[3]),
     int(sys.argv[4]),
 )
+checksums = sys.argv[5] if len(sys.argv) > 5 else "plain"
 client = boto3.client(
     "s3",
     endpoint_url=endpoint,
@@ -23,8 +27,8 @@ client = boto3.client(
     aws_secret_access_key="bench",
     config=Config(
         s3={"addressing_style": "path"},
-        # Plain bodies, like every other client measured (no aws-chunked checksum trailers).
-        request_checksum_calculation="when_required",
+        # "plain": bodies like every other client measured; "boto3": its shipped default.
+        request_checksum_calculation="when_required" if checksums == "plain" else "when_supported",
         max_pool_connections=concurrency,
     ),
 )

@@ -101,6 +101,11 @@ def main() -> None:
                     str(data),
                 ],
             }
+            if args.md5_etags:  # and as boto3 ships it: 8 MiB parts, 10 threads, CRC32s
+                clients["s3transfer (boto3 defaults)"] = [
+                    *clients["s3transfer"][:-1],
+                    "defaults",
+                ]
             if not args.tls:  # zero-copy needs plain http: over TLS every client encrypts
                 clients["sink ceiling (sendfile)"] = [
                     PYTHON,

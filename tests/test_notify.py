@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from teleport_sync.events.formats import to_slack
 from teleport_sync.events.outbox import Deliverer, NotifyMetrics, Outbox
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
+from teleport_sync.retry import RetryPolicy
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, wait_for
@@ -156,6 +158,10 @@ def deliverer_for(journal: Journal, targets: list[NotifyTarget], now: Now) -> De
         stop=threading.Event(),
         give_up_after=3600,
         now=now,
+        # Seeded: the first backoff is 4.8 s (full jitter of 5 s), so "not due yet" is certain.
+        policy=RetryPolicy(
+            max_attempts=1000, base_delay=5.0, max_delay=900.0, rng=random.Random(2)
+        ),
     )
 
 
@@ -194,6 +200,22 @@ def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink)
     assert {r.headers["X-Teleport-Sync-Event-Id"] for r in sink.received} == {event.event_id}
     now.ahead += timedelta(days=2)
     assert deliverer.deliver_due() == 0 and len(sink.received) == 3  # given up means given up
+
+
+def test_a_failing_target_costs_one_attempt_per_pass(journal: Journal, sink: Sink) -> None:
+    now = Now()
+    dead = NotifyTarget(url=f"http://127.0.0.1:{free_port()}/nobody")
+    deliverer = deliverer_for(journal, [dead, NotifyTarget(url=sink.url)], now)
+    for eid in ("e-1", "e-2", "e-3"):
+        record = ended_capture(journal, f"{eid}.zip", "READY", eid=eid)
+        history = journal.state_history(record.id)
+        deliverer.outbox.emit(payloads.capture_ended(record, history, reason=None, viewer_url=None))
+    assert deliverer.deliver_due() == 3  # the live target got all three
+    rows_for_dead = [r for r in journal.outbox() if r.delivered_at is None]
+    assert sorted(r.attempts for r in rows_for_dead) == [0, 0, 1]
+    assert len({r.next_attempt_at for r in rows_for_dead}) == 1  # all wait together
+    assert deliverer.deliver_due() == 0  # nothing due until then: no busy loop
+    assert deliverer._seconds_to_next() > 0
 
 
 def test_outbox_delivers_once_and_only_kinds_asked_for(journal: Journal, sink: Sink) -> None:

@@ -810,11 +810,17 @@ class Journal:
             )
 
     def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
+        """One failed attempt; the target's other pending events wait until `at` as well."""
         with self._transaction() as conn:
             conn.execute(
                 """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
                        next_attempt_at = ? WHERE event_id = ? AND target = ?""",
                 (error, at, event_id, target),
+            )
+            conn.execute(
+                """UPDATE outbox SET next_attempt_at = ? WHERE target = ?
+                   AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at < ?""",
+                (at, target, at),
             )
 
     # -- sightings: noticed, not yet handed over ---------------------------------------------

@@ -156,11 +156,17 @@ class Deliverer:
     def deliver_due(self) -> int:
         """Try every due row once; returns how many were delivered."""
         delivered = 0
+        failing: set[str] = set()
         now = self.now().isoformat(timespec="microseconds")
         for row in self.journal.due_notifications(now):
             if self.stop.is_set():
                 break
-            delivered += self.attempt(row)
+            if row.target in failing:
+                continue  # postponed with the failure: a dead target costs one timeout a pass
+            if self.attempt(row):
+                delivered += 1
+            else:
+                failing.add(row.target)
         return delivered
 
     def attempt(self, row: OutboxRow) -> bool:

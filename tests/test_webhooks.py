@@ -187,7 +187,7 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         webhooks={"listen": f"127.0.0.1:{port}", "secret": SECRET},
     )
     inbox = settings.watch.paths[0]
-    with Running(settings):
+    with Running(settings) as running:
         make_zip(inbox / "scan.zip", images=4)
         wait_for(
             lambda: (
@@ -230,6 +230,12 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         answer = httpx.post(url, content=forged, headers=signed(forged, "guessed"))
         assert answer.status_code == 401
         assert rows(settings)["scan.zip"] == row
+        registry = running.daemon.metrics.registry
+        counted = {
+            outcome: registry.get_sample_value("teleport_sync_webhooks_total", {"outcome": outcome})
+            for outcome in ("applied", "bad_signature")
+        }
+        assert counted == {"applied": 2, "bad_signature": 1}
     # The signing secret is in no log line and nowhere in the journal's files.
     logged = capsys.readouterr()
     assert "webhook refused: bad or missing signature" in logged.out + logged.err

@@ -199,6 +199,8 @@ class Backend:
     # -- input validation (what the real service's processing would reject) ----------------
 
     def _validate(self, capture: Capture) -> tuple[str | None, str | None]:
+        if self.config.fail_processing_with:
+            return self.config.fail_processing_with, "processing failed (emulator knob)"
         if capture.input_data_format == "bulk-images":
             try:
                 with zipfile.ZipFile(self.storage.open_object(capture.eid)) as archive:

@@ -280,6 +280,33 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     return out
 
 
+def _intake_refusal(path: Path, settings: Settings) -> str | None:
+    """Why the daemon would not take `path` now (its ignore rules, format and completeness
+    checks), in the daemon's words; None when it would. Nothing is created for a refused file."""
+    from .inputs import InputProblem, check_complete, input_format_for
+    from .watcher import ignore_reason
+
+    path = path.absolute()
+    root = next((r for r in settings.watch.paths if path.is_relative_to(r)), path.parent)
+    ignored = ignore_reason(path, root, settings.watch)
+    if ignored is not None:
+        return f"{path}: {ignored} (the daemon ignores it)"
+    try:
+        input_format_for(path)
+        completeness = check_complete(path)
+    except InputProblem as exc:
+        return str(exc)
+    except FileNotFoundError:
+        return f"{path}: no such file"
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    if completeness.state == "complete":
+        return None
+    if completeness.state == "incomplete":
+        return f"{path}: {completeness.reason}; it looks unfinished: wait for the copy to end"
+    return f"{path}: {completeness.reason}"
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
@@ -312,6 +339,14 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
         components(settings, progress=progress) as parts,
     ):
         for path in files:
+            refusal = _intake_refusal(path, settings)
+            if refusal is not None:
+                failures += 1
+                progress.bars.console.print(
+                    f"[bold red]error:[/] {escape(refusal)}", highlight=False
+                )
+                results.append((path, "failed", ""))
+                continue
             try:
                 result = parts.uploader.upload(path, force=force)
             except (InputProblem, UploadFailed) as exc:

@@ -23,8 +23,15 @@ from .actions import Actions
 from .compose import components, results_dir
 from .config import Settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
-from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
-from .journal import FileRecord, JournalError
+from .inputs import (
+    InputProblem,
+    capture_name,
+    check_complete,
+    identify,
+    input_format_for,
+    same_file_as,
+)
+from .journal import FileRecord, JournalError, JournalRowError
 from .logging import get_logger
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
@@ -201,7 +208,11 @@ class Daemon:
             return
         name = capture_name(self.settings.upload.name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        record = self.journal.by_path(str(path))
+        try:
+            record = self.journal.by_path(str(path))
+        except JournalRowError as exc:
+            log.error("not uploaded", path=str(path), reason=str(exc))
+            return
         if (
             record is not None
             and _same_stat(record.identity, quick)
@@ -248,6 +259,11 @@ class Daemon:
             identity = identify(path)
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
+            return
+        twin = same_file_as(path, identity, self.journal.paths_of_inode(st.st_dev, st.st_ino))
+        if twin is not None:
+            why = f"the same file as {twin} (a symlink or hard link to it), which is uploaded once"
+            self._reject(path, quick, fmt.value, name, why)
             return
         record = self.journal.register(str(path), identity, fmt.value, name)
         if record.identity == identity and record.upload_state in ("uploaded", "rejected"):
@@ -307,6 +323,9 @@ class Daemon:
             self.metrics.queue_depth.set(self._queue.qsize())
             try:
                 self._process(self.journal.get(file_id))
+            except JournalRowError as exc:
+                # That row is failed with the fix in it; the other files go on.
+                log.error("journal row unreadable; file skipped", file_id=file_id, error=str(exc))
             except JournalError as exc:
                 # Disk full or read-only: acknowledged work is safe; try again in a while.
                 log.error("journal write failed; retrying the file later", error=str(exc))

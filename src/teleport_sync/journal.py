@@ -12,6 +12,7 @@ of `MIGRATIONS` moves it one version up.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -68,6 +69,48 @@ class PartRecord:
     md5: str
     etag: str
     acknowledged_at: str
+
+
+def shown(text: str) -> str:
+    """`text` as it can be shown and stored as UTF-8: bytes that are not UTF-8 (a file name
+    from an old camera, say) appear as `\\xe9` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _db_path(path: str) -> str | bytes:
+    """A path as stored: text when it is UTF-8, else its exact bytes (a BLOB), so any name
+    the OS allows is journaled losslessly."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _py_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _lenient_text(raw: bytes) -> str:
+    # A damaged or hand-edited row may hold bytes that are not UTF-8: read it anyway (as
+    # surrogate escapes, like os.fsdecode) so one bad row cannot stop every query.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class JournalRowError(JournalError):
+    """One file's row cannot be read; the message says how to start that file over."""
+
+
+class UnreadableRow(Exception):
+    """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
+
+    def __init__(self, file_id: int, path: str, column: str) -> None:
+        super().__init__(file_id, path, column)
+        self.file_id, self.path, self.column = file_id, path, column
 
 
 def _identity_columns(identity: FileIdentity) -> tuple[int, int, int, int, str]:
@@ -172,6 +215,7 @@ class Journal:
             ) from exc
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
+        self._conn.text_factory = _lenient_text
         self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA busy_timeout = 30000")
@@ -285,14 +329,19 @@ class Journal:
     def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
         conn.execute(
             "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
-            (file_id, utc_now(), kind, msg),
+            (file_id, utc_now(), kind, shown(msg)),
         )
 
     @staticmethod
     def _record(row: sqlite3.Row) -> FileRecord:
+        path = _py_path(row["path"])
+        for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
+            value = row[column]
+            if column not in ("path", "error") and isinstance(value, str) and shown(value) != value:
+                raise UnreadableRow(row["id"], path, column)
         return FileRecord(
             id=row["id"],
-            path=row["path"],
+            path=path,
             identity=FileIdentity(
                 row["dev"], row["inode"], row["size"], row["mtime_ns"], row["fingerprint"]
             ),
@@ -322,21 +371,64 @@ class Journal:
         rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
         if not rows:
             raise KeyError(file_id)
-        return self._record(rows[0])
+        return self._readable(rows[0])
 
     def by_path(self, path: str) -> FileRecord | None:
-        rows = self._query("SELECT * FROM files WHERE path = ?", (path,))
-        return self._record(rows[0]) if rows else None
+        rows = self._query("SELECT * FROM files WHERE path = ?", (_db_path(path),))
+        return self._readable(rows[0]) if rows else None
+
+    def _readable(self, row: sqlite3.Row) -> FileRecord:
+        try:
+            return self._record(row)
+        except UnreadableRow as bad:
+            raise JournalRowError(self._quarantine(bad)) from None
+
+    def _records(self, rows: list[sqlite3.Row]) -> list[FileRecord]:
+        """The rows as records; a row that cannot be read is failed (with the fix) and left out,
+        so one bad row does not stop the others."""
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(row))
+            except UnreadableRow as bad:
+                self._quarantine(bad)
+        return out
+
+    def _quarantine(self, bad: UnreadableRow) -> str:
+        sentence = (
+            f"the journal's row for {shown(bad.path)} holds bytes that are not UTF-8 in its "
+            f"{bad.column!r} column (a damaged or hand-edited journal), so this file is not "
+            f"uploaded; to start it over, delete the row: sqlite3 {self.path} "
+            f"'DELETE FROM parts WHERE file_id = {bad.file_id}; "
+            f"DELETE FROM files WHERE id = {bad.file_id}'"
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ? AND (error IS NOT ? OR upload_state != 'rejected')""",
+                (sentence, utc_now(), bad.file_id, sentence),
+            )
+        return sentence
 
     def all_files(self) -> list[FileRecord]:
-        return [self._record(r) for r in self._query("SELECT * FROM files ORDER BY id")]
+        return self._records(self._query("SELECT * FROM files ORDER BY id"))
 
     def unfinished(self) -> list[FileRecord]:
         """Files whose upload began and did not end: resume these first."""
         rows = self._query(
             "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
+
+    def paths_of_inode(self, dev: int, inode: int) -> list[str]:
+        """Paths journaled (and not rejected) for this inode: hard links and symlinks of one
+        file reach it by more than one path."""
+        rows = self._query(
+            """SELECT path FROM files WHERE dev = ? AND inode = ?
+               AND upload_state != 'rejected' ORDER BY id""",
+            (dev, inode),
+        )
+        return [_py_path(r["path"]) for r in rows]
 
     def known_eids(self) -> set[str]:
         return {r["eid"] for r in self._query("SELECT eid FROM files WHERE eid IS NOT NULL")}
@@ -352,7 +444,7 @@ class Journal:
                        input_data_format, name, upload_state, created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                    ON CONFLICT(path) DO NOTHING""",
-                (path, *_identity_columns(identity), input_data_format, name, now, now),
+                (_db_path(path), *_identity_columns(identity), input_data_format, name, now, now),
             )
         record = self.by_path(path)
         assert record is not None
@@ -411,7 +503,7 @@ class Journal:
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
@@ -445,7 +537,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
                        next_attempt_at = ?, updated_at = ? WHERE id = ?""",
-                (error, next_attempt_at, utc_now(), file_id),
+                (shown(error), next_attempt_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "failed", error)
 
@@ -455,7 +547,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
                    WHERE id = ?""",
-                (error, utc_now(), file_id),
+                (shown(error), utc_now(), file_id),
             )
             self._event(conn, file_id, "rejected", error)
 
@@ -472,7 +564,7 @@ class Journal:
     def quick_index(self) -> dict[str, tuple[int, int, int, int]]:
         """path -> (dev, inode, size, mtime_ns) of every file, in one query (startup scan)."""
         rows = self._query("SELECT path, dev, inode, size, mtime_ns FROM files")
-        return {r["path"]: (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
+        return {_py_path(r["path"]): (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
 
     def set_next_attempt(self, file_id: int, at: str | None) -> None:
         with self._transaction() as conn:
@@ -485,7 +577,7 @@ class Journal:
                AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
             (now,),
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
@@ -495,14 +587,14 @@ class Journal:
                     OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
                ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
             "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
             "ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def mark_action(self, file_id: int, action: str, result_paths: list[str] | None = None) -> None:
         """Record that `action` ran (or began, for actions that must never run twice)."""
@@ -530,7 +622,7 @@ class Journal:
                 """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
                        updated_at = ? WHERE id = ?""",
                 (
-                    path,
+                    _db_path(path),
                     identity.dev,
                     identity.inode,
                     identity.size,
@@ -539,7 +631,7 @@ class Journal:
                     file_id,
                 ),
             )
-            self._event(conn, file_id, "moved", path)
+            self._event(conn, file_id, "moved", shown(path))
 
     def reject(
         self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
@@ -632,7 +724,7 @@ class Journal:
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
-                (reason, utc_now(), file_id),
+                (shown(reason), utc_now(), file_id),
             )
 
     def state_history(self, file_id: int) -> list[dict[str, str]]:
@@ -654,10 +746,11 @@ class Journal:
         for row in rows:
             out.append(
                 {
-                    "path": row["path"],
+                    # Names that are not UTF-8 are shown with \x escapes (stored losslessly).
+                    "path": shown(_py_path(row["path"])),
                     "bytesize": row["size"],
                     "input_data_format": row["input_data_format"],
-                    "name": row["name"],
+                    "name": shown(row["name"] or ""),
                     "eid": row["eid"],
                     "sid": row["sid"],
                     "upload_state": row["upload_state"],
@@ -665,7 +758,7 @@ class Journal:
                     "num_parts": row["num_parts"],
                     "capture_state": row["capture_state"],
                     "state_history": self.state_history(row["id"]),
-                    "error": row["error"],
+                    "error": shown(row["error"]) if row["error"] else row["error"],
                     "attempts": row["attempts"],
                     "next_attempt_at": row["next_attempt_at"],
                     "result_paths": json.loads(row["result_paths"] or "[]"),

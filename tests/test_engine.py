@@ -18,6 +18,7 @@ from teleport_sync.emulator.stats import Call
 from teleport_sync.engine import FileChanged, StartOver, Stopped, Uploader, uploading_name
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
+from teleport_sync.report import status_rows
 from teleport_sync.retry import RetryPolicy
 from teleport_sync.transport import LazyTLSTransport
 
@@ -122,7 +123,7 @@ def test_zip_and_mp4_arrive_byte_for_byte_each_part_once(
         for n, part in journaled.items():
             chunk = data[(n - 1) * 5 * MIB : n * 5 * MIB]
             assert part.md5 == hashlib.md5(chunk).hexdigest() and part.size == len(chunk)
-        [row] = [r for r in journal.status_rows() if r["path"] == str(path)]
+        [row] = [r for r in status_rows(journal) if r["path"] == str(path)]
         assert row["upload_state"] == "uploaded" and row["eid"] == result.eid
         assert row["capture_state"] == "UPLOADED"
     assert emulator.stats.count("api", "POST", "/api/v1/captures") == 2

@@ -71,6 +71,11 @@ class Actions:
             run(self.journal.get(record.id))
         except (ApiError, OSError, InputProblem) as exc:
             log.error(f"{action} failed; will try again later", path=record.path, error=str(exc))
+            if action == "download":  # shown by status as result_error, not hidden behind READY
+                self.journal.set_result_error(record.id, f"{exc}; tried again in a while")
+            return
+        if action == "download":
+            self.journal.set_result_error(record.id, None)
 
     def _download(self, record: FileRecord) -> None:
         if not record.sid:

@@ -374,13 +374,14 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
 def status(app: AppContext, as_json: bool) -> None:
     """What the journal knows: one row per file."""
     from .compose import open_journal
+    from .report import ReportOptions, status_rows
 
     settings = app.settings
     if not settings.journal.path.exists():
         rows: list[dict[str, Any]] = []
     else:
         with open_journal(settings) as journal:
-            rows = journal.status_rows()
+            rows = status_rows(journal, ReportOptions(download_wanted=settings.results.download))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

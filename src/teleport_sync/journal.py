@@ -189,14 +189,41 @@ def _migrate_v2(db: Any) -> None:
     db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
 
 
-def _migrate_v3(db: Any) -> None:
+def _migrate_v3_sightings(db: Any) -> None:
+    # Files noticed but not yet handed to the uploader (settling, incomplete), so that every
+    # noticed file has a status row from its first event, and the time since which a file has
+    # been incomplete survives restarts. A failed download's error, kept apart from `error`.
+    db["sightings"].create(
+        {
+            "path": str,
+            "root": str,
+            "stage": str,
+            "reason": str,
+            "size": int,
+            "mtime_ns": int,
+            "first_seen_at": str,
+            "incomplete_since": str,
+            "updated_at": str,
+        },
+        pk="path",
+        not_null={"stage", "first_seen_at", "updated_at"},
+    )
+    db.execute("ALTER TABLE files ADD COLUMN result_error TEXT")
+
+
+def _migrate_v4_intent_token(db: Any) -> None:
     # Capture identity (issue 10): the intent's token and when the capture got its final name.
     db["files"].add_column("intent_nonce", str)
     db["files"].add_column("renamed_at", str)
 
 
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
-MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2, _migrate_v3]
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3_sightings,
+    _migrate_v4_intent_token,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -667,6 +694,10 @@ class Journal:
                 (key, value, utc_now()),
             )
 
+    def delete_fact(self, key: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM facts WHERE key = ?", (key,))
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:
@@ -734,35 +765,95 @@ class Journal:
         )
         return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
 
+    # -- sightings: noticed, not yet handed over ---------------------------------------------
+
+    def note_sighting(self, path: str, root: str, reason: str) -> None:
+        """`path` was noticed: a `settling` row, unless it already has one."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
+                   VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
+                (_db_path(path), shown(root), shown(reason), now, now),
+            )
+
+    def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:
+        """`path` is not complete yet; returns since when it has been so, unchanged.
+
+        The time is kept while size and mtime stay the same, across restarts too: a writer that
+        makes progress resets it, a restart does not.
+        """
+        now = utc_now()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?",
+                (_db_path(path),),
+            ).fetchone()
+            same = row is not None and (row["size"], row["mtime_ns"]) == (size, mtime_ns)
+            since = row["incomplete_since"] if same and row["incomplete_since"] else now
+            conn.execute(
+                """INSERT INTO sightings (path, root, stage, reason, size, mtime_ns,
+                       first_seen_at, incomplete_since, updated_at)
+                   VALUES (?, ?, 'incomplete', ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET stage = 'incomplete', reason = excluded.reason,
+                       size = excluded.size, mtime_ns = excluded.mtime_ns,
+                       incomplete_since = excluded.incomplete_since,
+                       updated_at = excluded.updated_at""",
+                (_db_path(path), shown(root), shown(reason), size, mtime_ns, now, since, now),
+            )
+        return since
+
+    def drop_sighting(self, path: str) -> None:
+        """`path` was handed over, rejected, ignored or is gone: its sighting ends."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM sightings WHERE path = ?", (_db_path(path),))
+
+    def sighting_paths(self) -> list[str]:
+        return [
+            _py_path(r["path"]) for r in self._query("SELECT path FROM sightings ORDER BY path")
+        ]
+
+    def set_result_error(self, file_id: int, error: str | None) -> None:
+        """A failed download's sentence (None once a download succeeds)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET result_error = ?, updated_at = ? WHERE id = ?",
+                (error, utc_now(), file_id),
+            )
+            if error is not None:
+                self._event(conn, file_id, "download-failed", error)
+
     # -- reporting --------------------------------------------------------------------------
 
-    def status_rows(self) -> list[dict[str, Any]]:
-        """The `status --json` contract: one object per file."""
-        rows = self._query(
+    def report_rows(self) -> list[dict[str, Any]]:
+        """Raw facts for the status report: every file and every sighting, in three queries.
+
+        Each dict has the files table's columns plus `parts_done`, `state_history` and
+        `sighting` (the sighting's stage, reason and times, or None); sightings of paths with no
+        file row come as dicts with only `path` and `sighting` set.
+        """
+        files = self._query(
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        out = []
-        for row in rows:
-            out.append(
-                {
-                    # Names that are not UTF-8 are shown with \x escapes (stored losslessly).
-                    "path": shown(_py_path(row["path"])),
-                    "bytesize": row["size"],
-                    "input_data_format": row["input_data_format"],
-                    "name": shown(row["name"] or ""),
-                    "eid": row["eid"],
-                    "sid": row["sid"],
-                    "upload_state": row["upload_state"],
-                    "parts_done": row["parts_done"],
-                    "num_parts": row["num_parts"],
-                    "capture_state": row["capture_state"],
-                    "state_history": self.state_history(row["id"]),
-                    "error": shown(row["error"]) if row["error"] else row["error"],
-                    "attempts": row["attempts"],
-                    "next_attempt_at": row["next_attempt_at"],
-                    "result_paths": json.loads(row["result_paths"] or "[]"),
-                    "updated_at": row["updated_at"],
-                }
+        history: dict[int, list[dict[str, str]]] = {}
+        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+            history.setdefault(r["file_id"], []).append(
+                {"state": r["state"], "observed_at": r["observed_at"]}
             )
+        sightings = {
+            _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
+            for r in self._query("SELECT * FROM sightings")
+        }
+        out: list[dict[str, Any]] = []
+        for row in files:
+            item = dict(row)
+            item["path"] = _py_path(row["path"])
+            item["state_history"] = history.get(row["id"], [])
+            item["result_paths"] = json.loads(row["result_paths"] or "[]")
+            item["actions_done"] = json.loads(row["actions_done"] or "[]")
+            item["sighting"] = sightings.pop(item["path"], None)
+            out.append(item)
+        for path, sighting in sorted(sightings.items()):
+            out.append({"path": path, "sighting": sighting})
         return out

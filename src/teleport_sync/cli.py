@@ -449,9 +449,15 @@ def _writer(advice: str) -> Iterator[None]:
 
 
 @main.command()
+@click.option(
+    "--upload-existing",
+    is_flag=True,
+    help="Upload files already in the watch folders even if the journal is new to them "
+    "(else they are held: they may be on the account already).",
+)
 @pass_app
 @reports_errors
-def run(app: AppContext) -> None:
+def run(app: AppContext, upload_existing: bool) -> None:
     """The daemon, in the foreground, until SIGTERM or SIGINT."""
     from .daemon import Daemon
     from .journal import JournalError
@@ -459,7 +465,7 @@ def run(app: AppContext) -> None:
     settings = app.settings
     if not settings.watch.paths:
         fail("nothing to watch: set [watch] paths in the config file", EXIT_USAGE)
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, upload_existing=upload_existing)
     daemon.install_signal_handlers()
     try:
         with _writer("stop that daemon first, or give this one its own [journal] path"):

@@ -34,6 +34,7 @@ from .inputs import (
 )
 from .journal import FileRecord, JournalError, JournalRowError
 from .logging import get_logger
+from .lostjournal import hold_existing
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
 from .notify import SystemdNotifier
@@ -69,8 +70,11 @@ class Daemon:
         notifier: SystemdNotifier | None = None,
         stop: threading.Event | None = None,
         actions_retry_seconds: float = ACTIONS_RETRY_SECONDS,
+        upload_existing: bool = False,
     ) -> None:
         self.settings = settings
+        # True: files already in the roots are uploaded even when the journal is new to them.
+        self.upload_existing = upload_existing
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
@@ -157,6 +161,8 @@ class Daemon:
         self._retry_pending_actions()
         self.sightings.prune()
         self.uploader.finish_renames()
+        if not self.upload_existing:
+            hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
 
         self.watcher.start()
         started = time.monotonic()

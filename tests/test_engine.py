@@ -474,3 +474,27 @@ def test_a_part_rewritten_in_place_between_attempts_is_hashed_anew(
     assert rewritten == [2]
     assert emulator.object_bytes(result.eid) == path.read_bytes()
     assert sum(emulator.stats.successful_puts(result.eid).values()) == 3
+
+
+def test_a_failed_rename_is_journaled_and_retried_until_done(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """The capture keeps its token in its name until the rename to its final name lands."""
+
+    def api_down_after_completion(call: Call) -> None:
+        if call.method == "POST" and call.path.endswith("/uploaded"):
+            emulator.config.api_5xx_rate = 1.0
+
+    on_call(emulator, api_down_after_completion)
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    result = uploader.upload(path)  # the upload itself succeeded
+    record = journal.get(result.file_id)
+    assert record.upload_state == "uploaded" and record.renamed_at is None
+    assert emulator.backend.get(result.eid).name == f"v.mp4 [tsync:{record.intent_nonce}]"
+    assert [r.id for r in journal.pending_renames()] == [record.id]
+
+    emulator.config.api_5xx_rate = 0.0
+    assert uploader.finish_renames() == 0
+    assert emulator.backend.get(result.eid).name == "v.mp4"
+    assert journal.pending_renames() == []
+    assert ("renamed", "v.mp4") in journal.events(record.id)

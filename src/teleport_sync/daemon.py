@@ -75,6 +75,7 @@ class Daemon:
         self.settings = settings
         # True: files already in the roots are uploaded even when the journal is new to them.
         self.upload_existing = upload_existing
+        self._renaming: threading.Thread | None = None
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
@@ -154,15 +155,7 @@ class Daemon:
         poller = threading.Thread(target=self.poller.run, name="poller", daemon=True)
         poller.start()
 
-        # Work the journal already knows: unfinished uploads, due retries, pending actions.
-        for record in self.journal.unfinished():
-            self._enqueue(record.id)
-        self._enqueue_due_retries()
-        self._retry_pending_actions()
-        self.sightings.prune()
-        self.uploader.finish_renames()
-        if not self.upload_existing:
-            hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
+        self._resume_known_work()
 
         self.watcher.start()
         started = time.monotonic()
@@ -187,7 +180,7 @@ class Daemon:
                 if time.monotonic() >= next_actions_retry:
                     next_actions_retry = time.monotonic() + self.actions_retry_seconds
                     self._retry_pending_actions()
-                    self.uploader.finish_renames()
+                    self._finish_renames()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -205,6 +198,33 @@ class Daemon:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         log.info("stopped")
         return 0
+
+    def _resume_known_work(self) -> None:
+        """Work the journal already knows: unfinished uploads, due retries, pending actions and
+        renames; and the hold on files a new journal finds (see `lostjournal`)."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
+        self._enqueue_due_retries()
+        self._retry_pending_actions()
+        self.sightings.prune()
+        self._finish_renames()
+        if not self.upload_existing:
+            hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
+
+    def _finish_renames(self) -> None:
+        """Captures still named with their token get their final name, on a thread of their own:
+        an API that is down must not hold up the start or the main loop."""
+        if self._renaming is not None and self._renaming.is_alive():
+            return
+
+        def rename() -> None:
+            try:
+                self.uploader.finish_renames()
+            except Exception:  # retried at the next round
+                log.exception("renaming captures failed; will retry")
+
+        self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
+        self._renaming.start()
 
     # -- intake: settled files ---------------------------------------------------------------------
 

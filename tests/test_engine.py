@@ -498,3 +498,14 @@ def test_a_failed_rename_is_journaled_and_retried_until_done(
     assert emulator.backend.get(result.eid).name == "v.mp4"
     assert journal.pending_renames() == []
     assert ("renamed", "v.mp4") in journal.events(record.id)
+
+
+def test_a_hard_link_to_a_journaled_file_is_not_a_second_capture(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    first = uploader.upload(path)
+    os.link(path, tmp_path / "same.mp4")
+    with pytest.raises(InputProblem, match="the same file as"):
+        uploader.upload(tmp_path / "same.mp4")
+    assert list(emulator.backend.captures) == [first.eid]

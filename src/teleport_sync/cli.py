@@ -327,14 +327,16 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
 def status(app: AppContext, as_json: bool) -> None:
     """What the journal knows: one row per file."""
     from .compose import open_journal
-    from .report import ReportOptions, status_rows
+    from .health import report_options
+    from .report import status_rows
 
     settings = app.settings
     if not settings.journal.path.exists():
         rows: list[dict[str, Any]] = []
     else:
         with open_journal(settings) as journal:
-            rows = status_rows(journal, ReportOptions(download_wanted=settings.results.download))
+            options = report_options(journal, download_wanted=settings.results.download)
+            rows = status_rows(journal, options)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -359,6 +361,64 @@ def status(app: AppContext, as_json: bool) -> None:
         )
     stdout.print(table)
     stdout.print(f"{len(rows)} file(s) in {settings.journal.path}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON object.")
+@pass_app
+@reports_errors
+def health(app: AppContext, as_json: bool) -> None:
+    """Is the daemon running, does authentication work, which folders are watched.
+
+    Exit 0 when healthy, 1 when not (for monitoring scripts).
+    """
+    from .compose import open_journal
+    from .health import health_report, report_options
+
+    settings = app.settings
+    roots = list(settings.watch.paths)
+    if settings.journal.path.exists():
+        with open_journal(settings) as journal:
+            options = report_options(journal, download_wanted=settings.results.download)
+            report = health_report(journal, roots, options)
+    else:
+        report = health_report(None, roots)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_health(report, settings)
+    sys.exit(EXIT_OK if report["ok"] else EXIT_FAILED)
+
+
+def _print_health(report: dict[str, Any], settings: Settings) -> None:
+    daemon, auth = report["daemon"], report["auth"]
+    click.echo(f"config:  {_config_source(settings)}")
+    running = f"running (pid {daemon['pid']})" if daemon["running"] else "NOT RUNNING"
+    click.echo(f"daemon:  {running}")
+    if auth["ok"] is None:
+        click.echo("auth:    not known (the daemon has not tried yet, or is not running)")
+    elif auth["ok"]:
+        click.echo(f"auth:    ok since {auth['since']}")
+    else:
+        click.echo(f"auth:    AUTHENTICATION FAILING since {auth['since']}: {auth['error']}")
+    for root in report["roots"]:
+        how = "watched" if root["watched"] else f"NOT WATCHED: {root['problem']}"
+        if root.get("polled"):
+            how += f" (polled: {root.get('filesystem')} is a network file system)"
+        click.echo(f"watch:   {root['path']}: {how}")
+    counts = ", ".join(f"{n} {phase}" for phase, n in report["counts"].items()) or "none"
+    click.echo(f"files:   {counts}")
+    click.echo("healthy" if report["ok"] else "UNHEALTHY")
+
+
+def _config_source(settings: Settings) -> str:
+    if settings.source_path is not None:
+        return str(settings.source_path)
+    return (
+        "no config file found (looked for --config, $TELEPORT_SYNC_CONFIG, "
+        "$XDG_CONFIG_HOME/teleport-sync/config.toml, /etc/teleport-sync/config.toml); "
+        "using the environment only"
+    )
 
 
 @main.command()

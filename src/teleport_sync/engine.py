@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from .api import (
     ApiError,
+    AuthenticationError,
     NotFoundError,
     RequestRejected,
     TeleportClient,
@@ -347,9 +348,12 @@ class Uploader:
                 ),
                 key=lambda c: c.created,
             )
+        except AuthenticationError as exc:
+            raise UploadFailed(f"{record.path}: {exc}") from exc
         except ApiError as exc:
+            # Not necessarily after a crash: any create whose answer was lost leaves an intent.
             raise UploadFailed(
-                f"{record.path}: cannot check for a capture created before a crash: {exc}"
+                f"{record.path}: cannot check whether an earlier attempt created a capture: {exc}"
             ) from exc
         if not candidates:
             return False

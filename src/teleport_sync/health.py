@@ -70,6 +70,19 @@ def daemon_running(journal: Journal) -> tuple[bool, int | None]:
     return True, pid
 
 
+def report_options(journal: Journal | None, *, download_wanted: bool = True) -> ReportOptions:
+    """Options for status rows that also say when the running daemon cannot authenticate."""
+    blocked = None
+    if journal is not None and daemon_running(journal)[0]:
+        auth = _json_fact(journal, AUTH_FACT)
+        if isinstance(auth, dict) and auth.get("ok") is False:
+            blocked = (
+                "uploads wait: authentication is failing since "
+                f"{auth.get('since')} (see: teleport-sync health)"
+            )
+    return ReportOptions(download_wanted=download_wanted, blocked=blocked)
+
+
 def health_report(
     journal: Journal | None, configured_roots: list[Path], options: ReportOptions | None = None
 ) -> dict[str, Any]:

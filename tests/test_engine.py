@@ -13,7 +13,7 @@ from teleport_sync.api import TeleportClient, build_client, default_transport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
-from teleport_sync.engine import FileChanged, Stopped, Uploader
+from teleport_sync.engine import FileChanged, Stopped, Uploader, uploading_name
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
 from teleport_sync.report import status_rows
@@ -256,11 +256,15 @@ def test_orphan_window_adopts_the_capture_made_before_a_crash(
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
     identity = identify(path)
     record = journal.register(str(path), identity, "video", "v.mp4")
-    journal.mark_create_intent(record.id)
+    token = journal.mark_create_intent(record.id, "0123456789abcdef")
     # The crash: the server made the capture (twice, say a retried POST), the journal never knew.
     made = [
         client.create_capture(
-            NewCaptureInput(name="v.mp4", bytesize=identity.size, input_data_format="video")
+            NewCaptureInput(
+                name=uploading_name("v.mp4", token),
+                bytesize=identity.size,
+                input_data_format="video",
+            )
         ).eid
         for _ in range(2)
     ]

@@ -75,7 +75,7 @@ def test_a_failed_transaction_rolls_back_everything(journal: Journal) -> None:
 
 def test_created_and_parts_are_recorded(journal: Journal) -> None:
     record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
-    journal.mark_create_intent(record.id)
+    journal.mark_create_intent(record.id, "feedfacefeedface")
     journal.record_created(record.id, "e1", 100, 3)
     journal.record_part(record.id, 2, 100, "m2", '"e2"')
     journal.record_part(record.id, 1, 100, "m1", '"e1"')

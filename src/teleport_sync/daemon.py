@@ -25,7 +25,7 @@ from .actions import Actions
 from .api import AuthenticationError
 from .compose import components, results_dir
 from .config import ConfigError, Settings, load_settings
-from .engine import FileChanged, Stopped, UploadFailed
+from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from .journal import FileRecord, JournalError
 from .keeper import HealthKeeper
@@ -127,7 +127,7 @@ class Daemon:
         self.actions.results_dir = results_dir(new)
         self.poller.interval = new.poll.interval_seconds
         self.uploader.name_template = new.upload.name_template
-        self.uploader.training_parameters = new.upload.training_parameters
+        self.uploader.creator.training_parameters = new.upload.training_parameters
         log.info(
             "config reloaded",
             config=str(new.source_path or "(no config file; environment only)"),
@@ -213,6 +213,7 @@ class Daemon:
         self._enqueue_due_retries()
         self._retry_pending_actions()
         self.sightings.prune()
+        self.uploader.finish_renames()
 
         self.watcher.start()
         self.keeper.roots_changed(self.watcher.root_statuses())
@@ -278,6 +279,7 @@ class Daemon:
         self._report_status()
         if self._due("actions", self.actions_retry_seconds):
             self._retry_pending_actions()
+            self.uploader.finish_renames()
 
     def _due(self, chore: str, every: float) -> bool:
         now = time.monotonic()
@@ -455,6 +457,11 @@ class Daemon:
             else:
                 self.journal.mark_rejected(record.id, str(exc))
                 log.error("not uploaded", path=str(path), reason=str(exc))
+            return
+        except StartOver as exc:
+            # The row says why and has no capture now; it is due again at once.
+            self.metrics.failures.labels("vanished").inc()
+            log.warning("capture vanished; starting over", path=str(path), error=str(exc))
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()

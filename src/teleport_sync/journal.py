@@ -55,6 +55,10 @@ class FileRecord:
     actions_done: list[str]
     created_at: str
     updated_at: str
+    # The create intent's random token, carried in the capture's name until it is renamed to
+    # `name` (`renamed_at`): the only thing that ties a capture on the account to this row.
+    intent_nonce: str | None = None
+    renamed_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,19 @@ def _migrate_v3_sightings(db: Any) -> None:
     db.execute("ALTER TABLE files ADD COLUMN result_error TEXT")
 
 
+def _migrate_v4_intent_token(db: Any) -> None:
+    # Capture identity (issue 10): the intent's token and when the capture got its final name.
+    db["files"].add_column("intent_nonce", str)
+    db["files"].add_column("renamed_at", str)
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
-MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2, _migrate_v3_sightings]
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3_sightings,
+    _migrate_v4_intent_token,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -219,6 +234,17 @@ class Journal:
                 f"the journal {self.path} failed its integrity check ({result}); move it aside "
                 "to start a new one, or restore it from a backup"
             )
+
+    def check_writable(self) -> None:
+        """Write the journal's header once, so a writer that cannot write fails at start."""
+        try:
+            with self._transaction() as conn:
+                conn.execute(f"PRAGMA user_version = {self.schema_version}")
+        except JournalError as exc:
+            raise JournalError(
+                f"cannot write the journal {self.path} ({exc.__cause__}); make it and its folder "
+                "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
+            ) from None
 
     def integrity_ok(self) -> bool:
         with self._lock:
@@ -313,6 +339,8 @@ class Journal:
             actions_done=json.loads(row["actions_done"] or "[]"),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            intent_nonce=row["intent_nonce"],
+            renamed_at=row["renamed_at"],
         )
 
     # -- files ------------------------------------------------------------------------------
@@ -367,7 +395,8 @@ class Journal:
                 """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
                        input_data_format = ?, name = ?, eid = NULL, sid = NULL,
                        chunk_size = NULL, num_parts = NULL, upload_state = 'pending',
-                       capture_state = NULL, error = NULL, intent_at = NULL, attempts = 0,
+                       capture_state = NULL, error = NULL, intent_at = NULL,
+                       intent_nonce = NULL, renamed_at = NULL, attempts = 0,
                        next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
                        updated_at = ?
                    WHERE id = ?""",
@@ -377,16 +406,39 @@ class Journal:
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
-    def mark_create_intent(self, file_id: int) -> str:
-        """Journal that a capture is about to be created, before `POST /captures` is sent."""
+    def mark_create_intent(self, file_id: int, token: str) -> str:
+        """Journal that a capture carrying `token` is about to be created, before the POST.
+
+        A token already journaled for this row is kept (a retried create is the same intent, and
+        a late capture from an earlier try must carry the token the sweeps look for); the token
+        in force is returned.
+        """
         at = utc_now()
         with self._transaction() as conn:
             conn.execute(
                 """UPDATE files SET upload_state = 'uploading', intent_at = ?, error = NULL,
-                       updated_at = ? WHERE id = ?""",
-                (at, at, file_id),
+                       intent_nonce = COALESCE(intent_nonce, ?), updated_at = ? WHERE id = ?""",
+                (at, token, at, file_id),
             )
-        return at
+            row = conn.execute("SELECT intent_nonce FROM files WHERE id = ?", (file_id,)).fetchone()
+        return str(row["intent_nonce"])
+
+    def mark_renamed(self, file_id: int, name: str) -> None:
+        """The capture now carries its final name (no token): nothing left to rename."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET renamed_at = ?, updated_at = ? WHERE id = ?", (now, now, file_id)
+            )
+            self._event(conn, file_id, "renamed", name)
+
+    def pending_renames(self) -> list[FileRecord]:
+        """Uploaded captures still named with their intent's token: rename them."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
+               AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
@@ -463,17 +515,19 @@ class Journal:
         return [self._record(r) for r in rows]
 
     def awaiting_result(self) -> list[FileRecord]:
-        """Uploaded files whose capture is not READY or FAILED yet: what the poller follows."""
+        """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
-               AND (capture_state IS NULL OR UPPER(capture_state) NOT IN ('READY', 'FAILED'))
+               AND (capture_state IS NULL
+                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
                ORDER BY id"""
         )
         return [self._record(r) for r in rows]
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
-            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED') ORDER BY id"
+            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
+            "ORDER BY id"
         )
         return [self._record(r) for r in rows]
 
@@ -603,6 +657,14 @@ class Journal:
             if sid is not None and sid != row["sid"]:
                 conn.execute("UPDATE files SET sid = ? WHERE id = ?", (sid, file_id))
         return changed
+
+    def record_capture_error(self, file_id: int, reason: str) -> None:
+        """Why the server failed the capture (its error reason slug), in the row's `error`."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
+                (reason, utc_now(), file_id),
+            )
 
     def state_history(self, file_id: int) -> list[dict[str, str]]:
         rows = self._query(

@@ -11,13 +11,14 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
 
 from . import __version__
 from .api import ApiError, AuthenticationError, TransientError, client_from_settings
@@ -142,13 +143,23 @@ def captures_rename(app: AppContext, eid: str, name: str) -> None:
 
 @captures.command("delete")
 @click.argument("eid")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts; asked only on a terminal).")
 @pass_app
 @reports_errors
-def captures_delete(app: AppContext, eid: str) -> None:
-    """Delete capture EID from the account."""
-    with client_from_settings(app.settings) as client:
+def captures_delete(app: AppContext, eid: str, yes: bool) -> None:
+    """Delete capture EID from the account (its model files too); the journal records it."""
+    from .compose import open_journal
+
+    settings = app.settings
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete capture {eid} and its models from the account?", abort=True)
+    with client_from_settings(settings) as client:
         client.delete_capture(eid)
-    click.echo(f"deleted {eid}")
+    paths: list[str] = []
+    if settings.journal.path.exists():
+        with open_journal(settings) as journal:
+            paths = journal.mark_capture_deleted(eid)
+    click.echo(f"deleted {eid}" + (f" (of {', '.join(paths)})" if paths else ""))
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -332,47 +343,107 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
         sys.exit(EXIT_FAILED)
 
 
+def _phase_choice() -> click.Choice:
+    from .phases import PHASES
+
+    return click.Choice(PHASES)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
+@click.option("--phase", "phases", multiple=True, type=_phase_choice(), help="Only these phases.")
+@click.option("--since", help="Only rows changed since: 2026-11-28, 2026-11-28T10:00, 12h, 7d.")
+@click.option("--path", "path_filter", help="Only files at or below this path, or matching a glob.")
 @pass_app
 @reports_errors
-def status(app: AppContext, as_json: bool) -> None:
-    """What the journal knows: one row per file."""
+def status(
+    app: AppContext,
+    as_json: bool,
+    phases: tuple[str, ...],
+    since: str | None,
+    path_filter: str | None,
+) -> None:
+    """What the journal knows: one row per file, from its first event on."""
+    from .statusview import filter_rows, status_table
+
+    settings = app.settings
+    when = _parse_when(since, "--since") if since else None
+    rows = filter_rows(_status_rows(settings), phases=phases, since=when, path=path_filter)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    stdout.print(status_table(rows))
+    filtered = " (filtered)" if phases or since or path_filter else ""
+    click.echo(f"{len(rows)} file(s){filtered} in {settings.journal.path}")
+    click.echo(f"config: {_config_source(settings)}")
+
+
+def _status_rows(settings: Settings) -> list[dict[str, Any]]:
     from .compose import open_journal
     from .health import report_options
     from .report import status_rows
 
-    settings = app.settings
     if not settings.journal.path.exists():
-        rows: list[dict[str, Any]] = []
-    else:
-        with open_journal(settings) as journal:
-            options = report_options(journal, download_wanted=settings.results.download)
-            rows = status_rows(journal, options)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    # Full paths, ids and errors, folded rather than cut: people copy them into other commands.
-    table = Table(
-        Column("file", overflow="fold"),
-        "upload",
-        "parts",
-        "capture",
-        Column("eid", overflow="fold"),
-        Column("error", overflow="fold"),
-    )
-    for row in rows:
-        parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
-        table.add_row(
-            row["path"],
-            row["upload_state"],
-            parts,
-            row["capture_state"] or "",
-            row["eid"] or "",
-            row["error"] or "",
+        return []
+    with open_journal(settings) as journal:
+        options = report_options(journal, download_wanted=settings.results.download)
+        return status_rows(journal, options)
+
+
+def _parse_when(text: str, option: str) -> Any:
+    from .statusview import parse_when
+
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--before", help="Rows last changed before: 2026-11-01, 30d, ...")
+@click.option("--force", is_flag=True, help="Also unfinished rows, and files still being watched.")
+@pass_app
+@reports_errors
+def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: bool) -> None:
+    """Drop finished rows from the journal: these files (or folders), or all older than a date.
+
+    A file still in a watch folder is kept unless --force: forgotten, it would look new at the
+    next scan and be uploaded again.
+    """
+    from .compose import open_journal
+    from .statusview import is_finished, path_matches
+
+    settings = app.settings
+    if bool(paths) == bool(before):
+        fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
+    when = _parse_when(before, "--before") if before else None
+    chosen = [
+        row
+        for row in _status_rows(settings)
+        if (when is not None and datetime.fromisoformat(row["updated_at"]) < when)
+        or any(path_matches(row["path"], str(p)) for p in paths)
+    ]
+    watched = [p.absolute() for p in settings.watch.paths]
+    kept: list[str] = []
+    drop: list[str] = []
+    for row in chosen:
+        still_watched = Path(row["path"]).exists() and any(
+            Path(row["path"]).is_relative_to(root) for root in watched
         )
-    stdout.print(table)
-    stdout.print(f"{len(rows)} file(s) in {settings.journal.path}")
+        if not force and (not is_finished(row) or still_watched):
+            why = "still in a watch folder" if is_finished(row) else f"{row['phase']}"
+            kept.append(f"{row['path']} ({why})")
+        else:
+            drop.append(row["path"])
+    if drop:
+        with open_journal(settings) as journal:
+            journal.forget_paths(drop)
+    click.echo(f"forgot {len(drop)} row(s)")
+    if kept:
+        click.echo(f"kept {len(kept)} (use --force to drop them too):")
+        for line in kept:
+            click.echo(f"  {line}")
 
 
 @main.command()

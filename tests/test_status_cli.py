@@ -140,3 +140,14 @@ def test_captures_delete_confirms_on_a_terminal_and_is_journaled(
     [row] = json.loads(run_cli("--config", str(config), "status", "--json").stdout)
     assert row["capture_state"] == "DELETED" and row["phase"] == "done"
     assert "deleted" in row["reason"]
+
+
+def test_commands_say_when_no_config_file_was_found(tmp_path: Path) -> None:
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "none"),
+        "TELEPORT_SYNC_JOURNAL__PATH": str(tmp_path / "j.sqlite3"),
+    }
+    ran = run_cli("run", env=env)
+    assert ran.returncode == 2 and "no config file found" in ran.stderr
+    shown = run_cli("status", env=env)
+    assert shown.returncode == 0 and "no config file found" in shown.stdout

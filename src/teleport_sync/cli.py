@@ -176,7 +176,7 @@ def config_group() -> None:
 def config_check(app: AppContext) -> None:
     """Validate the config, the secret's source and permissions, then get a token from the API."""
     settings = app.settings
-    click.echo(f"config file:   {settings.source_path or '(none; environment only)'}")
+    click.echo(f"config file:   {_config_source(settings)}")
     click.echo(f"client id:     {settings.api.client_id or '(not set)'}")
     click.echo(f"client secret: from {settings.secret_source or '(not set)'}")
     click.echo(f"api:           {settings.api.base_url}")
@@ -294,14 +294,21 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
+@click.option("--follow", is_flag=True, help="Then wait for READY/FAILED and download the models.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
 @pass_app
 @reports_errors
-def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool) -> None:
-    """Upload files now, with progress bars; re-running resumes where it stopped."""
+def upload(
+    app: AppContext, paths: tuple[Path, ...], force: bool, follow: bool, verbose: bool
+) -> None:
+    """Upload files now, with progress bars; re-running resumes where it stopped.
+
+    Exit 0 when every file was uploaded (with --follow: is READY and its models are on disk),
+    1 when any failed, 130 when interrupted (run the same command again to resume).
+    """
+    import threading
+
     from .compose import components
-    from .engine import UploadFailed
-    from .inputs import InputProblem
     from .progress import RichProgress
 
     settings = app.settings
@@ -311,36 +318,97 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
     files = _expand(paths)
     if not files:
         fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)
-    results: list[tuple[Path, str, str]] = []
-    failures = 0
-    with (
-        _writer(
-            "the daemon does this work: drop the files into a watched folder and follow them "
-            "with `teleport-sync status`, or stop it (systemctl stop teleport-sync) and run "
-            "upload again"
-        ),
-        RichProgress(stderr) as progress,
-        components(settings, progress=progress) as parts,
-    ):
-        for path in files:
-            try:
-                result = parts.uploader.upload(path, force=force)
-            except (InputProblem, UploadFailed) as exc:
-                failures += 1
-                progress.bars.console.print(
-                    f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
-                )
-                results.append((path, "failed", ""))
-                continue
-            what = "already uploaded" if result.already_uploaded else "uploaded"
-            results.append((path, what, result.eid))
-    table = Table("file", "result", "eid")
-    for path, what, eid in results:
+    stop = threading.Event()
+    try:
+        with (
+            _writer(
+                "the daemon does this work: drop the files into a watched folder and follow "
+                "them with `teleport-sync status`, or stop it (systemctl stop teleport-sync) "
+                "and run upload again"
+            ),
+            RichProgress(stderr) as progress,
+            components(settings, progress=progress, stop=stop) as parts,
+        ):
+            results = _upload_each(parts, files, progress, force)
+            progress.bars.stop()
+            code = _report_uploads(results, follow)
+            if follow and any(eid for _, _, eid, _ in results):
+                code = max(code, _follow_uploads(parts, results, stop))
+    except KeyboardInterrupt:
+        stop.set()
+        stderr.print(
+            "interrupted: every acknowledged part is journaled; run the same command again to "
+            "resume where it stopped",
+            highlight=False,
+            markup=False,
+        )
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _upload_each(
+    parts: Any, files: list[Path], progress: Any, force: bool
+) -> list[tuple[Path, str, str, int | None]]:
+    """Upload one file after the other: (path, what happened, eid, journal id) per file."""
+    from .engine import UploadFailed
+    from .inputs import InputProblem
+
+    results: list[tuple[Path, str, str, int | None]] = []
+    for index, path in enumerate(files, start=1):
+        progress.announce(path, index, len(files))
+        try:
+            result = parts.uploader.upload(path, force=force)
+        except (InputProblem, UploadFailed) as exc:
+            progress.bars.console.print(
+                f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
+            )
+            results.append((path, "failed", "", None))
+            continue
+        what = "already uploaded" if result.already_uploaded else "uploaded"
+        results.append((path, what, result.eid, result.file_id))
+    return results
+
+
+def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bool) -> int:
+    from rich.text import Text
+
+    table = Table("file", "result", "capture")
+    for path, what, eid, _ in results:
         style = "red" if what == "failed" else "green"
-        table.add_row(str(path), f"[{style}]{what}[/]", eid)
+        table.add_row(Text(str(path)), Text(what, style=style), Text(eid))
     stdout.print(table)
-    if failures:
-        sys.exit(EXIT_FAILED)
+    if any(eid for _, _, eid, _ in results) and not follow:
+        click.echo(
+            "The captures are processing on the server (typically some minutes). Follow them "
+            "with `teleport-sync status`; fetch a model with `teleport-sync download EID` once "
+            "it is READY, or next time use `upload --follow` to wait and download."
+        )
+    return EXIT_FAILED if any(what == "failed" for _, what, _, _ in results) else EXIT_OK
+
+
+def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]], stop: Any) -> int:
+    from .follow import follow
+
+    ids = [file_id for _, _, _, file_id in results if file_id is not None]
+    click.echo(f"waiting for {len(ids)} capture(s) to be READY or FAILED...")
+
+    def said(record: Any) -> None:
+        click.echo(f"{Path(record.path).name}: {record.capture_state or 'waiting'}")
+
+    records = follow(parts, ids, stop=stop, on_state=said)
+    code = EXIT_OK
+    for record in records:
+        if (record.capture_state or "").upper() != "READY":
+            code = EXIT_FAILED
+            click.echo(f"{record.path}: {record.capture_state}: {record.error or 'no model'}")
+            continue
+        record = parts.journal.get(record.id)
+        if not record.result_paths and parts.settings.results.download:
+            code = EXIT_FAILED
+            click.echo(f"{record.path}: READY, but the download failed (see teleport-sync status)")
+        for model in record.result_paths:
+            click.echo(f"{record.path}: model {model}")
+    return code
 
 
 def _phase_choice() -> click.Choice:
@@ -554,7 +622,9 @@ def run(app: AppContext) -> None:
 
     settings = app.settings
     if not settings.watch.paths:
-        fail("nothing to watch: set [watch] paths in the config file", EXIT_USAGE)
+        fail(
+            f"nothing to watch: set [watch] paths (config: {_config_source(settings)})", EXIT_USAGE
+        )
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
     try:

@@ -16,13 +16,15 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from .actions import Actions
+from .api import AuthenticationError
 from .compose import components, results_dir
-from .config import Settings
+from .config import ConfigError, Settings, load_settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .inputs import (
     InputProblem,
@@ -33,12 +35,15 @@ from .inputs import (
     same_file_as,
 )
 from .journal import FileRecord, JournalError, JournalRowError
-from .logging import get_logger
+from .keeper import HealthKeeper
+from .logging import configure_logging, get_logger
 from .lostjournal import hold_existing
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
 from .notify import SystemdNotifier
 from .poller import Poller
+from .reloading import merge_for_reload
+from .report import ReportOptions
 from .sightings import Sightings
 from .watcher import Watcher
 
@@ -52,6 +57,8 @@ UNREADABLE = (
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
 ACTIONS_RETRY_SECONDS = 300.0
+# Watch roots are re-checked this often: a share mounted late is watched within this time.
+ROOT_CHECK_SECONDS = 10.0
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -71,6 +78,9 @@ class Daemon:
         stop: threading.Event | None = None,
         actions_retry_seconds: float = ACTIONS_RETRY_SECONDS,
         upload_existing: bool = False,
+        root_check_seconds: float = ROOT_CHECK_SECONDS,
+        auth_backoff: tuple[float, float] = (30.0, 900.0),
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         # True: files already in the roots are uploaded even when the journal is new to them.
@@ -84,6 +94,11 @@ class Daemon:
         self._queued_lock = threading.Lock()
         self._delayed: list[tuple[float, int]] = []
         self.actions_retry_seconds = actions_retry_seconds
+        self.root_check_seconds = root_check_seconds
+        self.auth_backoff = auth_backoff
+        # Reads the config file again (SIGHUP); by default from where it was read first.
+        self._load = reload or (lambda: load_settings(settings.source_path))
+        self._reload_requested = threading.Event()
         self._rng = random.Random()
         self.ready = threading.Event()
 
@@ -94,8 +109,43 @@ class Daemon:
             log.info("stopping", signal=signal.Signals(signum).name)
             self.stop.set()
 
+        def reload(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        # systemd's `reload` (ExecReload=/bin/kill -HUP $MAINPID): read the config again.
+        signal.signal(signal.SIGHUP, reload)
+
+    def request_reload(self) -> None:
+        """Read the config again at the main loop's next turn (within a few seconds)."""
+        self._reload_requested.set()
+
+    def _reload(self) -> None:
+        """Apply a changed config without dropping work; a bad one is refused, the old kept."""
+        try:
+            new = self._load()
+        except ConfigError as exc:
+            log.error("config not reloaded; the running config stays in effect", error=str(exc))
+            return
+        new, later = merge_for_reload(self.settings, new)
+        self.settings = new
+        configure_logging(new.log.level, new.log.format)
+        self.watcher.settings = new.watch
+        self.watcher.set_roots(list(new.watch.paths))
+        self.keeper.roots_changed(self.watcher.root_statuses())
+        self.actions.results, self.actions.settings = new.results, new.actions
+        self.actions.roots = [p.absolute() for p in new.watch.paths]
+        self.actions.results_dir = results_dir(new)
+        self.poller.interval = new.poll.interval_seconds
+        self.uploader.name_template = new.upload.name_template
+        self.uploader.creator.training_parameters = new.upload.training_parameters
+        log.info(
+            "config reloaded",
+            config=str(new.source_path or "(no config file; environment only)"),
+            watching=[str(p) for p in self.watcher.roots],
+            needs_restart=later or None,
+        )
 
     def run(self) -> int:
         settings = self.settings
@@ -116,17 +166,27 @@ class Daemon:
                 roots=list(settings.watch.paths),
                 results_dir=results_dir(settings),
             )
+            self.keeper = HealthKeeper(
+                parts.journal,
+                parts.client,
+                self.metrics,
+                self.notifier,
+                stop=self.stop,
+                options=lambda: ReportOptions(download_wanted=self.settings.results.download),
+                auth_backoff=self.auth_backoff,
+            )
             self.poller = Poller(
                 parts.client,
                 parts.journal,
                 interval_seconds=settings.poll.interval_seconds,
                 on_terminal=self._on_terminal,
                 stop=self.stop,
+                auth=self.keeper.auth,
             )
             self.sightings = Sightings(
                 parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
             )
-            known = parts.journal.quick_index()
+            self._known = parts.journal.quick_index()
             self.watcher = Watcher(
                 settings.watch,
                 self._intake,
@@ -134,15 +194,17 @@ class Daemon:
                 on_noticed=self.sightings.noticed,
                 on_gone=self.sightings.gone,
                 is_known=lambda path, st: (
-                    known.get(str(path.absolute()))
+                    self._known.get(str(path.absolute()))
                     == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 ),
             )
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
+            self.keeper.started()
             try:
                 return self._run_threads()
             finally:
+                self.keeper.stopped()
                 self.metrics.close()
 
     def _run_threads(self) -> int:
@@ -154,33 +216,38 @@ class Daemon:
             worker.start()
         poller = threading.Thread(target=self.poller.run, name="poller", daemon=True)
         poller.start()
+        auth = threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True)
+        auth.start()
 
         self._resume_known_work()
 
         self.watcher.start()
+        self.keeper.roots_changed(self.watcher.root_statuses())
         started = time.monotonic()
         found = self.watcher.scan()
         log.info(
             "watching",
-            paths=[str(p) for p in self.watcher.roots],
+            config=str(self.settings.source_path or "(no config file; environment only)"),
+            paths=[r["path"] for r in self.watcher.root_statuses() if r["watched"]],
+            not_watched=[r["path"] for r in self.watcher.root_statuses() if not r["watched"]],
             new_files=found,
             scan_seconds=round(time.monotonic() - started, 3),
         )
         self.notifier.ready()
         self.ready.set()
 
-        tick = min(5.0, self.notifier.watchdog_interval or 5.0)
-        next_actions_retry = time.monotonic() + self.actions_retry_seconds
+        tick = min(self.root_check_seconds, self.notifier.watchdog_interval or 5.0)
+        now = time.monotonic()
+        # When each chore of the main loop is next due (monotonic seconds).
+        self._next = {
+            "actions": now + self.actions_retry_seconds,
+            "roots": now + self.root_check_seconds,
+            "rescan": now + self.settings.watch.rescan_seconds,
+        }
         while not self.stop.is_set():
             self.notifier.watchdog()
             try:
-                self._enqueue_due_retries()
-                self._enqueue_delayed()
-                self._report_status()
-                if time.monotonic() >= next_actions_retry:
-                    next_actions_retry = time.monotonic() + self.actions_retry_seconds
-                    self._retry_pending_actions()
-                    self._finish_renames()
+                self._upkeep()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -189,12 +256,13 @@ class Daemon:
 
         self.notifier.stopping()
         log.info("stopping: finishing parts in flight")
+        self.keeper.auth.failing.set()  # wakes the authentication probe
         self.watcher.stop()
         self.poller.wake.set()
         for _ in workers:
             self._queue.put(None)
         deadline = time.monotonic() + 8.0
-        for thread in [*workers, poller]:
+        for thread in [*workers, poller, auth]:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         log.info("stopped")
         return 0
@@ -225,6 +293,33 @@ class Daemon:
 
         self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
         self._renaming.start()
+
+    def _upkeep(self) -> None:
+        """The main loop's chores: retries due, roots re-checked, rescans, reloads, reports."""
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self._reload()
+        if not self.keeper.auth.waiting():
+            self._enqueue_due_retries()
+        self._enqueue_delayed()
+        if self._due("roots", self.root_check_seconds) and self.watcher.check_roots():
+            self.keeper.roots_changed(self.watcher.root_statuses())
+        rescan = self.settings.watch.rescan_seconds
+        if rescan and self._due("rescan", rescan):
+            self._known = self.journal.quick_index()
+            found = self.watcher.scan()
+            log.info("rescanned the watch folders", new_files=found)
+        self._report_status()
+        if self._due("actions", self.actions_retry_seconds):
+            self._retry_pending_actions()
+            self._finish_renames()
+
+    def _due(self, chore: str, every: float) -> bool:
+        now = time.monotonic()
+        if now < self._next[chore]:
+            return False
+        self._next[chore] = now + every
+        return True
 
     # -- intake: settled files ---------------------------------------------------------------------
 
@@ -353,6 +448,14 @@ class Daemon:
             if file_id is None or self.stop.is_set():
                 return
             self.metrics.queue_depth.set(self._queue.qsize())
+            wait = self.keeper.auth.blocked_for()
+            if wait is not None:
+                # Authentication is failing: every upload would fail the same way. Wait for
+                # the backoff instead of calling the API (and counting a failure) per file.
+                self._retry_in_memory(file_id, wait)
+                with self._queued_lock:
+                    self._queued.discard(file_id)
+                continue
             try:
                 self._process(self.journal.get(file_id))
             except JournalRowError as exc:
@@ -407,11 +510,14 @@ class Daemon:
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()
+            if isinstance(exc.__cause__, AuthenticationError):
+                self.keeper.auth.failed(str(exc.__cause__))
             attempts = self.journal.get(record.id).attempts
             when = self._next_attempt(attempts)
             self.journal.set_next_attempt(record.id, when)
             log.error("upload failed; will retry", path=str(path), error=str(exc), retry_at=when)
             return
+        self.keeper.auth.succeeded()
         if not result.already_uploaded:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
@@ -423,7 +529,8 @@ class Daemon:
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""
         with self._queued_lock:
-            self._delayed.append((time.monotonic() + delay, file_id))
+            if all(f != file_id for _, f in self._delayed):
+                self._delayed.append((time.monotonic() + delay, file_id))
 
     def _enqueue_delayed(self) -> None:
         now = time.monotonic()
@@ -448,10 +555,7 @@ class Daemon:
             self.metrics.files.labels(state).set(counts.get(state, 0))
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files"
-        self.notifier.status(
-            f"{summary}; {self._queue.qsize()} queued, {self.watcher.pending_count} settling"
-        )
+        self.keeper.report(extra=f"{self._queue.qsize()} waiting for an upload slot")
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

@@ -611,7 +611,7 @@ class Journal:
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND (capture_state IS NULL
-                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
+                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR', 'DELETED'))
                ORDER BY id"""
         )
         return self._records(rows)
@@ -812,6 +812,30 @@ class Journal:
         return [
             _py_path(r["path"]) for r in self._query("SELECT path FROM sightings ORDER BY path")
         ]
+
+    def forget_paths(self, paths: list[str]) -> int:
+        """Drop these paths' rows (file, parts, states, events, sighting); returns how many."""
+        dropped = 0
+        with self._transaction() as conn:
+            for path in paths:
+                row = conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+                if row is not None:
+                    for table in ("parts", "state_history", "events"):
+                        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (row["id"],))
+                    conn.execute("DELETE FROM files WHERE id = ?", (row["id"],))
+                gone = conn.execute("DELETE FROM sightings WHERE path = ?", (path,)).rowcount
+                dropped += int(row is not None or gone > 0)
+            self._event(conn, None, "forgotten", f"{dropped} row(s)")
+        return dropped
+
+    def mark_capture_deleted(self, eid: str) -> list[str]:
+        """`captures delete` removed this capture: say so in its rows; returns their paths."""
+        rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
+        for row in rows:
+            if row["upload_state"] == "uploaded":
+                self.record_state(row["id"], "DELETED")
+            self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
+        return [r["path"] for r in rows]
 
     def set_result_error(self, file_id: int, error: str | None) -> None:
         """A failed download's sentence (None once a download succeeds)."""

@@ -31,6 +31,8 @@ class ReportOptions:
     download_wanted: bool = True
     held: ReasonHook = field(default=_none)
     paused: ReasonHook = field(default=_none)
+    # Why no upload can start now (the running daemon's authentication is failing), or None.
+    blocked: str | None = None
 
 
 def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
@@ -72,6 +74,7 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             sighting_reason=sighting["reason"] if sighting else None,
             held=options.held(raw),
             paused=options.paused(raw),
+            blocked=options.blocked,
         )
     )
     return {

@@ -182,6 +182,13 @@ def config_check(app: AppContext) -> None:
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
+    if settings.webhooks.listen:
+        where = f"{settings.webhooks.listen}{settings.webhooks.path}"
+        click.echo(f"webhooks:      {where} (secret from {settings.webhook_secret_source})")
+    for index, target in enumerate(settings.notify):
+        from .events.outbox import target_label
+
+        click.echo(f"notify:        {target_label(index, target)}: {', '.join(target.events)}")
     problems = []
     for path in settings.watch.paths:
         state = "ok" if path.is_dir() else "MISSING"
@@ -196,6 +203,41 @@ def config_check(app: AppContext) -> None:
     click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)
+
+
+# -- notifications --------------------------------------------------------------------------------
+
+
+@main.group("notify")
+def notify_group() -> None:
+    """Outgoing notifications ([[notify]] targets)."""
+
+
+@notify_group.command("test")
+@pass_app
+@reports_errors
+def notify_test(app: AppContext) -> None:
+    """Send a test event to every [[notify]] target; exit 1 if any fails, saying which."""
+    import httpx
+
+    from .events.outbox import post, target_label
+    from .events.payloads import trial
+
+    settings = app.settings
+    if not settings.notify:
+        fail("no [[notify]] targets configured; see config.example.toml", EXIT_USAGE)
+    event = trial()
+    failed = []
+    with httpx.Client(timeout=10.0, follow_redirects=False) as http:
+        for index, target in enumerate(settings.notify):
+            sent = post(http, target, event)
+            label = target_label(index, target)
+            click.echo(f"{label}: {'delivered' if sent.ok else 'FAILED'} ({sent.detail})")
+            if not sent.ok:
+                failed.append(f"{label}: {sent.detail}")
+    if failed:
+        fail("the test event was not delivered to " + "; ".join(failed))
+    click.echo(f"test event {event.event_id} delivered to {len(settings.notify)} target(s)")
 
 
 # -- emulator -----------------------------------------------------------------------------------
@@ -229,6 +271,10 @@ def _require_emulator_extra() -> None:
 @click.option("--put-reset-rate", default=0.0, help="Fraction of part PUTs reset mid-body.")
 @click.option("--expired-url-rate", default=0.0, help="Fraction of upload URLs already expired.")
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
+@click.option("--webhook-url", default=None, help="Send signed webhooks here on READY/ERROR.")
+@click.option(
+    "--webhook-secret", default="demo-webhook-secret", show_default=True, help="Signs webhooks."
+)
 def emulator(**options: Any) -> None:
     """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
     _require_emulator_extra()
@@ -253,6 +299,8 @@ def emulator(**options: Any) -> None:
         put_reset_rate=options["put_reset_rate"],
         expired_url_rate=options["expired_url_rate"],
         seed=options["seed"],
+        webhook_url=options["webhook_url"],
+        webhook_secret=options["webhook_secret"],
     )
     try:
         server = EmulatorServer(

@@ -23,9 +23,11 @@ from types import FrameType
 
 from .actions import Actions
 from .api import AuthenticationError
+from .authstate import AuthSnapshot
 from .compose import components, results_dir
 from .config import ConfigError, Settings, load_settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
+from .events.emitter import EventHub
 from .inputs import (
     InputProblem,
     capture_name,
@@ -101,6 +103,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._rng = random.Random()
         self.ready = threading.Event()
+        # Actions for one capture run one at a time (the poller and a webhook may both see it).
+        self._terminal_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -183,6 +187,14 @@ class Daemon:
                 stop=self.stop,
                 auth=self.keeper.auth,
             )
+            self.events = EventHub(
+                settings,
+                parts.journal,
+                stop=self.stop,
+                registry=self.metrics.registry,
+                viewer_url=self._viewer_url,
+            )
+            self.keeper.on_auth_change = self._auth_changed
             self.sightings = Sightings(
                 parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
             )
@@ -202,9 +214,12 @@ class Daemon:
                 self.metrics.serve(settings.metrics.listen)
             self.keeper.started()
             try:
+                # First: a port already taken is a configuration error, before any work starts.
+                self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
                 self.keeper.stopped()
+                self.events.close()
                 self.metrics.close()
 
     def _run_threads(self) -> int:
@@ -219,6 +234,7 @@ class Daemon:
         auth = threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True)
         auth.start()
 
+        self.events.sweep()
         self._resume_known_work()
 
         self.watcher.start()
@@ -310,6 +326,7 @@ class Daemon:
             found = self.watcher.scan()
             log.info("rescanned the watch folders", new_files=found)
         self._report_status()
+        self.events.check_stuck()
         if self._due("actions", self.actions_retry_seconds):
             self._retry_pending_actions()
             self._finish_renames()
@@ -425,6 +442,7 @@ class Daemon:
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
         else:
             self.journal.reject(str(path), identity, fmt, name, message)
+            self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
 
     # -- the queue and workers --------------------------------------------------------------
@@ -495,12 +513,14 @@ class Daemon:
             if not path.exists():
                 why = f"{path} was deleted before its upload finished; its capture was deleted"
                 self.uploader.abandon(self.journal.get(record.id), why)
+                self.events.file_rejected(path)
                 log.warning("file disappeared before it was uploaded", path=str(path))
             elif exc.retryable:
                 self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
                 log.error("upload failed; will retry", path=str(path), error=str(exc))
             else:
                 self.journal.mark_rejected(record.id, str(exc))
+                self.events.file_rejected(path)
                 log.error("not uploaded", path=str(path), reason=str(exc))
             return
         except StartOver as exc:
@@ -523,8 +543,42 @@ class Daemon:
         self.poller.wake.set()
 
     def _on_terminal(self, record: FileRecord) -> None:
-        self.actions.run_for(record)
+        with self._terminal_lock:
+            self.actions.run_for(record)
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))
         self._report_status()
+
+    def _on_terminal_soon(self, record: FileRecord) -> None:
+        """A webhook's READY/ERROR: answer Teleport at once, download on another thread."""
+
+        def run() -> None:
+            try:
+                self._on_terminal(self._with_sid(record))
+            except Exception:  # logged; the periodic retry of pending actions picks it up
+                log.exception("actions after a webhook failed", path=record.path)
+
+        threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _with_sid(self, record: FileRecord) -> FileRecord:
+        """A webhook that named no share id: ask for it, as the download needs it."""
+        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
+            return record
+        capture = self.client.find_capture(record.eid)
+        if capture is not None and capture.sid:
+            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
+        return self.journal.get(record.id)
+
+    def _auth_changed(self, snapshot: AuthSnapshot) -> None:
+        """Authentication started failing or works again: an `auth` notification."""
+        try:
+            self.events.auth_result(snapshot.error if snapshot.ok is False else None)
+        except JournalError as exc:
+            log.error("cannot record the authentication state", error=str(exc))
+
+    def _viewer_url(self, record: FileRecord) -> str | None:
+        capture = self.client.find_capture(record.eid) if record.eid else None
+        return capture.viewer_url if capture is not None else None
 
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""

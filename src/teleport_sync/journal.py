@@ -63,6 +63,22 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class OutboxRow:
+    """One notification for one target: delivered at least once, or given up on."""
+
+    event_id: str
+    target: str
+    kind: str
+    payload: str
+    created_at: str
+    attempts: int
+    next_attempt_at: str
+    delivered_at: str | None
+    given_up_at: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class PartRecord:
     number: int
     size: int
@@ -217,12 +233,43 @@ def _migrate_v4_intent_token(db: Any) -> None:
     db["files"].add_column("renamed_at", str)
 
 
+def _migrate_v5_events(db: Any) -> None:
+    # Where a state was heard (poll or webhook), and the notification outbox: one row per event
+    # and target, kept after delivery so a re-emitted event id is recognised and not sent twice.
+    db.execute("ALTER TABLE state_history ADD COLUMN source TEXT")
+    db["outbox"].create(
+        {
+            "event_id": str,
+            "target": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "delivered_at": str,
+            "given_up_at": str,
+            "last_error": str,
+        },
+        pk=("event_id", "target"),
+        not_null={"kind", "payload", "created_at", "next_attempt_at"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["delivered_at", "given_up_at", "next_attempt_at"])
+    # Captures and rejections that ended before notifications existed are not news.
+    db.execute(
+        "UPDATE files SET actions_done = json_insert(COALESCE(actions_done, '[]'), '$[#]', "
+        "'notify') WHERE upload_state = 'rejected' "
+        "OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR')"
+    )
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
     _migrate_v2,
     _migrate_v3_sightings,
     _migrate_v4_intent_token,
+    _migrate_v5_events,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -728,8 +775,12 @@ class Journal:
 
     # -- capture states ---------------------------------------------------------------------
 
-    def record_state(self, file_id: int, state: str, sid: str | None = None) -> bool:
-        """Append `state` to the history if it differs from the last one; keep `sid`."""
+    def record_state(
+        self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None
+    ) -> bool:
+        """Append `state` to the history if it differs from the last one; keep `sid`.
+
+        `source` says how it was heard (`poll`, `webhook`)."""
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
@@ -738,9 +789,9 @@ class Journal:
             now = utc_now()
             if changed:
                 conn.execute(
-                    "INSERT INTO state_history (file_id, eid, state, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (file_id, row["eid"], state, now),
+                    "INSERT INTO state_history (file_id, eid, state, observed_at, source) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (file_id, row["eid"], state, now, source),
                 )
                 conn.execute(
                     "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
@@ -758,12 +809,111 @@ class Journal:
                 (shown(reason), utc_now(), file_id),
             )
 
-    def state_history(self, file_id: int) -> list[dict[str, str]]:
+    def state_history(self, file_id: int) -> list[dict[str, str | None]]:
         rows = self._query(
-            "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
+            "SELECT state, observed_at, source FROM state_history WHERE file_id = ? ORDER BY id",
             (file_id,),
         )
-        return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
+        return [
+            {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
+            for r in rows
+        ]
+
+    # -- notifications outbox ---------------------------------------------------------------
+
+    def by_eid(self, eid: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,))
+        return self._record(rows[0]) if rows else None
+
+    def needing_notification(self) -> list[FileRecord]:
+        """Captures that ended and files rejected whose notification is not queued yet."""
+        rows = self._query(
+            """SELECT * FROM files WHERE (upload_state = 'rejected'
+                   OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR'))
+               AND NOT EXISTS (SELECT 1 FROM json_each(files.actions_done)
+                               WHERE json_each.value = 'notify')
+               ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
+
+    def enqueue_notification(
+        self, file_id: int | None, event_id: str, kind: str, payload: str, targets: list[str]
+    ) -> int:
+        """Queue one event for each target, once per event id; with a file, mark it notified.
+
+        One transaction: a crash leaves either the queued rows and the mark, or neither."""
+        now = utc_now()
+        added = 0
+        with self._transaction() as conn:
+            for target in targets:
+                cursor = conn.execute(
+                    """INSERT INTO outbox (event_id, target, kind, payload, created_at,
+                           attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?)
+                       ON CONFLICT(event_id, target) DO NOTHING""",
+                    (event_id, target, kind, payload, now, now),
+                )
+                added += cursor.rowcount
+            if file_id is not None:
+                row = conn.execute(
+                    "SELECT actions_done FROM files WHERE id = ?", (file_id,)
+                ).fetchone()
+                done = json.loads(row["actions_done"] or "[]") if row else []
+                if row and "notify" not in done:
+                    done.append("notify")
+                    conn.execute(
+                        "UPDATE files SET actions_done = ? WHERE id = ?",
+                        (json.dumps(done), file_id),
+                    )
+        return added
+
+    @staticmethod
+    def _outbox_row(row: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    def outbox(self) -> list[OutboxRow]:
+        return [self._outbox_row(r) for r in self._query("SELECT * FROM outbox ORDER BY rowid")]
+
+    def due_notifications(self, now: str, limit: int = 50) -> list[OutboxRow]:
+        rows = self._query(
+            """SELECT * FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
+               AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?""",
+            (now, limit),
+        )
+        return [self._outbox_row(r) for r in rows]
+
+    def next_notification_at(self) -> str | None:
+        rows = self._query(
+            """SELECT MIN(next_attempt_at) AS at FROM outbox
+               WHERE delivered_at IS NULL AND given_up_at IS NULL"""
+        )
+        return rows[0]["at"] if rows else None
+
+    def notification_done(
+        self, event_id: str, target: str, *, delivered: bool, error: str | None = None
+    ) -> None:
+        """Delivered, or given up on (with the last error)."""
+        column = "delivered_at" if delivered else "given_up_at"
+        with self._transaction() as conn:
+            # `column` is one of two names chosen above, never input.
+            conn.execute(
+                f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ? "
+                "WHERE event_id = ? AND target = ?",
+                (utc_now(), error, event_id, target),
+            )
+
+    def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
+        """One failed attempt; the target's other pending events wait until `at` as well."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = ? WHERE event_id = ? AND target = ?""",
+                (error, at, event_id, target),
+            )
+            conn.execute(
+                """UPDATE outbox SET next_attempt_at = ? WHERE target = ?
+                   AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at < ?""",
+                (at, target, at),
+            )
 
     # -- sightings: noticed, not yet handed over ---------------------------------------------
 
@@ -860,10 +1010,12 @@ class Journal:
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        history: dict[int, list[dict[str, str]]] = {}
-        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+        history: dict[int, list[dict[str, str | None]]] = {}
+        for r in self._query(
+            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+        ):
             history.setdefault(r["file_id"], []).append(
-                {"state": r["state"], "observed_at": r["observed_at"]}
+                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
             )
         sightings = {
             _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}

@@ -73,7 +73,10 @@ class Poller:
                         eid=record.eid,
                     )
                 continue
-            if self.journal.record_state(record.id, capture.state, capture.sid):
+            changed = self.journal.record_state(
+                record.id, capture.state, capture.sid, source="poll"
+            )
+            if changed:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
                 if is_failed(capture.state):
@@ -103,6 +106,9 @@ class Poller:
                 return
             try:
                 remaining = self.poll_once()
+            except AuthenticationError as exc:
+                log.warning("polling capture states failed; will retry", error=str(exc))
+                remaining = 1
             except ApiError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))
                 remaining = 1

@@ -10,12 +10,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from .api import TeleportClient, client_from_settings
 from .config import Settings
+from .control import Control, budget_from
 from .engine import Progress, Uploader
 from .journal import Journal
+from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
+from .logging import get_logger
+from .retry import SystemClock
+
+log = get_logger("teleport_sync.compose")
 
 
 @dataclass
@@ -24,10 +31,23 @@ class Components:
     client: TeleportClient
     journal: Journal
     uploader: Uploader
+    control: Control
 
 
 def open_journal(settings: Settings) -> Journal:
     return Journal(settings.journal.path)
+
+
+def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
+    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
+    timetable = parse_bwlimit(spec)
+    if timetable.constant and timetable.entries[0][1] is None:
+        return None  # no limit ever: the sending path stays exactly as fast as without one
+
+    def changed(rate: Rate) -> None:
+        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
+
+    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
 
 
 def results_dir(settings: Settings) -> Path:
@@ -44,6 +64,8 @@ def components(
 ) -> Iterator[Components]:
     """Client, journal and uploader for `settings`, closed on exit."""
     journal = open_journal(settings)
+    limiter = bandwidth_limiter(settings.upload.bwlimit)
+    control = Control(journal, budget=budget_from(settings.budget), limiter=limiter)
     try:
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
@@ -55,7 +77,9 @@ def components(
                 progress=progress,
                 stop=stop,
                 on_retry=on_retry,
+                gate=control.gate,
+                throttle=limiter.consume if limiter is not None else None,
             )
-            yield Components(settings, client, journal, uploader)
+            yield Components(settings, client, journal, uploader, control)
     finally:
         journal.close()

@@ -77,6 +77,10 @@ class Stopped(UploadFailed):
     """Asked to stop (SIGTERM): acknowledged parts are journaled, the rest resumes later."""
 
 
+class Paused(Stopped):
+    """The gate said no new part may start (paused, upload window closed); resumes later."""
+
+
 @dataclass(frozen=True)
 class PartPlan:
     number: int
@@ -155,8 +159,14 @@ class Uploader:
         stop: threading.Event | None = None,
         block_size: int = BLOCK_SIZE,
         on_retry: Callable[[str], None] | None = None,
+        gate: Callable[[Path], str | None] | None = None,
+        throttle: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
+        # Asked before each new part: None, or why no part may start now (pause, closed window).
+        self.gate = gate or (lambda path: None)
+        # Called before each block or sendfile slice goes out: the shared bandwidth limiter.
+        self.throttle = throttle
         self.on_retry = on_retry or (lambda what: None)
         self.journal = journal
         self.concurrency = concurrency
@@ -219,6 +229,7 @@ class Uploader:
 
     def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         self._check_stop()
+        self._check_gate(path)
         if record.eid is None:
             record = self._ensure_capture(record)
         assert record.eid and record.chunk_size and record.num_parts
@@ -428,6 +439,7 @@ class Uploader:
             if run.abort.is_set():
                 return
             self._check_stop()
+            self._check_gate(path)
             attempt += 1
             if hashing is None and self.etags_are_md5 is True:
                 hashing = run.hashers.submit(
@@ -444,6 +456,7 @@ class Uploader:
                 part.size,
                 block_size=self.block_size,
                 on_progress=lambda nbytes: self.progress.advanced(path, nbytes),
+                throttle=self.throttle,
             )
             try:
                 url = (
@@ -542,3 +555,8 @@ class Uploader:
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped("stopping: the upload will resume where it left off")
+
+    def _check_gate(self, path: Path) -> None:
+        reason = self.gate(path)
+        if reason is not None:
+            raise Paused(f"{path}: {reason}")

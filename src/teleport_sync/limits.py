@@ -43,9 +43,7 @@ def parse_rate(text: str) -> Rate:
         return None
     match = _RATE.match(value)
     if match is None:
-        raise LimitError(
-            f"{text!r} is not a rate; write e.g. \"10M\" (MiB/s), \"512k\", \"off\" or \"0\""
-        )
+        raise LimitError(f'{text!r} is not a rate; write e.g. "10M" (MiB/s), "512k", "off" or "0"')
     number, unit = float(match.group(1)), match.group(2).lower() or "k"
     return number * _UNITS[unit]
 
@@ -143,8 +141,8 @@ def check_bwlimit(text: str) -> str:
         parse_bwlimit(text)
     except LimitError as exc:
         raise ValueError(
-            f"{exc} (bwlimit is \"off\", a rate such as \"10M\", or a timetable such as "
-            "\"Mon-Fri 08:00,10M 19:00,off\")"
+            f'{exc} (bwlimit is "off", a rate such as "10M", or a timetable such as '
+            '"Mon-Fri 08:00,10M 19:00,off")'
         ) from None
     return text
 
@@ -279,3 +277,14 @@ def estimated_cost(budget: Budget, frames: int | None) -> float | None:
     if budget.price_per_frame is not None and frames is not None:
         cost += budget.price_per_frame * frames
     return round(cost, 6)
+
+
+def bwlimit_now(spec: str, when: datetime) -> dict[str, object]:
+    """What `health` shows of `[upload] bwlimit` at local time `when`."""
+    rate = parse_bwlimit(spec).rate_at(when)
+    return {
+        "bwlimit": spec,
+        "bytes_per_second": rate,
+        "window_open": rate != 0,
+        "limit": describe_rate(rate),
+    }

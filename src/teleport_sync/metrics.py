@@ -9,6 +9,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from .limits import BandwidthLimiter
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -55,7 +57,19 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.bwlimit = Gauge(
+            "teleport_sync_bwlimit_bytes_per_second",
+            "The [upload] bwlimit in force: bytes per second, 0 = upload window closed, "
+            "-1 = no limit",
+            registry=self.registry,
+        )
+        self.bwlimit.set(-1)
         self._server = None
+
+    def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
+        """Read the limiter's rate when scraped (it follows its timetable by itself)."""
+        if limiter is not None:
+            self.bwlimit.set_function(lambda: -1.0 if limiter.rate is None else limiter.rate)
 
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")

@@ -52,9 +52,7 @@ def acknowledged(settings: Settings, name: str) -> int:
 def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(
-        emulator, tmp_path, upload={"concurrency": 2, "files_at_once": 1}
-    )
+    settings = settings_for(emulator, tmp_path, upload={"concurrency": 2, "files_at_once": 1})
     inbox = settings.watch.paths[0]
     source = make_zip(inbox / "big.zip", images=4, pad=38 * MIB)  # 8 parts of 5 MiB
     with Running(settings):

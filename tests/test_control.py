@@ -68,6 +68,8 @@ def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
         time.sleep(3.0)
         done_while_paused = acknowledged(settings, "big.zip")
         assert done_while_paused < 8
+        row = rows(settings)["big.zip"]
+        assert row["phase"] == "paused" and row["reason"] == reason
         resumed = cli(settings, tmp_path, "resume", str(inbox))
         assert resumed.returncode == 0, resumed.stderr
         resumed_at = time.monotonic()
@@ -140,6 +142,7 @@ def test_a_zip_over_the_frame_budget_is_held_until_approved(
         assert "max_frames_per_capture (8) by 3" in reason
         row = rows(settings)["eleven.zip"]
         assert row["upload_state"] == "pending" and row["eid"] is None
+        assert row["phase"] == "held" and row["reason"] == reason
         assert row["estimated_cost"] == pytest.approx(1.11)
         assert emulator.stats.count("api", "POST", "/captures") == 0
 

@@ -17,8 +17,9 @@ from .api import TeleportClient, client_from_settings
 from .config import Settings
 from .control import Control, budget_from
 from .engine import Progress, Uploader
-from .journal import Journal
+from .journal import Journal, JournalError
 from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
+from .lock import JournalLock, JournalUnwritable
 from .logging import get_logger
 from .retry import SystemClock
 
@@ -62,11 +63,25 @@ def components(
     stop: threading.Event | None = None,
     on_retry: Callable[[str], None] | None = None,
 ) -> Iterator[Components]:
-    """Client, journal and uploader for `settings`, closed on exit."""
-    journal = open_journal(settings)
-    limiter = bandwidth_limiter(settings.upload.bwlimit)
-    control = Control(journal, budget=budget_from(settings.budget), limiter=limiter)
+    """Client, journal and uploader for `settings`, closed on exit.
+
+    Holds the journal's writer lock for the whole time (raises JournalBusy when another
+    process holds it) and checks the journal can be written (JournalUnwritable).
+    """
+    lock = JournalLock(settings.journal.path)
+    lock.acquire()
     try:
+        journal = open_journal(settings)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        try:
+            journal.check_writable()
+        except JournalError as exc:
+            raise JournalUnwritable(str(exc)) from None
+        limiter = bandwidth_limiter(settings.upload.bwlimit)
+        control = Control(journal, budget=budget_from(settings.budget), limiter=limiter)
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,
@@ -83,3 +98,4 @@ def components(
             yield Components(settings, client, journal, uploader, control)
     finally:
         journal.close()
+        lock.release()

@@ -45,7 +45,10 @@ def paused_by(paused: list[str], path: str) -> str | None:
 
 def pause_reason(journal: Journal, path: str) -> str | None:
     """Why `path` starts no new part (the `phase: paused` sentence), or None."""
-    entry = paused_by(journal.paused_paths(), path)
+    return _pause_sentence(paused_by(journal.paused_paths(), path))
+
+
+def _pause_sentence(entry: str | None) -> str | None:
     if entry is None:
         return None
     if entry == PAUSE_ALL:
@@ -59,10 +62,21 @@ def is_paused(journal: Journal, path: str) -> bool:
 
 def hold_reason(journal: Journal, file_id: int) -> str | None:
     """Why a budget holds the file (the `phase: held` sentence), or None."""
-    facts = journal.control_facts(file_id)
-    if facts["held_reason"] and not facts["approved_at"]:
-        return f"held: {facts['held_reason']}; run: teleport-sync approve PATH"
+    return _hold_sentence(journal.control_facts(file_id))
+
+
+def _hold_sentence(row: dict[str, Any]) -> str | None:
+    if row.get("held_reason") and not row.get("approved_at"):
+        return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
     return None
+
+
+def report_hooks(
+    journal: Journal,
+) -> tuple[Callable[[dict[str, Any]], str | None], Callable[[dict[str, Any]], str | None]]:
+    """(held, paused): the reasons `report` shows for raw journal rows (one query for all)."""
+    paused = journal.paused_paths()
+    return _hold_sentence, lambda row: _pause_sentence(paused_by(paused, row["path"]))
 
 
 def budget_from(settings: BudgetSettings) -> Budget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +188,14 @@ def test_estimated_cost_only_with_prices() -> None:
     assert estimated_cost(Budget(), 100) is None
     assert estimated_cost(Budget(price_per_capture=1.0, price_per_frame=0.01), 150) == 2.5
     assert estimated_cost(Budget(price_per_frame=0.5), None) == 0.0
+
+
+def test_health_shows_the_limit_in_force(tmp_path: Path) -> None:
+    from teleport_sync.health import health_report
+    from teleport_sync.journal import Journal
+
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        report = health_report(journal, [], bwlimit="Mon-Sun 00:00,4M")
+    assert report["bwlimit"]["bytes_per_second"] == 4 * MIB
+    assert report["bwlimit"]["limit"] == "4M/s" and report["bwlimit"]["window_open"] is True
+    assert "bwlimit" not in health_report(None, [])

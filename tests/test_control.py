@@ -157,3 +157,71 @@ def test_a_zip_over_the_frame_budget_is_held_until_approved(
         assert journal.day_usage(time.strftime("%Y-%m-%d", time.gmtime())) == (11, 1)
     nothing = cli(settings, tmp_path, "approve", str(held))
     assert nothing.returncode == 1 and "nothing held" in nothing.stderr
+
+
+MODELV3 = {
+    "splat_count": 2_000_000,
+    "training_resolution": 3200,
+    "spherical_harmonics_degrees": 3,
+    "level_of_detail": True,
+}
+
+
+def test_folder_settings_and_sidecars_reach_the_create_request(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    drone = tmp_path / "drone"
+    (drone / "deep").mkdir(parents=True)
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        watch={
+            "paths": [tmp_path / "inbox"],
+            "settle_seconds": 0.5,
+            "folder": [
+                {
+                    "path": drone,
+                    "name_template": "drone {stem}",
+                    "training_parameters": {"modelv3": MODELV3},
+                },
+                # More specific: wins below drone/deep.
+                {"path": drone / "deep", "name_template": "deep {stem}"},
+            ],
+        },
+    )
+    inbox = settings.watch.paths[0]
+    make_zip(inbox / "plain.zip")
+    make_zip(drone / "flight.zip")
+    make_zip(drone / "deep" / "dive.zip")
+    make_zip(drone / "custom.zip")
+    other = dict(MODELV3, splat_count=500_000)
+    (drone / "custom.zip.teleport.toml").write_text(
+        'name = "hand named"\n[training_parameters.modelv3]\n'
+        + "\n".join(f"{k} = {str(v).lower()}" for k, v in other.items()),
+        encoding="utf-8",
+    )
+    make_zip(drone / "broken.zip")
+    (drone / "broken.teleport.toml").write_text(
+        "[training_parameters.modelv3]\nsplat_count = 12\n", encoding="utf-8"
+    )
+    names = {"plain.zip", "flight.zip", "dive.zip", "custom.zip"}
+    with Running(settings):
+        wait_for(
+            lambda: (
+                all(rows(settings).get(n, {}).get("upload_state") == "uploaded" for n in names)
+                and rows(settings).get("broken.zip", {}).get("upload_state") == "rejected"
+            ),
+            what="four uploads and one rejection",
+        )
+    current = rows(settings)
+    sent = {n: emulator.backend.get(str(current[n]["eid"])) for n in names}
+    assert sent["plain.zip"].training_parameters is None
+    assert sent["flight.zip"].training_parameters == {"modelv3": MODELV3}
+    assert sent["dive.zip"].training_parameters is None  # the deeper folder sets none
+    assert sent["custom.zip"].training_parameters == {"modelv3": other}
+    assert current["flight.zip"]["name"] == "drone flight"
+    assert current["dive.zip"]["name"] == "deep dive"
+    assert current["custom.zip"]["name"] == "hand named"
+    error = str(current["broken.zip"]["error"])
+    assert "broken.teleport.toml" in error
+    assert "training_parameters.modelv3.splat_count = 12 must be" in error

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .actions import Actions
 from .api import TeleportClient, client_from_settings
 from .config import Settings
 from .control import Control, budget_from
 from .engine import Progress, Uploader
-from .journal import Journal, JournalError
+from .folders import capture_plan, effective, folder_for, watch_roots
+from .journal import FileRecord, Journal, JournalError
 from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
 from .lock import JournalLock, JournalUnwritable
 from .logging import get_logger
@@ -33,6 +35,30 @@ class Components:
     journal: Journal
     uploader: Uploader
     control: Control
+
+
+class FolderActions:
+    """After READY/FAILED: the actions of the input's `[[watch.folder]]` (its results
+    profiles and quality, done/failed folders and hooks), or the defaults."""
+
+    def __init__(self, settings: Settings, client: TeleportClient, journal: Journal) -> None:
+        self.settings = settings
+        self._by_folder: dict[Path | None, Actions] = {}
+        roots = sorted(watch_roots(settings), key=lambda p: len(p.absolute().parts), reverse=True)
+        for folder in [None, *(f.path for f in settings.watch.folder)]:
+            applied = effective(settings, folder) if folder is not None else None
+            self._by_folder[folder] = Actions(
+                client,
+                journal,
+                results=applied.results if applied else settings.results,
+                actions=applied.actions if applied else settings.actions,
+                roots=roots,  # the deepest first: results mirror below the nearest root
+                results_dir=results_dir(settings),
+            )
+
+    def run_for(self, record: FileRecord) -> None:
+        folder = folder_for(self.settings, Path(record.path))
+        self._by_folder[folder.path if folder is not None else None].run_for(record)
 
 
 def open_journal(settings: Settings) -> Journal:
@@ -93,6 +119,7 @@ def components(
                 stop=stop,
                 on_retry=on_retry,
                 gate=control.gate,
+                plan_for=lambda path: capture_plan(settings, path),
                 throttle=limiter.consume if limiter is not None else None,
             )
             yield Components(settings, client, journal, uploader, control)

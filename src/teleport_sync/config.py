@@ -58,6 +58,44 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
+def check_name_template(value: str) -> str:
+    try:
+        value.format(name="n", stem="s", parent="p", ext="e")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
+        ) from None
+    return value
+
+
+class FolderSettings(_Section):
+    """One `[[watch.folder]]`: a watched folder whose keys override the defaults below it."""
+
+    path: Path
+    name_template: str | None = None
+    training_parameters: dict[str, Any] | None = None
+    profiles: list[str] | None = None
+    quality: Literal["sd", "hd"] | None = None
+    settle_seconds: float | None = Field(default=None, ge=0)
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    on_ready: list[str] | None = None
+    on_failed: list[str] | None = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_fields_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_name_template(value)
+
+    @field_validator("training_parameters")
+    @classmethod
+    def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
+        problems = training_parameter_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
 class WatchSettings(_Section):
     paths: list[Path] = Field(default_factory=list)
     recursive: bool = True
@@ -68,6 +106,8 @@ class WatchSettings(_Section):
     # A file that stays incomplete (no zip directory, no moov) this long after it stopped
     # changing is rejected as broken.
     incomplete_timeout_seconds: float = Field(default=600.0, gt=0)
+    # `[[watch.folder]]` tables: more watched folders, each with its own overrides.
+    folder: list[FolderSettings] = Field(default_factory=list)
     # A full rescan this often, for events that never came (0 = never).
     rescan_seconds: float = Field(default=3600.0, ge=0)
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from .actions import Actions
-from .compose import components, results_dir
+from .compose import FolderActions, components
 from .config import Settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
+from .folders import capture_plan, effective, watch_roots
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from .journal import FileRecord, JournalError
 from .logging import get_logger
@@ -98,14 +98,7 @@ class Daemon:
             self.uploader = parts.uploader
             self.control = parts.control
             self.metrics.watch_bwlimit(parts.control.limiter)
-            self.actions = Actions(
-                parts.client,
-                parts.journal,
-                results=settings.results,
-                actions=settings.actions,
-                roots=list(settings.watch.paths),
-                results_dir=results_dir(settings),
-            )
+            self.actions = FolderActions(settings, parts.client, parts.journal)
             self.poller = Poller(
                 parts.client,
                 parts.journal,
@@ -118,8 +111,10 @@ class Daemon:
             )
             known = parts.journal.quick_index()
             self.watcher = Watcher(
-                settings.watch,
+                # `[[watch.folder]]` paths are watched too, each with its own settle time.
+                settings.watch.model_copy(update={"paths": watch_roots(settings)}),
                 self._intake,
+                settle_for=lambda path: effective(settings, path).settle_seconds,
                 on_refused=self._refused,
                 on_noticed=self.sightings.noticed,
                 on_gone=self.sightings.gone,
@@ -215,7 +210,7 @@ class Daemon:
         except FileNotFoundError:
             self.sightings.gone(path)
             return
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
         record = self.journal.by_path(str(path))
         if (
@@ -239,6 +234,7 @@ class Daemon:
             return
         try:
             identity = identify(path)
+            name = capture_plan(self.settings, path)[0]  # a bad sidecar rejects the input
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
             return
@@ -274,7 +270,7 @@ class Daemon:
         except (OSError, InputProblem):
             return
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         self._reject(path, quick, fmt, name, reason)
 
     def _reject(

@@ -65,6 +65,7 @@ class Uploader:
         on_retry: Callable[[str], None] | None = None,
         gate: Callable[[Path], str | None] | None = None,
         throttle: Callable[[int], None] | None = None,
+        plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -87,7 +88,12 @@ class Uploader:
         # hashing could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s.
         remembered = journal.fact(self.ctx.etag_fact)
         self.ctx.etags_are_md5 = None if remembered is None else remembered == "yes"
-        self.creator = CaptureCreator(self.ctx, training_parameters)
+        # Per input: its capture name and training parameters (folders, sidecars); raises
+        # InputProblem for an input that cannot go as it is. Else the two defaults above.
+        self.plan_for = plan_for or (
+            lambda path: (capture_name(name_template, path), training_parameters)
+        )
+        self.creator = CaptureCreator(self.ctx, lambda path: self.plan_for(Path(path))[1])
         self.parts = PartSender(self.ctx)
         self.completer = Completer(self.ctx)
 
@@ -109,7 +115,7 @@ class Uploader:
         path = path.absolute()
         fmt = input_format_for(path)
         identity = identify(path)
-        name = capture_name(self.name_template, path)
+        name = self.plan_for(path)[0]
         record = self.journal.register(str(path), identity, fmt.value, name)
 
         if record.identity != identity or force:

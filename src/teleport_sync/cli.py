@@ -299,17 +299,7 @@ def upload(
     from .inputs import InputProblem
     from .progress import RichProgress
 
-    settings = app.settings
-    if bwlimit is not None:
-        from .limits import LimitError, parse_bwlimit
-
-        try:
-            parse_bwlimit(bwlimit)
-        except LimitError as exc:
-            fail(f"--bwlimit: {exc}", EXIT_USAGE)
-        settings = settings.model_copy(
-            update={"upload": settings.upload.model_copy(update={"bwlimit": bwlimit})}
-        )
+    settings = _with_bwlimit(app.settings, bwlimit)
     if not verbose and settings.log.level in ("DEBUG", "INFO"):
         # The progress bars say what INFO lines would; keep the screen for them.
         configure_logging("WARNING", settings.log.format)
@@ -354,6 +344,21 @@ def upload(
     stdout.print(table)
     if failures:
         sys.exit(EXIT_FAILED)
+
+
+def _with_bwlimit(settings: Settings, bwlimit: str | None) -> Settings:
+    """`settings` with `upload --bwlimit` in place of `[upload] bwlimit`."""
+    if bwlimit is None:
+        return settings
+    from .limits import LimitError, parse_bwlimit
+
+    try:
+        parse_bwlimit(bwlimit)
+    except LimitError as exc:
+        fail(f"--bwlimit: {exc}", EXIT_USAGE)
+    return settings.model_copy(
+        update={"upload": settings.upload.model_copy(update={"bwlimit": bwlimit})}
+    )
 
 
 def _admit(parts: Any, path: Path, force: bool) -> str | None:

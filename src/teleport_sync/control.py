@@ -11,6 +11,7 @@ flight finish and stay acknowledged.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 from .config import BudgetSettings
 from .frames import FrameCount, count_frames
 from .inputs import InputProblem, identify
-from .journal import FileRecord, Journal
+from .journal import FileRecord, Journal, JournalError
 from .limits import BandwidthLimiter, Budget, DayUsage, budget_problem, estimated_cost
 from .logging import get_logger
 from .models import InputDataFormat
@@ -109,6 +110,33 @@ class Control:
         self.budget = budget or Budget()
         self.limiter = limiter
         self.today = today
+
+    def state(self) -> tuple[int, bool]:
+        """(the journal's control generation, is the upload window open)."""
+        window_open = self.limiter is None or self.limiter.window_open
+        return self.journal.control_generation(), window_open
+
+    def start_watching(
+        self, stop: threading.Event, on_change: Callable[[], None], interval: float = 1.0
+    ) -> threading.Thread:
+        """A thread that calls `on_change` within `interval` of a `pause`, `resume` or
+        `approve` (from any process) or of the upload window opening, until `stop` is set."""
+        seen = self.state()  # read now: nothing after this call is missed
+
+        def watch() -> None:
+            nonlocal seen
+            while not stop.wait(interval):
+                try:
+                    now = self.state()
+                    if now != seen and now[1]:
+                        on_change()
+                    seen = now
+                except JournalError as exc:
+                    log.error("journal unavailable; will keep trying", error=str(exc))
+
+        thread = threading.Thread(target=watch, name="control", daemon=True)
+        thread.start()
+        return thread
 
     def gate(self, path: Path) -> str | None:
         """None if a new part of `path` may start now, else the sentence why not."""

@@ -139,11 +139,7 @@ class Daemon:
             worker.start()
         poller = threading.Thread(target=self.poller.run, name="poller", daemon=True)
         poller.start()
-        # Read before the journal's work is queued, so no later pause/approve is missed.
-        control_seen = self._control_state()
-        threading.Thread(
-            target=self._watch_control, args=(control_seen,), name="control", daemon=True
-        ).start()
+        self.control.start_watching(self.stop, self._enqueue_unfinished)  # before the queueing
 
         # Work the journal already knows: unfinished uploads, due retries, pending actions.
         for record in self.journal.unfinished():
@@ -333,7 +329,7 @@ class Daemon:
         path = Path(record.path)
         waiting = self.control.admit(record)
         if waiting is not None:
-            # Paused or held: queued again by `_watch_control` once resumed or approved.
+            # Paused or held: queued again (`Control.start_watching`) once resumed or approved.
             log.info("not starting", path=str(path), reason=waiting)
             return
         try:
@@ -381,23 +377,10 @@ class Daemon:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
 
-    def _control_state(self) -> tuple[int, bool]:
-        limiter = self.control.limiter
-        return self.journal.control_generation(), limiter is None or limiter.window_open
-
-    def _watch_control(self, seen: tuple[int, bool], interval: float = 1.0) -> None:
-        """Notice `pause`, `resume`, `approve` (from any process) and an upload window that
-        opens, within `interval`: queue the unfinished files again (held and paused ones go
-        straight back to waiting)."""
-        while not self.stop.wait(interval):
-            try:
-                now = self._control_state()
-                if now != seen and now[1]:
-                    for record in self.journal.unfinished():
-                        self._enqueue(record.id)
-                seen = now
-            except JournalError as exc:
-                log.error("journal unavailable; will keep trying", error=str(exc))
+    def _enqueue_unfinished(self) -> None:
+        """Resumed, approved, or the upload window opened: paused and held files go again."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
 
     def _on_terminal(self, record: FileRecord) -> None:
         self.actions.run_for(record)

@@ -57,13 +57,7 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
-        self.bwlimit = Gauge(
-            "teleport_sync_bwlimit_bytes_per_second",
-            "The [upload] bwlimit in force: bytes per second, 0 = upload window closed, "
-            "-1 = no limit",
-            registry=self.registry,
-        )
-        self.bwlimit.set(-1)
+        self.bwlimit = _bwlimit_gauge(self.registry)
         self.phases = Gauge(
             "teleport_sync_phase",
             "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
@@ -103,6 +97,16 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _bwlimit_gauge(registry: CollectorRegistry) -> Gauge:
+    gauge = Gauge(
+        "teleport_sync_bwlimit_bytes_per_second",
+        "The [upload] bwlimit in force: bytes per second, 0 = upload window closed, -1 = no limit",
+        registry=registry,
+    )
+    gauge.set(-1)
+    return gauge
 
 
 class MetricsProgress:

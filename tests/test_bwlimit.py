@@ -146,3 +146,28 @@ def test_config_refuses_bad_bwlimit_and_out_of_range_training_parameters(
     assert "modelv3.training_resolution = 2000 must be 1600, 2500 or 3200" in message
     good = write_config(tmp_path / "c.toml", emulator, '[upload]\nbwlimit = "08:00,512k 19:00,off"')
     assert load_settings(good, environ={}).upload.bwlimit == "08:00,512k 19:00,off"
+
+
+def test_upload_bwlimit_option_is_checked_and_used(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "config.toml", emulator)
+    source = make_zip(tmp_path / "cli.zip", images=2)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "teleport_sync", "--config", str(config), *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=60)
+
+    bad = run("upload", "--bwlimit", "lots", str(source))
+    assert bad.returncode == 2 and "--bwlimit: 'lots' is not a rate" in bad.stderr
+    closed = run("upload", "--bwlimit", "0", str(source))
+    assert closed.returncode == 1 and "set another rate" in closed.stdout + closed.stderr
+    assert emulator.stats.count("api", "POST", "/captures") == 0
+    paced = run("upload", "--bwlimit", "64M", str(source))
+    assert paced.returncode == 0, paced.stderr
+    assert emulator.stats.count("api", "POST", "/captures") == 1

@@ -206,11 +206,11 @@ class BandwidthLimiter:
         """Why no new part may start now, or None."""
         if self.window_open:
             return None
+        closed = f"the upload window is closed by [upload] bwlimit ({self.timetable.text!r})"
+        if self.timetable.constant:
+            return f"{closed}; set another rate to open it"
         minutes = self.timetable.next_change(self._now())
-        return (
-            f"the upload window is closed by [upload] bwlimit ({self.timetable.text!r}); "
-            f"the schedule changes in {minutes // 60} h {minutes % 60} min"
-        )
+        return f"{closed}; the schedule changes in {minutes // 60} h {minutes % 60} min"
 
     def consume(self, nbytes: int) -> None:
         rate = self.rate

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from .api import ApiError, AuthenticationError, TeleportClient
+from .authstate import AuthState
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_failed, is_terminal
@@ -28,7 +29,7 @@ class Poller:
         on_terminal: Callable[[FileRecord], None],
         stop: threading.Event,
         page_size: int = 100,
-        on_auth: Callable[[str | None], None] | None = None,
+        auth: AuthState | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -37,8 +38,8 @@ class Poller:
         self.stop = stop
         self.wake = threading.Event()
         self.page_size = page_size
-        # Told whether authentication works (None) or not (the error), after each pass.
-        self.on_auth = on_auth
+        # Shared with the uploads: while authentication fails, polls wait for its backoff.
+        self.auth = auth
         self.polls = 0
         self._last_poll = float("-inf")
         self._missing_warned: set[str] = set()
@@ -48,9 +49,18 @@ class Poller:
         active = self.journal.awaiting_result()
         if not active:
             return 0
+        if self.auth is not None and self.auth.blocked_for() is not None:
+            return len(active)
         self.polls += 1
         self._last_poll = time.monotonic()
-        by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+        try:
+            by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+        except AuthenticationError as exc:
+            if self.auth is not None:
+                self.auth.failed(str(exc))
+            raise
+        if self.auth is not None:
+            self.auth.succeeded()
         remaining = 0
         for record in active:
             capture = by_eid.get(record.eid or "")
@@ -95,14 +105,9 @@ class Poller:
             if pause > 0 and self.stop.wait(pause):
                 return
             try:
-                polls = self.polls
                 remaining = self.poll_once()
-                if self.on_auth is not None and self.polls > polls:
-                    self.on_auth(None)  # the API answered: authentication works
             except AuthenticationError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))
-                if self.on_auth is not None:
-                    self.on_auth(str(exc))
                 remaining = 1
             except ApiError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))

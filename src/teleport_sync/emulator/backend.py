@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .faults import EmulatorConfig
 from .storage import S3Storage
@@ -45,6 +46,8 @@ class Capture:
     completed_at: float | None = None  # monotonic
     verdict: str | None = None  # None = valid; else an error_reason_slug
     verdict_text: str | None = None
+    # As sent with `POST /captures`, for tests to check what reached the server.
+    training_parameters: dict[str, Any] | None = None
 
 
 @dataclass
@@ -75,7 +78,13 @@ class Backend:
 
     # -- captures ---------------------------------------------------------------------------
 
-    def create(self, name: str, bytesize: int, input_data_format: str) -> Capture:
+    def create(
+        self,
+        name: str,
+        bytesize: int,
+        input_data_format: str,
+        training_parameters: dict[str, Any] | None = None,
+    ) -> Capture:
         if bytesize <= 0:
             raise EmulatorError(422, "bytesize must be a positive number of bytes")
         chunk = self.config.chunk_size
@@ -93,6 +102,7 @@ class Backend:
             upload_id=upload_id,
             chunk_size=chunk,
             num_parts=num_parts,
+            training_parameters=training_parameters,
         )
         with self._lock:
             self.captures[eid] = capture
@@ -205,6 +215,8 @@ class Backend:
     # -- input validation (what the real service's processing would reject) ----------------
 
     def _validate(self, capture: Capture) -> tuple[str | None, str | None]:
+        if self.config.fail_processing_with:
+            return self.config.fail_processing_with, "processing failed (emulator knob)"
         if capture.input_data_format == "bulk-images":
             try:
                 with zipfile.ZipFile(self.storage.open_object(capture.eid)) as archive:

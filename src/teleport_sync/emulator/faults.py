@@ -62,6 +62,9 @@ class EmulatorConfig:
     # What a capture whose processing failed is called: the reference says FAILED, the webhook
     # documentation ERROR; any letter case may come.
     failed_state_name: str = "FAILED"
+    # Every capture completed from now on fails processing with this reason slug (e.g.
+    # "NOT_ENOUGH_FRAMES"), whatever its bytes; "" lets the input decide.
+    fail_processing_with: str = ""
     # The largest page `GET /captures` returns, whatever `limit` asks (0: no cap).
     list_page_cap: int = 0
 

@@ -486,3 +486,27 @@ def test_migration_marks_old_endings_as_already_notified(tmp_path: Path) -> None
         "/in/bad.zip": ["notify"],
         "/in/busy.zip": [],
     }
+
+
+def test_sighup_reload_brings_new_targets_and_keeps_the_receiver(
+    emulator: EmulatorServer, tmp_path: Path, sink: Sink
+) -> None:
+    port = free_port()
+    hooks = {"listen": f"127.0.0.1:{port}", "secret": "whsec-first-123"}
+    settings = settings_for(emulator, tmp_path, webhooks=hooks)
+    changed = settings_for(
+        emulator,
+        tmp_path,
+        notify=[{"url": sink.url, "events": ["ready"]}],
+        webhooks={"listen": f"127.0.0.1:{free_port()}", "secret": "whsec-second-456"},
+    )
+    with Running(settings, reload=lambda: changed) as running:
+        running.daemon.request_reload()
+        wait_for(lambda: running.daemon.settings is changed, 15, "the reload")
+        # [webhooks] waits for a restart: the running receiver and its secret stay.
+        assert running.daemon.settings.webhooks.listen == hooks["listen"]
+        assert running.daemon.events.receiver is not None
+        assert running.daemon.events.receiver.address[1] == port
+        make_zip(settings.watch.paths[0] / "scan.zip", images=3)
+        wait_for(lambda: len(sink.received) >= 1, 30, "a ready notification to the new target")
+    assert sink.received[0].json()["event"] == "ready"

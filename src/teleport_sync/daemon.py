@@ -140,6 +140,7 @@ class Daemon:
         self.keeper.roots_changed(self.watcher.root_statuses())
         self.actions = FolderActions(new, self.client, self.journal)
         self.poller.interval = new.poll.interval_seconds
+        self.events.reload(new)
         # Names and training parameters per folder and sidecar, from the new settings.
         self.uploader.plan_for = lambda path: capture_plan(new, path)
         log.info(

@@ -134,7 +134,11 @@ class Deliverer:
         self.policy = policy
         self.give_up_after = give_up_after
         self.now = now
-        self.by_key = {target_key(t): (i, t) for i, t in enumerate(outbox.targets)}
+        self.retarget(outbox.targets)
+
+    def retarget(self, targets: list[NotifyTarget]) -> None:
+        # One assignment: the sender thread sees the old mapping or the new one, never half.
+        self.by_key = {target_key(t): (i, t) for i, t in enumerate(targets)}
 
     def run(self) -> None:
         while not self.stop.is_set():

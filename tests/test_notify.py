@@ -187,6 +187,7 @@ def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink)
     assert row.attempts == 1 and row.last_error == "HTTP 503" and row.delivered_at is None
     assert datetime.fromisoformat(row.next_attempt_at) >= datetime.fromisoformat(row.created_at)
     assert metric(deliverer, "failed", "failed") == 1
+    assert deliverer.metrics.pending._value.get() == 1
 
     now.ahead += timedelta(seconds=1000)  # past any backoff, short of giving up
     deliverer.deliver_due()
@@ -196,6 +197,7 @@ def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink)
     (row,) = journal.outbox()
     assert row.given_up_at is not None and row.delivered_at is None
     assert metric(deliverer, "failed", "given_up") == 1
+    assert deliverer.metrics.pending._value.get() == 0
     assert len(sink.received) == 3
     assert {r.headers["X-Teleport-Sync-Event-Id"] for r in sink.received} == {event.event_id}
     now.ahead += timedelta(days=2)

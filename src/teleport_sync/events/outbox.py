@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..config import NotifyTarget
 from ..journal import Journal, OutboxRow
@@ -57,6 +57,11 @@ class NotifyMetrics:
             "teleport_sync_notifications",
             "Notification deliveries by event kind and outcome (delivered, failed, given_up)",
             ["event", "outcome"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "teleport_sync_notifications_pending",
+            "Notifications queued and not yet delivered or given up",
             registry=registry,
         )
 
@@ -171,6 +176,7 @@ class Deliverer:
                 delivered += 1
             else:
                 failing.add(row.target)
+        self.metrics.pending.set(self.journal.pending_notifications())
         return delivered
 
     def attempt(self, row: OutboxRow) -> bool:

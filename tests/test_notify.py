@@ -169,7 +169,9 @@ def metric(deliverer: Deliverer, kind: str, outcome: str) -> float:
     return deliverer.metrics.sent.labels(kind, outcome)._value.get()
 
 
-def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink) -> None:
+def test_outbox_retries_with_backoff_then_gives_up(
+    journal: Journal, sink: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
     now = Now()
     target = NotifyTarget(url=sink.url, events=["failed"])
     deliverer = deliverer_for(journal, [target], now)
@@ -198,6 +200,9 @@ def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink)
     assert row.given_up_at is not None and row.delivered_at is None
     assert metric(deliverer, "failed", "given_up") == 1
     assert deliverer.metrics.pending._value.get() == 0
+    logged = capsys.readouterr()
+    assert "notification given up" in logged.out + logged.err
+    assert sink.url not in logged.out + logged.err  # targets are named by host, never by URL
     assert len(sink.received) == 3
     assert {r.headers["X-Teleport-Sync-Event-Id"] for r in sink.received} == {event.event_id}
     now.ahead += timedelta(days=2)

@@ -133,7 +133,8 @@ def test_watch_upload_follow_download_and_restart(
         assert [c.name for c in emulator.backend.captures.values()].count(name) == 1
         [result] = row["result_paths"]  # type: ignore[misc]
         assert Path(result).read_bytes().startswith(b"ply\n")
-    assert (tmp_path / "results" / "site" / "day1" / "walk.ply").exists()
+        assert row["results_by_profile"] == {"ply": [result]}
+    assert (tmp_path / "results" / "site" / "day1" / "walk.mp4" / "ply" / "model.ply").exists()
     assert emulator.stats.count("put") == sum(
         sum(emulator.stats.successful_puts(str(r["eid"])).values()) for r in status.values()
     )
@@ -292,7 +293,7 @@ def test_unwritable_results_dir_fails_only_that_action(
             return row.get("capture_state") == "READY"
 
         wait_for(ready, 30, "READY despite the results folder")
-        time.sleep(1)
+        wait_for(lambda: bool(rows(settings)["a.mp4"]["result_error"]), 30, "result_error")
         assert rows(settings)["a.mp4"]["result_paths"] == []
         assert running.thread.is_alive()
 
@@ -300,3 +301,4 @@ def test_unwritable_results_dir_fails_only_that_action(
         wait_for(all_ready(settings, {"a.mp4"}), 30, "the model once the folder is writable")
     [result] = rows(settings)["a.mp4"]["result_paths"]  # type: ignore[misc]
     assert Path(result).read_bytes().startswith(b"ply\n")
+    assert rows(settings)["a.mp4"]["result_error"] is None

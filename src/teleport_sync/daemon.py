@@ -41,7 +41,9 @@ UNREADABLE = (
     "permission denied; let the teleport-sync user read it (chmod o+r, or "
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
-ACTIONS_RETRY_SECONDS = 300.0
+# How often pending actions are looked at; a failed download's own backoff (actions.py) decides
+# whether it is tried again then.
+ACTIONS_RETRY_SECONDS = 30.0
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -102,6 +104,7 @@ class Daemon:
                 actions=settings.actions,
                 roots=list(settings.watch.paths),
                 results_dir=results_dir(settings),
+                retry_base_seconds=self.actions_retry_seconds,
             )
             self.poller = Poller(
                 parts.client,

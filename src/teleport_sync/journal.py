@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,13 @@ class FileRecord:
     actions_done: list[str]
     created_at: str
     updated_at: str
+    # Results (schema: `_migrate_results`); defaults so other constructors need not know them.
+    results_by_profile: dict[str, list[str]] = field(default_factory=dict)
+    preview_paths: list[str] = field(default_factory=list)
+    result_error: str | None = None
+    result_attempts: int = 0
+    result_next_at: str | None = None
+    viewer_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,9 +149,32 @@ def _migrate_v2(db: Any) -> None:
     db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
 
 
+_RESULT_COLUMNS: dict[str, tuple[type, Any]] = {
+    "results_by_profile": (str, "{}"),  # {"ply": ["/…/chair.zip/ply/model.ply"], ...}
+    "preview_paths": (str, "[]"),
+    "result_error": (str, None),  # why the last download failed; NULL once it succeeds
+    "result_attempts": (int, 0),
+    "result_next_at": (str, None),  # when a failed download is tried again (backoff)
+    "viewer_url": (str, None),  # the capture's web viewer, from the listing
+}
+
+
+def _migrate_results(db: Any) -> None:
+    # Column by column and only if absent: other branches' migrations may add some of these.
+    columns = db["files"].columns_dict
+    for name, (kind, default) in _RESULT_COLUMNS.items():
+        if name not in columns:
+            db["files"].add_column(name, kind, not_null_default=default)
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
-MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2, _migrate_results]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths = '[]',
+    result_error = NULL, result_attempts = 0, result_next_at = NULL, viewer_url = NULL
+    WHERE id = ?"""
 
 
 class Journal:
@@ -291,6 +321,12 @@ class Journal:
             actions_done=json.loads(row["actions_done"] or "[]"),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            results_by_profile=json.loads(row["results_by_profile"] or "{}"),
+            preview_paths=json.loads(row["preview_paths"] or "[]"),
+            result_error=row["result_error"],
+            result_attempts=row["result_attempts"] or 0,
+            result_next_at=row["result_next_at"],
+            viewer_url=row["viewer_url"],
         )
 
     # -- files ------------------------------------------------------------------------------
@@ -352,6 +388,7 @@ class Journal:
                 (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
             )
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            conn.execute(_FORGET_RESULTS, (file_id,))
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
@@ -473,6 +510,31 @@ class Journal:
                 (json.dumps(done), json.dumps(paths), utc_now(), file_id),
             )
             self._event(conn, file_id, "action", action)
+
+    def record_results(
+        self, file_id: int, by_profile: dict[str, list[str]], previews: list[str]
+    ) -> None:
+        """The models (and previews) are on disk: keep where, clear any download error."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET results_by_profile = ?, preview_paths = ?, result_error = NULL,
+                       result_attempts = 0, result_next_at = NULL, updated_at = ? WHERE id = ?""",
+                (json.dumps(by_profile), json.dumps(previews), utc_now(), file_id),
+            )
+
+    def record_result_error(self, file_id: int, error: str, next_at: str | None) -> None:
+        """A download failed: why, one more attempt counted, and when to try again."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET result_error = ?, result_attempts = result_attempts + 1,
+                       result_next_at = ?, updated_at = ? WHERE id = ?""",
+                (error, next_at, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "result_error", error)
+
+    def record_viewer_url(self, file_id: int, url: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE files SET viewer_url = ? WHERE id = ?", (url, file_id))
 
     def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
         """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
@@ -612,6 +674,11 @@ class Journal:
                     "attempts": row["attempts"],
                     "next_attempt_at": row["next_attempt_at"],
                     "result_paths": json.loads(row["result_paths"] or "[]"),
+                    "results_by_profile": json.loads(row["results_by_profile"] or "{}"),
+                    "preview_paths": json.loads(row["preview_paths"] or "[]"),
+                    "result_error": row["result_error"],
+                    "result_next_at": row["result_next_at"],
+                    "viewer_url": row["viewer_url"],
                     "updated_at": row["updated_at"],
                 }
             )

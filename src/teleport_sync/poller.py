@@ -14,6 +14,7 @@ from .api import ApiError, TeleportClient
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_terminal
+from .results import storable_url
 
 log = get_logger("teleport_sync.poller")
 
@@ -63,6 +64,8 @@ class Poller:
             if self.journal.record_state(record.id, capture.state, capture.sid):
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
+                # Kept for `status` and hooks (TELEPORT_VIEWER_URL); never a signed query.
+                self.journal.record_viewer_url(record.id, storable_url(capture.viewer_url))
                 if capture.state.upper() == "FAILED":
                     log.warning(
                         "capture failed on the server",

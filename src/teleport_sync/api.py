@@ -531,7 +531,11 @@ class TeleportClient:
                 if answer.status_code == 416:
                     answer.read()
                     partial.unlink(missing_ok=True)
-                    raise TransientError(f"{doing}: the server refused to resume; starting over")
+                    total = answer.headers.get("Content-Range", "").rpartition("/")[2] or "?"
+                    raise TransientError(
+                        f"{doing}: cannot resume at {have} bytes, the server's file is {total} "
+                        f"bytes and the metadata said {expected_size}; starting over"
+                    )
                 if answer.status_code >= 300:
                     answer.read()
                     raise error_for(answer, doing)

@@ -236,3 +236,43 @@ def _largest_preview(urls: dict[str, str]) -> str | None:
     if not urls:
         return None
     return urls[max(urls, key=area)]
+
+
+class WouldOverwrite(Exception):
+    """`download` found model files already there and was not told `--force`."""
+
+
+def capture_folder_name(name: str, eid: str) -> str:
+    """A folder name for a capture: its name made safe for one path component, or its eid."""
+    safe = re.sub(r"[/\\\0]", "_", name).strip().lstrip(".")
+    return safe or eid
+
+
+def download_capture(
+    client: TeleportClient,
+    eid: str,
+    profiles: list[str],
+    out_dir: Path,
+    options: ModelOptions,
+    *,
+    force: bool = False,
+    access: FileAccess | None = None,
+) -> ModelPlan:
+    """`download EID`: the models of a READY capture into `<out_dir>/<capture name>/<profile>/`.
+
+    Refuses (before writing anything) when a file would be overwritten and `force` is false.
+    """
+    capture = client.find_capture(eid)
+    if capture is None:
+        raise ApiError(f"no capture {eid} in this account (see: teleport-sync captures list)")
+    if capture.state.upper() != "READY" or not capture.sid:
+        raise ApiError(f"capture {eid} is {capture.state}, not READY; nothing to download yet")
+    folder = out_dir / capture_folder_name(capture.name, eid)
+    plan = plan_models(client, capture.sid, profiles, folder, options)
+    existing = [str(f.target) for f in plan.files if f.target.exists()]
+    if existing and not force:
+        raise WouldOverwrite(
+            f"not overwriting {', '.join(existing)}; pass --force to replace, or --out elsewhere"
+        )
+    fetch_models(client, plan, access)
+    return plan

@@ -59,10 +59,17 @@ def _sogs_zip(rows: list[tuple[float, ...]]) -> bytes:
         meta = {"count": len(rows), "files": {}}
         for name, (start, end) in groups.items():
             data = b"".join(struct.pack(f"<{end - start}f", *row[start:end]) for row in rows)
-            bundle.writestr(f"{name}.bin", data)
+            bundle.writestr(_entry(f"{name}.bin"), data)
             meta["files"][name] = {"file": f"{name}.bin", "components": end - start}
-        bundle.writestr("meta.json", json.dumps(meta, indent=1))
+        bundle.writestr(_entry("meta.json"), json.dumps(meta, indent=1))
     return buffer.getvalue()
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    # A fixed timestamp: the same bundle, byte for byte, whenever it is built.
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def _fragment(rows: list[tuple[float, ...]], kind: str) -> bytes:

@@ -19,6 +19,7 @@ from .config import ActionsSettings, ResultsSettings
 from .inputs import InputProblem, identify
 from .journal import FileRecord, Journal
 from .logging import get_logger
+from .models import is_failed
 from .results import (
     FileAccess,
     ModelOptions,
@@ -86,7 +87,7 @@ class Actions:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
             if self.settings.on_ready and "hook" not in record.actions_done:
                 self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_ready))
-        elif state == "FAILED":
+        elif is_failed(state):
             if self.settings.failed_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.failed_dir))
             if self.settings.on_failed and "hook" not in record.actions_done:

@@ -334,3 +334,69 @@ def test_download_command_writes_every_chunk_and_refuses_to_overwrite(
     assert missing.returncode == 1
     assert "ksplat-v2-compress1" in missing.stderr
     assert (out / "chair.zip" / "ply" / "model.ply").read_bytes() == model_files("ply")[0][1]
+
+
+# -- a failed download: kept, shown, retried with backoff -------------------------------------
+
+
+def test_a_failed_download_is_journaled_and_retried_with_backoff(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from teleport_sync.actions import Actions
+    from teleport_sync.config import ActionsSettings, ResultsSettings
+    from teleport_sync.journal import Journal
+    from teleport_sync.models import FileIdentity
+
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    inbox = tmp_path / "inbox"
+
+    def metadata_requests() -> int:
+        return sum(1 for c in emulator.stats.snapshot() if c.path.endswith("/metadata"))
+
+    with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:
+        eid, sid = ready_capture(emulator, client, "scan.zip")
+        row = journal.register(str(inbox / "scan.zip"), FileIdentity(1, 2, 3, 4, "f"), "zip", "s")
+        journal.record_created(row.id, eid, 8 << 20, 1)
+        journal.record_state(row.id, "READY", sid)
+        actions = Actions(
+            client,
+            journal,
+            results=ResultsSettings(),
+            actions=ActionsSettings(),
+            roots=[inbox],
+            results_dir=blocker,
+            now=lambda: clock[0],
+        )
+        actions.run_for(journal.get(row.id))
+        failed = journal.get(row.id)
+        assert failed.result_error and str(blocker) in failed.result_error
+        assert "[results] dir" in failed.result_error
+        assert failed.result_attempts == 1
+        assert datetime.fromisoformat(str(failed.result_next_at)) == clock[0] + timedelta(
+            seconds=30
+        )
+        asked = metadata_requests()
+
+        clock[0] += timedelta(seconds=29)
+        actions.run_for(journal.get(row.id))  # not due yet: nothing asked
+        assert metadata_requests() == asked
+
+        clock[0] += timedelta(seconds=2)
+        actions.run_for(journal.get(row.id))  # due: tried, fails again, waits twice as long
+        again = journal.get(row.id)
+        assert metadata_requests() == asked + 1 and again.result_attempts == 2
+        assert datetime.fromisoformat(str(again.result_next_at)) == clock[0] + timedelta(seconds=60)
+
+        blocker.unlink()
+        clock[0] += timedelta(seconds=60)
+        actions.run_for(journal.get(row.id))
+        done = journal.get(row.id)
+        assert done.result_error is None and "download" in done.actions_done
+        model = blocker / "scan.zip" / "ply" / "model.ply"
+        assert done.results_by_profile == {"ply": [str(model)]}
+        assert model.read_bytes() == model_files("ply")[0][1]
+        assert any(kind == "result_error" for kind, _ in journal.events(row.id))

@@ -111,12 +111,16 @@ class Actions:
         try:
             self._download(self.journal.get(record.id))
         except (ApiError, OSError) as exc:
+            error = str(exc)
+            if isinstance(exc, OSError) and not isinstance(exc, ApiError) and exc.filename:
+                error = (
+                    f"cannot write {exc.filename}: {exc.strerror}; check [results] dir, its "
+                    "permissions and free space"
+                )
             delay = result_retry_delay(record.result_attempts, self.retry_base_seconds)
             at = (self.now() + timedelta(seconds=delay)).isoformat(timespec="microseconds")
-            self.journal.record_result_error(record.id, str(exc), at)
-            log.error(
-                "download failed; will try again", path=record.path, error=str(exc), retry_at=at
-            )
+            self.journal.record_result_error(record.id, error, at)
+            log.error("download failed; will try again", path=record.path, error=error, retry_at=at)
 
     def _download(self, record: FileRecord) -> None:
         if not record.sid:

@@ -16,7 +16,7 @@ import grp
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -274,5 +274,6 @@ def download_capture(
         raise WouldOverwrite(
             f"not overwriting {', '.join(existing)}; pass --force to replace, or --out elsewhere"
         )
-    fetch_models(client, plan, access)
+    # Modes reach the capture's folder and below, never the user's --out folder itself.
+    fetch_models(client, plan, replace(access, root=folder) if access else None)
     return plan

@@ -509,7 +509,7 @@ class TeleportClient:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
         size = _call_with_retries(
-            lambda: self._download_into(url, partial, expected_size, doing),
+            lambda: _download_into(self.storage, url, partial, expected_size, doing),
             policy=self.policy,
             clock=self.clock,
             on_retry=self._reporter(doing),
@@ -523,45 +523,48 @@ class TeleportClient:
         _fsync_dir(destination.parent)
         return size
 
-    def _download_into(self, url: str, partial: Path, expected_size: int | None, doing: str) -> int:
-        """One attempt: continue `partial` from its current size; returns its size at the end."""
-        have = partial.stat().st_size if partial.exists() else 0
-        if expected_size is not None and have > expected_size:
-            have = 0  # not the file the metadata describes: start over
-        if have and have == expected_size:
-            return have
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        try:
-            # CDN links may redirect; PUTs to presigned URLs never follow redirects.
-            with self.storage.stream("GET", url, headers=headers, follow_redirects=True) as answer:
-                if answer.status_code == 416:
-                    answer.read()
-                    partial.unlink(missing_ok=True)
-                    total = answer.headers.get("Content-Range", "").rpartition("/")[2] or "?"
-                    raise TransientError(
-                        f"{doing}: cannot resume at {have} bytes, the server's file is {total} "
-                        f"bytes and the metadata said {expected_size}; starting over"
-                    )
-                if answer.status_code >= 300:
-                    answer.read()
-                    raise error_for(answer, doing)
-                start = _resume_offset(answer, have)
-                with partial.open("r+b" if start and partial.exists() else "wb") as out:
-                    out.seek(start)
-                    out.truncate()
-                    for block in answer.iter_bytes(1 << 20):
-                        out.write(block)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"{doing} failed: {type(exc).__name__}: {exc}; resuming from "
-                f"{partial.stat().st_size if partial.exists() else 0} bytes"
-            ) from None
-        size = partial.stat().st_size
-        if expected_size is not None and size != expected_size:
-            raise TransientError(
-                f"{doing}: have {size} bytes, the metadata said {expected_size}; resuming"
-            )
-        return size
+
+def _download_into(
+    storage: httpx.Client, url: str, partial: Path, expected_size: int | None, doing: str
+) -> int:
+    """One attempt: continue `partial` from its current size; returns its size at the end."""
+    have = partial.stat().st_size if partial.exists() else 0
+    if expected_size is not None and have > expected_size:
+        have = 0  # not the file the metadata describes: start over
+    if have and have == expected_size:
+        return have
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        # CDN links may redirect; PUTs to presigned URLs never follow redirects.
+        with storage.stream("GET", url, headers=headers, follow_redirects=True) as answer:
+            if answer.status_code == 416:
+                answer.read()
+                partial.unlink(missing_ok=True)
+                total = answer.headers.get("Content-Range", "").rpartition("/")[2] or "?"
+                raise TransientError(
+                    f"{doing}: cannot resume at {have} bytes, the server's file is {total} "
+                    f"bytes and the metadata said {expected_size}; starting over"
+                )
+            if answer.status_code >= 300:
+                answer.read()
+                raise error_for(answer, doing)
+            start = _resume_offset(answer, have)
+            with partial.open("r+b" if start and partial.exists() else "wb") as out:
+                out.seek(start)
+                out.truncate()
+                for block in answer.iter_bytes(1 << 20):
+                    out.write(block)
+    except httpx.TransportError as exc:
+        raise TransientError(
+            f"{doing} failed: {type(exc).__name__}: {exc}; resuming from "
+            f"{partial.stat().st_size if partial.exists() else 0} bytes"
+        ) from None
+    size = partial.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise TransientError(
+            f"{doing}: have {size} bytes, the metadata said {expected_size}; resuming"
+        )
+    return size
 
 
 def _resume_offset(answer: httpx.Response, have: int) -> int:

@@ -22,6 +22,9 @@ from .logging import REDACTOR, configure_logging
 from .report import status_rows
 from .samples import write_sample_mp4, write_sample_zip
 
+# Three kinds of result: one file (ply), a zip of six (sogs-sh0), numbered chunks (fragment-*).
+DEMO_PROFILES = ["ply", "sogs-sh0", "fragment-float16"]
+
 
 def _table(rows: list[dict[str, object]]) -> Table:
     table = Table("file", "upload", "parts", "capture", "history", "result")
@@ -67,11 +70,7 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
             watch={"paths": [inbox], "settle_seconds": 1.0},
             poll={"interval_seconds": 1.0},
             journal={"path": workdir / "journal.sqlite3"},
-            results={
-                "dir": workdir / "results",
-                "profiles": ["ply", "sogs-sh0", "fragment-float16"],
-                "previews": True,
-            },
+            results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
         )
         settings.api.client_secret = SecretStr(config.client_secret)
         config_file = workdir / "config.toml"

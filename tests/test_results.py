@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -339,6 +340,16 @@ def test_download_command_writes_every_chunk_and_refuses_to_overwrite(
 # -- a failed download: kept, shown, retried with backoff -------------------------------------
 
 
+def _ready_row(journal: Any, path: Path, eid: str, sid: str) -> Any:
+    """A journal row for `path` whose capture is READY, as the poller leaves it."""
+    from teleport_sync.models import FileIdentity
+
+    row = journal.register(str(path), FileIdentity(1, 2, 3, 4, "f"), "zip", path.name)
+    journal.record_created(row.id, eid, 8 << 20, 1)
+    journal.record_state(row.id, "READY", sid)
+    return row
+
+
 def test_a_failed_download_is_journaled_and_retried_with_backoff(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
@@ -347,7 +358,6 @@ def test_a_failed_download_is_journaled_and_retried_with_backoff(
     from teleport_sync.actions import Actions
     from teleport_sync.config import ActionsSettings, ResultsSettings
     from teleport_sync.journal import Journal
-    from teleport_sync.models import FileIdentity
 
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]
     blocker = tmp_path / "results"
@@ -359,9 +369,7 @@ def test_a_failed_download_is_journaled_and_retried_with_backoff(
 
     with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:
         eid, sid = ready_capture(emulator, client, "scan.zip")
-        row = journal.register(str(inbox / "scan.zip"), FileIdentity(1, 2, 3, 4, "f"), "zip", "s")
-        journal.record_created(row.id, eid, 8 << 20, 1)
-        journal.record_state(row.id, "READY", sid)
+        row = _ready_row(journal, inbox / "scan.zip", eid, sid)
         actions = Actions(
             client,
             journal,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,9 +77,27 @@ class Actions:
         self.now = now
         self.retry_base_seconds = retry_base_seconds
         self.access = FileAccess(results_dir, mode=results.mode, group=results.group)
+        self._busy: set[int] = set()
+        self._busy_lock = threading.Lock()
 
     def run_for(self, record: FileRecord) -> None:
-        """Every action due for this capture that has not run yet; failures are logged."""
+        """Every action due for this capture that has not run yet; failures are logged.
+
+        The poller and the daemon's retry pass both call this: a capture whose actions are
+        running in one thread is skipped by the other (two downloads into one `.part` would
+        interleave their bytes).
+        """
+        with self._busy_lock:
+            if record.id in self._busy:
+                return
+            self._busy.add(record.id)
+        try:
+            self._run_due(self.journal.get(record.id))
+        finally:
+            with self._busy_lock:
+                self._busy.discard(record.id)
+
+    def _run_due(self, record: FileRecord) -> None:
         state = (record.capture_state or "").upper()
         if state == "READY":
             if self.results.download and self._download_due(record):

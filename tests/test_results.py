@@ -408,3 +408,22 @@ def test_a_failed_download_is_journaled_and_retried_with_backoff(
         assert done.results_by_profile == {"ply": [str(model)]}
         assert model.read_bytes() == model_files("ply")[0][1]
         assert any(kind == "result_error" for kind, _ in journal.events(row.id))
+
+
+def test_emulator_model_urls_answer_ranges(emulator: EmulatorServer) -> None:
+    with client_for(emulator) as client:
+        _, sid = ready_capture(emulator, client, "scan.zip")
+        [item] = read_models(client.metadata_json(sid, profiles=["sogs-sh0"]), "sogs-sh0")
+    [(_, data)] = model_files("sogs-sh0")
+    assert item.size == len(data)
+    with httpx.Client() as http:  # no Authorization header: a CDN URL
+        whole = http.get(item.url)
+        middle = http.get(item.url, headers={"Range": "bytes=10-19"})
+        tail = http.get(item.url, headers={"Range": "bytes=-5"})
+        beyond = http.get(item.url, headers={"Range": f"bytes={len(data)}-"})
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    assert middle.status_code == 206 and middle.content == data[10:20]
+    assert middle.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
+    assert tail.status_code == 206 and tail.content == data[-5:]
+    assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(data)}"

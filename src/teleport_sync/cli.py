@@ -218,6 +218,13 @@ def _require_emulator_extra() -> None:
 @click.option("--put-5xx-rate", default=0.0, help="Fraction of part PUTs answered 500.")
 @click.option("--put-reset-rate", default=0.0, help="Fraction of part PUTs reset mid-body.")
 @click.option("--expired-url-rate", default=0.0, help="Fraction of upload URLs already expired.")
+@click.option(
+    "--models-shape",
+    type=click.Choice(["array", "object"]),
+    default="array",
+    show_default=True,
+    help="Metadata `models`: an array (the reference) or an object keyed by profile.",
+)
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
 def emulator(**options: Any) -> None:
     """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
@@ -242,6 +249,7 @@ def emulator(**options: Any) -> None:
         put_5xx_rate=options["put_5xx_rate"],
         put_reset_rate=options["put_reset_rate"],
         expired_url_rate=options["expired_url_rate"],
+        metadata_models_shape=options["models_shape"],
         seed=options["seed"],
     )
     try:

@@ -427,3 +427,12 @@ def test_emulator_model_urls_answer_ranges(emulator: EmulatorServer) -> None:
     assert middle.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
     assert tail.status_code == 206 and tail.content == data[-5:]
     assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_the_typed_metadata_accepts_the_keyed_shape_too(emulator: EmulatorServer) -> None:
+    set_knobs(emulator, metadata_models_shape="object")
+    with client_for(emulator) as client:
+        _, sid = ready_capture(emulator, client, "scan.zip")
+        metadata = client.metadata(sid, profiles=["ply", "fragment-chunk1"])
+    sizes = [len(data) for p in ("ply", "fragment-chunk1") for _, data in model_files(p)]
+    assert [m.size for m in metadata.models] == sizes

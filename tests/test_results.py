@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from teleport_sync.results import (
     read_models,
     storable_url,
 )
+from teleport_sync.retry import RetryPolicy
 
 from .helpers import set_knobs
 from .test_api import client_for, upload_bytes, zip_of_images
@@ -37,8 +39,9 @@ PROFILES = ["ply", "sogs-sh0", "fragment-chunk1", "fragment-float16"]
 
 def ready_capture(emulator: EmulatorServer, client: TeleportClient, name: str) -> tuple[str, str]:
     """Upload a small zip and let processing finish: (eid, sid)."""
+    emulator.backend.monotonic = time.monotonic
     eid = upload_bytes(client, name, zip_of_images(), "bulk-images")
-    emulator.backend.monotonic = lambda: 10**9
+    emulator.backend.monotonic = lambda: time.monotonic() + 10**6  # processing is done
     capture = client.find_capture(eid)
     assert capture is not None and capture.state == "READY" and capture.sid
     return eid, capture.sid
@@ -135,16 +138,35 @@ def test_a_dropped_download_resumes_with_range(emulator: EmulatorServer, tmp_pat
     assert second[1:] == (206, "bytes=40000-")  # asked only for what was missing
 
 
-def test_a_part_file_left_by_a_crash_is_continued(emulator: EmulatorServer, tmp_path: Path) -> None:
+def test_a_part_file_left_by_a_crash_is_continued_but_never_another_files(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
     [(_, expected)] = model_files("fragment-chunk1")[:1]
     with client_for(emulator) as client:
         _, sid = ready_capture(emulator, client, "scan.zip")
+        _, other_sid = ready_capture(emulator, client, "scan.zip")
+        client.policy = RetryPolicy(max_attempts=1)  # the process "dies" at the first error
+        set_knobs(emulator, model_drops=1, model_drop_after_bytes=1000)
         plan = plan_models(client, sid, ["fragment-chunk1"], tmp_path, ModelOptions())
-        (tmp_path / "fragment-chunk1").mkdir()
-        (tmp_path / "fragment-chunk1" / "0.bin.part").write_bytes(expected[:1000])
-        fetch_models(client, plan)
-    assert (tmp_path / "fragment-chunk1" / "0.bin").read_bytes() == expected
-    assert model_calls(emulator)[0][2] == "bytes=1000-"
+        with pytest.raises(TransientError):
+            fetch_models(client, plan)
+        part = tmp_path / "fragment-chunk1" / "0.bin.part"
+        assert part.stat().st_size == 1000
+
+        fetch_models(client, plan)  # the next run
+        assert (tmp_path / "fragment-chunk1" / "0.bin").read_bytes() == expected
+        assert model_calls(emulator)[1][2] == "bytes=1000-"
+
+        # A .part left for another capture's model (a replaced input) starts over.
+        set_knobs(emulator, model_drops=1, model_drop_after_bytes=1000)
+        with pytest.raises(TransientError):
+            fetch_models(client, plan_models(client, sid, ["ply"], tmp_path, ModelOptions()))
+        client.policy = RetryPolicy(max_attempts=3, base_delay=0.01)
+        fetch_models(client, plan_models(client, other_sid, ["ply"], tmp_path, ModelOptions()))
+    assert model_calls(emulator)[-1][0].split("/")[3] == other_sid
+    assert model_calls(emulator)[-1][2] is None
+    assert (tmp_path / "ply" / "model.ply").read_bytes() == model_files("ply")[0][1]
+    assert not list(tmp_path.rglob("*.part*"))
 
 
 def _serving(data: bytes, honour_range: bool) -> tuple[httpx.MockTransport, list[str | None]]:
@@ -172,6 +194,7 @@ def test_resuming_against_servers_that_ignore_or_refuse_range(
     target = tmp_path / "m.bin"
     # A stale .part longer than the file (a different model before): it must not survive.
     target.with_name("m.bin.part").write_bytes(b"x" * 6000 if honour_range else data[:100])
+    target.with_name("m.bin.part.src").write_text(f"http://cdn.test/m.bin {len(data)}")
     transport, asked = _serving(data, honour_range)
     with client_for(emulator) as client:
         client.storage = httpx.Client(transport=transport)

@@ -508,6 +508,13 @@ class TeleportClient:
         doing = f"downloading {redact_url(url)}"
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
+        # What the .part holds (URL without its signature, and size): a .part of another file,
+        # e.g. the model of an earlier capture of a replaced input, is never continued.
+        origin = destination.with_name(destination.name + ".part.src")
+        holds = f"{redact_url(url)} {expected_size}"
+        if partial.exists() and (not origin.exists() or origin.read_text() != holds):
+            partial.unlink()
+        origin.write_text(holds)
         size = _call_with_retries(
             lambda: _download_into(self.storage, url, partial, expected_size, doing),
             policy=self.policy,
@@ -521,6 +528,7 @@ class TeleportClient:
             os.close(fd)
         partial.replace(destination)
         _fsync_dir(destination.parent)
+        origin.unlink(missing_ok=True)
         return size
 
 

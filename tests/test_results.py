@@ -259,10 +259,12 @@ def test_mode_and_group_reach_models_and_their_folders(tmp_path: Path) -> None:
     model.chmod(0o600)
     for folder in (tmp_path / "results", tmp_path / "results" / "a.zip"):
         folder.chmod(0o700)
+    (tmp_path / "results").chmod(0o2700)  # setgid: how a studio folder hands on its group
     FileAccess(tmp_path / "results", mode=0o640, group=str(os.getgid())).apply(model)
     assert stat.S_IMODE(model.stat().st_mode) == 0o640
-    for folder in (model.parent, model.parent.parent, tmp_path / "results"):
+    for folder in (model.parent, model.parent.parent):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o750, folder
+    assert stat.S_IMODE((tmp_path / "results").stat().st_mode) == 0o2750
     assert stat.S_IMODE(tmp_path.stat().st_mode) != 0o750  # above the results root: untouched
     with pytest.raises(OSError, match=r"\[results\] group"):
         FileAccess(tmp_path, group="no-such-group-here").apply(model)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import grp
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -174,8 +175,11 @@ class FileAccess:
         targets = [path, *self._folders(path)]
         for target in targets:
             is_dir = target != path
-            if self.mode is not None:
-                os.chmod(target, self._dir_mode() if is_dir else self.mode)
+            if self.mode is not None and is_dir:
+                # Keep a setgid bit: it is how a folder hands its group to new files.
+                os.chmod(target, self._dir_mode() | (target.stat().st_mode & stat.S_ISGID))
+            elif self.mode is not None:
+                os.chmod(target, self.mode)
             if gid is not None:
                 os.chown(target, -1, gid)
 

@@ -213,13 +213,15 @@ def test_a_wrong_size_is_retried_then_reported(emulator: EmulatorServer, tmp_pat
 
 
 FLAT_MEMORY_SCRIPT = """
-import resource, sys
+import sys
 from pathlib import Path
 from teleport_sync.api import build_client
 url, token_url, cid, secret, model_url, size, target = sys.argv[1:]
 with build_client(base_url=url, auth_url=token_url, client_id=cid, client_secret=secret) as c:
     c.download(model_url, Path(target), expected_size=int(size))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this program's peak RSS. (ru_maxrss would also count the parent's RSS at fork time,
+# which Linux carries across exec: pytest's own size, not ours.)
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
 """
 
 

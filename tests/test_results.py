@@ -463,3 +463,24 @@ def test_the_typed_metadata_accepts_the_keyed_shape_too(emulator: EmulatorServer
         metadata = client.metadata(sid, profiles=["ply", "fragment-chunk1"])
     sizes = [len(data) for p in ("ply", "fragment-chunk1") for _, data in model_files(p)]
     assert [m.size for m in metadata.models] == sizes
+
+
+def test_status_shows_download_errors_and_viewer_links(
+    emulator: EmulatorServer, config_file: Path, tmp_path: Path
+) -> None:
+    from teleport_sync.journal import Journal
+
+    from .test_cli import run_cli
+
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        row = _ready_row(journal, tmp_path / "inbox" / "a.zip", "e1", "s1")
+        journal.record_result_error(row.id, "cannot write /srv/[x]: denied", "2026-01-01T00:00:30")
+        journal.record_viewer_url(row.id, "https://viewer.test/s1")
+    shown = run_cli("--config", str(config_file), "status", env={"COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    assert "download: cannot write /srv/[x]: denied" in shown.stdout  # brackets kept
+    assert "viewer of a.zip: https://viewer.test/s1" in shown.stdout
+    [as_json] = json.loads(run_cli("--config", str(config_file), "status", "--json").stdout)
+    assert as_json["result_error"] == "cannot write /srv/[x]: denied"
+    assert as_json["result_next_at"] == "2026-01-01T00:00:30"
+    assert as_json["viewer_url"] == "https://viewer.test/s1"

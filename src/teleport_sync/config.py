@@ -23,7 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TELEPORT_SYNC_"
@@ -134,6 +134,42 @@ class MetricsSettings(_Section):
     listen: str | None = None
 
 
+class WebSettings(_Section):
+    """The local web console (`teleport_sync.web`); off unless `listen` is set."""
+
+    listen: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        # Anyone on the network could pause, forget or look at captures: ask for a token.
+        if self.listen and self.token is None and self.token_file is None:
+            host, _port = split_listen(self.listen)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines, so set [web] token "
+                    "or token_file (a long random string; `openssl rand -hex 32`), or listen on "
+                    "127.0.0.1"
+                )
+        return self
+
+    def token_value(self) -> str | None:
+        """The console's access token, read from `token_file` (refused if others can read it)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is None:
+            return None
+        return _read_secret_file(self.token_file, "[web] token_file", what_for="the web token")
+
+
 class Settings(BaseSettings):
     """All configuration. Environment variables override the file, key by key."""
 
@@ -153,6 +189,7 @@ class Settings(BaseSettings):
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     # Where the file and the secret came from, for messages; not config keys.
     source_path: Path | None = Field(default=None, exclude=True)
@@ -191,6 +228,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) as (host, port); ValueError naming the fix."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{listen!r} is not host:port (e.g. \"127.0.0.1:8765\")")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def check_url_is_safe(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -221,23 +266,23 @@ def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path 
     return None
 
 
-def _refuse_if_exposed(path: Path, what: str) -> None:
+def _refuse_if_exposed(path: Path, what: str, what_for: str = "the client secret") -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path} holds the client secret ({what}) but is readable by group or others "
+            f"{path} holds {what_for} ({what}) but is readable by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
         )
 
 
-def _read_secret_file(path: Path, what: str) -> str:
+def _read_secret_file(path: Path, what: str, what_for: str = "the client secret") -> str:
     try:
-        _refuse_if_exposed(path, what)
+        _refuse_if_exposed(path, what, what_for)
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the client secret from {path} ({what}): {exc}") from exc
+        raise ConfigError(f"cannot read {what_for} from {path} ({what}): {exc}") from exc
     if not secret:
-        raise ConfigError(f"{path} ({what}) is empty; put the client secret in it")
+        raise ConfigError(f"{path} ({what}) is empty; put {what_for} in it")
     return secret
 
 
@@ -279,6 +324,9 @@ def load_settings(
     except pydantic.ValidationError as exc:
         raise ConfigError(_render_validation_error(exc, source)) from None
     settings.source_path = path
+    web_table = data.get("web")
+    if isinstance(web_table, dict) and web_table.get("token") and path is not None:
+        _refuse_if_exposed(path, "[web] token", "the web console's token")
 
     found = _resolve_secret(settings, data, path, environ)
     if found is not None:

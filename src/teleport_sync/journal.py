@@ -616,3 +616,16 @@ class Journal:
                 }
             )
         return out
+
+    # -- the console's operations -------------------------------------------------------------
+
+    def delete_file(self, file_id: int, why: str) -> None:
+        """Drop a file's row, its parts and its state history (the capture itself is kept)."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT path, eid FROM files WHERE id = ?", (file_id,)).fetchone()
+            if row is None:
+                return
+            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            self._event(conn, None, "forgotten", f"{row['path']} (capture {row['eid']}): {why}")

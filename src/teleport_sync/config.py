@@ -293,7 +293,7 @@ def _render_validation_error(error: pydantic.ValidationError, source: str) -> st
         if len(loc) >= 2:
             key = f"[{loc[0]}] {'.'.join(loc[1:])}"
         else:
-            key = loc[0] if loc else "(top level)"
+            key = f"[{loc[0]}]" if loc else "(top level)"
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key (a typo?); see config.example.toml for the keys"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -54,8 +54,10 @@ def ready(running: Running, name: str) -> bool:
 def test_overview_lists_a_just_uploaded_file(console: Running, tmp_path: Path) -> None:
     make_zip(tmp_path / "inbox" / "fresh-scan.zip", images=2)
     wait_for(
-        lambda: rows(console.daemon.settings).get("fresh-scan.zip", {}).get("upload_state")
-        == "uploaded",
+        lambda: (
+            rows(console.daemon.settings).get("fresh-scan.zip", {}).get("upload_state")
+            == "uploaded"
+        ),
         what="the upload",
     )
     with client(console) as http:

@@ -155,9 +155,9 @@ class WebSettings(_Section):
             host, _port = split_listen(self.listen)
             if not is_loopback_host(host):
                 raise ValueError(
-                    f"listen = {self.listen!r} is reachable from other machines, so set [web] token "
-                    "or token_file (a long random string; `openssl rand -hex 32`), or listen on "
-                    "127.0.0.1"
+                    f"listen = {self.listen!r} is reachable from other machines, so set "
+                    "[web] token or token_file (a long random string; `openssl rand -hex 32`), "
+                    "or listen on 127.0.0.1"
                 )
         return self
 
@@ -232,7 +232,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     """`host:port` (IPv6 in brackets) as (host, port); ValueError naming the fix."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{listen!r} is not host:port (e.g. \"127.0.0.1:8765\")")
+        raise ValueError(f'{listen!r} is not host:port (e.g. "127.0.0.1:8765")')
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -93,9 +93,7 @@ class Pages:
         f = self._filters(request)
         rows = self.console.rows(f["phase"], f["q"])
         query = urlencode({k: v for k, v in f.items() if v})
-        return self.render(
-            "files.html", request, rows=rows, filters=f, page="files", query=query
-        )
+        return self.render("files.html", request, rows=rows, filters=f, page="files", query=query)
 
     async def files_fragment(self, request: Request) -> Response:
         f = self._filters(request)
@@ -105,7 +103,8 @@ class Pages:
         c = self.console.capture(request.path_params["file_id"])
         if c is None:
             return PlainTextResponse("no such file in the journal (forgotten?)\n", 404)
-        return self.render("capture.html", request, c=c, page="files", viewer=viewer_available(self.vendor))
+        viewer = viewer_available(self.vendor)
+        return self.render("capture.html", request, c=c, page="files", viewer=viewer)
 
     async def capture_fragment(self, request: Request) -> Response:
         c = self.console.capture(request.path_params["file_id"])

@@ -123,7 +123,7 @@ def _bounds(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     lo = ordered[int(0.02 * (len(ordered) - 1))]
     hi = ordered[int(0.98 * (len(ordered) - 1))]
-    return lo, hi if hi > lo else lo + 1.0
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
 
 
 def render(splats: list[Splat], width: int = 320, height: int = 240) -> bytes:
@@ -141,7 +141,7 @@ def render(splats: list[Splat], width: int = 320, height: int = 240) -> bytes:
     for sx, sy, _depth, s in sorted(viewed, key=lambda v: -v[2]):
         px = int(width / 2 + (sx - cx) * scale)
         py = int(height / 2 + (sy - cy) * scale)
-        colour = [max(0, min(255, int(255 * c))) for c in s.rgb]
+        colour = [max(0, min(255, round(255 * c))) for c in s.rgb]
         for yy in range(py - radius + 1, py + radius):
             if not 0 <= yy < height:
                 continue
@@ -149,7 +149,7 @@ def render(splats: list[Splat], width: int = 320, height: int = 240) -> bytes:
                 if 0 <= xx < width:
                     i = 3 * (yy * width + xx)
                     for c in range(3):
-                        pixels[i + c] = int(pixels[i + c] * (1 - s.alpha) + colour[c] * s.alpha)
+                        pixels[i + c] = round(pixels[i + c] * (1 - s.alpha) + colour[c] * s.alpha)
     return bytes(pixels)
 
 

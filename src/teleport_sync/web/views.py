@@ -39,7 +39,8 @@ def phase_of(row: dict[str, Any], *, download: bool = True) -> tuple[str, str | 
     if state == "uploading":
         if row.get("num_parts") and row.get("parts_done") == row.get("num_parts"):
             return "completing", "all parts sent; telling Teleport the upload is complete"
-        return "uploading", f"{row.get('parts_done') or 0} of {row.get('num_parts') or '?'} parts sent"
+        sent = f"{row.get('parts_done') or 0} of {row.get('num_parts') or '?'} parts sent"
+        return "uploading", sent
     if capture == "READY":
         if row.get("result_error"):
             return "downloading", row["result_error"]
@@ -71,7 +72,7 @@ def human_rate(bytes_per_second: float | None) -> str:
 def human_duration(seconds: float) -> str:
     if seconds < 10:
         return f"{max(0.0, seconds):.1f} s"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)

@@ -22,6 +22,7 @@ from teleport_sync.daemon import Daemon
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
+from teleport_sync.report import status_rows
 
 from .conftest import write_config
 from .helpers import MIB, make_mp4, make_zip, wait_for
@@ -72,7 +73,7 @@ class Running:
 
 def rows(settings: Settings) -> dict[str, dict[str, object]]:
     with Journal(settings.journal.path) as journal:
-        return {Path(str(r["path"])).name: r for r in journal.status_rows()}
+        return {Path(str(r["path"])).name: r for r in status_rows(journal)}
 
 
 def all_ready(settings: Settings, names: set[str]) -> Callable[[], bool]:
@@ -292,11 +293,14 @@ def test_unwritable_results_dir_fails_only_that_action(
             return row.get("capture_state") == "READY"
 
         wait_for(ready, 30, "READY despite the results folder")
-        time.sleep(1)
-        assert rows(settings)["a.mp4"]["result_paths"] == []
+        wait_for(lambda: rows(settings)["a.mp4"]["result_error"] is not None, 10, "the error")
+        row = rows(settings)["a.mp4"]
+        assert row["result_paths"] == [] and row["phase"] == "downloading"
+        assert "results" in str(row["result_error"]) and "retried" in str(row["reason"])
         assert running.thread.is_alive()
 
         blocker.unlink()  # the fix; the action is tried again on its own
         wait_for(all_ready(settings, {"a.mp4"}), 30, "the model once the folder is writable")
     [result] = rows(settings)["a.mp4"]["result_paths"]  # type: ignore[misc]
+    assert rows(settings)["a.mp4"]["result_error"] is None
     assert Path(result).read_bytes().startswith(b"ply\n")

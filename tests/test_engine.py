@@ -13,9 +13,10 @@ from teleport_sync.api import TeleportClient, build_client, default_transport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
-from teleport_sync.engine import FileChanged, Stopped, Uploader
+from teleport_sync.engine import FileChanged, Stopped, Uploader, uploading_name
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
+from teleport_sync.report import status_rows
 from teleport_sync.retry import RetryPolicy
 from teleport_sync.transport import LazyTLSTransport
 
@@ -120,7 +121,7 @@ def test_zip_and_mp4_arrive_byte_for_byte_each_part_once(
         for n, part in journaled.items():
             chunk = data[(n - 1) * 5 * MIB : n * 5 * MIB]
             assert part.md5 == hashlib.md5(chunk).hexdigest() and part.size == len(chunk)
-        [row] = [r for r in journal.status_rows() if r["path"] == str(path)]
+        [row] = [r for r in status_rows(journal) if r["path"] == str(path)]
         assert row["upload_state"] == "uploaded" and row["eid"] == result.eid
         assert row["capture_state"] == "UPLOADED"
     assert emulator.stats.count("api", "POST", "/api/v1/captures") == 2
@@ -255,11 +256,15 @@ def test_orphan_window_adopts_the_capture_made_before_a_crash(
     path = make_mp4(tmp_path / "v.mp4", 12 * MIB)
     identity = identify(path)
     record = journal.register(str(path), identity, "video", "v.mp4")
-    journal.mark_create_intent(record.id)
+    token = journal.mark_create_intent(record.id, "0123456789abcdef")
     # The crash: the server made the capture (twice, say a retried POST), the journal never knew.
     made = [
         client.create_capture(
-            NewCaptureInput(name="v.mp4", bytesize=identity.size, input_data_format="video")
+            NewCaptureInput(
+                name=uploading_name("v.mp4", token),
+                bytesize=identity.size,
+                input_data_format="video",
+            )
         ).eid
         for _ in range(2)
     ]

@@ -9,6 +9,7 @@ import pytest
 
 from teleport_sync.journal import SCHEMA_VERSION, Journal, JournalError
 from teleport_sync.models import FileIdentity
+from teleport_sync.report import status_rows
 
 IDENTITY = FileIdentity(1, 2, 300, 4, "f" * 32)
 
@@ -74,13 +75,13 @@ def test_a_failed_transaction_rolls_back_everything(journal: Journal) -> None:
 
 def test_created_and_parts_are_recorded(journal: Journal) -> None:
     record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
-    journal.mark_create_intent(record.id)
+    journal.mark_create_intent(record.id, "feedfacefeedface")
     journal.record_created(record.id, "e1", 100, 3)
     journal.record_part(record.id, 2, 100, "m2", '"e2"')
     journal.record_part(record.id, 1, 100, "m1", '"e1"')
     parts = journal.parts(record.id)
     assert list(parts) == [1, 2] and parts[2].etag == '"e2"'
-    [row] = journal.status_rows()
+    [row] = status_rows(journal)
     assert row["parts_done"] == 2 and row["num_parts"] == 3 and row["upload_state"] == "uploading"
 
 

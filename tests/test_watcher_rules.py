@@ -66,14 +66,15 @@ def test_falls_back_to_polling_when_inotify_is_unavailable(tmp_path: Path) -> No
     import errno
     import threading
 
+    from watchdog.observers import Observer
     from watchdog.observers.polling import PollingObserver
 
     from teleport_sync.watcher import Watcher
 
-    class NoWatchesLeft:
+    class NoWatchesLeft(Observer):  # type: ignore[misc,valid-type]
         """Like an Observer on a system whose inotify watch limit is used up."""
 
-        def schedule(self, *args: object, **kwargs: object) -> None:
+        def schedule(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     settled: list[Path] = []

@@ -17,6 +17,7 @@ from .config import ActionsSettings, ResultsSettings
 from .inputs import InputProblem, identify
 from .journal import FileRecord, Journal
 from .logging import get_logger
+from .models import is_failed
 
 log = get_logger("teleport_sync.actions")
 
@@ -59,7 +60,7 @@ class Actions:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
             if self.settings.on_ready and "hook" not in record.actions_done:
                 self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_ready))
-        elif state == "FAILED":
+        elif is_failed(state):
             if self.settings.failed_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.failed_dir))
             if self.settings.on_failed and "hook" not in record.actions_done:
@@ -70,6 +71,11 @@ class Actions:
             run(self.journal.get(record.id))
         except (ApiError, OSError, InputProblem) as exc:
             log.error(f"{action} failed; will try again later", path=record.path, error=str(exc))
+            if action == "download":  # shown by status as result_error, not hidden behind READY
+                self.journal.set_result_error(record.id, f"{exc}; tried again in a while")
+            return
+        if action == "download":
+            self.journal.set_result_error(record.id, None)
 
     def _download(self, record: FileRecord) -> None:
         if not record.sid:

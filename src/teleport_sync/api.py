@@ -361,7 +361,7 @@ class TeleportClient:
             raise ApiError(f"{doing}: the server's answer did not match the API: {exc}") from None
 
     def iter_captures(self, *, page_size: int = 100) -> Iterator[CaptureOutput]:
-        """Every capture of the account (the order is not documented).
+        """Every capture of the account, each once (the order is not documented).
 
         A server may cap `limit` below what we ask for, so a page shorter than `page_size` is
         not taken as the end: paging stops at an empty page, or at one shorter than the
@@ -369,9 +369,15 @@ class TeleportClient:
         """
         offset = 0
         longest = 0
+        # Offsets shift when captures are created or deleted while paging: an entry may come
+        # twice (each eid is yielded once) and, with a deletion, one may be missed.
+        seen: set[str] = set()
         while True:
             page = self.list_captures(limit=page_size, offset=offset)
-            yield from page
+            for capture in page:
+                if capture.eid not in seen:
+                    seen.add(capture.eid)
+                    yield capture
             longest = max(longest, len(page))
             if not page or len(page) < longest:
                 return

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,6 +23,7 @@ from . import __version__
 from .api import ApiError, AuthenticationError, TransientError, client_from_settings
 from .config import ConfigError, Settings, load_settings
 from .journal import JournalError
+from .lock import JournalBusy, JournalUnwritable
 from .logging import REDACTOR, configure_logging
 from .retry import RetryPolicy
 
@@ -46,6 +48,8 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
+            fail(str(exc), EXIT_USAGE)
+        except JournalUnwritable as exc:
             fail(str(exc), EXIT_USAGE)
         except JournalError as exc:
             fail(str(exc), EXIT_FAILED)
@@ -302,7 +306,15 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
         fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)
     results: list[tuple[Path, str, str]] = []
     failures = 0
-    with RichProgress(stderr) as progress, components(settings, progress=progress) as parts:
+    with (
+        _writer(
+            "the daemon does this work: drop the files into a watched folder and follow them "
+            "with `teleport-sync status`, or stop it (systemctl stop teleport-sync) and run "
+            "upload again"
+        ),
+        RichProgress(stderr) as progress,
+        components(settings, progress=progress) as parts,
+    ):
         for path in files:
             try:
                 result = parts.uploader.upload(path, force=force)
@@ -331,13 +343,14 @@ def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool)
 def status(app: AppContext, as_json: bool) -> None:
     """What the journal knows: one row per file."""
     from .compose import open_journal
+    from .report import ReportOptions, status_rows
 
     settings = app.settings
     if not settings.journal.path.exists():
         rows: list[dict[str, Any]] = []
     else:
         with open_journal(settings) as journal:
-            rows = journal.status_rows()
+            rows = status_rows(journal, ReportOptions(download_wanted=settings.results.download))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -392,6 +405,15 @@ def download(app: AppContext, eid: str, profiles: tuple[str, ...], out_dir: Path
             click.echo(f"{target} ({size} bytes)")
 
 
+@contextmanager
+def _writer(advice: str) -> Iterator[None]:
+    """Refuse (exit 2) when another process writes the journal, saying what to do instead."""
+    try:
+        yield
+    except JournalBusy as exc:
+        fail(f"{exc}: {advice}", EXIT_USAGE)
+
+
 # -- the daemon and the demo ----------------------------------------------------------------------
 
 
@@ -409,7 +431,8 @@ def run(app: AppContext) -> None:
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
     try:
-        code = daemon.run()
+        with _writer("stop that daemon first, or give this one its own [journal] path"):
+            code = daemon.run()
     except JournalError as exc:
         fail(str(exc), EXIT_USAGE)
     sys.exit(code)

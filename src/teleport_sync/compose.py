@@ -15,7 +15,8 @@ from pathlib import Path
 from .api import TeleportClient, client_from_settings
 from .config import Settings
 from .engine import Progress, Uploader
-from .journal import Journal
+from .journal import Journal, JournalError
+from .lock import JournalLock, JournalUnwritable
 
 
 @dataclass
@@ -42,9 +43,23 @@ def components(
     stop: threading.Event | None = None,
     on_retry: Callable[[str], None] | None = None,
 ) -> Iterator[Components]:
-    """Client, journal and uploader for `settings`, closed on exit."""
-    journal = open_journal(settings)
+    """Client, journal and uploader for `settings`, closed on exit.
+
+    Holds the journal's writer lock for the whole time (raises JournalBusy when another
+    process holds it) and checks the journal can be written (JournalUnwritable).
+    """
+    lock = JournalLock(settings.journal.path)
+    lock.acquire()
     try:
+        journal = open_journal(settings)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        try:
+            journal.check_writable()
+        except JournalError as exc:
+            raise JournalUnwritable(str(exc)) from None
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,
@@ -59,3 +74,4 @@ def components(
             yield Components(settings, client, journal, uploader)
     finally:
         journal.close()
+        lock.release()

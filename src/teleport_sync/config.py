@@ -68,6 +68,8 @@ class WatchSettings(_Section):
     # A file that stays incomplete (no zip directory, no moov) this long after it stopped
     # changing is rejected as broken.
     incomplete_timeout_seconds: float = Field(default=600.0, gt=0)
+    # A full rescan this often, for events that never came (0 = never).
+    rescan_seconds: float = Field(default=3600.0, ge=0)
 
 
 class UploadSettings(_Section):

@@ -10,6 +10,7 @@ Threads of the daemon:
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import signal
@@ -23,7 +24,7 @@ from typing import Any
 from .actions import Actions
 from .compose import components, results_dir
 from .config import Settings
-from .engine import FileChanged, Stopped, UploadFailed
+from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from .journal import FileRecord, JournalError
 from .logging import get_logger
@@ -31,6 +32,7 @@ from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
 from .notify import SystemdNotifier
 from .poller import Poller
+from .sightings import Sightings
 from .watcher import Watcher
 
 log = get_logger("teleport_sync.daemon")
@@ -71,7 +73,6 @@ class Daemon:
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
-        self._incomplete_since: dict[Path, tuple[tuple[int, int], float]] = {}
         self._delayed: list[tuple[float, int]] = []
         self.actions_retry_seconds = actions_retry_seconds
         self._rng = random.Random()
@@ -113,11 +114,16 @@ class Daemon:
                 on_terminal=self._on_terminal,
                 stop=self.stop,
             )
+            self.sightings = Sightings(
+                parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
+            )
             known = parts.journal.quick_index()
             self.watcher = Watcher(
                 settings.watch,
                 self._intake,
                 on_refused=self._refused,
+                on_noticed=self.sightings.noticed,
+                on_gone=self.sightings.gone,
                 is_known=lambda path, st: (
                     known.get(str(path.absolute()))
                     == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -152,6 +158,8 @@ class Daemon:
             self._enqueue(record.id)
         self._enqueue_due_retries()
         self._retry_pending_actions()
+        self.sightings.prune()
+        self.uploader.finish_renames()
 
         self.watcher.start()
         started = time.monotonic()
@@ -176,6 +184,7 @@ class Daemon:
                 if time.monotonic() >= next_actions_retry:
                     next_actions_retry = time.monotonic() + self.actions_retry_seconds
                     self._retry_pending_actions()
+                    self.uploader.finish_renames()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -204,8 +213,10 @@ class Daemon:
             st = path.stat()
         except InputProblem as exc:
             log.info("ignored", path=str(path), reason=str(exc))
+            self.sightings.ended(path)
             return
         except FileNotFoundError:
+            self.sightings.gone(path)
             return
         name = capture_name(self.settings.upload.name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
@@ -215,6 +226,7 @@ class Daemon:
             and _same_stat(record.identity, quick)
             and record.upload_state in ("uploaded", "rejected")
         ):
+            self.sightings.ended(path)
             return  # nothing new (a touch that changed nothing, a repeated event)
         try:
             completeness = check_complete(path)
@@ -226,41 +238,36 @@ class Daemon:
             self._reject(path, quick, fmt.value, name, completeness.reason)
             return
         if completeness.state == "incomplete":
-            # Measured from when the file was last seen to change: a writer making progress
-            # is never given up on.
-            seen = (st.st_size, st.st_mtime_ns)
-            since = self._incomplete_since.get(path)
-            if since is None or since[0] != seen:
-                since = (seen, time.monotonic())
-                self._incomplete_since[path] = since
-            waited = time.monotonic() - since[1]
-            if waited >= self.settings.watch.incomplete_timeout_seconds:
-                self._incomplete_since.pop(path, None)
-                self._reject(
-                    path,
-                    quick,
-                    fmt.value,
-                    name,
-                    f"{completeness.reason}; it has not changed for {int(waited)} s, so it is "
-                    "treated as broken (rewrite or re-copy the file to try again)",
-                )
-                return
-            log.info(
-                "waiting for the file to be complete", path=str(path), reason=completeness.reason
-            )
-            delay = max(1.0, min(30.0, self.settings.watch.settle_seconds * 2))
-            self.watcher.recheck_later(path, root, delay)
+            self._wait_for_complete(path, root, st, completeness.reason, (fmt.value, name))
             return
-        self._incomplete_since.pop(path, None)
         try:
             identity = identify(path)
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
             return
         record = self.journal.register(str(path), identity, fmt.value, name)
+        self.sightings.ended(path)
         if record.identity == identity and record.upload_state in ("uploaded", "rejected"):
             return
         self._enqueue(record.id)
+
+    def _wait_for_complete(
+        self, path: Path, root: Path, st: os.stat_result, reason: str, what: tuple[str, str]
+    ) -> None:
+        """Not complete yet: look again later; give up once it stopped changing for long."""
+        waited = self.sightings.incomplete(path, root, st, reason)
+        if waited >= self.settings.watch.incomplete_timeout_seconds:
+            quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+            self._reject(
+                path,
+                quick,
+                *what,
+                f"{reason}; it has not changed for {int(waited)} s, so it is treated as broken "
+                "(rewrite or re-copy the file to try again)",
+            )
+            return
+        delay = max(1.0, min(30.0, self.settings.watch.settle_seconds * 2))
+        self.watcher.recheck_later(path, root, delay)
 
     def _refused(self, path: Path, reason: str) -> None:
         """The watcher will not take `path` (a symlink out of the root, a folder named .zip)."""
@@ -285,6 +292,7 @@ class Daemon:
         root: Path | None = None,
     ) -> None:
         message = reason if str(path) in reason else f"{path}: {reason}"
+        self.sightings.ended(path)
         if retry:
             record = self.journal.register(str(path), identity, fmt, name)
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
@@ -356,6 +364,11 @@ class Daemon:
             else:
                 self.journal.mark_rejected(record.id, str(exc))
                 log.error("not uploaded", path=str(path), reason=str(exc))
+            return
+        except StartOver as exc:
+            # The row says why and has no capture now; it is due again at once.
+            self.metrics.failures.labels("vanished").inc()
+            log.warning("capture vanished; starting over", path=str(path), error=str(exc))
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()

@@ -19,6 +19,7 @@ from .emulator.faults import MIB, EmulatorConfig
 from .emulator.server import EmulatorServer
 from .journal import Journal
 from .logging import REDACTOR, configure_logging
+from .report import status_rows
 from .samples import write_sample_mp4, write_sample_zip
 
 
@@ -94,7 +95,7 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
             Live(_table([]), console=console, refresh_per_second=4) as live,
         ):
             while time.monotonic() < deadline and thread.is_alive():
-                rows = journal.status_rows()
+                rows = status_rows(journal)
                 live.update(_table(rows))
                 if _done(rows, 2):
                     ok = all(r["capture_state"] == "READY" for r in rows)

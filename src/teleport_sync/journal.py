@@ -55,6 +55,10 @@ class FileRecord:
     actions_done: list[str]
     created_at: str
     updated_at: str
+    # The create intent's random token, carried in the capture's name until it is renamed to
+    # `name` (`renamed_at`): the only thing that ties a capture on the account to this row.
+    intent_nonce: str | None = None
+    renamed_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,41 @@ def _migrate_v2(db: Any) -> None:
     db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
 
 
+def _migrate_v3_sightings(db: Any) -> None:
+    # Files noticed but not yet handed to the uploader (settling, incomplete), so that every
+    # noticed file has a status row from its first event, and the time since which a file has
+    # been incomplete survives restarts. A failed download's error, kept apart from `error`.
+    db["sightings"].create(
+        {
+            "path": str,
+            "root": str,
+            "stage": str,
+            "reason": str,
+            "size": int,
+            "mtime_ns": int,
+            "first_seen_at": str,
+            "incomplete_since": str,
+            "updated_at": str,
+        },
+        pk="path",
+        not_null={"stage", "first_seen_at", "updated_at"},
+    )
+    db.execute("ALTER TABLE files ADD COLUMN result_error TEXT")
+
+
+def _migrate_v4_intent_token(db: Any) -> None:
+    # Capture identity (issue 10): the intent's token and when the capture got its final name.
+    db["files"].add_column("intent_nonce", str)
+    db["files"].add_column("renamed_at", str)
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
-MIGRATIONS: list[Callable[[Any], None]] = [_migrate_v1, _migrate_v2]
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3_sightings,
+    _migrate_v4_intent_token,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -197,6 +234,17 @@ class Journal:
                 f"the journal {self.path} failed its integrity check ({result}); move it aside "
                 "to start a new one, or restore it from a backup"
             )
+
+    def check_writable(self) -> None:
+        """Write the journal's header once, so a writer that cannot write fails at start."""
+        try:
+            with self._transaction() as conn:
+                conn.execute(f"PRAGMA user_version = {self.schema_version}")
+        except JournalError as exc:
+            raise JournalError(
+                f"cannot write the journal {self.path} ({exc.__cause__}); make it and its folder "
+                "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
+            ) from None
 
     def integrity_ok(self) -> bool:
         with self._lock:
@@ -291,6 +339,8 @@ class Journal:
             actions_done=json.loads(row["actions_done"] or "[]"),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            intent_nonce=row["intent_nonce"],
+            renamed_at=row["renamed_at"],
         )
 
     # -- files ------------------------------------------------------------------------------
@@ -345,7 +395,8 @@ class Journal:
                 """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
                        input_data_format = ?, name = ?, eid = NULL, sid = NULL,
                        chunk_size = NULL, num_parts = NULL, upload_state = 'pending',
-                       capture_state = NULL, error = NULL, intent_at = NULL, attempts = 0,
+                       capture_state = NULL, error = NULL, intent_at = NULL,
+                       intent_nonce = NULL, renamed_at = NULL, attempts = 0,
                        next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
                        updated_at = ?
                    WHERE id = ?""",
@@ -355,16 +406,39 @@ class Journal:
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
-    def mark_create_intent(self, file_id: int) -> str:
-        """Journal that a capture is about to be created, before `POST /captures` is sent."""
+    def mark_create_intent(self, file_id: int, token: str) -> str:
+        """Journal that a capture carrying `token` is about to be created, before the POST.
+
+        A token already journaled for this row is kept (a retried create is the same intent, and
+        a late capture from an earlier try must carry the token the sweeps look for); the token
+        in force is returned.
+        """
         at = utc_now()
         with self._transaction() as conn:
             conn.execute(
                 """UPDATE files SET upload_state = 'uploading', intent_at = ?, error = NULL,
-                       updated_at = ? WHERE id = ?""",
-                (at, at, file_id),
+                       intent_nonce = COALESCE(intent_nonce, ?), updated_at = ? WHERE id = ?""",
+                (at, token, at, file_id),
             )
-        return at
+            row = conn.execute("SELECT intent_nonce FROM files WHERE id = ?", (file_id,)).fetchone()
+        return str(row["intent_nonce"])
+
+    def mark_renamed(self, file_id: int, name: str) -> None:
+        """The capture now carries its final name (no token): nothing left to rename."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET renamed_at = ?, updated_at = ? WHERE id = ?", (now, now, file_id)
+            )
+            self._event(conn, file_id, "renamed", name)
+
+    def pending_renames(self) -> list[FileRecord]:
+        """Uploaded captures still named with their intent's token: rename them."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
+               AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
@@ -441,17 +515,19 @@ class Journal:
         return [self._record(r) for r in rows]
 
     def awaiting_result(self) -> list[FileRecord]:
-        """Uploaded files whose capture is not READY or FAILED yet: what the poller follows."""
+        """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
-               AND (capture_state IS NULL OR UPPER(capture_state) NOT IN ('READY', 'FAILED'))
+               AND (capture_state IS NULL
+                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
                ORDER BY id"""
         )
         return [self._record(r) for r in rows]
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
-            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED') ORDER BY id"
+            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
+            "ORDER BY id"
         )
         return [self._record(r) for r in rows]
 
@@ -526,6 +602,10 @@ class Journal:
                 (key, value, utc_now()),
             )
 
+    def delete_fact(self, key: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM facts WHERE key = ?", (key,))
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:
@@ -578,6 +658,14 @@ class Journal:
                 conn.execute("UPDATE files SET sid = ? WHERE id = ?", (sid, file_id))
         return changed
 
+    def record_capture_error(self, file_id: int, reason: str) -> None:
+        """Why the server failed the capture (its error reason slug), in the row's `error`."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
+                (reason, utc_now(), file_id),
+            )
+
     def state_history(self, file_id: int) -> list[dict[str, str]]:
         rows = self._query(
             "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
@@ -585,36 +673,90 @@ class Journal:
         )
         return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
 
+    # -- sightings: noticed, not yet handed over ---------------------------------------------
+
+    def note_sighting(self, path: str, root: str, reason: str) -> None:
+        """`path` was noticed: a `settling` row, unless it already has one."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
+                   VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
+                (path, root, reason, now, now),
+            )
+
+    def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:
+        """`path` is not complete yet; returns since when it has been so, unchanged.
+
+        The time is kept while size and mtime stay the same, across restarts too: a writer that
+        makes progress resets it, a restart does not.
+        """
+        now = utc_now()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?", (path,)
+            ).fetchone()
+            same = row is not None and (row["size"], row["mtime_ns"]) == (size, mtime_ns)
+            since = row["incomplete_since"] if same and row["incomplete_since"] else now
+            conn.execute(
+                """INSERT INTO sightings (path, root, stage, reason, size, mtime_ns,
+                       first_seen_at, incomplete_since, updated_at)
+                   VALUES (?, ?, 'incomplete', ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET stage = 'incomplete', reason = excluded.reason,
+                       size = excluded.size, mtime_ns = excluded.mtime_ns,
+                       incomplete_since = excluded.incomplete_since,
+                       updated_at = excluded.updated_at""",
+                (path, root, reason, size, mtime_ns, now, since, now),
+            )
+        return since
+
+    def drop_sighting(self, path: str) -> None:
+        """`path` was handed over, rejected, ignored or is gone: its sighting ends."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM sightings WHERE path = ?", (path,))
+
+    def sighting_paths(self) -> list[str]:
+        return [r["path"] for r in self._query("SELECT path FROM sightings ORDER BY path")]
+
+    def set_result_error(self, file_id: int, error: str | None) -> None:
+        """A failed download's sentence (None once a download succeeds)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET result_error = ?, updated_at = ? WHERE id = ?",
+                (error, utc_now(), file_id),
+            )
+            if error is not None:
+                self._event(conn, file_id, "download-failed", error)
+
     # -- reporting --------------------------------------------------------------------------
 
-    def status_rows(self) -> list[dict[str, Any]]:
-        """The `status --json` contract: one object per file."""
-        rows = self._query(
+    def report_rows(self) -> list[dict[str, Any]]:
+        """Raw facts for the status report: every file and every sighting, in three queries.
+
+        Each dict has the files table's columns plus `parts_done`, `state_history` and
+        `sighting` (the sighting's stage, reason and times, or None); sightings of paths with no
+        file row come as dicts with only `path` and `sighting` set.
+        """
+        files = self._query(
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        out = []
-        for row in rows:
-            out.append(
-                {
-                    "path": row["path"],
-                    "bytesize": row["size"],
-                    "input_data_format": row["input_data_format"],
-                    "name": row["name"],
-                    "eid": row["eid"],
-                    "sid": row["sid"],
-                    "upload_state": row["upload_state"],
-                    "parts_done": row["parts_done"],
-                    "num_parts": row["num_parts"],
-                    "capture_state": row["capture_state"],
-                    "state_history": self.state_history(row["id"]),
-                    "error": row["error"],
-                    "attempts": row["attempts"],
-                    "next_attempt_at": row["next_attempt_at"],
-                    "result_paths": json.loads(row["result_paths"] or "[]"),
-                    "updated_at": row["updated_at"],
-                }
+        history: dict[int, list[dict[str, str]]] = {}
+        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+            history.setdefault(r["file_id"], []).append(
+                {"state": r["state"], "observed_at": r["observed_at"]}
             )
+        sightings = {r["path"]: dict(r) for r in self._query("SELECT * FROM sightings")}
+        out: list[dict[str, Any]] = []
+        for row in files:
+            item = dict(row)
+            item["state_history"] = history.get(row["id"], [])
+            item["result_paths"] = json.loads(row["result_paths"] or "[]")
+            item["actions_done"] = json.loads(row["actions_done"] or "[]")
+            item["sighting"] = sightings.pop(row["path"], None)
+            out.append(item)
+        for path, sighting in sorted(sightings.items()):
+            out.append({"path": path, "sighting": sighting})
         return out
 
     # -- the console's operations -------------------------------------------------------------

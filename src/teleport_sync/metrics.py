@@ -55,6 +55,27 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.phases = Gauge(
+            "teleport_sync_phase",
+            "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.healthy = Gauge(
+            "teleport_sync_healthy",
+            "1 when authentication works and every watch root is watched, as `health` says",
+            registry=self.registry,
+        )
+        self.auth_ok = Gauge(
+            "teleport_sync_auth_ok",
+            "1 when the last authentication worked, 0 while it fails, -1 before the first try",
+            registry=self.registry,
+        )
+        self.roots_unwatched = Gauge(
+            "teleport_sync_watch_roots_unwatched",
+            "Watch roots not watched now (missing, not a folder, unreadable)",
+            registry=self.registry,
+        )
         self._server = None
 
     def serve(self, listen: str) -> None:

@@ -42,9 +42,12 @@ class CaptureState(StrEnum):
     PROCESSING = "PROCESSING"
     READY = "READY"
     FAILED = "FAILED"
+    # The webhook documentation's name for a failed capture.
+    ERROR = "ERROR"
 
 
-TERMINAL_STATES = frozenset({CaptureState.READY.value, CaptureState.FAILED.value})
+FAILED_STATES = frozenset({CaptureState.FAILED.value, CaptureState.ERROR.value})
+TERMINAL_STATES = frozenset({CaptureState.READY.value, *FAILED_STATES})
 
 
 # States of a capture whose upload has not been completed: an orphan may be in either (some
@@ -54,6 +57,11 @@ AWAITING_UPLOAD_STATES = frozenset({CaptureState.CREATED.value, CaptureState.UPL
 
 def awaiting_upload(state: str | None) -> bool:
     return state is not None and state.upper() in AWAITING_UPLOAD_STATES
+
+
+def is_failed(state: str | None) -> bool:
+    """FAILED or ERROR, in any letter case."""
+    return state is not None and state.upper() in FAILED_STATES
 
 
 def is_terminal(state: str | None) -> bool:

@@ -1,4 +1,4 @@
-"""Follow captures until READY or FAILED: capture states -> the journal's history.
+"""Follow captures until READY, FAILED or ERROR (any case): capture states -> the journal's history.
 
 Calls the API only while some journaled capture is not terminal; otherwise it sleeps until
 an upload finishes (`wake`). Unknown states are recorded like any other.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .api import ApiError, TeleportClient
 from .journal import FileRecord, Journal
 from .logging import get_logger
-from .models import is_terminal
+from .models import is_failed, is_terminal
 
 log = get_logger("teleport_sync.poller")
 
@@ -63,7 +63,12 @@ class Poller:
             if self.journal.record_state(record.id, capture.state, capture.sid):
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
-                if capture.state.upper() == "FAILED":
+                if is_failed(capture.state):
+                    # The reason slug first (scripts match on it), then the server's words.
+                    slug = capture.error_reason_slug or capture.error_reason
+                    words = capture.state_description
+                    reason = ": ".join(x for x in (slug, words) if x) or "no reason given"
+                    self.journal.record_capture_error(record.id, reason)
                     log.warning(
                         "capture failed on the server",
                         path=record.path,

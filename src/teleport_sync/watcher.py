@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -27,18 +28,21 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from .config import WatchSettings
 from .logging import get_logger
 from .retry import Clock, SystemClock
+from .watchroots import RootKeeper
 
 # Always ignored, whatever the include patterns say: partial downloads and editor temp files.
 TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
 
 # How often the fallback observer (when inotify cannot be used) rescans the folders.
 POLLING_SECONDS = 5.0
+# How often roots on network file systems (NFS, SMB, FUSE) are polled for changes.
+NETWORK_POLL_SECONDS = 10.0
 # A settled file whose intake failed (journal unwritable, say) is looked at again this much later.
 RECHECK_AFTER_ERROR_SECONDS = 5.0
 
@@ -115,15 +119,19 @@ class Watcher:
         *,
         is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
         on_refused: Callable[[Path, str], None] = lambda path, reason: None,
+        on_noticed: Callable[[Path, Path], None] = lambda path, root: None,
+        on_gone: Callable[[Path], None] = lambda path: None,
         observer_factory: Callable[[], BaseObserver] | None = None,
         fallback_factory: Callable[[], BaseObserver] | None = None,
         clock: Clock | None = None,
+        mountinfo: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.settings = settings
-        self.roots = [Path(p).absolute() for p in settings.paths]
         self._on_settled = on_settled
         self._is_known = is_known
         self._on_refused = on_refused
+        self._on_noticed = on_noticed
+        self._on_gone = on_gone
         self._clock = clock or SystemClock()
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
         self._wake = threading.Condition()
@@ -132,16 +140,53 @@ class Watcher:
         self._polling_factory = fallback_factory or (
             lambda: PollingObserver(timeout=POLLING_SECONDS)
         )
+        self._observers: list[BaseObserver] = []
+        self._network_observer: BaseObserver | None = None
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
         self.warned_dirs: set[Path] = set()
+        self._keeper = RootKeeper(
+            list(settings.paths),
+            schedule=self._schedule,
+            unschedule=lambda handle: handle[0].unschedule(handle[1]),
+            on_appeared=lambda root: self.scan_folder(root, root),
+            mountinfo=mountinfo,
+        )
+
+    @property
+    def roots(self) -> list[Path]:
+        return self._keeper.roots
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._observer.start()
+        self._observers.append(self._observer)
+        self._keeper.check(announce=False)  # the daemon's first scan looks inside them
+        self._thread.start()
+
+    def check_roots(self) -> bool:
+        """Re-check the roots (missing, appeared, replaced); new ones are scanned."""
+        return self._keeper.check()
+
+    def set_roots(self, roots: list[Path]) -> None:
+        """Watch these roots from now on (a reloaded config); new ones are scanned."""
+        self._keeper.set_roots(roots)
+        self._keeper.check()
+
+    def root_statuses(self) -> list[dict[str, Any]]:
+        return self._keeper.statuses()
+
+    def _schedule(self, root: Path, network: bool) -> tuple[BaseObserver, ObservedWatch]:
+        observer = self._polling_observer() if network else self._observer
+        handler = _Handler(self, root)
         try:
-            self._start_observer(self._observer)
+            return observer, observer.schedule(
+                handler, str(root), recursive=self.settings.recursive
+            )
         except OSError as exc:
+            if network or observer is not self._observers[0]:
+                raise
             # Usually the inotify watch limit on a very large tree. Polling is slower and costs
             # some CPU, but a daemon that keeps working beats one that exits.
             log.error(
@@ -150,24 +195,26 @@ class Watcher:
                 error=str(exc),
             )
             self._observer = self._polling_factory()
-            self._start_observer(self._observer)
-        self._thread.start()
+            self._observer.start()
+            self._observers.append(self._observer)
+            return self._observer, self._observer.schedule(
+                handler, str(root), recursive=self.settings.recursive
+            )
 
-    def _start_observer(self, observer: BaseObserver) -> None:
-        for root in self.roots:
-            if not root.is_dir():
-                log.error(
-                    "watch folder does not exist; create it or fix [watch] paths", path=str(root)
-                )
-                continue
-            observer.schedule(_Handler(self, root), str(root), recursive=self.settings.recursive)
-        observer.start()
+    def _polling_observer(self) -> BaseObserver:
+        """For roots on network file systems, where inotify misses other machines' writes."""
+        if self._network_observer is None:
+            self._network_observer = PollingObserver(timeout=NETWORK_POLL_SECONDS)
+            self._network_observer.start()
+            self._observers.append(self._network_observer)
+        return self._network_observer
 
     def scan(self) -> int:
         """Queue every candidate already present that the journal does not know unchanged."""
         found = 0
-        for root in self.roots:
-            if root.is_dir():
+        for status in self._keeper.statuses():
+            if status["watched"]:
+                root = Path(status["path"])
                 found += self.scan_folder(root, root)
         return found
 
@@ -175,9 +222,11 @@ class Watcher:
         with self._wake:
             self._stopped = True
             self._wake.notify_all()
-        self._observer.stop()
-        if self._observer.is_alive():
-            self._observer.join(timeout=5)
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            if observer.is_alive():
+                observer.join(timeout=5)
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
@@ -240,6 +289,10 @@ class Watcher:
                 known_root, pending, due = existing
                 soon = now + self.settings.settle_seconds
                 self._pending[path] = (known_root, pending, min(due, soon))
+        if existing is None:
+            # Outside the lock: the daemon journals the sighting (a status row from the first
+            # event on); once per settle, not once per write event.
+            self._on_noticed(path, root)
 
     def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
         """Look at `path` again later (an incomplete file that may still be written)."""
@@ -295,6 +348,7 @@ class Watcher:
             except FileNotFoundError:
                 with self._wake:
                     self._pending.pop(path, None)
+                self._on_gone(path)
                 continue
             except OSError as exc:
                 log.warning("cannot stat a candidate; will retry", path=str(path), error=str(exc))

@@ -155,6 +155,8 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         path = request.url.path
         is_api = path.startswith(("/api/", "/share/"))
         slow = is_api and config.roll(config.slow_api_rate)
+        if is_api and request.method == "POST" and path == "/api/v1/captures":
+            slow = config.take_slow_create() or slow
         if is_api and config.roll(config.api_503_retry_after_rate):
             response: Response = JSONResponse(
                 {"detail": "Service temporarily unavailable"},
@@ -187,7 +189,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
 
     def out(capture: Capture) -> CaptureOutput:
         state = backend.state_of(capture)
-        failed = state == "FAILED"
+        failed = capture.verdict is not None and state == config.failed_state_name
         share = f"{public_url}/share/{capture.sid}" if capture.sid else None
         return CaptureOutput(
             eid=capture.eid,
@@ -245,6 +247,8 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         description="Get all user captures",
     )
     def list_captures(limit: int = 25, offset: int = 0, time_zone: bool = False) -> Any:
+        if config.list_page_cap > 0:
+            limit = min(limit, config.list_page_cap)
         captures = backend.list()[offset : offset + limit] if limit > 0 else []
         return [out(c) for c in captures]
 

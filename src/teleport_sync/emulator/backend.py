@@ -14,7 +14,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .faults import EmulatorConfig
 from .storage import S3Storage
@@ -88,7 +88,7 @@ class Backend:
             name=name,
             bytesize=bytesize,
             input_data_format=input_data_format,
-            created=datetime.now(UTC),
+            created=self.server_now(),
             upload_id=upload_id,
             chunk_size=chunk,
             num_parts=num_parts,
@@ -96,6 +96,10 @@ class Backend:
         with self._lock:
             self.captures[eid] = capture
         return capture
+
+    def server_now(self) -> datetime:
+        """The server's idea of now: true time plus the configured clock offset."""
+        return datetime.now(UTC) + timedelta(seconds=self.config.clock_offset_seconds)
 
     def get(self, eid: str) -> Capture:
         with self._lock:
@@ -115,12 +119,15 @@ class Backend:
             capture.sid = secrets.token_hex(6)
         if elapsed < delay:
             return "PROCESSING"
-        return "READY" if capture.verdict is None else "FAILED"
+        return "READY" if capture.verdict is None else self.config.failed_state_name
 
     def list(self) -> list[Capture]:
         with self._lock:
-            # Newest first, as a web UI would; clients must not rely on any order.
-            return sorted(self.captures.values(), key=lambda c: c.created, reverse=True)
+            # Newest first, as a live account lists them; clients must not rely on any order.
+            # Ties (same timestamp) keep creation order reversed, so paging is stable.
+            ordered = list(self.captures.values())
+            ordered.reverse()
+            return sorted(ordered, key=lambda c: c.created, reverse=True)
 
     def upload_url(self, eid: str, part_no: int, bytesize: int) -> str:
         capture = self.get(eid)
@@ -161,7 +168,7 @@ class Backend:
                     400, f"uploaded {size} bytes but the capture was created for {capture.bytesize}"
                 )
             capture.verdict, capture.verdict_text = self._validate(capture)
-            capture.uploaded = datetime.now(UTC)
+            capture.uploaded = self.server_now()
             capture.completed_at = self.monotonic()
         return capture
 

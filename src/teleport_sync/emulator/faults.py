@@ -47,6 +47,18 @@ class EmulatorConfig:
     # do; completion still accepts them. Not a fault: a kind of storage.
     opaque_etags: bool = False
 
+    # The next N `POST /captures` are answered `slow_api_seconds` late (the capture is made):
+    # a create that times out on the client.
+    slow_creates: int = 0
+    # Server clock minus true time, in seconds: every `created`/`uploaded` the API reports is
+    # off by this much (a live server's clock can be minutes off a station's).
+    clock_offset_seconds: float = 0.0
+    # What a capture whose processing failed is called: the reference says FAILED, the webhook
+    # documentation ERROR; any letter case may come.
+    failed_state_name: str = "FAILED"
+    # The largest page `GET /captures` returns, whatever `limit` asks (0: no cap).
+    list_page_cap: int = 0
+
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -54,6 +66,14 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.seed is not None:
             self._rng.seed(self.seed)
+
+    def take_slow_create(self) -> bool:
+        """True for each of the next `slow_creates` creates."""
+        with self._lock:
+            if self.slow_creates <= 0:
+                return False
+            self.slow_creates -= 1
+            return True
 
     def roll(self, rate: float) -> bool:
         """True with probability `rate`."""

@@ -1,0 +1,27 @@
+"""Upload one file, as steps: create (intent token, adoption, sweeps), parts, complete.
+
+`Uploader` coordinates them for one file at a time; the names below are what the daemon, the
+CLI and the tests import.
+"""
+
+from .context import NoProgress, Progress
+from .create import carries, uploading_name
+from .errors import FileChanged, StartOver, Stopped, UploadFailed
+from .plan import MAX_PARTS, PartPlan, plan_parts
+from .uploader import Uploader, UploadResult
+
+__all__ = [
+    "MAX_PARTS",
+    "FileChanged",
+    "NoProgress",
+    "PartPlan",
+    "Progress",
+    "StartOver",
+    "Stopped",
+    "UploadFailed",
+    "UploadResult",
+    "Uploader",
+    "carries",
+    "plan_parts",
+    "uploading_name",
+]

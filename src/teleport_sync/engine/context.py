@@ -1,0 +1,74 @@
+"""What the engine's steps share: the client, the journal, the policy, the clock, the switches.
+
+Tests and the CLI change `progress`, `stop`, `on_retry` and `concurrency` on the `Uploader`
+after it is built; the steps read them here at the moment they act.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..api import TeleportClient
+from ..journal import Journal
+from ..retry import Clock, RetryPolicy
+from .errors import Stopped
+
+
+class Progress(Protocol):
+    """What the engine reports while it works; the CLI draws bars, the daemon counts metrics."""
+
+    def started(
+        self, path: Path, total: int, done: int, num_parts: int, parts_done: int
+    ) -> None: ...
+
+    def advanced(self, path: Path, nbytes: int) -> None: ...
+
+    def part_done(self, path: Path, number: int) -> None: ...
+
+
+class NoProgress:
+    def started(self, path: Path, total: int, done: int, num_parts: int, parts_done: int) -> None:
+        pass
+
+    def advanced(self, path: Path, nbytes: int) -> None:
+        pass
+
+    def part_done(self, path: Path, number: int) -> None:
+        pass
+
+
+@dataclass
+class EngineContext:
+    client: TeleportClient
+    journal: Journal
+    policy: RetryPolicy
+    clock: Clock
+    progress: Progress
+    stop: threading.Event
+    on_retry: Callable[[str], None]
+    block_size: int
+    concurrency: int
+    # Does storage answer with MD5 ETags? None until the first part is acknowledged; remembered
+    # in the journal per API base URL. Written by part threads: under `etag_lock`.
+    etags_are_md5: bool | None = None
+    etag_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def etag_fact(self) -> str:
+        return f"storage-etags-are-md5 {self.client.api.base_url}"
+
+    def learn_etags(self, md5_shaped: bool) -> None:
+        with self.etag_lock:
+            if self.etags_are_md5 is md5_shaped:
+                return
+            # First part ever, or storage changed its ways: remember what it does now.
+            self.etags_are_md5 = md5_shaped
+        self.journal.set_fact(self.etag_fact, "yes" if md5_shaped else "no")
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped("stopping: the upload will resume where it left off")

@@ -1,0 +1,205 @@
+"""Send one file's parts: a fresh URL per attempt, a PUT, the ETag checked, one journal row.
+
+Parts are sent as `FileRegion`s: by sendfile over plain http, in `block_size` blocks otherwise,
+so memory does not grow with part size. Each attempt's MD5 is computed anew and checked against
+MD5-shaped ETags (so a file rewritten in place between attempts is caught at once instead of
+being reported as corruption attempt after attempt): in a hashing thread beside the sending once
+storage is known to answer with MD5s, after the PUT while that is not yet known, never for
+storage whose ETags are not MD5s (nothing could check it).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..api import ApiError, NotFoundError, TransientError, UploadUrlExpired
+from ..filebody import FileRegion, md5_of_region
+from ..inputs import InputProblem
+from ..journal import FileRecord
+from ..logging import get_logger
+from ..prefetch import Prefetcher
+from .context import EngineContext
+from .errors import UploadFailed
+from .plan import PartPlan
+
+_MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
+
+log = get_logger("teleport_sync.engine")
+
+
+@dataclass
+class FileRun:
+    """What the part threads of one file's upload share."""
+
+    path: Path
+    record: FileRecord
+    bytesize: int
+    abort: threading.Event
+    hashers: ThreadPoolExecutor
+    urls: Prefetcher[int, str]
+    # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
+    stop_hashing: threading.Event = field(default_factory=threading.Event)
+
+
+class _Again(Exception):
+    """This attempt did not land; try the part again (with a fresh URL and hash)."""
+
+
+class PartSender:
+    """Step two of an upload: every part not yet acknowledged, `concurrency` at a time."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+
+    def send_all(self, path: Path, record: FileRecord, todo: list[PartPlan], bytesize: int) -> None:
+        if not todo:
+            return
+        assert record.eid
+        eid, client = record.eid, self.ctx.client
+        workers = min(self.ctx.concurrency, len(todo))
+        # Hashing has its own threads so it runs beside the sending, not before it; part URLs
+        # are asked for one round ahead so no PUT waits for its URL.
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
+            ThreadPoolExecutor(workers, thread_name_prefix="md5") as hashers,
+            ThreadPoolExecutor(workers, thread_name_prefix="url") as url_pool,
+        ):
+            urls = Prefetcher(
+                lambda number: client.create_upload_url(eid, number, bytesize).upload_url,
+                [part.number for part in todo],
+                ahead=workers,
+                executor=url_pool,
+            )
+            run = FileRun(path, record, bytesize, threading.Event(), hashers, urls)
+            futures: list[Future[None]] = [pool.submit(self.send_one, run, part) for part in todo]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failures = [f.exception() for f in finished if f.exception() is not None]
+            if failures:
+                run.abort.set()  # parts not yet started are skipped; those in flight finish
+                urls.cancel()
+                for future in futures:
+                    future.cancel()
+        if failures:
+            first = failures[0]
+            assert first is not None
+            raise first
+
+    def send_one(self, run: FileRun, part: PartPlan) -> None:
+        """One part, attempt after attempt, until storage acknowledges the right bytes."""
+        attempt = 0
+        while not run.abort.is_set():
+            self.ctx.check_stop()
+            attempt += 1
+            try:
+                self._attempt(run, part, attempt)
+                return
+            except _Again:
+                continue
+
+    def _label(self, run: FileRun, part: PartPlan) -> str:
+        return f"part {part.number}/{run.record.num_parts} of {run.path.name}"
+
+    def _attempt(self, run: FileRun, part: PartPlan, attempt: int) -> None:
+        path, record, label = run.path, run.record, self._label(run, part)
+        assert record.eid
+        # This attempt's MD5: beside the sending when storage is known to answer with MD5
+        # ETags; otherwise only if the ETag turns out MD5-shaped.
+        hashing = self._start_hash(run, part)
+        body = FileRegion(
+            path,
+            part.offset,
+            part.size,
+            block_size=self.ctx.block_size,
+            on_progress=lambda nbytes: self.ctx.progress.advanced(path, nbytes),
+        )
+        try:
+            etag = self._put(run, part, attempt, body, label)
+        except _Again:
+            self.ctx.progress.advanced(path, -body.sent)
+            raise
+        md5 = self._check_etag(run, part, etag, hashing, label)
+        if md5 is None:
+            # Storage received different bytes than we read: send this part again.
+            self.ctx.progress.advanced(path, -body.sent)
+            log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
+            self.ctx.on_retry("etag-mismatch")
+            if attempt >= self.ctx.policy.max_attempts:
+                raise UploadFailed(f"{path}: {label} arrived corrupted {attempt} times")
+            raise _Again
+        self.ctx.journal.record_part(record.id, part.number, part.size, md5, etag)
+        self.ctx.progress.part_done(path, part.number)
+
+    def _start_hash(self, run: FileRun, part: PartPlan) -> Future[str] | None:
+        if self.ctx.etags_are_md5 is not True:
+            return None
+        return run.hashers.submit(
+            md5_of_region,
+            run.path,
+            part.offset,
+            part.size,
+            block_size=self.ctx.block_size,
+            stop=run.stop_hashing,
+        )
+
+    def _put(self, run: FileRun, part: PartPlan, attempt: int, body: FileRegion, label: str) -> str:
+        """One PUT with a URL of its own; `_Again` for what another attempt may fix."""
+        ctx, path, policy = self.ctx, run.path, self.ctx.policy
+        assert run.record.eid
+        try:
+            if attempt == 1:
+                url = run.urls.take(part.number)
+            else:
+                url = ctx.client.create_upload_url(run.record.eid, part.number, run.bytesize)
+                url = url.upload_url
+            return ctx.client.put_part(url, body, part.size, doing=f"uploading {label}")
+        except UploadUrlExpired as exc:
+            if attempt >= policy.max_attempts:
+                raise UploadFailed(f"{path}: {exc}") from exc
+            log.info("upload URL expired; asking for a new one", part=part.number)
+            ctx.on_retry("expired-url")
+            if attempt > 1:
+                # Fresh URLs that arrive expired mean clock skew or a hiccup at the API:
+                # don't hammer it.
+                ctx.clock.sleep(policy.backoff(attempt - 2))
+            raise _Again from exc
+        except TransientError as exc:
+            if attempt >= policy.max_attempts:
+                raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
+            delay = policy.backoff(attempt - 1, exc.retry_after)
+            log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
+            ctx.on_retry("part")
+            ctx.clock.sleep(delay)
+            raise _Again from exc
+        except NotFoundError:
+            raise
+        except ApiError as exc:
+            raise UploadFailed(f"{path}: {exc}") from exc
+        except OSError as exc:
+            raise _unreadable(path, label, exc) from exc
+
+    def _check_etag(
+        self, run: FileRun, part: PartPlan, etag: str, hashing: Future[str] | None, label: str
+    ) -> str | None:
+        """The part's MD5 ("" when nothing can check it), or None when the ETag disagrees."""
+        bare = etag.strip('"')
+        md5_shaped = bool(_MD5_ETAG.match(bare))
+        self.ctx.learn_etags(md5_shaped)
+        if not md5_shaped:
+            run.stop_hashing.set()  # nothing can check them: stop the hashes in flight
+            return ""
+        try:
+            # Not hashed yet, or a hash cut short (""): compute it now.
+            md5 = (hashing.result() if hashing is not None else "") or md5_of_region(
+                run.path, part.offset, part.size, block_size=self.ctx.block_size
+            )
+        except OSError as exc:
+            raise _unreadable(run.path, label, exc) from exc
+        return md5 if bare.lower() == md5 else None
+
+
+def _unreadable(path: Path, label: str, exc: OSError) -> InputProblem:
+    return InputProblem(f"{path}: cannot read {label}: {exc.strerror or exc}", retryable=True)

@@ -1,0 +1,193 @@
+"""Upload one file, exactly once, resumably: create, send parts, complete, rename.
+
+The journal is consulted before and written after every step that the server acknowledges:
+- intent (with its random token) before `POST /captures`; eid, chunk size and part count in one
+  transaction after it (`create.py`);
+- one transaction per acknowledged part; on resume only parts without an ETag are sent
+  (`parts.py`);
+- a completion whose answer is lost is reconciled by reading the capture's state, and the
+  capture is then renamed to its final name (`complete.py`).
+A capture that vanishes before completion (404) makes the file start over, with the reason in
+its row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..api import NotFoundError, TeleportClient
+from ..filebody import BLOCK_SIZE
+from ..inputs import InputProblem, capture_name, identify, input_format_for
+from ..journal import FileRecord, Journal
+from ..logging import get_logger
+from ..models import FileIdentity
+from ..retry import Clock, RetryPolicy, SystemClock
+from .complete import Completer
+from .context import EngineContext, NoProgress, Progress
+from .create import CaptureCreator
+from .errors import FileChanged, Stopped, UploadFailed
+from .parts import PartSender
+from .plan import plan_parts
+
+log = get_logger("teleport_sync.engine")
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    path: Path
+    file_id: int
+    eid: str
+    already_uploaded: bool
+    parts_sent: int
+    capture_state: str | None
+
+
+class Uploader:
+    """Uploads files through one client and one journal. Thread-safe across files."""
+
+    def __init__(
+        self,
+        client: TeleportClient,
+        journal: Journal,
+        *,
+        concurrency: int = 4,
+        name_template: str = "{name}",
+        training_parameters: dict[str, Any] | None = None,
+        part_policy: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        block_size: int = BLOCK_SIZE,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.name_template = name_template
+        self.ctx = EngineContext(
+            client=client,
+            journal=journal,
+            policy=part_policy or RetryPolicy(max_attempts=10),
+            clock=clock or SystemClock(),
+            progress=progress or NoProgress(),
+            stop=stop or threading.Event(),
+            on_retry=on_retry or (lambda what: None),
+            block_size=block_size,
+            concurrency=concurrency,
+        )
+        # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
+        # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),
+        # hashing could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s.
+        remembered = journal.fact(self.ctx.etag_fact)
+        self.ctx.etags_are_md5 = None if remembered is None else remembered == "yes"
+        self.creator = CaptureCreator(self.ctx, training_parameters)
+        self.parts = PartSender(self.ctx)
+        self.completer = Completer(self.ctx)
+
+    # The switches tests and the CLI set after construction live in the shared context.
+    progress = property(
+        lambda self: self.ctx.progress, lambda self, v: setattr(self.ctx, "progress", v)
+    )
+    stop = property(lambda self: self.ctx.stop, lambda self, v: setattr(self.ctx, "stop", v))
+    on_retry = property(
+        lambda self: self.ctx.on_retry, lambda self, v: setattr(self.ctx, "on_retry", v)
+    )
+    concurrency = property(
+        lambda self: self.ctx.concurrency, lambda self, v: setattr(self.ctx, "concurrency", v)
+    )
+    etags_are_md5 = property(lambda self: self.ctx.etags_are_md5)
+
+    def upload(self, path: Path, *, force: bool = False) -> UploadResult:
+        """Upload `path` (or resume it); raises InputProblem, UploadFailed or its subclasses."""
+        path = path.absolute()
+        fmt = input_format_for(path)
+        identity = identify(path)
+        name = capture_name(self.name_template, path)
+        record = self.journal.register(str(path), identity, fmt.value, name)
+
+        if record.identity != identity or force:
+            why = "forced" if force else "the file changed since it was journaled"
+            record = self._start_over(record, identity, fmt.value, name, why)
+        elif record.upload_state == "uploaded" and record.eid:
+            self.completer.rename(record)
+            return UploadResult(path, record.id, record.eid, True, 0, record.capture_state)
+
+        try:
+            return self._upload(path, record, identity)
+        except InputProblem as exc:
+            # Raised mid-upload when the file vanished or became unreadable.
+            self.journal.mark_failed(record.id, str(exc))
+            raise
+        except UploadFailed as exc:
+            if not isinstance(exc, Stopped):
+                self.journal.mark_failed(record.id, str(exc))
+            raise
+
+    def finish_renames(self) -> int:
+        """Rename uploaded captures still carrying their token; how many are still pending."""
+        return sum(not self.completer.rename(r) for r in self.journal.pending_renames())
+
+    def _start_over(
+        self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str
+    ) -> FileRecord:
+        if record.eid and record.upload_state != "uploaded":
+            # An unfinished capture of an old version is useless to anyone: delete it.
+            self.creator.delete_quietly(record.eid, f"abandoned: {why}")
+            why = f"{why}; capture {record.eid} deleted"
+        elif record.eid:
+            why = f"{why}; capture {record.eid} of the previous version is kept"
+        log.info("starting over", path=record.path, reason=why)
+        return self.journal.restart(record.id, identity, fmt, name, why)
+
+    def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
+        self.ctx.check_stop()
+        if record.eid is None:
+            record = self.creator.ensure(record)
+        assert record.eid and record.chunk_size and record.num_parts
+        self.journal.mark_uploading(record.id)
+        plan = plan_parts(identity.size, record.chunk_size, record.num_parts)
+        acknowledged = self.journal.parts(record.id)
+        todo = [p for p in plan if p.number not in acknowledged]
+        done_bytes = sum(p.size for p in plan if p.number in acknowledged)
+        self.ctx.progress.started(path, identity.size, done_bytes, len(plan), len(acknowledged))
+        log.info("uploading", path=str(path), eid=record.eid, resuming_from=len(acknowledged))
+        try:
+            self.parts.send_all(path, record, todo, identity.size)
+        except NotFoundError as exc:
+            raise self.completer.vanished(path, record, exc) from exc
+        self._check_unchanged(path, record, identity)
+        self.creator.sweep_before_completion(record)
+        state, sid = self.completer.complete(path, record, len(plan))
+        self.journal.record_state(record.id, state, sid)
+        self.journal.mark_uploaded(record.id)
+        log.info("uploaded", path=str(path), eid=record.eid, state=state)
+        self.completer.rename(self.journal.get(record.id))
+        return UploadResult(path, record.id, record.eid, False, len(todo), state)
+
+    def _check_unchanged(self, path: Path, record: FileRecord, identity: FileIdentity) -> None:
+        if identify(path) == identity:
+            return
+        assert record.eid
+        self.creator.delete_quietly(record.eid, "file changed during upload")
+        self.journal.restart(
+            record.id,
+            identify(path),
+            record.input_data_format,
+            record.name,
+            "the file changed during upload",
+        )
+        raise FileChanged(
+            f"{path} changed while it was being uploaded; its capture was deleted and the "
+            "file will be uploaded again once it is complete"
+        )
+
+    def abandon(self, record: FileRecord, why: str) -> None:
+        """The input is gone: delete its unfinished capture and say why in the journal."""
+        if record.eid and record.upload_state != "uploaded":
+            self.creator.delete_quietly(record.eid, why)
+        self.journal.restart(record.id, record.identity, record.input_data_format, record.name, why)
+        # Not retried: there is nothing to retry until a file appears at this path again.
+        self.journal.mark_rejected(record.id, why)

@@ -160,7 +160,7 @@ def test_capture_page_timeline_results_and_pictures_show_no_secret(
         thumb = http.get(f"/files/{file_id}/thumbnail.png")
         outside = http.get(f"/files/{file_id}/results/5/passwd")
     assert page.status_code == 200 and fragment.status_code == 200
-    for step in ("noticed", "capture created", "UPLOADED", "PROCESSING", "READY"):
+    for step in ("noticed", "capture created", "UPLOADED", "READY"):
         assert f"<td>{step}</td>" in page.text
     assert ply.name in page.text and "KiB" in page.text
     assert download.content == ply.read_bytes()

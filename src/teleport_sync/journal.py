@@ -770,4 +770,5 @@ class Journal:
             conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
             conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            conn.execute("DELETE FROM sightings WHERE path = ?", (row["path"],))
             self._event(conn, None, "forgotten", f"{row['path']} (capture {row['eid']}): {why}")

@@ -7,6 +7,7 @@ presigned URL (text from errors is redacted and URLs lose their query strings).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Settings
+from ..health import AUTH_FACT
 from ..journal import Journal, utc_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
+from ..report import ReportOptions, status_rows
 from . import operations, views
 from .thumbnail import PlyError, thumbnail_png
 
@@ -54,15 +57,26 @@ class Console:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def _options(self) -> ReportOptions:
+        """How the daemon decides held and paused files (when it can), for `status_rows`."""
+        options = getattr(self.link, "report_options", None)
+        if callable(options):
+            return options()  # type: ignore[no-any-return]
+        return ReportOptions(download_wanted=self.link.settings.results.download)
+
+    def _status_rows(self) -> list[dict[str, Any]]:
+        return status_rows(self.link.journal, self._options())
+
     def rows(self, phase: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
-        """Every file, newest first, as the pages show it; filtered by phase and a path fragment."""
+        """Every file, newest first, as the pages show it; filtered by phase and a path fragment.
+
+        Files still settling or being written have no journal id (nothing to link or act on).
+        """
         journal = self.link.journal
         ids = {record.path: record.id for record in journal.all_files()}
         out = []
-        for row in reversed(journal.status_rows()):
-            if row["path"] not in ids:
-                continue  # forgotten between the two reads
-            view = self._view(ids[row["path"]], row)
+        for row in sorted(self._status_rows(), key=lambda r: r["updated_at"], reverse=True):
+            view = self._view(ids.get(row["path"]), row)
             if phase and view["phase"] != phase:
                 continue
             if text and text.lower() not in row["path"].lower():
@@ -70,7 +84,7 @@ class Console:
             out.append(view)
         return out
 
-    def _view(self, file_id: int, row: dict[str, Any]) -> dict[str, Any]:
+    def _view(self, file_id: int | None, row: dict[str, Any]) -> dict[str, Any]:
         phase, reason = views.phase_of(row, download=self.link.settings.results.download)
         size = row["bytesize"] or 0
         done = self._bytes_done(row, phase)
@@ -88,6 +102,7 @@ class Console:
             "percent": round(100 * done / size, 1) if size else 0,
             "parts": f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else "",
             "capture_state": row["capture_state"],
+            "upload_state": row["upload_state"],
             "eid": row["eid"],
             "updated": views.short_time(row["updated_at"]),
         }
@@ -122,7 +137,7 @@ class Console:
         settings = self.link.settings
         bwlimit = getattr(settings.upload, "bwlimit", None)
         return {
-            "roots": [self._root(path) for path in settings.watch.paths],
+            "roots": self._roots(),
             "counts": counts,
             "total": len(rows),
             "throughput": views.human_rate(self.throughput()),
@@ -134,6 +149,17 @@ class Console:
             "paused": self._paused(),
         }
 
+    def _roots(self) -> list[dict[str, Any]]:
+        """The daemon's own view of its watch roots, or what the file system says of them."""
+        watcher = getattr(self.link, "watcher", None)
+        statuses = getattr(watcher, "root_statuses", None)
+        if callable(statuses):
+            return [
+                dict(r, path=str(r["path"]), problem=safe_text(r.get("problem")))
+                for r in statuses()
+            ]
+        return [self._root(path) for path in self.link.settings.watch.paths]
+
     @staticmethod
     def _root(path: Path) -> dict[str, Any]:
         if path.is_dir():
@@ -142,10 +168,14 @@ class Console:
         return {"path": str(path), "watched": False, "problem": problem}
 
     def _auth(self) -> dict[str, Any]:
-        health = getattr(self.link, "auth_health", None)
-        if callable(health):
-            return dict(health())
-        return {"ok": None, "error": None}
+        """Whether the API accepts the daemon's credentials, as the daemon last journaled it."""
+        try:
+            fact = json.loads(self.link.journal.fact(AUTH_FACT) or "null")
+        except ValueError:
+            fact = None
+        if not isinstance(fact, dict):
+            return {"ok": None, "error": None}
+        return {"ok": fact.get("ok"), "error": safe_text(fact.get("error"))}
 
     def _paused(self) -> bool | None:
         paused = getattr(self.link, "is_paused", None)
@@ -158,7 +188,7 @@ class Console:
             record = journal.get(file_id)
         except KeyError:
             return None
-        row = next((r for r in journal.status_rows() if r["path"] == record.path), None)
+        row = next((r for r in self._status_rows() if r["path"] == record.path), None)
         if row is None:
             return None
         view = self._view(file_id, row)
@@ -217,7 +247,7 @@ class Console:
             path = self.link.journal.get(file_id).path
         except KeyError:
             return None
-        return next((r for r in self.link.journal.status_rows() if r["path"] == path), None)
+        return next((r for r in self._status_rows() if r["path"] == path), None)
 
     def thumbnail(self, file_id: int) -> bytes | None:
         """A PNG drawn from the row's first `.ply`, cached until that file changes."""

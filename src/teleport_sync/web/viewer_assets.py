@@ -102,10 +102,11 @@ def fetch(dest: Path, registry: str = REGISTRY) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .app import vendor_dir
-
+    # Runnable as a plain script too (`python src/teleport_sync/web/viewer_assets.py`), before
+    # the package is installed: so nothing of the package is imported here.
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dest", type=Path, default=vendor_dir(), help="vendor folder")
+    default = Path(__file__).parent / "static" / "vendor"
+    parser.add_argument("--dest", type=Path, default=default, help="vendor folder")
     parser.add_argument("--registry", default=REGISTRY, help="npm registry URL")
     args = parser.parse_args(argv)
     try:

@@ -73,6 +73,7 @@ class Pages:
             notice=request.query_params.get("done") or request.query_params.get("refused"),
             refused="refused" in request.query_params,
             phases=PHASES,
+            controls=self.console.controls(),
             **context,
         )
         return HTMLResponse(html)

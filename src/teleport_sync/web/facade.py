@@ -269,6 +269,10 @@ class Console:
 
     # -- acting -------------------------------------------------------------------------------
 
+    def controls(self) -> dict[str, bool]:
+        """Which of pause, resume and approve this daemon offers (the buttons shown)."""
+        return {name: callable(getattr(self.link, name, None)) for name in operations.CONTROLS}
+
     def act(self, action: str, file_id: int | None) -> str:
         """Run one of the console's actions; `ActionRefused` (or KeyError) says why not."""
         link = self.link

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .facade import DaemonLink
 
 FORGETTABLE = ("uploaded", "rejected")
+CONTROLS = ("pause", "resume", "approve")
 
 
 class ActionRefused(Exception):

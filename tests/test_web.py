@@ -203,3 +203,19 @@ def test_the_token_opens_the_console_once_and_is_never_shown(
     assert page.status_code == 200
     assert secret not in page.text
     assert bearer.status_code == 200 and bearer.json() == []
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path, emulator: EmulatorServer) -> None:
+    token_file = tmp_path / "web_token"
+    token_file.write_text("s3cret-token-value\n")
+    token_file.chmod(0o644)
+    config = write_config(
+        tmp_path / "config.toml",
+        emulator,
+        f'[web]\nlisten = "0.0.0.0:8765"\ntoken_file = "{token_file}"\n',
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 2
+    assert "chmod 600" in result.output and "s3cret" not in result.output
+    token_file.chmod(0o600)
+    assert load_settings(config).web.token_value() == "s3cret-token-value"

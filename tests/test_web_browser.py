@@ -7,6 +7,7 @@ installs both. WebGL runs in software (SwiftShader), so the 3D view draws on any
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ import pytest
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.web import operations
 from teleport_sync.web.app import viewer_available
 
 from .helpers import MIB, make_zip, set_knobs, wait_for
 from .test_daemon import Running, rows, settings_for
 
 webdriver = pytest.importorskip("selenium.webdriver")
+By = pytest.importorskip("selenium.webdriver.common.by").By
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -177,3 +180,35 @@ def test_3d_view_draws_the_model(browser: Any, console: Running, tmp_path: Path)
     assert browser.execute_script("return !!document.querySelector('#viewer canvas')")
     painted = browser_wait(lambda: painted_pixels(browser, "viewer") > 2000, "splats on screen")
     assert painted
+
+
+def test_the_pause_button_stops_new_puts(
+    browser: Any, console: Running, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    if not operations.available(console.daemon)["pause"]:
+        pytest.skip("this build has no pause")
+    set_knobs(emulator, put_delay_seconds=0.5)  # 12 parts, one at a time
+    browser.get(console.daemon.web_url)
+    make_zip(tmp_path / "inbox" / "long.zip", images=2, pad=58 * MIB)
+    browser_wait(
+        lambda: browser.execute_script("return !!document.querySelector('progress')"),
+        "the upload on the overview",
+    )
+    browser.find_element(By.CSS_SELECTOR, "button[data-action=pause]").click()
+    browser_wait(lambda: "paused all uploads" in browser.page_source, "the pause to be said")
+    browser_wait(lambda: "badge phase-paused" in browser.page_source, "the file shown paused")
+    # Parts in flight when the pause came finish; after that, nothing new starts.
+    puts = lambda: emulator.stats.count("put")  # noqa: E731
+    settled = browser_wait(lambda: (n := puts()) == puts() and n, "parts in flight to land")
+    time.sleep(2.0)  # several put delays: a part started now would have landed
+    assert puts() == settled
+    row = rows(console.daemon.settings)["long.zip"]
+    assert row["parts_done"] < row["num_parts"]
+
+    browser.find_element(By.CSS_SELECTOR, "button[data-action=resume]").click()
+    wait_for(
+        lambda: rows(console.daemon.settings)["long.zip"]["upload_state"] == "uploaded",
+        what="the upload to finish after resuming",
+    )
+    eid = str(rows(console.daemon.settings)["long.zip"]["eid"])
+    assert set(emulator.stats.successful_puts(eid).values()) == {1}  # each part sent once

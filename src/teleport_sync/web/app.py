@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from .facade import Console
+from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
 from .security import CSRF_FIELD, Guard, GuardMiddleware
 from .views import PHASES
@@ -94,11 +94,20 @@ class Pages:
         f = self._filters(request)
         rows = self.console.rows(f["phase"], f["q"])
         query = urlencode({k: v for k, v in f.items() if v})
-        return self.render("files.html", request, rows=rows, filters=f, page="files", query=query)
+        return self.render(
+            "files.html",
+            request,
+            rows=rows[:ROWS_SHOWN],
+            total=len(rows),
+            filters=f,
+            page="files",
+            query=query,
+        )
 
     async def files_fragment(self, request: Request) -> Response:
         f = self._filters(request)
-        return self.render("_rows.html", request, rows=self.console.rows(f["phase"], f["q"]))
+        rows = self.console.rows(f["phase"], f["q"])
+        return self.render("_rows.html", request, rows=rows[:ROWS_SHOWN])
 
     async def capture(self, request: Request) -> Response:
         c = self.console.capture(request.path_params["file_id"])

@@ -27,6 +27,8 @@ from .thumbnail import PlyError, thumbnail_png
 
 _URL_QUERY = re.compile(r"(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*")
 THROUGHPUT_WINDOW_SECONDS = 5.0
+THUMBNAILS_KEPT = 64
+ROWS_SHOWN = 500
 
 
 class DaemonLink(Protocol):
@@ -178,8 +180,9 @@ class Console:
         return {"ok": fact.get("ok"), "error": safe_text(fact.get("error"))}
 
     def _paused(self) -> bool | None:
-        paused = getattr(self.link, "is_paused", None)
-        return bool(paused()) if callable(paused) else None
+        """Whether everything is paused; None where pausing is not available."""
+        paused = getattr(self.link.journal, "paused_paths", None)
+        return operations.PAUSE_ALL in paused() if callable(paused) else None
 
     def capture(self, file_id: int) -> dict[str, Any] | None:
         """One file in full: its row, timeline, results, preview and viewer links."""
@@ -262,6 +265,8 @@ class Console:
             st = ply.stat()
             key = (str(ply), st.st_mtime_ns, st.st_size)
             if key not in self._thumbs:
+                if len(self._thumbs) >= THUMBNAILS_KEPT:
+                    self._thumbs.clear()  # a plain bound; a thumbnail costs a few ms to redraw
                 self._thumbs[key] = thumbnail_png(ply)
         except (OSError, PlyError):
             return None
@@ -270,8 +275,8 @@ class Console:
     # -- acting -------------------------------------------------------------------------------
 
     def controls(self) -> dict[str, bool]:
-        """Which of pause, resume and approve this daemon offers (the buttons shown)."""
-        return {name: callable(getattr(self.link, name, None)) for name in operations.CONTROLS}
+        """Which of pause, resume and approve can be offered (the buttons shown)."""
+        return operations.available(self.link)
 
     def act(self, action: str, file_id: int | None) -> str:
         """Run one of the console's actions; `ActionRefused` (or KeyError) says why not."""

@@ -1,19 +1,19 @@
 """The console's actions on files: the one place that changes anything.
 
 Each takes the daemon link (see `facade.DaemonLink`) and a journal file id and returns a sentence
-for the page. Pause, resume and approve belong to the operator-control work; until the daemon
-offers them they answer `Unavailable`.
+for the page. Pause, resume and approve are journal writes, as `teleport-sync pause` makes them;
+the running daemon notices them by itself.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .facade import DaemonLink
 
 FORGETTABLE = ("uploaded", "rejected")
-CONTROLS = ("pause", "resume", "approve")
+PAUSE_ALL = "*"  # the journal's name for "every upload" (as `teleport-sync pause` with no path)
 
 
 class ActionRefused(Exception):
@@ -51,26 +51,35 @@ def forget(link: DaemonLink, file_id: int) -> str:
     return f"forgot {record.path} (the capture on the account is kept)"
 
 
-def _control(link: DaemonLink, name: str) -> object:
-    method = getattr(link, name, None)
-    if method is None:
-        raise Unavailable(f"{name} is not available in this version of the daemon")
+def _control(link: DaemonLink, name: str) -> Any:
+    """The journal's operator-control method `name` (pause, resume and approve live there)."""
+    method = getattr(link.journal, name, None)
+    if not callable(method):
+        raise Unavailable(f"{name} is not available in this version of teleport-sync")
     return method
 
 
+def available(link: DaemonLink) -> dict[str, bool]:
+    """Which of pause, resume and approve can be offered."""
+    has = {name: callable(getattr(link.journal, name, None)) for name in ("set_paused", "approve")}
+    return {"pause": has["set_paused"], "resume": has["set_paused"], "approve": has["approve"]}
+
+
 def pause(link: DaemonLink, file_id: int | None) -> str:
-    paths = [] if file_id is None else [link.journal.get(file_id).path]
-    _control(link, "pause")(paths)  # type: ignore[operator]
-    return f"paused {paths[0]}" if paths else "paused all uploads"
+    """Start no new part (of this file, or of any): journaled, so a restart keeps it paused."""
+    paths = [PAUSE_ALL] if file_id is None else [link.journal.get(file_id).path]
+    _control(link, "set_paused")(paths, True)
+    return "paused all uploads" if file_id is None else f"paused {paths[0]}"
 
 
 def resume(link: DaemonLink, file_id: int | None) -> str:
-    paths = [] if file_id is None else [link.journal.get(file_id).path]
-    _control(link, "resume")(paths)  # type: ignore[operator]
-    return f"resumed {paths[0]}" if paths else "resumed all uploads"
+    paths = [PAUSE_ALL] if file_id is None else [link.journal.get(file_id).path]
+    _control(link, "set_paused")(paths, False)
+    return "resumed all uploads" if file_id is None else f"resumed {paths[0]}"
 
 
 def approve(link: DaemonLink, file_id: int) -> str:
+    """Release a file held by a budget."""
     path = link.journal.get(file_id).path
-    _control(link, "approve")([path])  # type: ignore[operator]
+    _control(link, "approve")(file_id)
     return f"approved {path}"

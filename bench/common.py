@@ -64,8 +64,12 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def sink(chunk_size: int = 32 * MIB, tls: tuple[Path, Path] | None = None) -> Iterator[Sink]:
+def sink(
+    chunk_size: int = 32 * MIB, tls: tuple[Path, Path] | None = None, *, md5_etags: bool = False
+) -> Iterator[Sink]:
     argv = [PYTHON, str(BENCH / "sink.py"), "--port", "0", "--chunk-size", str(chunk_size)]
+    if md5_etags:
+        argv.append("--md5-etags")
     if tls is not None:
         argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -94,10 +98,11 @@ class Run:
     seconds: float
     peak_rss_mib: float
     wire_seconds: float | None  # first body byte to last, as the sink saw them
+    cpu_seconds: float = 0.0  # the program's own user + system CPU time
 
 
 def timed(argv: list[str], sink_: Sink | None = None, env: dict[str, str] | None = None) -> Run:
-    """Run a command to completion; wall time, its own peak RSS, and time on the wire."""
+    """Run a command to completion; wall time, its own peak RSS and CPU, and time on the wire."""
     before = len(sink_.log()) if sink_ else 0
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -117,7 +122,7 @@ def timed(argv: list[str], sink_: Sink | None = None, env: dict[str, str] | None
         bodies = [e for e in sink_.log()[before:] if e["first"]]
         if bodies:
             wire = max(e["last"] for e in bodies) - min(e["first"] for e in bodies)
-    return Run(elapsed, usage.ru_maxrss / 1024, wire)
+    return Run(elapsed, usage.ru_maxrss / 1024, wire, usage.ru_utime + usage.ru_stime)
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -128,6 +133,7 @@ def median_run(runs: list[Run]) -> Run:
         statistics.median(r.seconds for r in runs),
         max(r.peak_rss_mib for r in runs),
         statistics.median(wires) if wires else mid.wire_seconds,
+        statistics.median(r.cpu_seconds for r in runs),
     )
 
 

@@ -8,16 +8,20 @@ discarded, so the sink costs as little CPU as a Python server can. It speaks jus
 - `PUT /bucket/key` (curl -T); `POST ?uploads`, `PUT ?partNumber&uploadId`,
   `POST ?uploadId` (boto3's s3transfer).
 
-ETags are not MD5s (as with S3 SSE-KMS), so the sink never hashes. It records when each upload's
-first and last body byte arrived, for the latency benchmark (`GET /_sink/log`).
+By default ETags are not MD5s (as with S3 SSE-KMS), so the sink never hashes. With `--md5-etags`
+it answers each part with the hex MD5 of its body, as S3 does with its default encryption: then
+clients that verify parts (teleport-sync does) pay for it, as they would against real S3. It
+records when each upload's first and last body byte arrived (`GET /_sink/log`).
 
     python bench/sink.py --port 0 --chunk-size 33554432   # prints "listening on PORT"
     python bench/sink.py ... --tls-cert cert.pem --tls-key key.pem   # the same over https
+    python bench/sink.py ... --md5-etags   # part ETags are the MD5 of the body, as on S3
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import ssl
@@ -31,8 +35,9 @@ BUFFER = 1 << 20
 
 
 class Sink:
-    def __init__(self, chunk_size: int) -> None:
+    def __init__(self, chunk_size: int, md5_etags: bool = False) -> None:
         self.chunk_size = chunk_size
+        self.md5_etags = md5_etags
         self.lock = threading.Lock()
         self.captures: dict[str, dict[str, object]] = {}
         self.log: list[dict[str, object]] = []  # one entry per body: kind, bytes, first, last
@@ -51,9 +56,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _drain(self, kind: str) -> int:
+    def _drain(self, kind: str) -> str:
+        """Read the body and throw it away; its ETag: an MD5 or an opaque token."""
         remaining = int(self.headers.get("Content-Length") or 0)
         buffer = memoryview(bytearray(BUFFER))
+        digest = hashlib.md5(usedforsecurity=False) if self.sink.md5_etags else None
         total = 0
         first = None
         while remaining > 0:
@@ -64,11 +71,13 @@ class Handler(BaseHTTPRequestHandler):
                 first = time.time()
             remaining -= n
             total += n
+            if digest is not None:
+                digest.update(buffer[:n])
         with self.sink.lock:
             self.sink.log.append(
                 {"kind": kind, "bytes": total, "first": first, "last": time.time()}
             )
-        return total
+        return digest.hexdigest() if digest is not None else f"sink-{uuid.uuid4().hex[:12]}"
 
     def _send(
         self,
@@ -142,8 +151,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         kind = "part" if "partNumber" in query else "object"
-        self._drain(kind)
-        self._send(200, headers={"ETag": f'"sink-{uuid.uuid4().hex[:12]}"'}, ctype="text/plain")
+        etag = self._drain(kind)
+        self._send(200, headers={"ETag": f'"{etag}"'}, ctype="text/plain")
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
@@ -201,8 +210,10 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"detail": "not found"}, 404)
 
 
-def serve(port: int, chunk_size: int, tls: tuple[str, str] | None = None) -> ThreadingHTTPServer:
-    sink = Sink(chunk_size)
+def serve(
+    port: int, chunk_size: int, tls: tuple[str, str] | None = None, md5_etags: bool = False
+) -> ThreadingHTTPServer:
+    sink = Sink(chunk_size, md5_etags)
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     if tls is not None:
@@ -221,9 +232,10 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=32 * 1024 * 1024)
     parser.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
     parser.add_argument("--tls-key", help="... and this key")
+    parser.add_argument("--md5-etags", action="store_true", help="answer parts with MD5 ETags")
     args = parser.parse_args()
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = serve(args.port, args.chunk_size, tls)
+    server = serve(args.port, args.chunk_size, tls, args.md5_etags)
     print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -4,11 +4,19 @@ sink's ceiling (zero-copy PUTs with no API calls), to show the sink is not what 
 
     python bench/throughput.py [--sizes 1024,4096] [--runs 3] [--part-mib 32] [--concurrency 4]
     python bench/throughput.py --tls ...   # the same over https (writes throughput-tls.json)
+    python bench/throughput.py --md5-etags ...   # storage answers MD5 ETags, as S3 does by
+                                                 # default (writes throughput-md5.json)
 
 Prints a table and writes bench/results/throughput.json. Wall time includes each program's
 start-up (what a user waits for); "wire" is first to last body byte as the sink saw them.
 teleport-sync is measured twice: with the journal of its earlier runs (the usual case) and with
-a journal that does not exist yet (a first run).
+a journal that does not exist yet (a first run). "CPU s/GiB" is each program's own user + system
+time per GiB sent.
+
+With `--md5-etags` the sink answers every part with its MD5, as S3 does with its default
+encryption: teleport-sync then verifies each part (it hashes what it sends), and s3transfer runs
+with boto3's shipped checksum setting (a CRC32 per part). Without it ETags are opaque and nobody
+verifies anything.
 """
 
 from __future__ import annotations
@@ -43,12 +51,17 @@ def main() -> None:
     parser.add_argument(
         "--tls", action="store_true", help="https to the sink (self-signed certificate)"
     )
+    parser.add_argument(
+        "--md5-etags", action="store_true", help="storage answers MD5 ETags (as S3 by default)"
+    )
     args = parser.parse_args()
     part = args.part_mib * MIB
     results: list[dict[str, object]] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sink(part, self_signed_cert(Path(tmp)) if args.tls else None) as s,
+        sink(
+            part, self_signed_cert(Path(tmp)) if args.tls else None, md5_etags=args.md5_etags
+        ) as s,
     ):
         workdir = Path(tmp)
         config = write_config(workdir, s, f"[upload]\nconcurrency = {args.concurrency}\n")
@@ -79,6 +92,7 @@ def main() -> None:
                     str(data),
                     str(part),
                     str(args.concurrency),
+                    "boto3" if args.md5_etags else "plain",
                 ],
                 "naive sequential": [
                     PYTHON,
@@ -87,6 +101,11 @@ def main() -> None:
                     str(data),
                 ],
             }
+            if args.md5_etags:  # and as boto3 ships it: 8 MiB parts, 10 threads, CRC32s
+                clients["s3transfer (boto3 defaults)"] = [
+                    *clients["s3transfer"][:-1],
+                    "defaults",
+                ]
             if not args.tls:  # zero-copy needs plain http: over TLS every client encrypts
                 clients["sink ceiling (sendfile)"] = [
                     PYTHON,
@@ -122,27 +141,29 @@ def main() -> None:
                     if run.wire_seconds and curl.wire_seconds
                     else None,
                     "peak_rss_mib": round(run.peak_rss_mib, 1),
+                    "cpu_s_per_gib": round(run.cpu_seconds / (size_mib / 1024), 2),
                     "runs": [round(r.seconds, 3) for r in runs[name]],
                 }
                 results.append(row)
     print(
         f"{'size':>6} {'client':<28} {'s':>7} {'MiB/s':>8} {'x curl':>7} "
-        f"{'wire MiB/s':>11} {'wire x curl':>11} {'RSS MiB':>8}"
+        f"{'wire MiB/s':>11} {'wire x curl':>11} {'RSS MiB':>8} {'CPU s/GiB':>9}"
     )
     for r in results:
         print(
             f"{r['size_mib']:>6} {r['client']:<28} {r['seconds']:>7} {r['mib_per_s']:>8} "
             f"{r['ratio_to_curl']:>7} {r['wire_mib_per_s']!s:>11} "
-            f"{r['wire_ratio_to_curl']!s:>11} {r['peak_rss_mib']:>8}"
+            f"{r['wire_ratio_to_curl']!s:>11} {r['peak_rss_mib']:>8} {r['cpu_s_per_gib']:>9}"
         )
     print(
         "wrote",
         save(
-            "throughput-tls" if args.tls else "throughput",
+            "throughput" + ("-tls" if args.tls else "") + ("-md5" if args.md5_etags else ""),
             {
                 "part_mib": args.part_mib,
                 "concurrency": args.concurrency,
                 "tls": args.tls,
+                "md5_etags": args.md5_etags,
                 "rows": results,
             },
         ),

@@ -212,8 +212,9 @@ class Console:
         view["ply_index"] = next(
             (r["index"] for r in view["results"] if r["is_ply"] and r["exists"]), None
         )
-        view["has_preview"] = bool(row.get("preview_path")) and Path(row["preview_path"]).is_file()
-        view["viewer_url"] = safe_text(row.get("viewer_url"))
+        view["has_preview"] = _first_file(getattr(record, "preview_paths", [])) is not None
+        # Teleport's own viewer page for the capture (a share link, not a signed URL).
+        view["viewer_url"] = safe_text(getattr(record, "viewer_url", None) or row.get("viewer_url"))
         view["name"] = row.get("name")
         view["attempts"] = record.attempts
         return view
@@ -241,16 +242,12 @@ class Console:
         return Path(paths[index])
 
     def preview_path(self, file_id: int) -> Path | None:
-        row = self._row(file_id)
-        path = row.get("preview_path") if row else None
-        return Path(path) if path and Path(path).is_file() else None
-
-    def _row(self, file_id: int) -> dict[str, Any] | None:
+        """Teleport's preview image of the capture, as downloaded beside the model."""
         try:
-            path = self.link.journal.get(file_id).path
+            record = self.link.journal.get(file_id)
         except KeyError:
             return None
-        return next((r for r in self._status_rows() if r["path"] == path), None)
+        return _first_file(getattr(record, "preview_paths", []))
 
     def thumbnail(self, file_id: int) -> bytes | None:
         """A PNG drawn from the row's first `.ply`, cached until that file changes."""
@@ -294,3 +291,7 @@ class Console:
         if action == "approve":
             return operations.approve(link, file_id)
         raise operations.ActionRefused(f"unknown action {action!r}")
+
+
+def _first_file(paths: list[str]) -> Path | None:
+    return next((Path(p) for p in paths if Path(p).is_file()), None)

@@ -20,6 +20,8 @@ from teleport_sync.web.thumbnail import (
     BACKGROUND,
     SH_C0,
     PlyError,
+    Splat,
+    frame,
     read_splats,
     render,
     thumbnail_png,
@@ -203,3 +205,13 @@ def test_timeline_durations() -> None:
 )
 def test_host_guard(listen_host: str, token: str | None, header: str | None, allowed: bool) -> None:
     assert Guard(listen_host, 8765, token).host_allowed(header) is allowed
+
+
+def test_the_3d_view_starts_where_the_model_is() -> None:
+    data = gaussian_splat_ply(500, seed=3)
+    splats = [
+        Splat(s.x * 5 + 100, s.y * 5 - 40, s.z * 5 + 7, s.rgb, s.alpha) for s in read_splats(data)
+    ]
+    (x, y, z), radius = frame(splats)
+    assert (x, y, z) == pytest.approx((100, -40, 7), abs=1.0)
+    assert radius == pytest.approx(5, rel=0.1)  # the sphere of radius 5 around that centre

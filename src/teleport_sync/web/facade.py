@@ -23,7 +23,7 @@ from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
 from ..report import ReportOptions, status_rows
 from . import operations, views
-from .thumbnail import PlyError, thumbnail_png
+from .thumbnail import PlyError, frame, load_splats, png, render
 
 _URL_QUERY = re.compile(r"(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*")
 THROUGHPUT_WINDOW_SECONDS = 5.0
@@ -55,7 +55,7 @@ class Console:
         self._clock = clock
         self._samples: deque[tuple[float, float]] = deque()
         self._lock = threading.Lock()
-        self._thumbs: dict[tuple[str, int, int], bytes] = {}
+        self._thumbs: dict[tuple[str, int, int], tuple[bytes, dict[str, float]]] = {}
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -212,6 +212,7 @@ class Console:
         view["ply_index"] = next(
             (r["index"] for r in view["results"] if r["is_ply"] and r["exists"]), None
         )
+        view["frame"] = self.model_frame(file_id) if view["ply_index"] is not None else None
         view["has_preview"] = _first_file(getattr(record, "preview_paths", [])) is not None
         # Teleport's own viewer page for the capture (a share link, not a signed URL).
         view["viewer_url"] = safe_text(getattr(record, "viewer_url", None) or row.get("viewer_url"))
@@ -249,8 +250,9 @@ class Console:
             return None
         return _first_file(getattr(record, "preview_paths", []))
 
-    def thumbnail(self, file_id: int) -> bytes | None:
-        """A PNG drawn from the row's first `.ply`, cached until that file changes."""
+    def _picture(self, file_id: int) -> tuple[bytes, dict[str, float]] | None:
+        """The row's first `.ply` drawn as a PNG, and where the model sits (for the 3D view);
+        cached until that file changes."""
         try:
             paths = self.link.journal.get(file_id).result_paths
         except KeyError:
@@ -263,11 +265,22 @@ class Console:
             key = (str(ply), st.st_mtime_ns, st.st_size)
             if key not in self._thumbs:
                 if len(self._thumbs) >= THUMBNAILS_KEPT:
-                    self._thumbs.clear()  # a plain bound; a thumbnail costs a few ms to redraw
-                self._thumbs[key] = thumbnail_png(ply)
+                    self._thumbs.clear()  # a plain bound; a picture costs a few ms to redraw
+                splats = load_splats(ply)
+                (x, y, z), radius = frame(splats)
+                where = {"x": x, "y": y, "z": z, "radius": radius}
+                self._thumbs[key] = (png(render(splats), 320, 240), where)
         except (OSError, PlyError):
             return None
         return self._thumbs[key]
+
+    def thumbnail(self, file_id: int) -> bytes | None:
+        picture = self._picture(file_id)
+        return picture[0] if picture else None
+
+    def model_frame(self, file_id: int) -> dict[str, float] | None:
+        picture = self._picture(file_id)
+        return picture[1] if picture else None
 
     # -- acting -------------------------------------------------------------------------------
 

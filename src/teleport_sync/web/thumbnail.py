@@ -171,12 +171,32 @@ def png(pixels: bytes, width: int, height: int) -> bytes:
     )
 
 
-def thumbnail_png(path: Path, width: int = 320, height: int = 240) -> bytes:
-    """The PNG thumbnail of the `.ply` at `path`; PlyError or OSError when it cannot be read."""
+def load_splats(path: Path) -> list[Splat]:
+    """A sample of the `.ply` at `path`; PlyError or OSError when it cannot be read."""
     with path.open("rb") as f:
         if f.seek(0, 2) == 0:
             raise PlyError("the file is empty")
         # Mapped, not read: a real scan is hundreds of MiB and only a sample is looked at.
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            splats = read_splats(data)
-    return png(render(splats, width, height), width, height)
+            return read_splats(data)
+
+
+def thumbnail_png(path: Path, width: int = 320, height: int = 240) -> bytes:
+    """The PNG thumbnail of the `.ply` at `path`; PlyError or OSError when it cannot be read."""
+    return png(render(load_splats(path), width, height), width, height)
+
+
+def frame(splats: list[Splat]) -> tuple[tuple[float, float, float], float]:
+    """Where the model is: its median centre and the radius holding 98 % of its splats.
+
+    The 3D view starts from this, so a scan in survey coordinates is not off screen.
+    """
+    if not splats:
+        return (0.0, 0.0, 0.0), 1.0
+    centre = tuple(sorted(getattr(s, axis) for s in splats)[len(splats) // 2] for axis in "xyz")
+    distances = sorted(
+        math.dist((s.x, s.y, s.z), centre)
+        for s in splats  # type: ignore[arg-type]
+    )
+    radius = distances[int(0.98 * (len(distances) - 1))] or 1.0
+    return (centre[0], centre[1], centre[2]), radius

@@ -14,13 +14,23 @@ function fallBack(reason) {
   root.dataset.state = "thumbnail: " + reason;
 }
 
+// Splat files are usually y-down (OpenCV cameras): look from a little above and in front, far
+// enough back for the whole model (the daemon measured its centre and radius).
+function camera() {
+  const centre = (root.dataset.centre || "0,0,0").split(",").map(Number);
+  const r = Number(root.dataset.radius || 1);
+  return {
+    cameraUp: [0, -1, 0],
+    initialCameraLookAt: centre,
+    initialCameraPosition: [centre[0], centre[1] - 1.2 * r, centre[2] - 3.2 * r],
+  };
+}
+
 async function show() {
   const GS = await import("/static/vendor/gaussian-splats-3d.module.js");
   const viewer = new GS.Viewer({
     rootElement: root,
-    cameraUp: [0, -1, 0],
-    initialCameraPosition: [0, -1.2, -3.2],
-    initialCameraLookAt: [0, 0, 0],
+    ...camera(),
     sharedMemoryForWorkers: false,
     sceneRevealMode: GS.SceneRevealMode.Instant,
     logLevel: GS.LogLevel.None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from teleport_sync.cli import main
 from teleport_sync.config import ConfigError, load_settings
+from teleport_sync.demo import run_demo
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.inputs import identify
@@ -219,3 +222,11 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path, emulator: Emula
     assert "chmod 600" in result.output and "s3cret" not in result.output
     token_file.chmod(0o600)
     assert load_settings(config).web.token_value() == "s3cret-token-value"
+
+
+def test_the_demo_serves_the_console_and_prints_its_url() -> None:
+    out = io.StringIO()
+    code = run_demo(Console(file=out, width=200), timeout=90)
+    text = out.getvalue()
+    assert code == 0, text
+    assert re.search(r"web console: http://127\.0\.0\.1:\d+/", text), text

@@ -152,7 +152,9 @@ class Pages:
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         presented = form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")
         if not self.guard.csrf_ok(presented):
-            return PlainTextResponse("refused: missing or wrong CSRF token\n", 403)
+            return PlainTextResponse(
+                "refused: missing or stale CSRF token (reload the page and try again)\n", 403
+            )
         action = request.path_params["action"]
         if action not in ACTIONS:
             return PlainTextResponse(f"unknown action {action}\n", 404)

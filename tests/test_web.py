@@ -230,3 +230,18 @@ def test_the_demo_serves_the_console_and_prints_its_url() -> None:
     text = out.getvalue()
     assert code == 0, text
     assert re.search(r"web console: http://127\.0\.0\.1:\d+/", text), text
+
+
+def test_a_rejected_file_is_explained_on_its_page(console: Running, tmp_path: Path) -> None:
+    (tmp_path / "inbox" / "empty.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    wait_for(
+        lambda: rows(console.daemon.settings).get("empty.zip", {}).get("phase") == "rejected",
+        what="the rejection",
+    )
+    with client(console) as http:
+        listing = http.get("/files", params={"phase": "rejected"}).text
+        file_id = re.search(r'href="/files/(\d+)"', listing).group(1)  # type: ignore[union-attr]
+        page = http.get(f"/files/{file_id}").text
+    assert "empty.zip" in listing
+    assert "What went wrong:" in page and "zip archive is empty" in page
+    assert "What to do:" in page and "replace it" in page

@@ -215,3 +215,21 @@ def test_the_3d_view_starts_where_the_model_is() -> None:
     (x, y, z), radius = frame(splats)
     assert (x, y, z) == pytest.approx((100, -40, 7), abs=1.0)
     assert radius == pytest.approx(5, rel=0.1)  # the sphere of radius 5 around that centre
+
+
+@pytest.mark.parametrize(
+    ("phase", "upload_state", "error", "says"),
+    [
+        ("failed", "uploaded", "NOT_ENOUGH_FRAMES: too few images", "more overlapping"),
+        ("failed", "uploaded", "no-images: the zip archive contains no images", "no photos"),
+        ("failed", "uploaded", "SOMETHING_NEW: words", "Upload a new version"),
+        ("failed", "failed", "HTTP 500 from storage", "retried by itself"),
+        ("rejected", "rejected", "the zip archive is empty", "changed file"),
+        ("done", "uploaded", None, None),
+    ],
+)
+def test_failures_come_with_advice(
+    phase: str, upload_state: str, error: str | None, says: str | None
+) -> None:
+    advice = views.advice(phase, upload_state, error)
+    assert (advice is None) if says is None else (says in str(advice))

@@ -217,6 +217,7 @@ class Console:
         # Teleport's own viewer page for the capture (a share link, not a signed URL).
         view["viewer_url"] = safe_text(getattr(record, "viewer_url", None) or row.get("viewer_url"))
         view["name"] = row.get("name")
+        view["advice"] = views.advice(view["phase"], row["upload_state"], row.get("error"))
         view["attempts"] = record.attempts
         return view
 

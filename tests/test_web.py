@@ -20,6 +20,7 @@ from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.inputs import identify
 from teleport_sync.journal import Journal
+from teleport_sync.web.server import ConsoleServer
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, wait_for
@@ -245,3 +246,25 @@ def test_a_rejected_file_is_explained_on_its_page(console: Running, tmp_path: Pa
     assert "empty.zip" in listing
     assert "What went wrong:" in page and "zip archive is empty" in page
     assert "What to do:" in page and "replace it" in page
+
+
+def test_without_the_viewer_files_the_capture_page_shows_the_picture(
+    console: Running, tmp_path: Path
+) -> None:
+    make_zip(tmp_path / "inbox" / "plain.zip", images=2)
+    wait_for(lambda: ready(console, "plain.zip"), what="READY and downloaded")
+    empty = tmp_path / "no-vendor"
+    empty.mkdir()
+    server = ConsoleServer(console.daemon, "127.0.0.1:0", vendor=empty).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            listing = http.get("/files").text
+            file_id = re.search(r'href="/files/(\d+)"', listing).group(1)  # type: ignore[union-attr]
+            page = http.get(f"/files/{file_id}").text
+            picture = http.get(f"/files/{file_id}/thumbnail.png")
+            module = http.get("/static/vendor/gaussian-splats-3d.module.js")
+    finally:
+        server.stop()
+    assert 'id="thumbnail"' in page and "viewer.js" not in page
+    assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
+    assert module.status_code == 404

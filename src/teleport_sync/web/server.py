@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Self
 
 import uvicorn
@@ -19,7 +20,9 @@ from .security import Guard
 class ConsoleServer:
     """Serve the console for `link` on `listen` ("host:port"; port 0 picks a free one)."""
 
-    def __init__(self, link: DaemonLink, listen: str, token: str | None = None) -> None:
+    def __init__(
+        self, link: DaemonLink, listen: str, token: str | None = None, *, vendor: Path | None = None
+    ) -> None:
         host, port = split_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
@@ -36,7 +39,7 @@ class ConsoleServer:
         self.guard = Guard(host=host, port=self.port, token=token)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.console, self.guard),
+                create_app(self.console, self.guard, vendor=vendor),
                 log_level="warning",
                 access_log=False,
                 timeout_graceful_shutdown=2,

@@ -169,12 +169,24 @@ def test_thumbnail_is_not_blank(browser: Any, console: Running, tmp_path: Path) 
 
 
 @pytest.mark.skipif(not viewer_available(), reason="3D viewer files not fetched")
-def test_3d_view_draws_the_model(browser: Any, console: Running, tmp_path: Path) -> None:
-    file_id = finished_capture(console, tmp_path, "splat.zip")
+def test_3d_view_draws_the_model(
+    browser: Any, console: Running, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    set_knobs(emulator, processing_delay_seconds=3.0)
+    make_zip(tmp_path / "inbox" / "splat.zip", images=2)
+    wait_for(
+        lambda: rows(console.daemon.settings).get("splat.zip", {}).get("phase") == "processing",
+        what="the capture processing",
+    )
+    file_id = next(r.id for r in console.daemon.journal.all_files() if r.path.endswith("splat.zip"))
+    # Opened while Teleport is still at work: the view appears when the model arrives.
     browser.get(f"{console.daemon.web_url}files/{file_id}")
+    assert "The picture appears when the model is downloaded" in browser.page_source
     state = browser_wait(
-        lambda: browser.execute_script("return document.getElementById('viewer').dataset.state"),
-        "the 3D view to load",
+        lambda: browser.execute_script(
+            "const v = document.getElementById('viewer'); return v && v.dataset.state"
+        ),
+        "the 3D view to load when the model arrives",
     )
     assert state == "3d", state
     assert browser.execute_script("return !!document.querySelector('#viewer canvas')")

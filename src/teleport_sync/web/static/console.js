@@ -13,6 +13,11 @@ async function refresh(element) {
     if (html !== element.dataset.last) {
       element.dataset.last = html;
       element.innerHTML = html;
+      // The model just arrived on a capture page that had none: load its picture and 3D view.
+      if (element.querySelector("[data-has-model=yes]") &&
+          document.querySelector(".pictures[data-has-model=no]")) {
+        location.reload();
+      }
     }
   } catch (error) {
     // The daemon restarting: try again on the next tick.

@@ -92,6 +92,8 @@ class UploadSettings(_Section):
 
 class PollSettings(_Section):
     interval_seconds: float = Field(default=30.0, gt=0)
+    # A capture PROCESSING longer than this raises a `stuck` notification; 0 turns that off.
+    stuck_after_seconds: float = Field(default=3600.0, ge=0)
 
 
 def _default_journal_path() -> Path:
@@ -169,7 +171,53 @@ class WebSettings(_Section):
             return self.token.get_secret_value()
         if self.token_file is None:
             return None
-        return _read_secret_file(self.token_file, "[web] token_file", what_for="the web token")
+        return _read_secret_file(self.token_file, "[web] token_file", "the web console's token")
+
+
+class WebhooksSettings(_Section):
+    """The receiver for Teleport's signed webhooks (off while `listen` is unset)."""
+
+    listen: str | None = None
+    path: str = "/teleport/webhook"
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f'{value!r} is not host:port, e.g. "127.0.0.1:8788"')
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f'{value!r} must start with /, e.g. "/teleport/webhook"')
+        return value
+
+
+NOTIFY_EVENTS = ("ready", "failed", "rejected", "auth", "stuck")
+
+
+class NotifyTarget(_Section):
+    """One `[[notify]]` target: where events are POSTed, in which format, which events."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+    events: list[Literal["ready", "failed", "rejected", "auth", "stuck"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS)
+    )
+    # Signs our own requests (X-Teleport-Sync-Signature), so the receiver can trust them.
+    secret: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _only_tls_off_loopback(cls, value: str) -> str:
+        check_url_is_safe(value)
+        return value
 
 
 class Settings(BaseSettings):
@@ -191,11 +239,14 @@ class Settings(BaseSettings):
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    notify: list[NotifyTarget] = Field(default_factory=list)
 
     # Where the file and the secret came from, for messages; not config keys.
     source_path: Path | None = Field(default=None, exclude=True)
     secret_source: str | None = Field(default=None, exclude=True)
+    webhook_secret_source: str | None = Field(default=None, exclude=True)
 
     @classmethod
     def settings_customise_sources(
@@ -268,23 +319,23 @@ def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path 
     return None
 
 
-def _refuse_if_exposed(path: Path, what: str, what_for: str = "the client secret") -> None:
+def _refuse_if_exposed(path: Path, what: str, secret: str = "the client secret") -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path} holds {what_for} ({what}) but is readable by group or others "
+            f"{path} holds {secret} ({what}) but is readable by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
         )
 
 
-def _read_secret_file(path: Path, what: str, what_for: str = "the client secret") -> str:
+def _read_secret_file(path: Path, what: str, secret_name: str = "the client secret") -> str:
     try:
-        _refuse_if_exposed(path, what, what_for)
+        _refuse_if_exposed(path, what, secret_name)
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read {what_for} from {path} ({what}): {exc}") from exc
+        raise ConfigError(f"cannot read {secret_name} from {path} ({what}): {exc}") from exc
     if not secret:
-        raise ConfigError(f"{path} ({what}) is empty; put {what_for} in it")
+        raise ConfigError(f"{path} ({what}) is empty; put {secret_name} in it")
     return secret
 
 
@@ -336,6 +387,7 @@ def load_settings(
         settings.secret_source = found[1]
     else:
         settings.api.client_secret = None
+    _resolve_event_secrets(settings, data, path, environ)
     return settings
 
 
@@ -360,3 +412,44 @@ def _resolve_secret(
         _refuse_if_exposed(path, "[api] client_secret")
         return str(in_file), f"{path} ([api] client_secret)"
     return None
+
+
+WEBHOOK_SECRET_ENV = f"{ENV_PREFIX}WEBHOOKS__SECRET"
+
+
+def _resolve_event_secrets(
+    settings: Settings, data: dict[str, Any], path: Path | None, environ: Mapping[str, str]
+) -> None:
+    """The webhook signing secret by the client secret's order and rules; notify secrets' file."""
+    name = "the webhook signing secret"
+    hooks = settings.webhooks
+    found: tuple[str, str] | None = None
+    credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
+    credential = Path(credentials_dir) / "webhook_secret" if credentials_dir else None
+    if environ.get(WEBHOOK_SECRET_ENV):
+        found = environ[WEBHOOK_SECRET_ENV], f"${WEBHOOK_SECRET_ENV}"
+    elif credential is not None and credential.is_file():
+        found = _read_secret_file(credential, "systemd credential", name), str(credential)
+    elif hooks.secret_file is not None:
+        what = "[webhooks] secret_file"
+        found = _read_secret_file(hooks.secret_file, what, name), str(hooks.secret_file)
+    else:
+        table = data.get("webhooks")
+        in_file = table.get("secret") if isinstance(table, dict) else None
+        if in_file and path is not None:
+            _refuse_if_exposed(path, "[webhooks] secret", name)
+            found = str(in_file), f"{path} ([webhooks] secret)"
+    hooks.secret = SecretStr(found[0]) if found else None
+    settings.webhook_secret_source = found[1] if found else None
+    if hooks.listen and hooks.secret is None:
+        raise ConfigError(
+            "[webhooks] listen is set but there is no signing secret: set "
+            f"{WEBHOOK_SECRET_ENV}, LoadCredential=webhook_secret:... (systemd), "
+            "[webhooks] secret_file, or [webhooks] secret (from the Teleport Developer Dashboard)"
+        )
+    targets = data.get("notify")
+    notify_secret_in_file = isinstance(targets, list) and any(
+        isinstance(t, dict) and t.get("secret") for t in targets
+    )
+    if path is not None and notify_secret_in_file:
+        _refuse_if_exposed(path, "[[notify]] secret", "a notification signing secret")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -28,7 +29,10 @@ from .samples import write_sample_mp4, write_sample_zip
 def _table(rows: list[dict[str, object]]) -> Table:
     table = Table("file", "upload", "parts", "capture", "history", "result")
     for row in rows:
-        history = " → ".join(str(h["state"]) for h in row["state_history"])  # type: ignore[union-attr]
+        history = " → ".join(
+            f"{h['state']} (webhook)" if h.get("source") == "webhook" else str(h["state"])
+            for h in row["state_history"]  # type: ignore[union-attr]
+        )
         results = ", ".join(Path(p).name for p in row["result_paths"])  # type: ignore[union-attr]
         parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
         table.add_row(
@@ -75,7 +79,16 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="teleport-sync-demo-"))
     inbox = workdir / "inbox"
     (inbox / "site-b").mkdir(parents=True)
-    config = EmulatorConfig(chunk_size=5 * MIB, processing_delay_seconds=4.0)
+    # The emulator announces READY with a signed webhook, as Teleport does; polling is the
+    # slower reconciler behind it.
+    webhook_port = _free_port()
+    webhook_secret = secrets.token_hex(16)
+    config = EmulatorConfig(
+        chunk_size=5 * MIB,
+        processing_delay_seconds=4.0,
+        webhook_url=f"http://127.0.0.1:{webhook_port}/teleport/webhook",
+        webhook_secret=webhook_secret,
+    )
     with EmulatorServer(config) as emulator:
         REDACTOR.add_secret(config.client_secret)
         settings = Settings(
@@ -86,7 +99,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
                 "timeout_seconds": 30,
             },
             watch={"paths": [inbox], "settle_seconds": 1.0},
-            poll={"interval_seconds": 1.0},
+            poll={"interval_seconds": 10.0},
+            webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": webhook_secret},
             journal={"path": workdir / "journal.sqlite3"},
             results={"dir": workdir / "results", "profiles": ["ply"]},
             web={"listen": _console_listen()},
@@ -140,3 +154,9 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     console.print(f"  journal: {settings.journal.path}")
     console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -12,6 +12,7 @@ of `MIGRATIONS` moves it one version up.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -62,12 +63,70 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class OutboxRow:
+    """One notification for one target: delivered at least once, or given up on."""
+
+    event_id: str
+    target: str
+    kind: str
+    payload: str
+    created_at: str
+    attempts: int
+    next_attempt_at: str
+    delivered_at: str | None
+    given_up_at: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class PartRecord:
     number: int
     size: int
     md5: str
     etag: str
     acknowledged_at: str
+
+
+def shown(text: str) -> str:
+    """`text` as it can be shown and stored as UTF-8: bytes that are not UTF-8 (a file name
+    from an old camera, say) appear as `\\xe9` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _db_path(path: str) -> str | bytes:
+    """A path as stored: text when it is UTF-8, else its exact bytes (a BLOB), so any name
+    the OS allows is journaled losslessly."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _py_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _lenient_text(raw: bytes) -> str:
+    # A damaged or hand-edited row may hold bytes that are not UTF-8: read it anyway (as
+    # surrogate escapes, like os.fsdecode) so one bad row cannot stop every query.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class JournalRowError(JournalError):
+    """One file's row cannot be read; the message says how to start that file over."""
+
+
+class UnreadableRow(Exception):
+    """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
+
+    def __init__(self, file_id: int, path: str, column: str) -> None:
+        super().__init__(file_id, path, column)
+        self.file_id, self.path, self.column = file_id, path, column
 
 
 def _identity_columns(identity: FileIdentity) -> tuple[int, int, int, int, str]:
@@ -174,12 +233,43 @@ def _migrate_v4_intent_token(db: Any) -> None:
     db["files"].add_column("renamed_at", str)
 
 
+def _migrate_v5_events(db: Any) -> None:
+    # Where a state was heard (poll or webhook), and the notification outbox: one row per event
+    # and target, kept after delivery so a re-emitted event id is recognised and not sent twice.
+    db.execute("ALTER TABLE state_history ADD COLUMN source TEXT")
+    db["outbox"].create(
+        {
+            "event_id": str,
+            "target": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "delivered_at": str,
+            "given_up_at": str,
+            "last_error": str,
+        },
+        pk=("event_id", "target"),
+        not_null={"kind", "payload", "created_at", "next_attempt_at"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["delivered_at", "given_up_at", "next_attempt_at"])
+    # Captures and rejections that ended before notifications existed are not news.
+    db.execute(
+        "UPDATE files SET actions_done = json_insert(COALESCE(actions_done, '[]'), '$[#]', "
+        "'notify') WHERE upload_state = 'rejected' "
+        "OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR')"
+    )
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
     _migrate_v2,
     _migrate_v3_sightings,
     _migrate_v4_intent_token,
+    _migrate_v5_events,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -199,6 +289,7 @@ class Journal:
             ) from exc
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
+        self._conn.text_factory = _lenient_text
         self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA busy_timeout = 30000")
@@ -312,14 +403,19 @@ class Journal:
     def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
         conn.execute(
             "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
-            (file_id, utc_now(), kind, msg),
+            (file_id, utc_now(), kind, shown(msg)),
         )
 
     @staticmethod
     def _record(row: sqlite3.Row) -> FileRecord:
+        path = _py_path(row["path"])
+        for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
+            value = row[column]
+            if column not in ("path", "error") and isinstance(value, str) and shown(value) != value:
+                raise UnreadableRow(row["id"], path, column)
         return FileRecord(
             id=row["id"],
-            path=row["path"],
+            path=path,
             identity=FileIdentity(
                 row["dev"], row["inode"], row["size"], row["mtime_ns"], row["fingerprint"]
             ),
@@ -349,21 +445,64 @@ class Journal:
         rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
         if not rows:
             raise KeyError(file_id)
-        return self._record(rows[0])
+        return self._readable(rows[0])
 
     def by_path(self, path: str) -> FileRecord | None:
-        rows = self._query("SELECT * FROM files WHERE path = ?", (path,))
-        return self._record(rows[0]) if rows else None
+        rows = self._query("SELECT * FROM files WHERE path = ?", (_db_path(path),))
+        return self._readable(rows[0]) if rows else None
+
+    def _readable(self, row: sqlite3.Row) -> FileRecord:
+        try:
+            return self._record(row)
+        except UnreadableRow as bad:
+            raise JournalRowError(self._quarantine(bad)) from None
+
+    def _records(self, rows: list[sqlite3.Row]) -> list[FileRecord]:
+        """The rows as records; a row that cannot be read is failed (with the fix) and left out,
+        so one bad row does not stop the others."""
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(row))
+            except UnreadableRow as bad:
+                self._quarantine(bad)
+        return out
+
+    def _quarantine(self, bad: UnreadableRow) -> str:
+        sentence = (
+            f"the journal's row for {shown(bad.path)} holds bytes that are not UTF-8 in its "
+            f"{bad.column!r} column (a damaged or hand-edited journal), so this file is not "
+            f"uploaded; to start it over, delete the row: sqlite3 {self.path} "
+            f"'DELETE FROM parts WHERE file_id = {bad.file_id}; "
+            f"DELETE FROM files WHERE id = {bad.file_id}'"
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ? AND (error IS NOT ? OR upload_state != 'rejected')""",
+                (sentence, utc_now(), bad.file_id, sentence),
+            )
+        return sentence
 
     def all_files(self) -> list[FileRecord]:
-        return [self._record(r) for r in self._query("SELECT * FROM files ORDER BY id")]
+        return self._records(self._query("SELECT * FROM files ORDER BY id"))
 
     def unfinished(self) -> list[FileRecord]:
         """Files whose upload began and did not end: resume these first."""
         rows = self._query(
             "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
+
+    def paths_of_inode(self, dev: int, inode: int) -> list[str]:
+        """Paths journaled (and not rejected) for this inode: hard links and symlinks of one
+        file reach it by more than one path."""
+        rows = self._query(
+            """SELECT path FROM files WHERE dev = ? AND inode = ?
+               AND upload_state != 'rejected' ORDER BY id""",
+            (dev, inode),
+        )
+        return [_py_path(r["path"]) for r in rows]
 
     def known_eids(self) -> set[str]:
         return {r["eid"] for r in self._query("SELECT eid FROM files WHERE eid IS NOT NULL")}
@@ -379,7 +518,7 @@ class Journal:
                        input_data_format, name, upload_state, created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                    ON CONFLICT(path) DO NOTHING""",
-                (path, *_identity_columns(identity), input_data_format, name, now, now),
+                (_db_path(path), *_identity_columns(identity), input_data_format, name, now, now),
             )
         record = self.by_path(path)
         assert record is not None
@@ -438,7 +577,7 @@ class Journal:
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
@@ -472,7 +611,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
                        next_attempt_at = ?, updated_at = ? WHERE id = ?""",
-                (error, next_attempt_at, utc_now(), file_id),
+                (shown(error), next_attempt_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "failed", error)
 
@@ -482,7 +621,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
                    WHERE id = ?""",
-                (error, utc_now(), file_id),
+                (shown(error), utc_now(), file_id),
             )
             self._event(conn, file_id, "rejected", error)
 
@@ -499,7 +638,7 @@ class Journal:
     def quick_index(self) -> dict[str, tuple[int, int, int, int]]:
         """path -> (dev, inode, size, mtime_ns) of every file, in one query (startup scan)."""
         rows = self._query("SELECT path, dev, inode, size, mtime_ns FROM files")
-        return {r["path"]: (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
+        return {_py_path(r["path"]): (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
 
     def set_next_attempt(self, file_id: int, at: str | None) -> None:
         with self._transaction() as conn:
@@ -512,24 +651,24 @@ class Journal:
                AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
             (now,),
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND (capture_state IS NULL
-                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
+                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR', 'DELETED'))
                ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
             "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
             "ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def mark_action(self, file_id: int, action: str, result_paths: list[str] | None = None) -> None:
         """Record that `action` ran (or began, for actions that must never run twice)."""
@@ -557,7 +696,7 @@ class Journal:
                 """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
                        updated_at = ? WHERE id = ?""",
                 (
-                    path,
+                    _db_path(path),
                     identity.dev,
                     identity.inode,
                     identity.size,
@@ -566,7 +705,7 @@ class Journal:
                     file_id,
                 ),
             )
-            self._event(conn, file_id, "moved", path)
+            self._event(conn, file_id, "moved", shown(path))
 
     def reject(
         self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
@@ -636,8 +775,12 @@ class Journal:
 
     # -- capture states ---------------------------------------------------------------------
 
-    def record_state(self, file_id: int, state: str, sid: str | None = None) -> bool:
-        """Append `state` to the history if it differs from the last one; keep `sid`."""
+    def record_state(
+        self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None
+    ) -> bool:
+        """Append `state` to the history if it differs from the last one; keep `sid`.
+
+        `source` says how it was heard (`poll`, `webhook`)."""
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
@@ -646,9 +789,9 @@ class Journal:
             now = utc_now()
             if changed:
                 conn.execute(
-                    "INSERT INTO state_history (file_id, eid, state, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (file_id, row["eid"], state, now),
+                    "INSERT INTO state_history (file_id, eid, state, observed_at, source) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (file_id, row["eid"], state, now, source),
                 )
                 conn.execute(
                     "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
@@ -663,15 +806,114 @@ class Journal:
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
-                (reason, utc_now(), file_id),
+                (shown(reason), utc_now(), file_id),
             )
 
-    def state_history(self, file_id: int) -> list[dict[str, str]]:
+    def state_history(self, file_id: int) -> list[dict[str, str | None]]:
         rows = self._query(
-            "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
+            "SELECT state, observed_at, source FROM state_history WHERE file_id = ? ORDER BY id",
             (file_id,),
         )
-        return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
+        return [
+            {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
+            for r in rows
+        ]
+
+    # -- notifications outbox ---------------------------------------------------------------
+
+    def by_eid(self, eid: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,))
+        return self._record(rows[0]) if rows else None
+
+    def needing_notification(self) -> list[FileRecord]:
+        """Captures that ended and files rejected whose notification is not queued yet."""
+        rows = self._query(
+            """SELECT * FROM files WHERE (upload_state = 'rejected'
+                   OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR'))
+               AND NOT EXISTS (SELECT 1 FROM json_each(files.actions_done)
+                               WHERE json_each.value = 'notify')
+               ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
+
+    def enqueue_notification(
+        self, file_id: int | None, event_id: str, kind: str, payload: str, targets: list[str]
+    ) -> int:
+        """Queue one event for each target, once per event id; with a file, mark it notified.
+
+        One transaction: a crash leaves either the queued rows and the mark, or neither."""
+        now = utc_now()
+        added = 0
+        with self._transaction() as conn:
+            for target in targets:
+                cursor = conn.execute(
+                    """INSERT INTO outbox (event_id, target, kind, payload, created_at,
+                           attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?)
+                       ON CONFLICT(event_id, target) DO NOTHING""",
+                    (event_id, target, kind, payload, now, now),
+                )
+                added += cursor.rowcount
+            if file_id is not None:
+                row = conn.execute(
+                    "SELECT actions_done FROM files WHERE id = ?", (file_id,)
+                ).fetchone()
+                done = json.loads(row["actions_done"] or "[]") if row else []
+                if row and "notify" not in done:
+                    done.append("notify")
+                    conn.execute(
+                        "UPDATE files SET actions_done = ? WHERE id = ?",
+                        (json.dumps(done), file_id),
+                    )
+        return added
+
+    @staticmethod
+    def _outbox_row(row: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    def outbox(self) -> list[OutboxRow]:
+        return [self._outbox_row(r) for r in self._query("SELECT * FROM outbox ORDER BY rowid")]
+
+    def due_notifications(self, now: str, limit: int = 50) -> list[OutboxRow]:
+        rows = self._query(
+            """SELECT * FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
+               AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?""",
+            (now, limit),
+        )
+        return [self._outbox_row(r) for r in rows]
+
+    def next_notification_at(self) -> str | None:
+        rows = self._query(
+            """SELECT MIN(next_attempt_at) AS at FROM outbox
+               WHERE delivered_at IS NULL AND given_up_at IS NULL"""
+        )
+        return rows[0]["at"] if rows else None
+
+    def notification_done(
+        self, event_id: str, target: str, *, delivered: bool, error: str | None = None
+    ) -> None:
+        """Delivered, or given up on (with the last error)."""
+        column = "delivered_at" if delivered else "given_up_at"
+        with self._transaction() as conn:
+            # `column` is one of two names chosen above, never input.
+            conn.execute(
+                f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ? "
+                "WHERE event_id = ? AND target = ?",
+                (utc_now(), error, event_id, target),
+            )
+
+    def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
+        """One failed attempt; the target's other pending events wait until `at` as well."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = ? WHERE event_id = ? AND target = ?""",
+                (error, at, event_id, target),
+            )
+            conn.execute(
+                """UPDATE outbox SET next_attempt_at = ? WHERE target = ?
+                   AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at < ?""",
+                (at, target, at),
+            )
 
     # -- sightings: noticed, not yet handed over ---------------------------------------------
 
@@ -682,7 +924,7 @@ class Journal:
             conn.execute(
                 """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
                    VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
-                (path, root, reason, now, now),
+                (_db_path(path), shown(root), shown(reason), now, now),
             )
 
     def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:
@@ -694,7 +936,8 @@ class Journal:
         now = utc_now()
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?", (path,)
+                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?",
+                (_db_path(path),),
             ).fetchone()
             same = row is not None and (row["size"], row["mtime_ns"]) == (size, mtime_ns)
             since = row["incomplete_since"] if same and row["incomplete_since"] else now
@@ -706,17 +949,43 @@ class Journal:
                        size = excluded.size, mtime_ns = excluded.mtime_ns,
                        incomplete_since = excluded.incomplete_since,
                        updated_at = excluded.updated_at""",
-                (path, root, reason, size, mtime_ns, now, since, now),
+                (_db_path(path), shown(root), shown(reason), size, mtime_ns, now, since, now),
             )
         return since
 
     def drop_sighting(self, path: str) -> None:
         """`path` was handed over, rejected, ignored or is gone: its sighting ends."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM sightings WHERE path = ?", (path,))
+            conn.execute("DELETE FROM sightings WHERE path = ?", (_db_path(path),))
 
     def sighting_paths(self) -> list[str]:
-        return [r["path"] for r in self._query("SELECT path FROM sightings ORDER BY path")]
+        return [
+            _py_path(r["path"]) for r in self._query("SELECT path FROM sightings ORDER BY path")
+        ]
+
+    def forget_paths(self, paths: list[str]) -> int:
+        """Drop these paths' rows (file, parts, states, events, sighting); returns how many."""
+        dropped = 0
+        with self._transaction() as conn:
+            for path in paths:
+                row = conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+                if row is not None:
+                    for table in ("parts", "state_history", "events"):
+                        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (row["id"],))
+                    conn.execute("DELETE FROM files WHERE id = ?", (row["id"],))
+                gone = conn.execute("DELETE FROM sightings WHERE path = ?", (path,)).rowcount
+                dropped += int(row is not None or gone > 0)
+            self._event(conn, None, "forgotten", f"{dropped} row(s)")
+        return dropped
+
+    def mark_capture_deleted(self, eid: str) -> list[str]:
+        """`captures delete` removed this capture: say so in its rows; returns their paths."""
+        rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
+        for row in rows:
+            if row["upload_state"] == "uploaded":
+                self.record_state(row["id"], "DELETED")
+            self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
+        return [r["path"] for r in rows]
 
     def set_result_error(self, file_id: int, error: str | None) -> None:
         """A failed download's sentence (None once a download succeeds)."""
@@ -741,34 +1010,26 @@ class Journal:
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        history: dict[int, list[dict[str, str]]] = {}
-        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+        history: dict[int, list[dict[str, str | None]]] = {}
+        for r in self._query(
+            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+        ):
             history.setdefault(r["file_id"], []).append(
-                {"state": r["state"], "observed_at": r["observed_at"]}
+                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
             )
-        sightings = {r["path"]: dict(r) for r in self._query("SELECT * FROM sightings")}
+        sightings = {
+            _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
+            for r in self._query("SELECT * FROM sightings")
+        }
         out: list[dict[str, Any]] = []
         for row in files:
             item = dict(row)
+            item["path"] = _py_path(row["path"])
             item["state_history"] = history.get(row["id"], [])
             item["result_paths"] = json.loads(row["result_paths"] or "[]")
             item["actions_done"] = json.loads(row["actions_done"] or "[]")
-            item["sighting"] = sightings.pop(row["path"], None)
+            item["sighting"] = sightings.pop(item["path"], None)
             out.append(item)
         for path, sighting in sorted(sightings.items()):
             out.append({"path": path, "sighting": sighting})
         return out
-
-    # -- the console's operations -------------------------------------------------------------
-
-    def delete_file(self, file_id: int, why: str) -> None:
-        """Drop a file's row, its parts and its state history (the capture itself is kept)."""
-        with self._transaction() as conn:
-            row = conn.execute("SELECT path, eid FROM files WHERE id = ?", (file_id,)).fetchone()
-            if row is None:
-                return
-            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
-            conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
-            conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            conn.execute("DELETE FROM sightings WHERE path = ?", (row["path"],))
-            self._event(conn, None, "forgotten", f"{row['path']} (capture {row['eid']}): {why}")

@@ -13,7 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .inputs import FORMATS_BY_SUFFIX
-from .journal import Journal
+from .journal import Journal, shown
 from .phases import PHASES, PhaseFacts, derive
 
 # Given a raw journal row, the sentence saying why the file is held or paused (or None).
@@ -31,12 +31,22 @@ class ReportOptions:
     download_wanted: bool = True
     held: ReasonHook = field(default=_none)
     paused: ReasonHook = field(default=_none)
+    # Why no upload can start now (the running daemon's authentication is failing), or None.
+    blocked: str | None = None
 
 
 def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
     """Every file the journal knows, files being written included, as the contract's objects."""
     options = options or ReportOptions()
-    return [_row(raw, options) for raw in journal.report_rows()]
+    return [_printable(_row(raw, options)) for raw in journal.report_rows()]
+
+
+def _printable(row: dict[str, Any]) -> dict[str, Any]:
+    # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes.
+    for key in ("path", "name", "error", "reason"):
+        if isinstance(row.get(key), str):
+            row[key] = shown(row[key])
+    return row
 
 
 def phase_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -64,6 +74,7 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             sighting_reason=sighting["reason"] if sighting else None,
             held=options.held(raw),
             paused=options.paused(raw),
+            blocked=options.blocked,
         )
     )
     return {

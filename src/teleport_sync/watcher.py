@@ -18,10 +18,12 @@ from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -91,6 +93,12 @@ class _Handler(FileSystemEventHandler):
         self._root = root
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirDeletedEvent | FileDeletedEvent):
+            if Path(os.fsdecode(event.src_path)) == self._root:
+                # The root itself went away; its watch is dead even if a folder of the same
+                # name (and inode number) comes back.
+                self._watcher.root_lost(self._root)
+            return
         # Attribute changes count: a chmod that makes a file readable must be noticed.
         if isinstance(
             event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent | FileAttribEvent
@@ -125,6 +133,7 @@ class Watcher:
         fallback_factory: Callable[[], BaseObserver] | None = None,
         clock: Clock | None = None,
         mountinfo: Callable[[], str | None] = lambda: None,
+        network_poll_seconds: float = NETWORK_POLL_SECONDS,
     ) -> None:
         self.settings = settings
         self._on_settled = on_settled
@@ -142,6 +151,7 @@ class Watcher:
         )
         self._observers: list[BaseObserver] = []
         self._network_observer: BaseObserver | None = None
+        self._network_poll_seconds = network_poll_seconds
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
         self.warned_dirs: set[Path] = set()
@@ -174,6 +184,10 @@ class Watcher:
         self._keeper.set_roots(roots)
         self._keeper.check()
 
+    def root_lost(self, root: Path) -> None:
+        """The root's folder was deleted: the next `check_roots` watches whatever is there."""
+        self._keeper.lost(root)
+
     def root_statuses(self) -> list[dict[str, Any]]:
         return self._keeper.statuses()
 
@@ -204,7 +218,7 @@ class Watcher:
     def _polling_observer(self) -> BaseObserver:
         """For roots on network file systems, where inotify misses other machines' writes."""
         if self._network_observer is None:
-            self._network_observer = PollingObserver(timeout=NETWORK_POLL_SECONDS)
+            self._network_observer = PollingObserver(timeout=self._network_poll_seconds)
             self._network_observer.start()
             self._observers.append(self._network_observer)
         return self._network_observer

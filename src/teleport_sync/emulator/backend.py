@@ -53,6 +53,7 @@ class Backend:
     storage: S3Storage
     monotonic: Callable[[], float] = time.monotonic
     on_signature: Callable[[str], None] | None = None  # tests collect issued URL signatures
+    on_completed: Callable[[Capture], None] | None = None  # the webhook sender
     captures: dict[str, Capture] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -168,8 +169,13 @@ class Backend:
                     400, f"uploaded {size} bytes but the capture was created for {capture.bytesize}"
                 )
             capture.verdict, capture.verdict_text = self._validate(capture)
+            if self.config.fail_processing_with and capture.verdict is None:
+                capture.verdict = self.config.fail_processing_with
+                capture.verdict_text = "processing failed (emulator knob fail_processing_with)"
             capture.uploaded = self.server_now()
             capture.completed_at = self.monotonic()
+        if self.on_completed is not None:
+            self.on_completed(capture)
         return capture
 
     def rename(self, eid: str, name: str) -> Capture:
@@ -199,6 +205,8 @@ class Backend:
     # -- input validation (what the real service's processing would reject) ----------------
 
     def _validate(self, capture: Capture) -> tuple[str | None, str | None]:
+        if self.config.fail_processing_with:
+            return self.config.fail_processing_with, "processing failed (emulator knob)"
         if capture.input_data_format == "bulk-images":
             try:
                 with zipfile.ZipFile(self.storage.open_object(capture.eid)) as archive:

@@ -15,7 +15,7 @@ import secrets
 import threading
 from typing import Any
 
-from ..api import ApiError, NotFoundError, TransientError
+from ..api import ApiError, AuthenticationError, NotFoundError, TransientError
 from ..journal import FileRecord
 from ..logging import get_logger
 from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput
@@ -100,6 +100,8 @@ class CaptureCreator:
         """Captures of the account carrying `token`, oldest first, each once."""
         try:
             found = [c for c in self.ctx.client.iter_captures() if carries(c, token)]
+        except AuthenticationError as exc:
+            raise UploadFailed(f"{path}: {exc}") from exc
         except ApiError as exc:
             raise UploadFailed(f"{path}: cannot look for this file's capture: {exc}") from exc
         return sorted(found, key=lambda c: (c.created, c.eid))

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..api import NotFoundError, TeleportClient
 from ..filebody import BLOCK_SIZE
-from ..inputs import InputProblem, capture_name, identify, input_format_for
+from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
 from ..journal import FileRecord, Journal
 from ..logging import get_logger
 from ..models import FileIdentity
@@ -105,6 +105,13 @@ class Uploader:
         path = path.absolute()
         fmt = input_format_for(path)
         identity = identify(path)
+        others = self.journal.paths_of_inode(identity.dev, identity.inode)
+        twin = same_file_as(path, identity, others)
+        if twin is not None:
+            raise InputProblem(
+                f"{path}: the same file as {twin} (a symlink or hard link to it), which is "
+                "uploaded once"
+            )
         name = capture_name(self.name_template, path)
         record = self.journal.register(str(path), identity, fmt.value, name)
 

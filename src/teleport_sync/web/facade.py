@@ -301,7 +301,11 @@ class Console:
         if action == "retry":
             return operations.retry_now(link, file_id)
         if action == "forget":
-            return operations.forget(link, file_id)
+            path = link.journal.get(file_id).path
+            row = next((r for r in self._status_rows() if r["path"] == path), None)
+            if row is None:
+                raise KeyError(file_id)
+            return operations.forget(link, file_id, row)
         if action == "approve":
             return operations.approve(link, file_id)
         raise operations.ActionRefused(f"unknown action {action!r}")

@@ -7,12 +7,14 @@ the running daemon notices them by itself.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..statusview import is_finished
 
 if TYPE_CHECKING:
     from .facade import DaemonLink
 
-FORGETTABLE = ("uploaded", "rejected")
 PAUSE_ALL = "*"  # the journal's name for "every upload" (as `teleport-sync pause` with no path)
 
 
@@ -34,21 +36,21 @@ def retry_now(link: DaemonLink, file_id: int) -> str:
     return f"retrying {record.path} now"
 
 
-def forget(link: DaemonLink, file_id: int) -> str:
-    """Drop a finished row (processed by Teleport, or rejected): never one still in flight."""
-    record = link.journal.get(file_id)
-    if record.upload_state not in FORGETTABLE:
+def forget(link: DaemonLink, file_id: int, row: dict[str, Any]) -> str:
+    """Drop a finished row, as `teleport-sync forget` does and by the same rule: never one still
+    in flight, nor a file still in a watch folder (forgotten, it would look new at the next scan
+    and be uploaded again)."""
+    path = link.journal.get(file_id).path
+    if not is_finished(row):
+        raise ActionRefused(f"{path} is {row['phase']}; only finished rows can be forgotten")
+    roots = [root.absolute() for root in link.settings.watch.paths]
+    if Path(path).exists() and any(Path(path).is_relative_to(root) for root in roots):
         raise ActionRefused(
-            f"{record.path} is {record.upload_state}; only finished rows can be forgotten"
+            f"{path} is still in a watch folder: forgotten, it would be uploaded again; move it "
+            "out first (or set [actions] done_dir)"
         )
-    if record.upload_state == "uploaded" and (record.capture_state or "").upper() not in (
-        "READY",
-        "FAILED",
-        "ERROR",
-    ):
-        raise ActionRefused(f"{record.path} is still being processed by Teleport")
-    link.journal.delete_file(file_id, "forgotten from the web console")
-    return f"forgot {record.path} (the capture on the account is kept)"
+    link.journal.forget_paths([path])
+    return f"forgot {path} (the capture on the account is kept)"
 
 
 def _control(link: DaemonLink, name: str) -> Any:

@@ -183,6 +183,10 @@ def config_check(app: AppContext) -> None:
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
+    if settings.web.listen:
+        # Read now, so a loose or empty token_file is refused here (exit 2), not at start.
+        guarded = " (token required)" if settings.web.token_value() else ""
+        click.echo(f"web console:   http://{settings.web.listen}/{guarded}")
     if settings.webhooks.listen:
         where = f"{settings.webhooks.listen}{settings.webhooks.path}"
         click.echo(f"webhooks:      {where} (secret from {settings.webhook_secret_source})")

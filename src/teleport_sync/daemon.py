@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .api import AuthenticationError
 from .authstate import AuthSnapshot
@@ -93,6 +94,8 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
+        self.progress = MetricsProgress(self.metrics)
+        self.web_url: str | None = None
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -157,7 +160,7 @@ class Daemon:
         settings = self.settings
         with components(
             settings,
-            progress=MetricsProgress(self.metrics),
+            progress=self.progress,
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
         ) as parts:
@@ -214,14 +217,21 @@ class Daemon:
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
             self.keeper.started()
+            web = start_console(self) if settings.web.listen else None
             try:
                 # First: a port already taken is a configuration error, before any work starts.
                 self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
+                if web is not None:
+                    web.stop()
                 self.keeper.stopped()
                 self.events.close()
                 self.metrics.close()
+
+    def retry_now(self, file_id: int) -> None:
+        """Queue a file at once (the web console's "retry now")."""
+        self._enqueue(file_id)
 
     def _run_threads(self) -> int:
         workers = [
@@ -625,6 +635,22 @@ class Daemon:
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
         self.keeper.report(extra=f"{self._queue.qsize()} waiting for an upload slot")
+
+
+def start_console(daemon: Daemon) -> Any:
+    """The web console (`[web] listen`), or None if it cannot listen (said in the log)."""
+    from .web.server import ConsoleServer  # its packages load only when it is asked for
+
+    listen = daemon.settings.web.listen
+    assert listen is not None
+    try:
+        server = ConsoleServer(daemon, listen, daemon.settings.web.token_value()).start()
+    except OSError as exc:
+        log.error("web console not started", error=str(exc))
+        return None
+    daemon.web_url = server.url
+    log.info("web console", url=server.url)
+    return server
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -57,6 +58,26 @@ def _done(rows: list[dict[str, object]], expected: int) -> bool:
     )
 
 
+def _console_listen(preferred: int = 8765) -> str:
+    """127.0.0.1:8765 for the web console, or any free port when that one is taken."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{preferred}"
+
+
+def _linger(console: Console, url: str) -> None:
+    """Keep the daemon (and so the web console) up for a look, until Ctrl-C."""
+    console.print(f"\nThe web console stays up at {url} until you press Ctrl-C.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print()
+
+
 def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     configure_logging("WARNING", "console")
     workdir = Path(tempfile.mkdtemp(prefix="teleport-sync-demo-"))
@@ -86,6 +107,7 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
             webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": webhook_secret},
             journal={"path": workdir / "journal.sqlite3"},
             results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
+            web={"listen": _console_listen()},
         )
         settings.api.client_secret = SecretStr(config.client_secret)
         config_file = workdir / "config.toml"
@@ -103,6 +125,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
         thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         thread.start()
         daemon.ready.wait(30)
+        if daemon.web_url:
+            console.print(f"[bold]web console:[/] {daemon.web_url}  (open it in a browser)\n")
         console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
         write_sample_zip(inbox / "scan.zip")
         write_sample_mp4(inbox / "site-b" / "walkaround.mp4")
@@ -120,6 +144,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
                     ok = all(r["capture_state"] == "READY" for r in rows)
                     break
                 time.sleep(0.25)
+        if ok and daemon.web_url and sys.stdin.isatty():
+            _linger(console, daemon.web_url)
         stop.set()
         thread.join(timeout=15)
 

@@ -139,6 +139,8 @@ class EventHub:
         self.outbox.emit(event, file_id=record.id)
 
     def _viewer_url(self, record: FileRecord) -> str | None:
+        if record.viewer_url:  # journaled from the listing by the poller
+            return record.viewer_url
         if self.viewer_url is None:
             return None
         try:

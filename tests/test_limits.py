@@ -199,3 +199,26 @@ def test_health_shows_the_limit_in_force(tmp_path: Path) -> None:
     assert report["bwlimit"]["bytes_per_second"] == 4 * MIB
     assert report["bwlimit"]["limit"] == "4M/s" and report["bwlimit"]["window_open"] is True
     assert "bwlimit" not in health_report(None, [])
+
+
+def test_a_reloaded_bwlimit_reschedules_the_same_limiter(tmp_path: Path) -> None:
+    from teleport_sync.control import Control
+    from teleport_sync.journal import Journal
+
+    clock = FakeClock()
+    changes: list[float | None] = []
+    limiter = BandwidthLimiter(
+        parse_bwlimit("1M"), clock=clock, now=lambda: MONDAY, on_change=changes.append
+    )
+    limiter.set_timetable(parse_bwlimit("Mon-Sun 00:00,0 23:00,off"))
+    assert limiter.rate == 0 and changes == [MIB, 0]
+    limiter.set_timetable(parse_bwlimit("off"))
+    limiter.consume(10 * MIB)
+    assert clock.sleeps == [] and changes == [MIB, 0, None]
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        control = Control(journal)  # started with bwlimit "off": no limiter at all
+        assert control.reconfigure(Budget(max_captures_per_day=2), "off") is None
+        made = control.reconfigure(Budget(max_captures_per_day=2), "2M")
+        assert made is not None and made.rate == 2 * MIB
+        assert control.limiter is made and control.budget.max_captures_per_day == 2
+        assert control.reconfigure(Budget(), "0") is made and not made.window_open

@@ -198,6 +198,16 @@ class BandwidthLimiter:
                 self._on_change(rate)
         return self._rate
 
+    def set_timetable(self, timetable: Timetable) -> None:
+        """Follow another schedule from now on (a reloaded config)."""
+        rate = timetable.rate_at(self._now())
+        with self._lock:
+            self.timetable = timetable
+            changed, self._rate = rate != self._rate, rate
+            self._due = self._checked = self._clock.monotonic()
+        if changed:
+            self._on_change(rate)
+
     @property
     def window_open(self) -> bool:
         return self.rate != 0

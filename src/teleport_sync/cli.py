@@ -434,7 +434,7 @@ def _upload_each(
     parts: Any, files: list[Path], progress: Any, force: bool
 ) -> list[tuple[Path, str, str, int | None]]:
     """Upload one file after the other: (path, what happened, eid, journal id) per file."""
-    from .engine import UploadFailed
+    from .engine import Paused, UploadFailed
     from .inputs import InputProblem
 
     results: list[tuple[Path, str, str, int | None]] = []
@@ -454,6 +454,10 @@ def _upload_each(
                 results.append((path, "waiting", "", None))
                 continue
             result = parts.uploader.upload(path, force=force)
+        except Paused as exc:  # paused meanwhile, or the upload window closed
+            progress.bars.console.print(f"[yellow]waiting:[/] {escape(str(exc))}", highlight=False)
+            results.append((path, "waiting", "", None))
+            continue
         except (InputProblem, UploadFailed) as exc:
             progress.bars.console.print(
                 f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False

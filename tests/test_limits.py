@@ -195,7 +195,9 @@ def test_health_shows_the_limit_in_force(tmp_path: Path) -> None:
     from teleport_sync.journal import Journal
 
     with Journal(tmp_path / "journal.sqlite3") as journal:
+        journal.set_paused(["/srv/inbox/site"], True)
         report = health_report(journal, [], bwlimit="Mon-Sun 00:00,4M")
+    assert report["paused"] == ["/srv/inbox/site"]
     assert report["bwlimit"]["bytes_per_second"] == 4 * MIB
     assert report["bwlimit"]["limit"] == "4M/s" and report["bwlimit"]["window_open"] is True
     assert "bwlimit" not in health_report(None, [])

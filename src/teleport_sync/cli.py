@@ -713,16 +713,18 @@ def health(app: AppContext, as_json: bool) -> None:
     Exit 0 when healthy, 1 when not (for monitoring scripts).
     """
     from .compose import open_journal
+    from .folders import watch_roots
     from .health import health_report, report_options
 
     settings = app.settings
-    roots = list(settings.watch.paths)
+    roots = watch_roots(settings)
+    bwlimit = settings.upload.bwlimit
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
             options = report_options(journal, download_wanted=settings.results.download)
-            report = health_report(journal, roots, options)
+            report = health_report(journal, roots, options, bwlimit=bwlimit)
     else:
-        report = health_report(None, roots)
+        report = health_report(None, roots, bwlimit=bwlimit)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -748,6 +750,10 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
         click.echo(f"watch:   {root['path']}: {how}")
     counts = ", ".join(f"{n} {phase}" for phase, n in report["counts"].items()) or "none"
     click.echo(f"files:   {counts}")
+    if "bwlimit" in report:
+        click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
+    if report.get("paused"):
+        click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
     click.echo("healthy" if report["ok"] else "UNHEALTHY")
 
 

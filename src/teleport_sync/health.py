@@ -82,7 +82,7 @@ def health_report(
     """The `health --json` contract. `journal` is None when there is no journal yet.
 
     With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
-    window is open (additive key `bwlimit`).
+    window is open (additive key `bwlimit`); and what `pause` paused (`paused`).
     """
     running, pid = daemon_running(journal) if journal is not None else (False, None)
     auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
@@ -102,6 +102,8 @@ def health_report(
     }
     if bwlimit is not None:
         report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    if journal is not None:
+        report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
     return report
 
 

@@ -224,3 +224,20 @@ def test_a_reloaded_bwlimit_reschedules_the_same_limiter(tmp_path: Path) -> None
         assert made is not None and made.rate == 2 * MIB
         assert control.limiter is made and control.budget.max_captures_per_day == 2
         assert control.reconfigure(Budget(), "0") is made and not made.window_open
+
+
+def test_status_says_why_files_wait_while_the_window_is_closed(tmp_path: Path) -> None:
+    from teleport_sync.health import report_options
+    from teleport_sync.inputs import identify
+    from teleport_sync.journal import Journal
+    from teleport_sync.report import status_rows
+
+    from .helpers import make_zip
+
+    source = make_zip(tmp_path / "night.zip")
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        journal.register(str(source), identify(source), "bulk-images", "night.zip")
+        [closed] = status_rows(journal, report_options(journal, bwlimit="0"))
+        [open_] = status_rows(journal, report_options(journal, bwlimit="10M"))
+    assert closed["phase"] == "queued" and "upload window is closed" in closed["reason"]
+    assert open_["reason"] == "waiting for an upload slot"

@@ -643,7 +643,9 @@ def _status_rows(settings: Settings) -> list[dict[str, Any]]:
     if not settings.journal.path.exists():
         return []
     with open_journal(settings) as journal:
-        options = report_options(journal, download_wanted=settings.results.download)
+        options = report_options(
+            journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+        )
         return status_rows(journal, options)
 
 
@@ -721,7 +723,9 @@ def health(app: AppContext, as_json: bool) -> None:
     bwlimit = settings.upload.bwlimit
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
-            options = report_options(journal, download_wanted=settings.results.download)
+            options = report_options(
+                journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+            )
             report = health_report(journal, roots, options, bwlimit=bwlimit)
     else:
         report = health_report(None, roots, bwlimit=bwlimit)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TELEPORT_SYNC_"
@@ -223,6 +223,25 @@ class ResultsSettings(_Section):
     dir: Path | None = None
     profiles: list[str] = Field(default_factory=lambda: ["ply"])
     quality: Literal["sd", "hd"] = "hd"
+    lod: bool = False
+    use_cdn: bool = True
+    # Octal file mode of downloaded models ("0640"); folders get the matching x bits.
+    mode: int | None = None
+    group: str | None = None
+    previews: bool = False
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        # TOML has 0o640; a string "0640" is what people write after chmod.
+        if isinstance(value, str):
+            try:
+                value = int(value, 8)
+            except ValueError:
+                raise ValueError(f'{value!r} is not an octal mode such as "0640"') from None
+        if isinstance(value, int) and not 0 <= value <= 0o777:
+            raise ValueError(f"mode {value:o} is not a file mode between 0000 and 0777")
+        return value
 
 
 class ActionsSettings(_Section):
@@ -245,6 +264,42 @@ class LogSettings(_Section):
 
 class MetricsSettings(_Section):
     listen: str | None = None
+
+
+class WebSettings(_Section):
+    """The local web console (`teleport_sync.web`); off unless `listen` is set."""
+
+    listen: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        # Anyone on the network could pause, forget or look at captures: ask for a token.
+        if self.listen and self.token is None and self.token_file is None:
+            host, _port = split_listen(self.listen)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines, so set "
+                    "[web] token or token_file (a long random string; `openssl rand -hex 32`), "
+                    "or listen on 127.0.0.1"
+                )
+        return self
+
+    def token_value(self) -> str | None:
+        """The console's access token, read from `token_file` (refused if others can read it)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is None:
+            return None
+        return _read_secret_file(self.token_file, "[web] token_file", "the web console's token")
 
 
 class WebhooksSettings(_Section):
@@ -313,6 +368,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     notify: list[NotifyTarget] = Field(default_factory=list)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
@@ -352,6 +408,14 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) as (host, port); ValueError naming the fix."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'{listen!r} is not host:port (e.g. "127.0.0.1:8765")')
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def check_url_is_safe(url: str) -> None:
@@ -411,7 +475,7 @@ def _render_validation_error(error: pydantic.ValidationError, source: str) -> st
         if len(loc) >= 2:
             key = f"[{loc[0]}] {'.'.join(loc[1:])}"
         else:
-            key = loc[0] if loc else "(top level)"
+            key = f"[{loc[0]}]" if loc else "(top level)"
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key (a typo?); see config.example.toml for the keys"
@@ -442,6 +506,9 @@ def load_settings(
     except pydantic.ValidationError as exc:
         raise ConfigError(_render_validation_error(exc, source)) from None
     settings.source_path = path
+    web_table = data.get("web")
+    if isinstance(web_table, dict) and web_table.get("token") and path is not None:
+        _refuse_if_exposed(path, "[web] token", "the web console's token")
 
     found = _resolve_secret(settings, data, path, environ)
     if found is not None:

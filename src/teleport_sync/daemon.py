@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .api import AuthenticationError
 from .authstate import AuthSnapshot
@@ -59,7 +60,9 @@ UNREADABLE = (
     "permission denied; let the teleport-sync user read it (chmod o+r, or "
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
-ACTIONS_RETRY_SECONDS = 300.0
+# How often pending actions are looked at; a failed download's own backoff (actions.py) decides
+# whether it is tried again then.
+ACTIONS_RETRY_SECONDS = 30.0
 # Watch roots are re-checked this often: a share mounted late is watched within this time.
 ROOT_CHECK_SECONDS = 10.0
 
@@ -92,6 +95,8 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
+        self.progress = MetricsProgress(self.metrics)
+        self.web_url: str | None = None
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -139,7 +144,9 @@ class Daemon:
         self.watcher.settings = new.watch
         self.watcher.set_roots(watch_roots(new))
         self.keeper.roots_changed(self.watcher.root_statuses())
-        self.actions = FolderActions(new, self.client, self.journal)
+        self.actions = FolderActions(
+            new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
+        )
         self.poller.interval = new.poll.interval_seconds
         # Names and training parameters per folder and sidecar, from the new settings.
         self.uploader.plan_for = lambda path: capture_plan(new, path)
@@ -157,7 +164,7 @@ class Daemon:
         settings = self.settings
         with components(
             settings,
-            progress=MetricsProgress(self.metrics),
+            progress=self.progress,
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
         ) as parts:
@@ -166,7 +173,9 @@ class Daemon:
             self.uploader = parts.uploader
             self.control = parts.control
             self.metrics.watch_bwlimit(parts.control.limiter)
-            self.actions = FolderActions(settings, parts.client, parts.journal)
+            self.actions = FolderActions(
+                settings, parts.client, parts.journal, retry_base_seconds=self.actions_retry_seconds
+            )
             self.keeper = HealthKeeper(
                 parts.journal,
                 parts.client,
@@ -212,14 +221,21 @@ class Daemon:
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
             self.keeper.started()
+            web = start_console(self) if settings.web.listen else None
             try:
                 # First: a port already taken is a configuration error, before any work starts.
                 self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
+                if web is not None:
+                    web.stop()
                 self.keeper.stopped()
                 self.events.close()
                 self.metrics.close()
+
+    def retry_now(self, file_id: int) -> None:
+        """Queue a file at once (the web console's "retry now")."""
+        self._enqueue(file_id)
 
     def _run_threads(self) -> int:
         workers = [
@@ -623,6 +639,22 @@ class Daemon:
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
         self.keeper.report(extra=f"{self._queue.qsize()} waiting for an upload slot")
+
+
+def start_console(daemon: Daemon) -> Any:
+    """The web console (`[web] listen`), or None if it cannot listen (said in the log)."""
+    from .web.server import ConsoleServer  # its packages load only when it is asked for
+
+    listen = daemon.settings.web.listen
+    assert listen is not None
+    try:
+        server = ConsoleServer(daemon, listen, daemon.settings.web.token_value()).start()
+    except OSError as exc:
+        log.error("web console not started", error=str(exc))
+        return None
+    daemon.web_url = server.url
+    log.info("web console", url=server.url)
+    return server
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

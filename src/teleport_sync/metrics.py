@@ -114,15 +114,20 @@ class MetricsProgress:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # path -> [bytes sent, total]: finer than acknowledged parts, for the web console.
+        self.live: dict[str, list[int]] = {}
 
     def started(self, path: Path, total: int, done: int, num_parts: int, parts_done: int) -> None:
-        pass
+        self.live[str(path)] = [done, total]
 
     def advanced(self, path: Path, nbytes: int) -> None:
         # Bytes put on the wire, retransmissions included; a failed attempt's rewind
         # (a negative count) cannot be taken back from a Prometheus counter.
         if nbytes > 0:
             self._metrics.bytes_uploaded.inc(nbytes)
+        entry = self.live.get(str(path))
+        if entry is not None:
+            entry[0] = max(0, min(entry[1], entry[0] + nbytes))
 
     def part_done(self, path: Path, number: int) -> None:
         self._metrics.parts_uploaded.inc()

@@ -227,3 +227,37 @@ def test_folder_settings_and_sidecars_reach_the_create_request(
     error = str(current["broken.zip"]["error"])
     assert "broken.teleport.toml" in error
     assert "training_parameters.modelv3.splat_count = 12 must be" in error
+
+
+def test_a_reloaded_bwlimit_closes_and_reopens_the_upload_window(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(emulator, tmp_path)
+    closed = settings.model_copy(deep=True)
+    closed.upload.bwlimit = "0"
+    reopened = settings.model_copy(deep=True)
+    reopened.upload.bwlimit = "64M"
+    next_settings = [closed]
+    inbox = settings.watch.paths[0]
+    with Running(settings, reload=lambda: next_settings[0], root_check_seconds=0.2) as running:
+        assert running.daemon.control.limiter is None  # "off": nothing paces the sending
+        running.daemon.request_reload()
+        wait_for(
+            lambda: (
+                running.daemon.control.limiter is not None
+                and not running.daemon.control.limiter.window_open
+            ),
+            what="the window closed by the reload",
+        )
+        make_zip(inbox / "night.zip")
+        wait_for(lambda: "night.zip" in rows(settings), what="the file journaled")
+        time.sleep(1.5)  # settled and offered to a worker: the gate keeps it waiting
+        assert emulator.stats.count("api", "POST", "/captures") == 0
+        next_settings[0] = reopened
+        running.daemon.request_reload()
+        wait_for(
+            lambda: rows(settings)["night.zip"]["upload_state"] == "uploaded",
+            what="the upload once the window opened",
+        )
+    assert running.daemon.control.limiter is not None
+    assert running.daemon.control.limiter.rate == 64 * MIB

@@ -241,3 +241,22 @@ def test_status_says_why_files_wait_while_the_window_is_closed(tmp_path: Path) -
         [open_] = status_rows(journal, report_options(journal, bwlimit="10M"))
     assert closed["phase"] == "queued" and "upload window is closed" in closed["reason"]
     assert open_["reason"] == "waiting for an upload slot"
+
+
+def test_the_metrics_gauge_reads_the_limit_in_force() -> None:
+    from teleport_sync.metrics import Metrics
+
+    metrics = Metrics()
+    gauge = "teleport_sync_bwlimit_bytes_per_second"
+    assert metrics.registry.get_sample_value(gauge) == -1  # no limiter: no limit
+    wall = [at(0, 7)]
+    limiter = BandwidthLimiter(
+        parse_bwlimit("Mon-Fri 08:00,0 19:00,3M"),
+        clock=FakeClock(),
+        now=lambda: wall[0],
+        recheck_seconds=0.0,
+    )
+    metrics.watch_bwlimit(limiter)
+    assert metrics.registry.get_sample_value(gauge) == 3 * MIB
+    wall[0] = at(0, 9)
+    assert metrics.registry.get_sample_value(gauge) == 0

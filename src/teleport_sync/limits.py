@@ -191,10 +191,12 @@ class BandwidthLimiter:
         if at - self._checked >= self._recheck:
             self._checked = at
             rate = self.timetable.rate_at(self._now())
-            if rate != self._rate:
-                with self._lock:
+            with self._lock:  # decided under the lock: one thread reports a change, once
+                changed = rate != self._rate
+                if changed:
                     self._rate = rate
                     self._due = at  # a new rate starts afresh, owing nothing
+            if changed:
                 self._on_change(rate)
         return self._rate
 

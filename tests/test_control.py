@@ -261,3 +261,27 @@ def test_a_reloaded_bwlimit_closes_and_reopens_the_upload_window(
         )
     assert running.daemon.control.limiter is not None
     assert running.daemon.control.limiter.rate == 64 * MIB
+
+
+def test_resume_of_one_folder_says_what_pause_still_holds_it(tmp_path: Path) -> None:
+    config = tmp_path / "control.toml"
+    config.write_text(f'[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n', encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "teleport_sync", "--config", str(config), *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=60)
+
+    site = tmp_path / "inbox" / "site"
+    assert run("pause", str(tmp_path / "inbox")).returncode == 0
+    assert run("pause", f"{site}/").returncode == 0  # a trailing slash is the same folder
+    partial = run("resume", str(site))
+    assert partial.returncode == 0
+    assert f"still paused by a pause of {tmp_path / 'inbox'}" in partial.stderr
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        assert journal.paused_paths() == [str(tmp_path / "inbox")]
+        assert is_paused(journal, str(site / "walk.mp4"))
+        assert not is_paused(journal, str(tmp_path / "inbox2" / "walk.mp4"))
+    assert run("resume").returncode == 0
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        assert journal.paused_paths() == []

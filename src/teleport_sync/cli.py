@@ -375,10 +375,19 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
 @click.option("--follow", is_flag=True, help="Then wait for READY/FAILED and download the models.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
+@click.option(
+    "--bwlimit",
+    help='Bandwidth limit for this run: "off", a rate ("10M") or a timetable, as [upload] bwlimit.',
+)
 @pass_app
 @reports_errors
 def upload(
-    app: AppContext, paths: tuple[Path, ...], force: bool, follow: bool, verbose: bool
+    app: AppContext,
+    paths: tuple[Path, ...],
+    force: bool,
+    follow: bool,
+    verbose: bool,
+    bwlimit: str | None,
 ) -> None:
     """Upload files now, with progress bars; re-running resumes where it stopped.
 
@@ -390,7 +399,7 @@ def upload(
     from .compose import components
     from .progress import RichProgress
 
-    settings = app.settings
+    settings = _with_bwlimit(app.settings, bwlimit)
     if not verbose and settings.log.level in ("DEBUG", "INFO"):
         # The progress bars say what INFO lines would; keep the screen for them.
         configure_logging("WARNING", settings.log.format)
@@ -441,6 +450,13 @@ def _upload_each(
             results.append((path, "failed", "", None))
             continue
         try:
+            waiting = _admit(parts, path, force)
+            if waiting is not None:
+                progress.bars.console.print(
+                    f"[yellow]waiting:[/] {escape(f'{path}: {waiting}')}", highlight=False
+                )
+                results.append((path, "waiting", "", None))
+                continue
             result = parts.uploader.upload(path, force=force)
         except (InputProblem, UploadFailed) as exc:
             progress.bars.console.print(
@@ -458,7 +474,7 @@ def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bo
 
     table = Table("file", "result", "capture")
     for path, what, eid, _ in results:
-        style = "red" if what == "failed" else "green"
+        style = {"failed": "red", "waiting": "yellow"}.get(what, "green")
         table.add_row(Text(str(path)), Text(what, style=style), Text(eid))
     stdout.print(table)
     if any(eid for _, _, eid, _ in results) and not follow:
@@ -467,7 +483,8 @@ def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bo
             "with `teleport-sync status`; fetch a model with `teleport-sync download EID` once "
             "it is READY, or next time use `upload --follow` to wait and download."
         )
-    return EXIT_FAILED if any(what == "failed" for _, what, _, _ in results) else EXIT_OK
+    unfinished = any(what in ("failed", "waiting") for _, what, _, _ in results)
+    return EXIT_FAILED if unfinished else EXIT_OK
 
 
 def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]], stop: Any) -> int:
@@ -499,6 +516,94 @@ def _phase_choice() -> click.Choice:
     from .phases import PHASES
 
     return click.Choice(PHASES)
+
+
+def _with_bwlimit(settings: Settings, bwlimit: str | None) -> Settings:
+    """`settings` with `upload --bwlimit` in place of `[upload] bwlimit`."""
+    if bwlimit is None:
+        return settings
+    from .limits import LimitError, parse_bwlimit
+
+    try:
+        parse_bwlimit(bwlimit)
+    except LimitError as exc:
+        fail(f"--bwlimit: {exc}", EXIT_USAGE)
+    return settings.model_copy(
+        update={"upload": settings.upload.model_copy(update={"bwlimit": bwlimit})}
+    )
+
+
+def _admit(parts: Any, path: Path, force: bool) -> str | None:
+    """Pause and budget checks before a one-shot upload: None, or why the file waits."""
+    from .inputs import capture_name, identify, input_format_for
+
+    absolute = path.absolute()  # as the uploader journals it
+    name = capture_name(parts.settings.upload.name_template, absolute)
+    record = parts.journal.register(
+        str(absolute), identify(absolute), input_format_for(absolute).value, name
+    )
+    return parts.control.admit(record, force=force)
+
+
+def _control_paths(paths: tuple[Path, ...]) -> list[str]:
+    from .control import PAUSE_ALL, normalise
+
+    return [normalise(p) for p in paths] or [PAUSE_ALL]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Start no new parts (of everything, or of these files and folders) until `resume`.
+
+    Parts in flight finish and stay acknowledged. Kept in the journal: survives restarts, and
+    a running daemon notices within about two seconds.
+    """
+    from .compose import open_journal
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, True)
+    click.echo("paused: " + ("everything" if paths == () else ", ".join(targets)))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Undo `pause` (everything, or these files and folders); only missing parts are sent."""
+    from .compose import open_journal
+    from .control import PAUSE_ALL, paused_by
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, False)
+        still = {paused_by(journal.paused_paths(), t) for t in targets} - {None}
+    click.echo("resumed: " + ("everything" if paths == () else ", ".join(targets)))
+    for entry in sorted(e for e in still if e is not None):
+        what = "everything" if entry == PAUSE_ALL else entry
+        stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Release files (or the files below folders) held by a [budget] limit."""
+    from .compose import open_journal
+    from .control import approve as approve_paths
+    from .control import normalise
+
+    with open_journal(app.settings) as journal:
+        approved, not_held = approve_paths(journal, [normalise(p) for p in paths])
+    for path in approved:
+        click.echo(f"approved: {path}")
+    if not_held:
+        fail(f"nothing held at: {', '.join(not_held)} (see: teleport-sync status)")
 
 
 @main.command()

@@ -58,6 +58,44 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
+def check_name_template(value: str) -> str:
+    try:
+        value.format(name="n", stem="s", parent="p", ext="e")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
+        ) from None
+    return value
+
+
+class FolderSettings(_Section):
+    """One `[[watch.folder]]`: a watched folder whose keys override the defaults below it."""
+
+    path: Path
+    name_template: str | None = None
+    training_parameters: dict[str, Any] | None = None
+    profiles: list[str] | None = None
+    quality: Literal["sd", "hd"] | None = None
+    settle_seconds: float | None = Field(default=None, ge=0)
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    on_ready: list[str] | None = None
+    on_failed: list[str] | None = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_fields_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_name_template(value)
+
+    @field_validator("training_parameters")
+    @classmethod
+    def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
+        problems = training_parameter_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
 class WatchSettings(_Section):
     paths: list[Path] = Field(default_factory=list)
     recursive: bool = True
@@ -68,6 +106,8 @@ class WatchSettings(_Section):
     # A file that stays incomplete (no zip directory, no moov) this long after it stopped
     # changing is rejected as broken.
     incomplete_timeout_seconds: float = Field(default=600.0, gt=0)
+    # `[[watch.folder]]` tables: more watched folders, each with its own overrides.
+    folder: list[FolderSettings] = Field(default_factory=list)
     # A full rescan this often, for events that never came (0 = never).
     rescan_seconds: float = Field(default=3600.0, ge=0)
 
@@ -77,6 +117,23 @@ class UploadSettings(_Section):
     files_at_once: int = Field(default=2, ge=1, le=32)
     name_template: str = "{name}"
     training_parameters: dict[str, Any] | None = None
+    # "off", a rate ("10M", bytes/s as rclone reads it) or an rclone timetable; "0" = closed.
+    bwlimit: str = "off"
+
+    @field_validator("bwlimit")
+    @classmethod
+    def _bwlimit_readable(cls, value: str) -> str:
+        from .limits import check_bwlimit  # pure, imports nothing of ours
+
+        return check_bwlimit(value)
+
+    @field_validator("training_parameters")
+    @classmethod
+    def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
+        problems = training_parameter_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("name_template")
     @classmethod
@@ -88,6 +145,58 @@ class UploadSettings(_Section):
                 f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
             ) from None
         return value
+
+
+# The documented ranges of `training_parameters.modelv3` (NOTES: all four keys together).
+MODELV3_RANGES: dict[str, tuple[str, Any]] = {
+    "splat_count": ("an integer from 500000 to 10000000", range(500_000, 10_000_001)),
+    "training_resolution": ("1600, 2500 or 3200", (1600, 2500, 3200)),
+    "spherical_harmonics_degrees": ("0 or 3", (0, 3)),
+    "level_of_detail": ("true or false", (True, False)),
+}
+
+
+def training_parameter_problems(params: dict[str, Any] | None, where: str = "") -> list[str]:
+    """Sentences naming each key of `training_parameters` outside its documented range."""
+    if not params:
+        return []
+    problems = []
+    modelv3 = params.get("modelv3")
+    if modelv3 is not None:
+        if not isinstance(modelv3, dict):
+            return [f"{where}modelv3 must be a table of {', '.join(MODELV3_RANGES)}"]
+        missing = [key for key in MODELV3_RANGES if key not in modelv3]
+        if missing:
+            problems.append(f"{where}modelv3 needs all four keys; missing: {', '.join(missing)}")
+        for key, (wanted, allowed) in MODELV3_RANGES.items():
+            value = modelv3.get(key)
+            is_bool = isinstance(value, bool)
+            ok = (
+                is_bool
+                if key == "level_of_detail"
+                else (isinstance(value, int) and not is_bool and value in allowed)
+            )
+            if key in modelv3 and not ok:
+                problems.append(f"{where}modelv3.{key} = {value!r} must be {wanted}")
+        unknown = sorted(set(modelv3) - set(MODELV3_RANGES))
+        if unknown:
+            problems.append(f"{where}modelv3 has unknown keys: {', '.join(unknown)}")
+    focus = params.get("focus_area")
+    if focus is not None and not isinstance(focus, dict):
+        problems.append(f"{where}focus_area must be a table")
+    return problems
+
+
+class BudgetSettings(_Section):
+    # 0 = no limit. Counted per UTC day when an upload starts; a file over a limit is held
+    # until `teleport-sync approve PATH`.
+    max_frames_per_capture: int = Field(default=0, ge=0)
+    max_frames_per_day: int = Field(default=0, ge=0)
+    max_captures_per_day: int = Field(default=0, ge=0)
+    # Only for the estimate shown in status: no price is built in.
+    price_per_capture: float | None = Field(default=None, ge=0)
+    price_per_frame: float | None = Field(default=None, ge=0)
+    currency: str = ""
 
 
 class PollSettings(_Section):
@@ -242,6 +351,7 @@ class Settings(BaseSettings):
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     notify: list[NotifyTarget] = Field(default_factory=list)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
     # Where the file and the secret came from, for messages; not config keys.
     source_path: Path | None = Field(default=None, exclude=True)

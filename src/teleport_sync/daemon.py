@@ -22,13 +22,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .actions import Actions
 from .api import AuthenticationError
 from .authstate import AuthSnapshot
-from .compose import components, results_dir
+from .compose import FolderActions, components
 from .config import ConfigError, Settings, load_settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .events.emitter import EventHub
+from .folders import capture_plan, effective, watch_roots
 from .inputs import (
     InputProblem,
     capture_name,
@@ -139,14 +139,12 @@ class Daemon:
         self.settings = new
         configure_logging(new.log.level, new.log.format)
         self.watcher.settings = new.watch
-        self.watcher.set_roots(list(new.watch.paths))
+        self.watcher.set_roots(watch_roots(new))
         self.keeper.roots_changed(self.watcher.root_statuses())
-        self.actions.results, self.actions.settings = new.results, new.actions
-        self.actions.roots = [p.absolute() for p in new.watch.paths]
-        self.actions.results_dir = results_dir(new)
+        self.actions = FolderActions(new, self.client, self.journal)
         self.poller.interval = new.poll.interval_seconds
-        self.uploader.name_template = new.upload.name_template
-        self.uploader.creator.training_parameters = new.upload.training_parameters
+        # Names and training parameters per folder and sidecar, from the new settings.
+        self.uploader.plan_for = lambda path: capture_plan(new, path)
         log.info(
             "config reloaded",
             config=str(new.source_path or "(no config file; environment only)"),
@@ -165,14 +163,9 @@ class Daemon:
             self.journal = parts.journal
             self.client = parts.client
             self.uploader = parts.uploader
-            self.actions = Actions(
-                parts.client,
-                parts.journal,
-                results=settings.results,
-                actions=settings.actions,
-                roots=list(settings.watch.paths),
-                results_dir=results_dir(settings),
-            )
+            self.control = parts.control
+            self.metrics.watch_bwlimit(parts.control.limiter)
+            self.actions = FolderActions(settings, parts.client, parts.journal)
             self.keeper = HealthKeeper(
                 parts.journal,
                 parts.client,
@@ -203,8 +196,10 @@ class Daemon:
             )
             self._known = parts.journal.quick_index()
             self.watcher = Watcher(
-                settings.watch,
+                # `[[watch.folder]]` paths are watched too, each with its own settle time.
+                settings.watch.model_copy(update={"paths": watch_roots(settings)}),
                 self._intake,
+                settle_for=lambda path: effective(self.settings, path).settle_seconds,
                 on_refused=self._refused,
                 on_noticed=self.sightings.noticed,
                 on_gone=self.sightings.gone,
@@ -243,6 +238,7 @@ class Daemon:
         poller.start()
         auth = threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True)
         auth.start()
+        self.control.start_watching(self.stop, self._enqueue_unfinished)  # before the queueing
 
         self.events.sweep()
         self._resume_known_work()
@@ -363,7 +359,7 @@ class Daemon:
         except FileNotFoundError:
             self.sightings.gone(path)
             return
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
         try:
             record = self.journal.by_path(str(path))
@@ -391,6 +387,7 @@ class Daemon:
             return
         try:
             identity = identify(path)
+            name = capture_plan(self.settings, path)[0]  # a bad sidecar rejects the input
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
             return
@@ -431,7 +428,7 @@ class Daemon:
         except (OSError, InputProblem):
             return
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         self._reject(path, quick, fmt, name, reason)
 
     def _reject(
@@ -504,9 +501,16 @@ class Daemon:
 
     def _process(self, record: FileRecord) -> None:
         path = Path(record.path)
+        waiting = self.control.admit(record)
+        if waiting is not None:
+            # Paused or held: queued again (`Control.start_watching`) once resumed or approved.
+            log.info("not starting", path=str(path), reason=waiting)
+            return
         try:
             result = self.uploader.upload(path)
-        except Stopped:
+        except Stopped as exc:
+            if not self.stop.is_set():
+                log.info("upload paused", path=str(path), reason=str(exc))
             return
         except FileChanged as exc:
             log.warning(
@@ -551,6 +555,11 @@ class Daemon:
         if not result.already_uploaded:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
+
+    def _enqueue_unfinished(self) -> None:
+        """Resumed, approved, or the upload window opened: paused and held files go again."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
 
     def _on_terminal(self, record: FileRecord) -> None:
         with self._terminal_lock:

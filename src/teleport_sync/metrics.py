@@ -9,6 +9,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from .limits import BandwidthLimiter
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -55,6 +57,7 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.bwlimit = _bwlimit_gauge(self.registry)
         self.phases = Gauge(
             "teleport_sync_phase",
             "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
@@ -78,6 +81,11 @@ class Metrics:
         )
         self._server = None
 
+    def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
+        """Read the limiter's rate when scraped (it follows its timetable by itself)."""
+        if limiter is not None:
+            self.bwlimit.set_function(lambda: -1.0 if limiter.rate is None else limiter.rate)
+
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         self._server, _thread = start_http_server(
@@ -89,6 +97,16 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _bwlimit_gauge(registry: CollectorRegistry) -> Gauge:
+    gauge = Gauge(
+        "teleport_sync_bwlimit_bytes_per_second",
+        "The [upload] bwlimit in force: bytes per second, 0 = upload window closed, -1 = no limit",
+        registry=registry,
+    )
+    gauge.set(-1)
+    return gauge
 
 
 class MetricsProgress:

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .faults import EmulatorConfig
 from .storage import S3Storage
@@ -45,6 +46,8 @@ class Capture:
     completed_at: float | None = None  # monotonic
     verdict: str | None = None  # None = valid; else an error_reason_slug
     verdict_text: str | None = None
+    # As sent with `POST /captures`, for tests to check what reached the server.
+    training_parameters: dict[str, Any] | None = None
 
 
 @dataclass
@@ -75,7 +78,13 @@ class Backend:
 
     # -- captures ---------------------------------------------------------------------------
 
-    def create(self, name: str, bytesize: int, input_data_format: str) -> Capture:
+    def create(
+        self,
+        name: str,
+        bytesize: int,
+        input_data_format: str,
+        training_parameters: dict[str, Any] | None = None,
+    ) -> Capture:
         if bytesize <= 0:
             raise EmulatorError(422, "bytesize must be a positive number of bytes")
         chunk = self.config.chunk_size
@@ -93,6 +102,7 @@ class Backend:
             upload_id=upload_id,
             chunk_size=chunk,
             num_parts=num_parts,
+            training_parameters=training_parameters,
         )
         with self._lock:
             self.captures[eid] = capture

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Settings
+from ..control import PAUSE_ALL
 from ..health import AUTH_FACT
 from ..journal import Journal, utc_now
 from ..logging import REDACTOR
@@ -179,10 +180,9 @@ class Console:
             return {"ok": None, "error": None}
         return {"ok": fact.get("ok"), "error": safe_text(fact.get("error"))}
 
-    def _paused(self) -> bool | None:
-        """Whether everything is paused; None where pausing is not available."""
-        paused = getattr(self.link.journal, "paused_paths", None)
-        return operations.PAUSE_ALL in paused() if callable(paused) else None
+    def _paused(self) -> bool:
+        """Whether everything is paused (`pause` with no path, or the console's Pause all)."""
+        return PAUSE_ALL in self.link.journal.paused_paths()
 
     def capture(self, file_id: int) -> dict[str, Any] | None:
         """One file in full: its row, timeline, results, preview and viewer links."""
@@ -284,10 +284,6 @@ class Console:
         return picture[1] if picture else None
 
     # -- acting -------------------------------------------------------------------------------
-
-    def controls(self) -> dict[str, bool]:
-        """Which of pause, resume and approve can be offered (the buttons shown)."""
-        return operations.available(self.link)
 
     def act(self, action: str, file_id: int | None) -> str:
         """Run one of the console's actions; `ActionRefused` (or KeyError) says why not."""

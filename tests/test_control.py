@@ -26,7 +26,7 @@ from .test_daemon import Running, rows, settings_for
 def emulator_config() -> EmulatorConfig:
     # Slow parts, so a pause lands while an upload is under way.
     return EmulatorConfig(
-        seed=14, chunk_size=5 * MIB, processing_delay_seconds=0.5, put_delay_seconds=0.4
+        seed=14, chunk_size=5 * MIB, processing_delay_seconds=0.5, put_delay_seconds=0.6
     )
 
 
@@ -54,7 +54,9 @@ def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
 ) -> None:
     settings = settings_for(emulator, tmp_path, upload={"concurrency": 2, "files_at_once": 1})
     inbox = settings.watch.paths[0]
-    source = make_zip(inbox / "big.zip", images=4, pad=38 * MIB)  # 8 parts of 5 MiB
+    # 16 parts of 5 MiB, two at a time at 0.6 s each: ~4 s still to go when the pause is given,
+    # more than the `pause` process and the daemon's ~2 s notice take on a busy machine.
+    source = make_zip(inbox / "big.zip", images=4, pad=78 * MIB)
     with Running(settings):
         wait_for(lambda: acknowledged(settings, "big.zip") >= 2, what="two parts acknowledged")
         paused = cli(settings, tmp_path, "pause", str(inbox))
@@ -67,7 +69,7 @@ def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
         # Parts in flight finish (and stay acknowledged); then nothing moves.
         time.sleep(3.0)
         done_while_paused = acknowledged(settings, "big.zip")
-        assert done_while_paused < 8
+        assert done_while_paused < 16
         row = rows(settings)["big.zip"]
         assert row["phase"] == "paused" and row["reason"] == reason
         resumed = cli(settings, tmp_path, "resume", str(inbox))
@@ -83,7 +85,7 @@ def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
     late = [c for c in puts if c.started and paused_at + 1.0 < c.started < resumed_at]
     assert late == [], f"PUTs started while paused: {late}"
     eid = str(rows(settings)["big.zip"]["eid"])
-    assert sorted(emulator.stats.successful_puts(eid).items()) == [(n, 1) for n in range(1, 9)]
+    assert sorted(emulator.stats.successful_puts(eid).items()) == [(n, 1) for n in range(1, 17)]
     stored = hashlib.sha256(emulator.object_bytes(eid)).hexdigest()
     assert stored == hashlib.sha256(source.read_bytes()).hexdigest()
     assert emulator.stats.count("api", "POST", "/captures") == 1

@@ -6,6 +6,7 @@ stderr; secrets never appear in them (messages pass through the redactor).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -274,6 +275,13 @@ def _require_emulator_extra() -> None:
 @click.option("--put-5xx-rate", default=0.0, help="Fraction of part PUTs answered 500.")
 @click.option("--put-reset-rate", default=0.0, help="Fraction of part PUTs reset mid-body.")
 @click.option("--expired-url-rate", default=0.0, help="Fraction of upload URLs already expired.")
+@click.option(
+    "--models-shape",
+    type=click.Choice(["array", "object"]),
+    default="array",
+    show_default=True,
+    help="Metadata `models`: an array (the reference) or an object keyed by profile.",
+)
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
 @click.option("--webhook-url", default=None, help="Send signed webhooks here on READY/ERROR.")
 @click.option(
@@ -302,6 +310,7 @@ def emulator(**options: Any) -> None:
         put_5xx_rate=options["put_5xx_rate"],
         put_reset_rate=options["put_reset_rate"],
         expired_url_rate=options["expired_url_rate"],
+        metadata_models_shape=options["models_shape"],
         seed=options["seed"],
         webhook_url=options["webhook_url"],
         webhook_secret=options["webhook_secret"],
@@ -630,6 +639,7 @@ def status(
         click.echo(json.dumps(rows, indent=2))
         return
     stdout.print(status_table(rows))
+    _print_viewers(rows)
     filtered = " (filtered)" if phases or since or path_filter else ""
     click.echo(f"{len(rows)} file(s){filtered} in {settings.journal.path}")
     click.echo(f"config: {_config_source(settings)}")
@@ -761,32 +771,56 @@ def _config_source(settings: Settings) -> str:
     )
 
 
+def _print_viewers(rows: list[dict[str, Any]]) -> None:
+    """Web viewer links of finished captures, one per line, below the table (long URLs)."""
+    for row in rows:
+        if row.get("viewer_url"):
+            stdout.print(escape(f"viewer of {Path(row['path']).name}: {row['viewer_url']}"))
+
+
 @main.command()
 @click.argument("eid")
 @click.option("--profile", "profiles", multiple=True, help="Model profile (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    help="Parent folder; files go to OUT/<capture name>/<profile>/ (default: the current one).",
+)
+@click.option("--quality", type=click.Choice(["sd", "hd"]), help="Default: [results] quality.")
+@click.option("--force", is_flag=True, help="Replace model files that are already there.")
 @pass_app
 @reports_errors
-def download(app: AppContext, eid: str, profiles: tuple[str, ...], out_dir: Path) -> None:
-    """Fetch a finished capture's model files."""
+def download(
+    app: AppContext,
+    eid: str,
+    profiles: tuple[str, ...],
+    out_dir: Path,
+    quality: str | None,
+    force: bool,
+) -> None:
+    """Fetch a finished capture's model files into OUT/<capture name>/<profile>/."""
+    from .actions import model_options
+    from .results import FileAccess, WouldOverwrite, download_capture
+
     settings = app.settings
     wanted = list(profiles) or settings.results.profiles
+    options = model_options(settings.results)
+    if quality:
+        options = dataclasses.replace(options, quality=quality)
+    access = FileAccess(out_dir, mode=settings.results.mode, group=settings.results.group)
     with client_from_settings(settings) as client:
-        capture = client.find_capture(eid)
-        if capture is None:
-            fail(f"no capture {eid} in this account (see: teleport-sync captures list)")
-        if capture.state != "READY" or not capture.sid:
-            fail(f"capture {eid} is {capture.state}, not READY; nothing to download yet")
-        metadata = client.metadata(capture.sid, profiles=wanted, quality=settings.results.quality)
-        if not metadata.models:
-            fail(f"capture {eid} has no models for profiles {', '.join(wanted)}")
-        stem = Path(capture.name).stem or eid
-        for index, model in enumerate(metadata.models):
-            suffix = Path(model.url.split("?", 1)[0]).suffix or ".bin"
-            extra = f"-{index}" if len(metadata.models) > 1 else ""
-            target = out_dir / f"{stem}{extra}{suffix}"
-            size = client.download(model.url, target, expected_size=model.size)
-            click.echo(f"{target} ({size} bytes)")
+        try:
+            plan = download_capture(
+                client, eid, wanted, out_dir, options, force=force, access=access
+            )
+        except WouldOverwrite as exc:
+            fail(str(exc))
+    for item in plan.files:
+        click.echo(f"{item.profile}\t{item.target} ({item.model.size} bytes)")
+    if plan.missing:
+        fail(f"capture {eid} has no models for profiles {', '.join(plan.missing)}")
 
 
 @contextmanager

@@ -41,8 +41,17 @@ class FolderActions:
     """After READY/FAILED: the actions of the input's `[[watch.folder]]` (its results
     profiles and quality, done/failed folders and hooks), or the defaults."""
 
-    def __init__(self, settings: Settings, client: TeleportClient, journal: Journal) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: TeleportClient,
+        journal: Journal,
+        *,
+        retry_base_seconds: float | None = None,
+    ) -> None:
         self.settings = settings
+        # A failed download's first retry delay (tests shorten it); None: the actions' default.
+        retry = {} if retry_base_seconds is None else {"retry_base_seconds": retry_base_seconds}
         self._by_folder: dict[Path | None, Actions] = {}
         roots = sorted(watch_roots(settings), key=lambda p: len(p.absolute().parts), reverse=True)
         for folder in [None, *(f.path for f in settings.watch.folder)]:
@@ -54,6 +63,7 @@ class FolderActions:
                 actions=applied.actions if applied else settings.actions,
                 roots=roots,  # the deepest first: results mirror below the nearest root
                 results_dir=results_dir(settings),
+                **retry,
             )
 
     def run_for(self, record: FileRecord) -> None:

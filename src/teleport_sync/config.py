@@ -223,6 +223,25 @@ class ResultsSettings(_Section):
     dir: Path | None = None
     profiles: list[str] = Field(default_factory=lambda: ["ply"])
     quality: Literal["sd", "hd"] = "hd"
+    lod: bool = False
+    use_cdn: bool = True
+    # Octal file mode of downloaded models ("0640"); folders get the matching x bits.
+    mode: int | None = None
+    group: str | None = None
+    previews: bool = False
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: Any) -> Any:
+        # TOML has 0o640; a string "0640" is what people write after chmod.
+        if isinstance(value, str):
+            try:
+                value = int(value, 8)
+            except ValueError:
+                raise ValueError(f'{value!r} is not an octal mode such as "0640"') from None
+        if isinstance(value, int) and not 0 <= value <= 0o777:
+            raise ValueError(f"mode {value:o} is not a file mode between 0000 and 0777")
+        return value
 
 
 class ActionsSettings(_Section):

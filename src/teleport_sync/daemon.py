@@ -59,7 +59,9 @@ UNREADABLE = (
     "permission denied; let the teleport-sync user read it (chmod o+r, or "
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
-ACTIONS_RETRY_SECONDS = 300.0
+# How often pending actions are looked at; a failed download's own backoff (actions.py) decides
+# whether it is tried again then.
+ACTIONS_RETRY_SECONDS = 30.0
 # Watch roots are re-checked this often: a share mounted late is watched within this time.
 ROOT_CHECK_SECONDS = 10.0
 
@@ -141,7 +143,9 @@ class Daemon:
         self.watcher.settings = new.watch
         self.watcher.set_roots(watch_roots(new))
         self.keeper.roots_changed(self.watcher.root_statuses())
-        self.actions = FolderActions(new, self.client, self.journal)
+        self.actions = FolderActions(
+            new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
+        )
         self.poller.interval = new.poll.interval_seconds
         # Names and training parameters per folder and sidecar, from the new settings.
         self.uploader.plan_for = lambda path: capture_plan(new, path)
@@ -165,7 +169,9 @@ class Daemon:
             self.uploader = parts.uploader
             self.control = parts.control
             self.metrics.watch_bwlimit(parts.control.limiter)
-            self.actions = FolderActions(settings, parts.client, parts.journal)
+            self.actions = FolderActions(
+                settings, parts.client, parts.journal, retry_base_seconds=self.actions_retry_seconds
+            )
             self.keeper = HealthKeeper(
                 parts.journal,
                 parts.client,

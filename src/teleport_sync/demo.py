@@ -25,6 +25,9 @@ from .logging import REDACTOR, configure_logging
 from .report import status_rows
 from .samples import write_sample_mp4, write_sample_zip
 
+# Three kinds of result: one file (ply), a zip of six (sogs-sh0), numbered chunks (fragment-*).
+DEMO_PROFILES = ["ply", "sogs-sh0", "fragment-float16"]
+
 
 def _table(rows: list[dict[str, object]]) -> Table:
     table = Table("file", "upload", "parts", "capture", "history", "result")
@@ -33,7 +36,8 @@ def _table(rows: list[dict[str, object]]) -> Table:
             f"{h['state']} (webhook)" if h.get("source") == "webhook" else str(h["state"])
             for h in row["state_history"]  # type: ignore[union-attr]
         )
-        results = ", ".join(Path(p).name for p in row["result_paths"])  # type: ignore[union-attr]
+        by_profile: dict[str, list[str]] = row.get("results_by_profile") or {}  # type: ignore[assignment]
+        results = ", ".join(by_profile)
         parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
         table.add_row(
             Path(str(row["path"])).name,
@@ -102,7 +106,7 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
             poll={"interval_seconds": 10.0},
             webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": webhook_secret},
             journal={"path": workdir / "journal.sqlite3"},
-            results={"dir": workdir / "results", "profiles": ["ply"]},
+            results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
             web={"listen": _console_listen()},
         )
         settings.api.client_secret = SecretStr(config.client_secret)
@@ -149,8 +153,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
         console.print("[bold red]the demo did not finish[/] (see the table above)")
         return 1
     console.print("\n[bold green]Both captures are READY and their models are downloaded.[/]")
-    for ply in sorted((workdir / "results").rglob("*.ply")):
-        console.print(f"  model:   {ply} ({ply.stat().st_size} bytes)")
+    for model in sorted(p for p in (workdir / "results").rglob("*") if p.is_file()):
+        console.print(f"  result:  {model} ({model.stat().st_size} bytes)")
     console.print(f"  journal: {settings.journal.path}")
     console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
     return 0

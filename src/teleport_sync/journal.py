@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,13 @@ class FileRecord:
     # `name` (`renamed_at`): the only thing that ties a capture on the account to this row.
     intent_nonce: str | None = None
     renamed_at: str | None = None
+    # Results (schema: `_migrate_results`); defaults so other constructors need not know them.
+    results_by_profile: dict[str, list[str]] = field(default_factory=dict)
+    preview_paths: list[str] = field(default_factory=list)
+    result_error: str | None = None
+    result_attempts: int = 0
+    result_next_at: str | None = None
+    viewer_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,24 @@ def _migrate_v2(db: Any) -> None:
     db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
 
 
+_RESULT_COLUMNS: dict[str, tuple[type, Any]] = {
+    "results_by_profile": (str, "{}"),  # {"ply": ["/…/chair.zip/ply/model.ply"], ...}
+    "preview_paths": (str, "[]"),
+    "result_error": (str, None),  # why the last download failed; NULL once it succeeds
+    "result_attempts": (int, 0),
+    "result_next_at": (str, None),  # when a failed download is tried again (backoff)
+    "viewer_url": (str, None),  # the capture's web viewer, from the listing
+}
+
+
+def _migrate_results(db: Any) -> None:
+    # Column by column and only if absent: other branches' migrations may add some of these.
+    columns = db["files"].columns_dict
+    for name, (kind, default) in _RESULT_COLUMNS.items():
+        if name not in columns:
+            db["files"].add_column(name, kind, not_null_default=default)
+
+
 def _migrate_v3_sightings(db: Any) -> None:
     # Files noticed but not yet handed to the uploader (settling, incomplete), so that every
     # noticed file has a status row from its first event, and the time since which a file has
@@ -293,8 +318,14 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v4_intent_token,
     _migrate_v5_events,
     _migrate_v6_control,
+    _migrate_results,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths = '[]',
+    result_error = NULL, result_attempts = 0, result_next_at = NULL, viewer_url = NULL
+    WHERE id = ?"""
 
 
 class Journal:
@@ -460,6 +491,12 @@ class Journal:
             updated_at=row["updated_at"],
             intent_nonce=row["intent_nonce"],
             renamed_at=row["renamed_at"],
+            results_by_profile=json.loads(row["results_by_profile"] or "{}"),
+            preview_paths=json.loads(row["preview_paths"] or "[]"),
+            result_error=row["result_error"],
+            result_attempts=row["result_attempts"] or 0,
+            result_next_at=row["result_next_at"],
+            viewer_url=row["viewer_url"],
         )
 
     # -- files ------------------------------------------------------------------------------
@@ -565,6 +602,7 @@ class Journal:
                 (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
             )
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            conn.execute(_FORGET_RESULTS, (file_id,))
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
@@ -711,6 +749,31 @@ class Journal:
                 (json.dumps(done), json.dumps(paths), utc_now(), file_id),
             )
             self._event(conn, file_id, "action", action)
+
+    def record_results(
+        self, file_id: int, by_profile: dict[str, list[str]], previews: list[str]
+    ) -> None:
+        """The models (and previews) are on disk: keep where, clear any download error."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET results_by_profile = ?, preview_paths = ?, result_error = NULL,
+                       result_attempts = 0, result_next_at = NULL, updated_at = ? WHERE id = ?""",
+                (json.dumps(by_profile), json.dumps(previews), utc_now(), file_id),
+            )
+
+    def record_result_error(self, file_id: int, error: str, next_at: str | None) -> None:
+        """A download failed: why, one more attempt counted, and when to try again."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET result_error = ?, result_attempts = result_attempts + 1,
+                       result_next_at = ?, updated_at = ? WHERE id = ?""",
+                (error, next_at, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "result_error", error)
+
+    def record_viewer_url(self, file_id: int, url: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE files SET viewer_url = ? WHERE id = ?", (url, file_id))
 
     def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
         """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
@@ -1128,16 +1191,6 @@ class Journal:
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]
 
-    def set_result_error(self, file_id: int, error: str | None) -> None:
-        """A failed download's sentence (None once a download succeeds)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE files SET result_error = ?, updated_at = ? WHERE id = ?",
-                (error, utc_now(), file_id),
-            )
-            if error is not None:
-                self._event(conn, file_id, "download-failed", error)
-
     # -- reporting --------------------------------------------------------------------------
 
     def report_rows(self) -> list[dict[str, Any]]:
@@ -1169,6 +1222,8 @@ class Journal:
             item["state_history"] = history.get(row["id"], [])
             item["result_paths"] = json.loads(row["result_paths"] or "[]")
             item["actions_done"] = json.loads(row["actions_done"] or "[]")
+            item["results_by_profile"] = json.loads(row["results_by_profile"] or "{}")
+            item["preview_paths"] = json.loads(row["preview_paths"] or "[]")
             item["sighting"] = sightings.pop(item["path"], None)
             out.append(item)
         for path, sighting in sorted(sightings.items()):

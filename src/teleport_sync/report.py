@@ -107,6 +107,11 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
         "duration_seconds": raw.get("duration_seconds"),
         "estimated_cost": raw.get("estimated_cost"),
         "result_error": raw.get("result_error"),
+        # Results (README "Results"): every file grouped by profile, previews, the viewer.
+        "results_by_profile": raw["results_by_profile"],
+        "preview_paths": raw["preview_paths"],
+        "result_next_at": raw["result_next_at"],
+        "viewer_url": raw["viewer_url"],
     }
 
 
@@ -137,6 +142,10 @@ def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
         "duration_seconds": None,
         "estimated_cost": None,
         "result_error": None,
+        "results_by_profile": {},
+        "preview_paths": [],
+        "result_next_at": None,
+        "viewer_url": None,
         "incomplete_since": sighting["incomplete_since"],
     }
 

@@ -307,3 +307,31 @@ def test_approve_releases_a_file_held_by_a_budget(emulator: EmulatorServer, tmp_
             headers={"Accept": "application/json"},
         )
     assert again.json()["ok"] is False and "not held" in again.json()["message"]
+
+
+def test_overview_limit_and_capture_preview_and_viewer_link(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        web={"listen": "127.0.0.1:0"},
+        upload={"bwlimit": "40M"},
+        results={"dir": tmp_path / "results", "previews": True},
+    )
+    with Running(settings) as running, client(running) as http:
+        make_zip(tmp_path / "inbox" / "yard.zip", images=2)
+        wait_for(lambda: ready(running, "yard.zip"), what="READY and downloaded")
+        with Journal(settings.journal.path) as journal:
+            record = journal.by_path(str(tmp_path / "inbox" / "yard.zip"))
+        assert record is not None
+        wait_for(lambda: bool(running.daemon.journal.get(record.id).preview_paths), what="preview")
+        overview = http.get("/").text
+        page = http.get(f"/files/{record.id}").text
+        preview = http.get(f"/files/{record.id}/preview")
+        record = running.daemon.journal.get(record.id)
+    assert "bandwidth limit now: 40M/s" in overview
+    assert "Teleport&#39;s preview" in page or "Teleport's preview" in page
+    assert preview.status_code == 200
+    assert preview.content == Path(record.preview_paths[0]).read_bytes()
+    assert record.viewer_url and f'href="{record.viewer_url}"' in page

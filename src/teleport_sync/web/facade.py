@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from ..config import Settings
 from ..control import PAUSE_ALL
 from ..health import AUTH_FACT
 from ..journal import Journal, utc_now
+from ..limits import bwlimit_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
 from ..report import ReportOptions, status_rows
@@ -137,14 +139,14 @@ class Console:
         counts = {phase: 0 for phase in views.PHASES}
         for row in rows:
             counts[row["phase"]] = counts.get(row["phase"], 0) + 1
-        settings = self.link.settings
-        bwlimit = getattr(settings.upload, "bwlimit", None)
+        limit = bwlimit_now(self.link.settings.upload.bwlimit, datetime.now())
         return {
             "roots": self._roots(),
             "counts": counts,
             "total": len(rows),
             "throughput": views.human_rate(self.throughput()),
-            "bwlimit": str(bwlimit) if bwlimit is not None else "not set",
+            "bwlimit": limit["limit"],
+            "window_open": limit["window_open"],
             "auth": self._auth(),
             "active": [r for r in rows if r["phase"] in ("uploading", "completing")],
             "problems": [r for r in rows if r["phase"] in ("failed", "rejected")][:10],

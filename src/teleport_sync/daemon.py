@@ -147,6 +147,7 @@ class Daemon:
             new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
         )
         self.poller.interval = new.poll.interval_seconds
+        self.events.reload(new)
         # Names and training parameters per folder and sidecar, from the new settings.
         self.uploader.plan_for = lambda path: capture_plan(new, path)
         log.info(

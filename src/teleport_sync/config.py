@@ -30,7 +30,6 @@ ENV_PREFIX = "TELEPORT_SYNC_"
 SECRET_ENV = f"{ENV_PREFIX}API__CLIENT_SECRET"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 SYSTEM_CONFIG = Path("/etc/teleport-sync/config.toml")
-DEFAULT_IGNORED_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*", ".*")
 
 
 class ConfigError(Exception):

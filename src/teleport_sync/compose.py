@@ -105,6 +105,7 @@ def components(
                 client,
                 journal,
                 concurrency=settings.upload.concurrency,
+                max_parts_in_flight=settings.upload.max_parts_in_flight,
                 name_template=settings.upload.name_template,
                 training_parameters=settings.upload.training_parameters,
                 progress=progress,

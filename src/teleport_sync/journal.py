@@ -24,7 +24,6 @@ from typing import Any
 
 from .models import FileIdentity
 
-UPLOAD_STATES = ("pending", "uploading", "uploaded", "failed", "rejected")
 # The facts key that pause, resume and approve bump, so a running daemon notices them.
 CONTROL_GENERATION = "control-generation"
 
@@ -390,10 +389,6 @@ class Journal:
                 f"cannot write the journal {self.path} ({exc.__cause__}); make it and its folder "
                 "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
             ) from None
-
-    def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     @property
     def schema_version(self) -> int:

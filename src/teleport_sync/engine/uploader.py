@@ -55,6 +55,7 @@ class Uploader:
         journal: Journal,
         *,
         concurrency: int = 4,
+        max_parts_in_flight: int | None = None,
         name_template: str = "{name}",
         training_parameters: dict[str, Any] | None = None,
         part_policy: RetryPolicy | None = None,
@@ -82,6 +83,9 @@ class Uploader:
             concurrency=concurrency,
             gate=gate or (lambda path: None),
             throttle=throttle,
+            in_flight=(
+                threading.BoundedSemaphore(max_parts_in_flight) if max_parts_in_flight else None
+            ),
         )
         # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
         # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),

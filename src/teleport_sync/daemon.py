@@ -23,7 +23,7 @@ from types import FrameType
 from .actions import Actions
 from .compose import components, results_dir
 from .config import Settings
-from .engine import FileChanged, StartOver, Stopped, UploadFailed
+from .engine import FileChanged, StartOver, Stopped, Uploader, UploadFailed
 from .inputs import (
     InputProblem,
     capture_name,
@@ -75,7 +75,6 @@ class Daemon:
         self.settings = settings
         # True: files already in the roots are uploaded even when the journal is new to them.
         self.upload_existing = upload_existing
-        self._renaming: threading.Thread | None = None
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
@@ -108,6 +107,7 @@ class Daemon:
             self.journal = parts.journal
             self.client = parts.client
             self.uploader = parts.uploader
+            self.renames = _Renames(parts.uploader)
             self.actions = Actions(
                 parts.client,
                 parts.journal,
@@ -180,7 +180,7 @@ class Daemon:
                 if time.monotonic() >= next_actions_retry:
                     next_actions_retry = time.monotonic() + self.actions_retry_seconds
                     self._retry_pending_actions()
-                    self._finish_renames()
+                    self.renames.kick()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -196,6 +196,7 @@ class Daemon:
         deadline = time.monotonic() + 8.0
         for thread in [*workers, poller]:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.renames.join(max(0.1, deadline - time.monotonic()))
         log.info("stopped")
         return 0
 
@@ -207,24 +208,9 @@ class Daemon:
         self._enqueue_due_retries()
         self._retry_pending_actions()
         self.sightings.prune()
-        self._finish_renames()
+        self.renames.kick()
         if not self.upload_existing:
             hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
-
-    def _finish_renames(self) -> None:
-        """Captures still named with their token get their final name, on a thread of their own:
-        an API that is down must not hold up the start or the main loop."""
-        if self._renaming is not None and self._renaming.is_alive():
-            return
-
-        def rename() -> None:
-            try:
-                self.uploader.finish_renames()
-            except Exception:  # retried at the next round
-                log.exception("renaming captures failed; will retry")
-
-        self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
-        self._renaming.start()
 
     # -- intake: settled files ---------------------------------------------------------------------
 
@@ -456,3 +442,28 @@ class Daemon:
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:
     return (a.dev, a.inode, a.size, a.mtime_ns) == (b.dev, b.inode, b.size, b.mtime_ns)
+
+
+class _Renames:
+    """Captures still named with their token get their final name, on a thread of their own:
+    an API that is down must not hold up the start or the main loop."""
+
+    def __init__(self, uploader: Uploader) -> None:
+        self.uploader = uploader
+        self._thread: threading.Thread | None = None
+
+    def kick(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name="rename", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.uploader.finish_renames()
+        except Exception:  # retried at the next round
+            log.exception("renaming captures failed; will retry")
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

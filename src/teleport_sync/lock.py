@@ -78,6 +78,23 @@ class JournalLock:
         self.release()
 
 
+def holder(journal_path: Path) -> int | None:
+    """The pid writing this journal now, or None when nobody holds its lock."""
+    try:
+        fd = os.open(lock_path(journal_path), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()

@@ -460,7 +460,8 @@ class Journal:
         path = _py_path(row["path"])
         for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
             value = row[column]
-            if column not in ("path", "error") and isinstance(value, str) and shown(value) != value:
+            # (A path that is not UTF-8 is stored as bytes, never as text: such text is damage.)
+            if column != "error" and isinstance(value, str) and shown(value) != value:
                 raise UnreadableRow(row["id"], path, column)
         return FileRecord(
             id=row["id"],

@@ -55,6 +55,11 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self._health_gauges()
+        self._server = None
+
+    def _health_gauges(self) -> None:
+        """The `health` answers, for monitoring that scrapes rather than runs commands."""
         self.phases = Gauge(
             "teleport_sync_phase",
             "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
@@ -76,7 +81,6 @@ class Metrics:
             "Watch roots not watched now (missing, not a folder, unreadable)",
             registry=self.registry,
         )
-        self._server = None
 
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")

@@ -75,3 +75,16 @@ def test_a_half_written_zip_is_listed_with_phase_and_reason(
     row = rows(settings)["scan.zip"]
     assert row["reason"] is None and row["capture_state"] == "READY"
     assert zipfile.is_zipfile(target)
+
+
+def test_files_found_by_the_first_scan_are_listed_at_once(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator, tmp_path, watch={"paths": [tmp_path / "inbox"], "settle_seconds": 60}
+    )
+    for n in range(40):
+        (settings.watch.paths[0] / f"clip{n:02d}.mp4").write_bytes(b"not yet")
+    with Running(settings):  # ready only after the scan journaled them
+        listed = rows(settings)
+    assert len(listed) == 40 and {r["phase"] for r in listed.values()} == {"settling"}

@@ -134,7 +134,8 @@ def test_watch_upload_follow_download_and_restart(
         assert [c.name for c in emulator.backend.captures.values()].count(name) == 1
         [result] = row["result_paths"]  # type: ignore[misc]
         assert Path(result).read_bytes().startswith(b"ply\n")
-    assert (tmp_path / "results" / "site" / "day1" / "walk.ply").exists()
+        assert row["results_by_profile"] == {"ply": [result]}
+    assert (tmp_path / "results" / "site" / "day1" / "walk.mp4" / "ply" / "model.ply").exists()
     assert emulator.stats.count("put") == sum(
         sum(emulator.stats.successful_puts(str(r["eid"])).values()) for r in status.values()
     )

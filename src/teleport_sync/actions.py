@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .api import ApiError, TeleportClient
@@ -18,8 +21,28 @@ from .inputs import InputProblem, identify
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_failed
+from .results import (
+    FileAccess,
+    ModelOptions,
+    fetch_models,
+    fetch_previews,
+    plan_models,
+    result_folder,
+)
 
 log = get_logger("teleport_sync.actions")
+
+# A failed download is tried again after 30 s, 1 min, 2 min, ... at most an hour apart.
+RESULT_RETRY_BASE_SECONDS = 30.0
+RESULT_RETRY_MAX_SECONDS = 3600.0
+
+
+def result_retry_delay(attempts: int, base: float = RESULT_RETRY_BASE_SECONDS) -> float:
+    return min(RESULT_RETRY_MAX_SECONDS, base * 2 ** min(attempts, 20))
+
+
+def model_options(results: ResultsSettings) -> ModelOptions:
+    return ModelOptions(quality=results.quality, lod=results.lod, use_cdn=results.use_cdn)
 
 
 def relative_to_roots(path: Path, roots: list[Path]) -> Path:
@@ -42,6 +65,8 @@ class Actions:
         actions: ActionsSettings,
         roots: list[Path],
         results_dir: Path,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry_base_seconds: float = RESULT_RETRY_BASE_SECONDS,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -49,13 +74,34 @@ class Actions:
         self.settings = actions
         self.roots = [r.absolute() for r in roots]
         self.results_dir = results_dir
+        self.now = now
+        self.retry_base_seconds = retry_base_seconds
+        self.access = FileAccess(results_dir, mode=results.mode, group=results.group)
+        self._busy: set[int] = set()
+        self._busy_lock = threading.Lock()
 
     def run_for(self, record: FileRecord) -> None:
-        """Every action due for this capture that has not run yet; failures are logged."""
+        """Every action due for this capture that has not run yet; failures are logged.
+
+        The poller and the daemon's retry pass both call this: a capture whose actions are
+        running in one thread is skipped by the other (two downloads into one `.part` would
+        interleave their bytes).
+        """
+        with self._busy_lock:
+            if record.id in self._busy:
+                return
+            self._busy.add(record.id)
+        try:
+            self._run_due(self.journal.get(record.id))
+        finally:
+            with self._busy_lock:
+                self._busy.discard(record.id)
+
+    def _run_due(self, record: FileRecord) -> None:
         state = (record.capture_state or "").upper()
         if state == "READY":
-            if self.results.download and "download" not in record.actions_done:
-                self._guard(record, "download", self._download)
+            if self.results.download and self._download_due(record):
+                self._guard_download(record)
             if self.settings.done_dir and "move" not in record.actions_done:
                 self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
             if self.settings.on_ready and "hook" not in record.actions_done:
@@ -71,32 +117,52 @@ class Actions:
             run(self.journal.get(record.id))
         except (ApiError, OSError, InputProblem) as exc:
             log.error(f"{action} failed; will try again later", path=record.path, error=str(exc))
-            if action == "download":  # shown by status as result_error, not hidden behind READY
-                self.journal.set_result_error(record.id, f"{exc}; tried again in a while")
-            return
-        if action == "download":
-            self.journal.set_result_error(record.id, None)
+
+    def _download_due(self, record: FileRecord) -> bool:
+        if "download" in record.actions_done:
+            return False
+        if record.result_next_at is None:
+            return True
+        return datetime.fromisoformat(record.result_next_at) <= self.now()
+
+    def _guard_download(self, record: FileRecord) -> None:
+        """Download; on failure keep the reason in the journal and schedule the next try."""
+        try:
+            self._download(self.journal.get(record.id))
+        except (ApiError, OSError) as exc:
+            error = str(exc)
+            if isinstance(exc, OSError) and not isinstance(exc, ApiError) and exc.filename:
+                error = (
+                    f"cannot write {exc.filename}: {exc.strerror}; check [results] dir, its "
+                    "permissions and free space"
+                )
+            delay = result_retry_delay(record.result_attempts, self.retry_base_seconds)
+            at = (self.now() + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+            self.journal.record_result_error(record.id, error, at)
+            log.error("download failed; will try again", path=record.path, error=error, retry_at=at)
 
     def _download(self, record: FileRecord) -> None:
         if not record.sid:
             raise ApiError(f"capture {record.eid} is READY but has no share id yet")
-        metadata = self.client.metadata(
-            record.sid, profiles=self.results.profiles, quality=self.results.quality
+        folder = result_folder(self.results_dir, relative_to_roots(Path(record.path), self.roots))
+        plan = plan_models(
+            self.client, record.sid, self.results.profiles, folder, model_options(self.results)
         )
-        if not metadata.models:
+        if not plan.files:
             raise ApiError(
-                f"capture {record.eid} has no models for profiles {self.results.profiles}"
+                f"capture {record.eid} has no models for profiles {', '.join(plan.missing)}"
             )
-        relative = relative_to_roots(Path(record.path), self.roots)
-        base = self.results_dir / relative.parent / relative.stem
-        written = []
-        for index, model in enumerate(metadata.models):
-            suffix = Path(model.url.split("?", 1)[0]).suffix or ".bin"
-            extra = f"-{index}" if len(metadata.models) > 1 else ""
-            target = base.with_name(f"{base.name}{extra}{suffix}")
-            self.client.download(model.url, target, expected_size=model.size)
-            written.append(str(target))
-            log.info("model downloaded", path=record.path, model=str(target), bytes=model.size)
+        fetch_models(self.client, plan, self.access)
+        previews: list[str] = []
+        if self.results.previews and record.eid:
+            previews = fetch_previews(self.client, record.eid, folder, self.access)
+        by_profile = plan.by_profile()
+        self.journal.record_results(record.id, by_profile, previews)
+        if plan.missing:
+            note = f"the server had no models for profiles {', '.join(plan.missing)}"
+            self.journal.record_result_error(record.id, note, None)
+            log.warning(note, path=record.path, eid=record.eid)
+        written = [p for paths in by_profile.values() for p in paths] + previews
         self.journal.mark_action(record.id, "download", written)
 
     def _move(self, record: FileRecord, destination_root: Path | None) -> None:
@@ -126,6 +192,7 @@ class Actions:
             TELEPORT_SID=record.sid or "",
             TELEPORT_PATH=record.path,
             TELEPORT_STATE=record.capture_state or "",
+            TELEPORT_VIEWER_URL=record.viewer_url or "",
         )
         # Never pass the secret on to user commands.
         env.pop("TELEPORT_SYNC_API__CLIENT_SECRET", None)

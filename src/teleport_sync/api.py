@@ -11,6 +11,8 @@ retried create after a lost answer would duplicate the capture, so the engine re
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
@@ -335,6 +337,13 @@ class TeleportClient:
             on_retry=report,
         )
 
+    def _reporter(self, doing: str) -> Callable[[int, BaseException, float], None]:
+        def report(attempt: int, exc: BaseException, delay: float) -> None:
+            if self._on_retry is not None:
+                self._on_retry(doing, attempt, exc, delay)
+
+        return report
+
     @staticmethod
     def _parse(model: type[T], response: httpx.Response, doing: str) -> T:
         try:
@@ -436,6 +445,31 @@ class TeleportClient:
         response = self._request("GET", f"/share/{sid}/metadata", doing, params=params)
         return self._parse(CaptureMetadata, response, doing)
 
+    def metadata_json(
+        self,
+        sid: str,
+        *,
+        profiles: Iterable[str],
+        quality: str = "hd",
+        lod: bool | None = None,
+        use_cdn: bool | None = None,
+    ) -> dict[str, Any]:
+        """The metadata as the server sent it: `results.read_models` reads either models shape."""
+        doing = f"reading the metadata of share {sid}"
+        params: list[tuple[str, str]] = [("profiles", p) for p in profiles]
+        params.append(("quality", quality))
+        for key, flag in (("lod", lod), ("use_cdn", use_cdn)):
+            if flag is not None:
+                params.append((key, "true" if flag else "false"))
+        response = self._request("GET", f"/share/{sid}/metadata", doing, params=params)
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(f"{doing}: the server's answer was not JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(f"{doing}: expected a JSON object, got {type(body).__name__}")
+        return body
+
     # -- storage (presigned and CDN URLs: no Authorization header) --------------------------
 
     def put_part(
@@ -464,34 +498,106 @@ class TeleportClient:
         return etag
 
     def download(self, url: str, destination: Path, *, expected_size: int | None = None) -> int:
-        """Stream a model file to `destination` via a temp name and rename; returns its size."""
+        """Stream a file to `destination` via `<name>.part`, resuming it by HTTP Range.
+
+        A `.part` left by a dropped connection (or a crash) is continued from its size; a
+        server that ignores Range sends it all again. The file is checked against the size the
+        metadata gave, flushed to disk and renamed in one step, so `destination` is whole or
+        absent. Memory stays flat: 1 MiB blocks go straight to the file.
+        """
         doing = f"downloading {redact_url(url)}"
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
-
-        def attempt() -> int:
-            written = 0
-            try:
-                # CDN links may redirect; PUTs to presigned URLs never follow redirects.
-                with self.storage.stream("GET", url, follow_redirects=True) as response:
-                    if response.status_code >= 300:
-                        response.read()
-                        raise error_for(response, doing)
-                    with partial.open("wb") as out:
-                        for block in response.iter_bytes(1 << 20):
-                            out.write(block)
-                            written += len(block)
-            except httpx.TransportError as exc:
-                raise TransientError(f"{doing} failed: {type(exc).__name__}: {exc}") from None
-            if expected_size is not None and written != expected_size:
-                raise TransientError(
-                    f"{doing}: got {written} bytes, the metadata said {expected_size}"
-                )
-            return written
-
-        size = _call_with_retries(attempt, policy=self.policy, clock=self.clock)
+        # What the .part holds (URL without its signature, and size): a .part of another file,
+        # e.g. the model of an earlier capture of a replaced input, is never continued.
+        origin = destination.with_name(destination.name + ".part.src")
+        holds = f"{redact_url(url)} {expected_size}"
+        if partial.exists() and (not origin.exists() or origin.read_text() != holds):
+            partial.unlink()
+        origin.write_text(holds)
+        size = _call_with_retries(
+            lambda: _download_into(self.storage, url, partial, expected_size, doing),
+            policy=self.policy,
+            clock=self.clock,
+            on_retry=self._reporter(doing),
+        )
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         partial.replace(destination)
+        _fsync_dir(destination.parent)
+        origin.unlink(missing_ok=True)
         return size
+
+
+def _download_into(
+    storage: httpx.Client, url: str, partial: Path, expected_size: int | None, doing: str
+) -> int:
+    """One attempt: continue `partial` from its current size; returns its size at the end."""
+    have = partial.stat().st_size if partial.exists() else 0
+    if expected_size is not None and have > expected_size:
+        have = 0  # not the file the metadata describes: start over
+    if have and have == expected_size:
+        return have
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        # CDN links may redirect; PUTs to presigned URLs never follow redirects.
+        with storage.stream("GET", url, headers=headers, follow_redirects=True) as answer:
+            if answer.status_code == 416:
+                answer.read()
+                partial.unlink(missing_ok=True)
+                total = answer.headers.get("Content-Range", "").rpartition("/")[2] or "?"
+                raise TransientError(
+                    f"{doing}: cannot resume at {have} bytes, the server's file is {total} "
+                    f"bytes and the metadata said {expected_size}; starting over"
+                )
+            if answer.status_code >= 300:
+                answer.read()
+                raise error_for(answer, doing)
+            start = _resume_offset(answer, have)
+            with partial.open("r+b" if start and partial.exists() else "wb") as out:
+                out.seek(start)
+                out.truncate()
+                for block in answer.iter_bytes(1 << 20):
+                    out.write(block)
+    except httpx.TransportError as exc:
+        raise TransientError(
+            f"{doing} failed: {type(exc).__name__}: {exc}; resuming from "
+            f"{partial.stat().st_size if partial.exists() else 0} bytes"
+        ) from None
+    size = partial.stat().st_size
+    if expected_size is not None and size != expected_size:
+        raise TransientError(
+            f"{doing}: have {size} bytes, the metadata said {expected_size}; resuming"
+        )
+    return size
+
+
+def _resume_offset(answer: httpx.Response, have: int) -> int:
+    """Where this answer's body goes in the file: `have` for our 206, 0 for a whole file."""
+    if answer.status_code != 206:
+        return 0
+    content_range = answer.headers.get("Content-Range", "")
+    match = re.match(r"bytes (\d+)-", content_range)
+    if not match or int(match[1]) != have:
+        raise TransientError(f"unexpected Content-Range {content_range!r} for bytes={have}-")
+    return have
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def build_client(

@@ -6,6 +6,7 @@ stderr; secrets never appear in them (messages pass through the redactor).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -182,6 +183,17 @@ def config_check(app: AppContext) -> None:
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
+    if settings.web.listen:
+        # Read now, so a loose or empty token_file is refused here (exit 2), not at start.
+        guarded = " (token required)" if settings.web.token_value() else ""
+        click.echo(f"web console:   http://{settings.web.listen}/{guarded}")
+    if settings.webhooks.listen:
+        where = f"{settings.webhooks.listen}{settings.webhooks.path}"
+        click.echo(f"webhooks:      {where} (secret from {settings.webhook_secret_source})")
+    for index, target in enumerate(settings.notify):
+        from .events.outbox import target_label
+
+        click.echo(f"notify:        {target_label(index, target)}: {', '.join(target.events)}")
     problems = []
     for path in settings.watch.paths:
         state = "ok" if path.is_dir() else "MISSING"
@@ -196,6 +208,41 @@ def config_check(app: AppContext) -> None:
     click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)
+
+
+# -- notifications --------------------------------------------------------------------------------
+
+
+@main.group("notify")
+def notify_group() -> None:
+    """Outgoing notifications ([[notify]] targets)."""
+
+
+@notify_group.command("test")
+@pass_app
+@reports_errors
+def notify_test(app: AppContext) -> None:
+    """Send a test event to every [[notify]] target; exit 1 if any fails, saying which."""
+    import httpx
+
+    from .events.outbox import post, target_label
+    from .events.payloads import trial
+
+    settings = app.settings
+    if not settings.notify:
+        fail("no [[notify]] targets configured; see config.example.toml", EXIT_USAGE)
+    event = trial()
+    failed = []
+    with httpx.Client(timeout=10.0, follow_redirects=False) as http:
+        for index, target in enumerate(settings.notify):
+            sent = post(http, target, event)
+            label = target_label(index, target)
+            click.echo(f"{label}: {'delivered' if sent.ok else 'FAILED'} ({sent.detail})")
+            if not sent.ok:
+                failed.append(f"{label}: {sent.detail}")
+    if failed:
+        fail("the test event was not delivered to " + "; ".join(failed))
+    click.echo(f"test event {event.event_id} delivered to {len(settings.notify)} target(s)")
 
 
 # -- emulator -----------------------------------------------------------------------------------
@@ -228,7 +275,18 @@ def _require_emulator_extra() -> None:
 @click.option("--put-5xx-rate", default=0.0, help="Fraction of part PUTs answered 500.")
 @click.option("--put-reset-rate", default=0.0, help="Fraction of part PUTs reset mid-body.")
 @click.option("--expired-url-rate", default=0.0, help="Fraction of upload URLs already expired.")
+@click.option(
+    "--models-shape",
+    type=click.Choice(["array", "object"]),
+    default="array",
+    show_default=True,
+    help="Metadata `models`: an array (the reference) or an object keyed by profile.",
+)
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
+@click.option("--webhook-url", default=None, help="Send signed webhooks here on READY/ERROR.")
+@click.option(
+    "--webhook-secret", default="demo-webhook-secret", show_default=True, help="Signs webhooks."
+)
 def emulator(**options: Any) -> None:
     """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
     _require_emulator_extra()
@@ -252,7 +310,10 @@ def emulator(**options: Any) -> None:
         put_5xx_rate=options["put_5xx_rate"],
         put_reset_rate=options["put_reset_rate"],
         expired_url_rate=options["expired_url_rate"],
+        metadata_models_shape=options["models_shape"],
         seed=options["seed"],
+        webhook_url=options["webhook_url"],
+        webhook_secret=options["webhook_secret"],
     )
     try:
         server = EmulatorServer(
@@ -323,10 +384,19 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
 @click.option("--follow", is_flag=True, help="Then wait for READY/FAILED and download the models.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
+@click.option(
+    "--bwlimit",
+    help='Bandwidth limit for this run: "off", a rate ("10M") or a timetable, as [upload] bwlimit.',
+)
 @pass_app
 @reports_errors
 def upload(
-    app: AppContext, paths: tuple[Path, ...], force: bool, follow: bool, verbose: bool
+    app: AppContext,
+    paths: tuple[Path, ...],
+    force: bool,
+    follow: bool,
+    verbose: bool,
+    bwlimit: str | None,
 ) -> None:
     """Upload files now, with progress bars; re-running resumes where it stopped.
 
@@ -338,7 +408,7 @@ def upload(
     from .compose import components
     from .progress import RichProgress
 
-    settings = app.settings
+    settings = _with_bwlimit(app.settings, bwlimit)
     if not verbose and settings.log.level in ("DEBUG", "INFO"):
         # The progress bars say what INFO lines would; keep the screen for them.
         configure_logging("WARNING", settings.log.format)
@@ -389,6 +459,13 @@ def _upload_each(
             results.append((path, "failed", "", None))
             continue
         try:
+            waiting = _admit(parts, path, force)
+            if waiting is not None:
+                progress.bars.console.print(
+                    f"[yellow]waiting:[/] {escape(f'{path}: {waiting}')}", highlight=False
+                )
+                results.append((path, "waiting", "", None))
+                continue
             result = parts.uploader.upload(path, force=force)
         except (InputProblem, UploadFailed) as exc:
             progress.bars.console.print(
@@ -406,7 +483,7 @@ def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bo
 
     table = Table("file", "result", "capture")
     for path, what, eid, _ in results:
-        style = "red" if what == "failed" else "green"
+        style = {"failed": "red", "waiting": "yellow"}.get(what, "green")
         table.add_row(Text(str(path)), Text(what, style=style), Text(eid))
     stdout.print(table)
     if any(eid for _, _, eid, _ in results) and not follow:
@@ -415,7 +492,8 @@ def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bo
             "with `teleport-sync status`; fetch a model with `teleport-sync download EID` once "
             "it is READY, or next time use `upload --follow` to wait and download."
         )
-    return EXIT_FAILED if any(what == "failed" for _, what, _, _ in results) else EXIT_OK
+    unfinished = any(what in ("failed", "waiting") for _, what, _, _ in results)
+    return EXIT_FAILED if unfinished else EXIT_OK
 
 
 def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]], stop: Any) -> int:
@@ -449,6 +527,94 @@ def _phase_choice() -> click.Choice:
     return click.Choice(PHASES)
 
 
+def _with_bwlimit(settings: Settings, bwlimit: str | None) -> Settings:
+    """`settings` with `upload --bwlimit` in place of `[upload] bwlimit`."""
+    if bwlimit is None:
+        return settings
+    from .limits import LimitError, parse_bwlimit
+
+    try:
+        parse_bwlimit(bwlimit)
+    except LimitError as exc:
+        fail(f"--bwlimit: {exc}", EXIT_USAGE)
+    return settings.model_copy(
+        update={"upload": settings.upload.model_copy(update={"bwlimit": bwlimit})}
+    )
+
+
+def _admit(parts: Any, path: Path, force: bool) -> str | None:
+    """Pause and budget checks before a one-shot upload: None, or why the file waits."""
+    from .inputs import capture_name, identify, input_format_for
+
+    absolute = path.absolute()  # as the uploader journals it
+    name = capture_name(parts.settings.upload.name_template, absolute)
+    record = parts.journal.register(
+        str(absolute), identify(absolute), input_format_for(absolute).value, name
+    )
+    return parts.control.admit(record, force=force)
+
+
+def _control_paths(paths: tuple[Path, ...]) -> list[str]:
+    from .control import PAUSE_ALL, normalise
+
+    return [normalise(p) for p in paths] or [PAUSE_ALL]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Start no new parts (of everything, or of these files and folders) until `resume`.
+
+    Parts in flight finish and stay acknowledged. Kept in the journal: survives restarts, and
+    a running daemon notices within about two seconds.
+    """
+    from .compose import open_journal
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, True)
+    click.echo("paused: " + ("everything" if paths == () else ", ".join(targets)))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Undo `pause` (everything, or these files and folders); only missing parts are sent."""
+    from .compose import open_journal
+    from .control import PAUSE_ALL, paused_by
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, False)
+        still = {paused_by(journal.paused_paths(), t) for t in targets} - {None}
+    click.echo("resumed: " + ("everything" if paths == () else ", ".join(targets)))
+    for entry in sorted(e for e in still if e is not None):
+        what = "everything" if entry == PAUSE_ALL else entry
+        stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Release files (or the files below folders) held by a [budget] limit."""
+    from .compose import open_journal
+    from .control import approve as approve_paths
+    from .control import normalise
+
+    with open_journal(app.settings) as journal:
+        approved, not_held = approve_paths(journal, [normalise(p) for p in paths])
+    for path in approved:
+        click.echo(f"approved: {path}")
+    if not_held:
+        fail(f"nothing held at: {', '.join(not_held)} (see: teleport-sync status)")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
 @click.option("--phase", "phases", multiple=True, type=_phase_choice(), help="Only these phases.")
@@ -473,6 +639,7 @@ def status(
         click.echo(json.dumps(rows, indent=2))
         return
     stdout.print(status_table(rows))
+    _print_viewers(rows)
     filtered = " (filtered)" if phases or since or path_filter else ""
     click.echo(f"{len(rows)} file(s){filtered} in {settings.journal.path}")
     click.echo(f"config: {_config_source(settings)}")
@@ -604,32 +771,56 @@ def _config_source(settings: Settings) -> str:
     )
 
 
+def _print_viewers(rows: list[dict[str, Any]]) -> None:
+    """Web viewer links of finished captures, one per line, below the table (long URLs)."""
+    for row in rows:
+        if row.get("viewer_url"):
+            stdout.print(escape(f"viewer of {Path(row['path']).name}: {row['viewer_url']}"))
+
+
 @main.command()
 @click.argument("eid")
 @click.option("--profile", "profiles", multiple=True, help="Model profile (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=".")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    help="Parent folder; files go to OUT/<capture name>/<profile>/ (default: the current one).",
+)
+@click.option("--quality", type=click.Choice(["sd", "hd"]), help="Default: [results] quality.")
+@click.option("--force", is_flag=True, help="Replace model files that are already there.")
 @pass_app
 @reports_errors
-def download(app: AppContext, eid: str, profiles: tuple[str, ...], out_dir: Path) -> None:
-    """Fetch a finished capture's model files."""
+def download(
+    app: AppContext,
+    eid: str,
+    profiles: tuple[str, ...],
+    out_dir: Path,
+    quality: str | None,
+    force: bool,
+) -> None:
+    """Fetch a finished capture's model files into OUT/<capture name>/<profile>/."""
+    from .actions import model_options
+    from .results import FileAccess, WouldOverwrite, download_capture
+
     settings = app.settings
     wanted = list(profiles) or settings.results.profiles
+    options = model_options(settings.results)
+    if quality:
+        options = dataclasses.replace(options, quality=quality)
+    access = FileAccess(out_dir, mode=settings.results.mode, group=settings.results.group)
     with client_from_settings(settings) as client:
-        capture = client.find_capture(eid)
-        if capture is None:
-            fail(f"no capture {eid} in this account (see: teleport-sync captures list)")
-        if capture.state != "READY" or not capture.sid:
-            fail(f"capture {eid} is {capture.state}, not READY; nothing to download yet")
-        metadata = client.metadata(capture.sid, profiles=wanted, quality=settings.results.quality)
-        if not metadata.models:
-            fail(f"capture {eid} has no models for profiles {', '.join(wanted)}")
-        stem = Path(capture.name).stem or eid
-        for index, model in enumerate(metadata.models):
-            suffix = Path(model.url.split("?", 1)[0]).suffix or ".bin"
-            extra = f"-{index}" if len(metadata.models) > 1 else ""
-            target = out_dir / f"{stem}{extra}{suffix}"
-            size = client.download(model.url, target, expected_size=model.size)
-            click.echo(f"{target} ({size} bytes)")
+        try:
+            plan = download_capture(
+                client, eid, wanted, out_dir, options, force=force, access=access
+            )
+        except WouldOverwrite as exc:
+            fail(str(exc))
+    for item in plan.files:
+        click.echo(f"{item.profile}\t{item.target} ({item.model.size} bytes)")
+    if plan.missing:
+        fail(f"capture {eid} has no models for profiles {', '.join(plan.missing)}")
 
 
 @contextmanager

@@ -20,12 +20,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from .actions import Actions
 from .api import AuthenticationError
-from .compose import components, results_dir
+from .authstate import AuthSnapshot
+from .compose import FolderActions, components
 from .config import ConfigError, Settings, load_settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
+from .events.emitter import EventHub
+from .folders import capture_plan, effective, watch_roots
 from .inputs import (
     InputProblem,
     capture_name,
@@ -56,7 +59,9 @@ UNREADABLE = (
     "permission denied; let the teleport-sync user read it (chmod o+r, or "
     "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
 )
-ACTIONS_RETRY_SECONDS = 300.0
+# How often pending actions are looked at; a failed download's own backoff (actions.py) decides
+# whether it is tried again then.
+ACTIONS_RETRY_SECONDS = 30.0
 # Watch roots are re-checked this often: a share mounted late is watched within this time.
 ROOT_CHECK_SECONDS = 10.0
 
@@ -89,6 +94,8 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
+        self.progress = MetricsProgress(self.metrics)
+        self.web_url: str | None = None
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
@@ -101,6 +108,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._rng = random.Random()
         self.ready = threading.Event()
+        # Actions for one capture run one at a time (the poller and a webhook may both see it).
+        self._terminal_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -132,14 +141,14 @@ class Daemon:
         self.settings = new
         configure_logging(new.log.level, new.log.format)
         self.watcher.settings = new.watch
-        self.watcher.set_roots(list(new.watch.paths))
+        self.watcher.set_roots(watch_roots(new))
         self.keeper.roots_changed(self.watcher.root_statuses())
-        self.actions.results, self.actions.settings = new.results, new.actions
-        self.actions.roots = [p.absolute() for p in new.watch.paths]
-        self.actions.results_dir = results_dir(new)
+        self.actions = FolderActions(
+            new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
+        )
         self.poller.interval = new.poll.interval_seconds
-        self.uploader.name_template = new.upload.name_template
-        self.uploader.creator.training_parameters = new.upload.training_parameters
+        # Names and training parameters per folder and sidecar, from the new settings.
+        self.uploader.plan_for = lambda path: capture_plan(new, path)
         log.info(
             "config reloaded",
             config=str(new.source_path or "(no config file; environment only)"),
@@ -151,20 +160,17 @@ class Daemon:
         settings = self.settings
         with components(
             settings,
-            progress=MetricsProgress(self.metrics),
+            progress=self.progress,
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
         ) as parts:
             self.journal = parts.journal
             self.client = parts.client
             self.uploader = parts.uploader
-            self.actions = Actions(
-                parts.client,
-                parts.journal,
-                results=settings.results,
-                actions=settings.actions,
-                roots=list(settings.watch.paths),
-                results_dir=results_dir(settings),
+            self.control = parts.control
+            self.metrics.watch_bwlimit(parts.control.limiter)
+            self.actions = FolderActions(
+                settings, parts.client, parts.journal, retry_base_seconds=self.actions_retry_seconds
             )
             self.keeper = HealthKeeper(
                 parts.journal,
@@ -183,13 +189,23 @@ class Daemon:
                 stop=self.stop,
                 auth=self.keeper.auth,
             )
+            self.events = EventHub(
+                settings,
+                parts.journal,
+                stop=self.stop,
+                registry=self.metrics.registry,
+                viewer_url=self._viewer_url,
+            )
+            self.keeper.on_auth_change = self._auth_changed
             self.sightings = Sightings(
                 parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
             )
             self._known = parts.journal.quick_index()
             self.watcher = Watcher(
-                settings.watch,
+                # `[[watch.folder]]` paths are watched too, each with its own settle time.
+                settings.watch.model_copy(update={"paths": watch_roots(settings)}),
                 self._intake,
+                settle_for=lambda path: effective(self.settings, path).settle_seconds,
                 on_refused=self._refused,
                 on_noticed=self.sightings.noticed,
                 on_gone=self.sightings.gone,
@@ -201,11 +217,21 @@ class Daemon:
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
             self.keeper.started()
+            web = start_console(self) if settings.web.listen else None
             try:
+                # First: a port already taken is a configuration error, before any work starts.
+                self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
+                if web is not None:
+                    web.stop()
                 self.keeper.stopped()
+                self.events.close()
                 self.metrics.close()
+
+    def retry_now(self, file_id: int) -> None:
+        """Queue a file at once (the web console's "retry now")."""
+        self._enqueue(file_id)
 
     def _run_threads(self) -> int:
         workers = [
@@ -218,7 +244,9 @@ class Daemon:
         poller.start()
         auth = threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True)
         auth.start()
+        self.control.start_watching(self.stop, self._enqueue_unfinished)  # before the queueing
 
+        self.events.sweep()
         self._resume_known_work()
 
         self.watcher.start()
@@ -310,6 +338,7 @@ class Daemon:
             found = self.watcher.scan()
             log.info("rescanned the watch folders", new_files=found)
         self._report_status()
+        self.events.check_stuck()
         if self._due("actions", self.actions_retry_seconds):
             self._retry_pending_actions()
             self._finish_renames()
@@ -336,7 +365,7 @@ class Daemon:
         except FileNotFoundError:
             self.sightings.gone(path)
             return
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
         try:
             record = self.journal.by_path(str(path))
@@ -364,6 +393,7 @@ class Daemon:
             return
         try:
             identity = identify(path)
+            name = capture_plan(self.settings, path)[0]  # a bad sidecar rejects the input
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
             return
@@ -404,7 +434,7 @@ class Daemon:
         except (OSError, InputProblem):
             return
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         self._reject(path, quick, fmt, name, reason)
 
     def _reject(
@@ -425,6 +455,7 @@ class Daemon:
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
         else:
             self.journal.reject(str(path), identity, fmt, name, message)
+            self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
 
     # -- the queue and workers --------------------------------------------------------------
@@ -476,9 +507,16 @@ class Daemon:
 
     def _process(self, record: FileRecord) -> None:
         path = Path(record.path)
+        waiting = self.control.admit(record)
+        if waiting is not None:
+            # Paused or held: queued again (`Control.start_watching`) once resumed or approved.
+            log.info("not starting", path=str(path), reason=waiting)
+            return
         try:
             result = self.uploader.upload(path)
-        except Stopped:
+        except Stopped as exc:
+            if not self.stop.is_set():
+                log.info("upload paused", path=str(path), reason=str(exc))
             return
         except FileChanged as exc:
             log.warning(
@@ -495,12 +533,14 @@ class Daemon:
             if not path.exists():
                 why = f"{path} was deleted before its upload finished; its capture was deleted"
                 self.uploader.abandon(self.journal.get(record.id), why)
+                self.events.file_rejected(path)
                 log.warning("file disappeared before it was uploaded", path=str(path))
             elif exc.retryable:
                 self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
                 log.error("upload failed; will retry", path=str(path), error=str(exc))
             else:
                 self.journal.mark_rejected(record.id, str(exc))
+                self.events.file_rejected(path)
                 log.error("not uploaded", path=str(path), reason=str(exc))
             return
         except StartOver as exc:
@@ -522,9 +562,48 @@ class Daemon:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
 
+    def _enqueue_unfinished(self) -> None:
+        """Resumed, approved, or the upload window opened: paused and held files go again."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
+
     def _on_terminal(self, record: FileRecord) -> None:
-        self.actions.run_for(record)
+        with self._terminal_lock:
+            self.actions.run_for(record)
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))
         self._report_status()
+
+    def _on_terminal_soon(self, record: FileRecord) -> None:
+        """A webhook's READY/ERROR: answer Teleport at once, download on another thread."""
+
+        def run() -> None:
+            try:
+                self._on_terminal(self._with_sid(record))
+            except Exception:  # logged; the periodic retry of pending actions picks it up
+                log.exception("actions after a webhook failed", path=record.path)
+
+        threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _with_sid(self, record: FileRecord) -> FileRecord:
+        """A webhook that named no share id: ask for it, as the download needs it."""
+        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
+            return record
+        capture = self.client.find_capture(record.eid)
+        if capture is not None and capture.sid:
+            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
+        return self.journal.get(record.id)
+
+    def _auth_changed(self, snapshot: AuthSnapshot) -> None:
+        """Authentication started failing or works again: an `auth` notification."""
+        try:
+            self.events.auth_result(snapshot.error if snapshot.ok is False else None)
+        except JournalError as exc:
+            log.error("cannot record the authentication state", error=str(exc))
+
+    def _viewer_url(self, record: FileRecord) -> str | None:
+        capture = self.client.find_capture(record.eid) if record.eid else None
+        return capture.viewer_url if capture is not None else None
 
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""
@@ -556,6 +635,22 @@ class Daemon:
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
         self.keeper.report(extra=f"{self._queue.qsize()} waiting for an upload slot")
+
+
+def start_console(daemon: Daemon) -> Any:
+    """The web console (`[web] listen`), or None if it cannot listen (said in the log)."""
+    from .web.server import ConsoleServer  # its packages load only when it is asked for
+
+    listen = daemon.settings.web.listen
+    assert listen is not None
+    try:
+        server = ConsoleServer(daemon, listen, daemon.settings.web.token_value()).start()
+    except OSError as exc:
+        log.error("web console not started", error=str(exc))
+        return None
+    daemon.web_url = server.url
+    log.info("web console", url=server.url)
+    return server
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

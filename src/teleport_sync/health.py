@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .authstate import AuthSnapshot
 from .journal import Journal
+from .limits import bwlimit_now
 from .lock import holder
 from .report import ReportOptions, phase_counts, status_rows
 
@@ -72,9 +74,16 @@ def report_options(journal: Journal | None, *, download_wanted: bool = True) -> 
 
 
 def health_report(
-    journal: Journal | None, configured_roots: list[Path], options: ReportOptions | None = None
+    journal: Journal | None,
+    configured_roots: list[Path],
+    options: ReportOptions | None = None,
+    bwlimit: str | None = None,
 ) -> dict[str, Any]:
-    """The `health --json` contract. `journal` is None when there is no journal yet."""
+    """The `health --json` contract. `journal` is None when there is no journal yet.
+
+    With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
+    window is open (additive key `bwlimit`).
+    """
     running, pid = daemon_running(journal) if journal is not None else (False, None)
     auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
     if not isinstance(auth, dict):
@@ -84,13 +93,16 @@ def health_report(
         roots = [_root_without_daemon(p) for p in configured_roots]
     counts = phase_counts(status_rows(journal, options)) if journal is not None else {}
     ok = running and auth.get("ok") is not False and all(r.get("watched") for r in roots)
-    return {
+    report: dict[str, Any] = {
         "ok": ok,
         "daemon": {"running": running, "pid": pid},
         "auth": {k: auth.get(k) for k in ("ok", "error", "since")},
         "roots": roots,
         "counts": {phase: n for phase, n in counts.items() if n},
     }
+    if bwlimit is not None:
+        report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    return report
 
 
 def _root_without_daemon(path: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from typing import Any
 from .models import FileIdentity
 
 UPLOAD_STATES = ("pending", "uploading", "uploaded", "failed", "rejected")
+# The facts key that pause, resume and approve bump, so a running daemon notices them.
+CONTROL_GENERATION = "control-generation"
 
 
 class JournalError(Exception):
@@ -60,6 +62,29 @@ class FileRecord:
     # `name` (`renamed_at`): the only thing that ties a capture on the account to this row.
     intent_nonce: str | None = None
     renamed_at: str | None = None
+    # Results (schema: `_migrate_results`); defaults so other constructors need not know them.
+    results_by_profile: dict[str, list[str]] = field(default_factory=dict)
+    preview_paths: list[str] = field(default_factory=list)
+    result_error: str | None = None
+    result_attempts: int = 0
+    result_next_at: str | None = None
+    viewer_url: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One notification for one target: delivered at least once, or given up on."""
+
+    event_id: str
+    target: str
+    kind: str
+    payload: str
+    created_at: str
+    attempts: int
+    next_attempt_at: str
+    delivered_at: str | None
+    given_up_at: str | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,24 @@ def _migrate_v2(db: Any) -> None:
     db["facts"].create({"key": str, "value": str, "learned_at": str}, pk="key")
 
 
+_RESULT_COLUMNS: dict[str, tuple[type, Any]] = {
+    "results_by_profile": (str, "{}"),  # {"ply": ["/…/chair.zip/ply/model.ply"], ...}
+    "preview_paths": (str, "[]"),
+    "result_error": (str, None),  # why the last download failed; NULL once it succeeds
+    "result_attempts": (int, 0),
+    "result_next_at": (str, None),  # when a failed download is tried again (backoff)
+    "viewer_url": (str, None),  # the capture's web viewer, from the listing
+}
+
+
+def _migrate_results(db: Any) -> None:
+    # Column by column and only if absent: other branches' migrations may add some of these.
+    columns = db["files"].columns_dict
+    for name, (kind, default) in _RESULT_COLUMNS.items():
+        if name not in columns:
+            db["files"].add_column(name, kind, not_null_default=default)
+
+
 def _migrate_v3_sightings(db: Any) -> None:
     # Files noticed but not yet handed to the uploader (settling, incomplete), so that every
     # noticed file has a status row from its first event, and the time since which a file has
@@ -217,14 +260,72 @@ def _migrate_v4_intent_token(db: Any) -> None:
     db["files"].add_column("renamed_at", str)
 
 
+def _migrate_v5_events(db: Any) -> None:
+    # Where a state was heard (poll or webhook), and the notification outbox: one row per event
+    # and target, kept after delivery so a re-emitted event id is recognised and not sent twice.
+    db.execute("ALTER TABLE state_history ADD COLUMN source TEXT")
+    db["outbox"].create(
+        {
+            "event_id": str,
+            "target": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "delivered_at": str,
+            "given_up_at": str,
+            "last_error": str,
+        },
+        pk=("event_id", "target"),
+        not_null={"kind", "payload", "created_at", "next_attempt_at"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["delivered_at", "given_up_at", "next_attempt_at"])
+    # Captures and rejections that ended before notifications existed are not news.
+    db.execute(
+        "UPDATE files SET actions_done = json_insert(COALESCE(actions_done, '[]'), '$[#]', "
+        "'notify') WHERE upload_state = 'rejected' "
+        "OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR')"
+    )
+
+
+def _migrate_v6_control(db: Any) -> None:
+    # Operator control. `paused`: paths and folders (or "*", everything) that start no new part.
+    # On `files`: what was learnt about the input before upload (frames, duration, the cost
+    # estimate), a budget hold and its approval, and the UTC day the capture was counted on;
+    # all valid for the version whose fingerprint is `control_fingerprint` (a changed file is
+    # a new capture: counted, priced and perhaps held again).
+    db["paused"].create({"path": str, "paused_at": str}, pk="path")
+    db["budget_days"].create({"day": str, "frames": int, "captures": int}, pk="day")
+    for column, kind in (
+        ("frames", "INTEGER"),
+        ("duration_seconds", "REAL"),
+        ("estimated_cost", "REAL"),
+        ("held_reason", "TEXT"),
+        ("approved_at", "TEXT"),
+        ("budget_day", "TEXT"),
+        ("control_fingerprint", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
     _migrate_v2,
     _migrate_v3_sightings,
     _migrate_v4_intent_token,
+    _migrate_v5_events,
+    _migrate_v6_control,
+    _migrate_results,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths = '[]',
+    result_error = NULL, result_attempts = 0, result_next_at = NULL, viewer_url = NULL
+    WHERE id = ?"""
 
 
 class Journal:
@@ -390,6 +491,12 @@ class Journal:
             updated_at=row["updated_at"],
             intent_nonce=row["intent_nonce"],
             renamed_at=row["renamed_at"],
+            results_by_profile=json.loads(row["results_by_profile"] or "{}"),
+            preview_paths=json.loads(row["preview_paths"] or "[]"),
+            result_error=row["result_error"],
+            result_attempts=row["result_attempts"] or 0,
+            result_next_at=row["result_next_at"],
+            viewer_url=row["viewer_url"],
         )
 
     # -- files ------------------------------------------------------------------------------
@@ -495,6 +602,7 @@ class Journal:
                 (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
             )
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            conn.execute(_FORGET_RESULTS, (file_id,))
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
@@ -642,6 +750,31 @@ class Journal:
             )
             self._event(conn, file_id, "action", action)
 
+    def record_results(
+        self, file_id: int, by_profile: dict[str, list[str]], previews: list[str]
+    ) -> None:
+        """The models (and previews) are on disk: keep where, clear any download error."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET results_by_profile = ?, preview_paths = ?, result_error = NULL,
+                       result_attempts = 0, result_next_at = NULL, updated_at = ? WHERE id = ?""",
+                (json.dumps(by_profile), json.dumps(previews), utc_now(), file_id),
+            )
+
+    def record_result_error(self, file_id: int, error: str, next_at: str | None) -> None:
+        """A download failed: why, one more attempt counted, and when to try again."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET result_error = ?, result_attempts = result_attempts + 1,
+                       result_next_at = ?, updated_at = ? WHERE id = ?""",
+                (error, next_at, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "result_error", error)
+
+    def record_viewer_url(self, file_id: int, url: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE files SET viewer_url = ? WHERE id = ?", (url, file_id))
+
     def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
         """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
         with self._transaction() as conn:
@@ -698,6 +831,124 @@ class Journal:
         with self._transaction() as conn:
             conn.execute("DELETE FROM facts WHERE key = ?", (key,))
 
+    # -- operator control: pause, budgets, what an input holds ---------------------------
+
+    def paused_paths(self) -> list[str]:
+        """Paths and folders paused by `pause` ("*" = everything)."""
+        return [r["path"] for r in self._query("SELECT path FROM paused ORDER BY path")]
+
+    def set_paused(self, paths: list[str], paused: bool) -> None:
+        """Pause (or resume) `paths`; resuming "*" resumes everything. Bumps the generation."""
+        now = utc_now()
+        with self._transaction() as conn:
+            if paused:
+                conn.executemany(
+                    "INSERT INTO paused (path, paused_at) VALUES (?, ?) "
+                    "ON CONFLICT(path) DO NOTHING",
+                    [(p, now) for p in paths],
+                )
+            elif "*" in paths:
+                conn.execute("DELETE FROM paused")
+            else:
+                conn.executemany("DELETE FROM paused WHERE path = ?", [(p,) for p in paths])
+            self._bump_control(conn)
+            self._event(conn, None, "paused" if paused else "resumed", " ".join(paths))
+
+    def control_generation(self) -> int:
+        """Changes whenever pause, resume or approve does: a running daemon watches it."""
+        return int(self.fact(CONTROL_GENERATION) or 0)
+
+    def _bump_control(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO facts (key, value, learned_at) VALUES (?, '1', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
+            "learned_at = excluded.learned_at",
+            (CONTROL_GENERATION, utc_now()),
+        )
+
+    def control_facts(self, file_id: int) -> dict[str, Any]:
+        """frames, duration_seconds, estimated_cost, held_reason, approved_at, budget_day and
+        the fingerprint they belong to (all None until the input was looked at)."""
+        rows = self._query(
+            "SELECT frames, duration_seconds, estimated_cost, held_reason, approved_at, "
+            "budget_day, control_fingerprint FROM files WHERE id = ?",
+            (file_id,),
+        )
+        if not rows:
+            raise KeyError(file_id)
+        return dict(rows[0])
+
+    def set_input_facts(
+        self,
+        file_id: int,
+        fingerprint: str,
+        frames: int | None,
+        duration_seconds: float | None,
+        estimated_cost: float | None,
+    ) -> None:
+        """What a new version of the input holds; forgets the old version's hold and count."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET frames = ?, duration_seconds = ?, estimated_cost = ?,
+                       held_reason = NULL, approved_at = NULL, budget_day = NULL,
+                       control_fingerprint = ? WHERE id = ?""",
+                (frames, duration_seconds, estimated_cost, fingerprint, file_id),
+            )
+
+    def approve(self, file_id: int) -> None:
+        """Release a held file: it is uploaded whatever the budget says."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET held_reason = NULL, approved_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, file_id),
+            )
+            self._bump_control(conn)
+            self._event(conn, file_id, "approved", "released from its budget hold")
+
+    def day_usage(self, day: str) -> tuple[int, int]:
+        """(frames, captures) counted on UTC `day` (YYYY-MM-DD)."""
+        rows = self._query("SELECT frames, captures FROM budget_days WHERE day = ?", (day,))
+        return (rows[0]["frames"], rows[0]["captures"]) if rows else (0, 0)
+
+    def admit_within_budget(
+        self, file_id: int, day: str, frames: int, check: Callable[[int, int], str | None]
+    ) -> str | None:
+        """Count the file against UTC `day`'s budget, or hold it: atomically, so two uploads
+        starting together cannot both take the last of a budget.
+
+        `check(frames_today, captures_today)` says why one more capture does not fit (or None).
+        A file already counted (this version) or approved is counted without asking. Returns
+        the hold's reason, or None when the file may go.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT budget_day, approved_at FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            if row["budget_day"] is not None:
+                return None
+            usage = conn.execute(
+                "SELECT frames, captures FROM budget_days WHERE day = ?", (day,)
+            ).fetchone()
+            problem = None if row["approved_at"] else check(*(usage or (0, 0)))
+            if problem is not None:
+                conn.execute(
+                    "UPDATE files SET held_reason = ?, updated_at = ? WHERE id = ?",
+                    (problem, utc_now(), file_id),
+                )
+                self._event(conn, file_id, "held", problem)
+                return problem
+            conn.execute(
+                "INSERT INTO budget_days (day, frames, captures) VALUES (?, ?, 1) "
+                "ON CONFLICT(day) DO UPDATE SET frames = frames + excluded.frames, "
+                "captures = captures + 1",
+                (day, frames),
+            )
+            conn.execute(
+                "UPDATE files SET budget_day = ?, held_reason = NULL WHERE id = ?", (day, file_id)
+            )
+        return None
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:
@@ -728,8 +979,12 @@ class Journal:
 
     # -- capture states ---------------------------------------------------------------------
 
-    def record_state(self, file_id: int, state: str, sid: str | None = None) -> bool:
-        """Append `state` to the history if it differs from the last one; keep `sid`."""
+    def record_state(
+        self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None
+    ) -> bool:
+        """Append `state` to the history if it differs from the last one; keep `sid`.
+
+        `source` says how it was heard (`poll`, `webhook`)."""
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
@@ -738,9 +993,9 @@ class Journal:
             now = utc_now()
             if changed:
                 conn.execute(
-                    "INSERT INTO state_history (file_id, eid, state, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (file_id, row["eid"], state, now),
+                    "INSERT INTO state_history (file_id, eid, state, observed_at, source) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (file_id, row["eid"], state, now, source),
                 )
                 conn.execute(
                     "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
@@ -758,12 +1013,111 @@ class Journal:
                 (shown(reason), utc_now(), file_id),
             )
 
-    def state_history(self, file_id: int) -> list[dict[str, str]]:
+    def state_history(self, file_id: int) -> list[dict[str, str | None]]:
         rows = self._query(
-            "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
+            "SELECT state, observed_at, source FROM state_history WHERE file_id = ? ORDER BY id",
             (file_id,),
         )
-        return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
+        return [
+            {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
+            for r in rows
+        ]
+
+    # -- notifications outbox ---------------------------------------------------------------
+
+    def by_eid(self, eid: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,))
+        return self._record(rows[0]) if rows else None
+
+    def needing_notification(self) -> list[FileRecord]:
+        """Captures that ended and files rejected whose notification is not queued yet."""
+        rows = self._query(
+            """SELECT * FROM files WHERE (upload_state = 'rejected'
+                   OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR'))
+               AND NOT EXISTS (SELECT 1 FROM json_each(files.actions_done)
+                               WHERE json_each.value = 'notify')
+               ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
+
+    def enqueue_notification(
+        self, file_id: int | None, event_id: str, kind: str, payload: str, targets: list[str]
+    ) -> int:
+        """Queue one event for each target, once per event id; with a file, mark it notified.
+
+        One transaction: a crash leaves either the queued rows and the mark, or neither."""
+        now = utc_now()
+        added = 0
+        with self._transaction() as conn:
+            for target in targets:
+                cursor = conn.execute(
+                    """INSERT INTO outbox (event_id, target, kind, payload, created_at,
+                           attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?)
+                       ON CONFLICT(event_id, target) DO NOTHING""",
+                    (event_id, target, kind, payload, now, now),
+                )
+                added += cursor.rowcount
+            if file_id is not None:
+                row = conn.execute(
+                    "SELECT actions_done FROM files WHERE id = ?", (file_id,)
+                ).fetchone()
+                done = json.loads(row["actions_done"] or "[]") if row else []
+                if row and "notify" not in done:
+                    done.append("notify")
+                    conn.execute(
+                        "UPDATE files SET actions_done = ? WHERE id = ?",
+                        (json.dumps(done), file_id),
+                    )
+        return added
+
+    @staticmethod
+    def _outbox_row(row: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    def outbox(self) -> list[OutboxRow]:
+        return [self._outbox_row(r) for r in self._query("SELECT * FROM outbox ORDER BY rowid")]
+
+    def due_notifications(self, now: str, limit: int = 50) -> list[OutboxRow]:
+        rows = self._query(
+            """SELECT * FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
+               AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?""",
+            (now, limit),
+        )
+        return [self._outbox_row(r) for r in rows]
+
+    def next_notification_at(self) -> str | None:
+        rows = self._query(
+            """SELECT MIN(next_attempt_at) AS at FROM outbox
+               WHERE delivered_at IS NULL AND given_up_at IS NULL"""
+        )
+        return rows[0]["at"] if rows else None
+
+    def notification_done(
+        self, event_id: str, target: str, *, delivered: bool, error: str | None = None
+    ) -> None:
+        """Delivered, or given up on (with the last error)."""
+        column = "delivered_at" if delivered else "given_up_at"
+        with self._transaction() as conn:
+            # `column` is one of two names chosen above, never input.
+            conn.execute(
+                f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ? "
+                "WHERE event_id = ? AND target = ?",
+                (utc_now(), error, event_id, target),
+            )
+
+    def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
+        """One failed attempt; the target's other pending events wait until `at` as well."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = ? WHERE event_id = ? AND target = ?""",
+                (error, at, event_id, target),
+            )
+            conn.execute(
+                """UPDATE outbox SET next_attempt_at = ? WHERE target = ?
+                   AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at < ?""",
+                (at, target, at),
+            )
 
     # -- sightings: noticed, not yet handed over ---------------------------------------------
 
@@ -843,16 +1197,6 @@ class Journal:
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]
 
-    def set_result_error(self, file_id: int, error: str | None) -> None:
-        """A failed download's sentence (None once a download succeeds)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE files SET result_error = ?, updated_at = ? WHERE id = ?",
-                (error, utc_now(), file_id),
-            )
-            if error is not None:
-                self._event(conn, file_id, "download-failed", error)
-
     # -- reporting --------------------------------------------------------------------------
 
     def report_rows(self) -> list[dict[str, Any]]:
@@ -866,10 +1210,12 @@ class Journal:
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        history: dict[int, list[dict[str, str]]] = {}
-        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+        history: dict[int, list[dict[str, str | None]]] = {}
+        for r in self._query(
+            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+        ):
             history.setdefault(r["file_id"], []).append(
-                {"state": r["state"], "observed_at": r["observed_at"]}
+                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
             )
         sightings = {
             _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
@@ -882,6 +1228,8 @@ class Journal:
             item["state_history"] = history.get(row["id"], [])
             item["result_paths"] = json.loads(row["result_paths"] or "[]")
             item["actions_done"] = json.loads(row["actions_done"] or "[]")
+            item["results_by_profile"] = json.loads(row["results_by_profile"] or "{}")
+            item["preview_paths"] = json.loads(row["preview_paths"] or "[]")
             item["sighting"] = sightings.pop(item["path"], None)
             out.append(item)
         for path, sighting in sorted(sightings.items()):

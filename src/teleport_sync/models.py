@@ -236,6 +236,15 @@ class CaptureMetadata(_Response):
     video_trajectory: VideoTrajectory | None = None
     reposition_data: CaptureRepositionDataOutputSchema | None = None
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_keyed_by_profile(cls, value: Any) -> Any:
+        # Public integrations read `models[<profile>]`; flatten that shape into the array the
+        # reference documents (`results.read_models` keeps the profile when it matters).
+        if isinstance(value, dict):
+            return [m for v in value.values() for m in (v if isinstance(v, list) else [v])]
+        return value
+
 
 class TokenResponse(_Response):
     access_token: str

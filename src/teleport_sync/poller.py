@@ -15,6 +15,7 @@ from .authstate import AuthState
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_failed, is_terminal
+from .results import storable_url
 
 log = get_logger("teleport_sync.poller")
 
@@ -73,9 +74,14 @@ class Poller:
                         eid=record.eid,
                     )
                 continue
-            if self.journal.record_state(record.id, capture.state, capture.sid):
+            changed = self.journal.record_state(
+                record.id, capture.state, capture.sid, source="poll"
+            )
+            if changed:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
+                # Kept for `status` and hooks (TELEPORT_VIEWER_URL); never a signed query.
+                self.journal.record_viewer_url(record.id, storable_url(capture.viewer_url))
                 if is_failed(capture.state):
                     # The reason slug first (scripts match on it), then the server's words.
                     slug = capture.error_reason_slug or capture.error_reason
@@ -103,6 +109,9 @@ class Poller:
                 return
             try:
                 remaining = self.poll_once()
+            except AuthenticationError as exc:
+                log.warning("polling capture states failed; will retry", error=str(exc))
+                remaining = 1
             except ApiError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))
                 remaining = 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -29,8 +29,9 @@ class ReportOptions:
     """What the journal alone cannot say: settings and the decisions of budgets and pauses."""
 
     download_wanted: bool = True
-    held: ReasonHook = field(default=_none)
-    paused: ReasonHook = field(default=_none)
+    # None: as the journal says (`control`: budget holds, `pause`).
+    held: ReasonHook | None = None
+    paused: ReasonHook | None = None
     # Why no upload can start now (the running daemon's authentication is failing), or None.
     blocked: str | None = None
 
@@ -38,6 +39,11 @@ class ReportOptions:
 def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
     """Every file the journal knows, files being written included, as the contract's objects."""
     options = options or ReportOptions()
+    if options.held is None or options.paused is None:
+        from .control import report_hooks
+
+        held, paused = report_hooks(journal)
+        options = replace(options, held=options.held or held, paused=options.paused or paused)
     return [_printable(_row(raw, options)) for raw in journal.report_rows()]
 
 
@@ -72,8 +78,8 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             download_wanted=options.download_wanted,
             sighting=sighting["stage"] if sighting else None,
             sighting_reason=sighting["reason"] if sighting else None,
-            held=options.held(raw),
-            paused=options.paused(raw),
+            held=(options.held or _none)(raw),
+            paused=(options.paused or _none)(raw),
             blocked=options.blocked,
         )
     )
@@ -101,6 +107,11 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
         "duration_seconds": raw.get("duration_seconds"),
         "estimated_cost": raw.get("estimated_cost"),
         "result_error": raw.get("result_error"),
+        # Results (README "Results"): every file grouped by profile, previews, the viewer.
+        "results_by_profile": raw["results_by_profile"],
+        "preview_paths": raw["preview_paths"],
+        "result_next_at": raw["result_next_at"],
+        "viewer_url": raw["viewer_url"],
     }
 
 
@@ -131,6 +142,10 @@ def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
         "duration_seconds": None,
         "estimated_cost": None,
         "result_error": None,
+        "results_by_profile": {},
+        "preview_paths": [],
+        "result_next_at": None,
+        "viewer_url": None,
         "incomplete_since": sighting["incomplete_since"],
     }
 

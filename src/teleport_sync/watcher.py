@@ -134,6 +134,7 @@ class Watcher:
         clock: Clock | None = None,
         mountinfo: Callable[[], str | None] = lambda: None,
         network_poll_seconds: float = NETWORK_POLL_SECONDS,
+        settle_for: Callable[[Path], float] | None = None,
     ) -> None:
         self.settings = settings
         self._on_settled = on_settled
@@ -155,6 +156,8 @@ class Watcher:
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
         self.warned_dirs: set[Path] = set()
+        # Settle time per candidate (`[[watch.folder]] settle_seconds`), else the default.
+        self._settle = settle_for or (lambda path: self.settings.settle_seconds)
         self._keeper = RootKeeper(
             list(settings.paths),
             schedule=self._schedule,
@@ -318,7 +321,7 @@ class Watcher:
                 # Already pending: its next look notices the change. Bursts of write events
                 # must not turn into bursts of stat calls.
                 known_root, pending, due = existing
-                soon = now + self.settings.settle_seconds
+                soon = now + self._settle(path)
                 self._pending[path] = (known_root, pending, min(due, soon))
 
     def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
@@ -382,9 +385,7 @@ class Watcher:
                 with self._wake:
                     self._pending[path] = (root, None, now + 30)
                 continue
-            state, done = settle_step(
-                pending, st.st_size, st.st_mtime_ns, now, self.settings.settle_seconds
-            )
+            state, done = settle_step(pending, st.st_size, st.st_mtime_ns, now, self._settle(path))
             with self._wake:
                 current = self._pending.get(path)
                 if current is None or current[2] > now:
@@ -393,6 +394,6 @@ class Watcher:
                     del self._pending[path]
                     settled.append((path, root))
                 else:
-                    next_look = state.stable_since + self.settings.settle_seconds
+                    next_look = state.stable_since + self._settle(path)
                     self._pending[path] = (root, state, max(next_look, now))
         return settled

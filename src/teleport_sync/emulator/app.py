@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from .backend import Backend, Capture, EmulatorError
 from .faults import EmulatorConfig
-from .ply import gaussian_splat_ply
+from .results import add_result_routes, preview_fields, profile_models
 from .stats import EmulatorStats
 
 # -- schemas, as the reference names them -----------------------------------------------------
@@ -143,7 +143,6 @@ _EID_IN_PATH = re.compile(r"^/api/v1/captures/([^/]+)")
 
 def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastAPI:
     config = backend.config
-    ply_bytes = gaussian_splat_ply()
     app = FastAPI(title="FastAPI", version="0.1.0")
 
     @app.exception_handler(EmulatorError)
@@ -175,8 +174,9 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
             kind = "api" if is_api else "token"
             match = _EID_IN_PATH.match(path)
             eid = match.group(1) if match else None
+            query = request.url.query or None
             await run_in_threadpool(
-                stats.record, kind, request.method, path, response.status_code, eid=eid
+                stats.record, kind, request.method, path, response.status_code, eid=eid, query=query
             )
         return response
 
@@ -191,6 +191,8 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         state = backend.state_of(capture)
         failed = capture.verdict is not None and state == config.failed_state_name
         share = f"{public_url}/share/{capture.sid}" if capture.sid else None
+        ready = state == "READY" and capture.sid is not None
+        previews = preview_fields(public_url, capture.sid) if ready and capture.sid else {}
         return CaptureOutput(
             eid=capture.eid,
             sid=capture.sid,
@@ -201,12 +203,12 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
             error_reason=capture.verdict if failed else None,
             state_description=capture.verdict_text if failed else None,
             error_reason_slug=capture.verdict if failed else None,
-            preview_urls={},
-            preview_url=None,
-            viewer_url=share if state == "READY" else None,
+            preview_urls=previews.get("preview_urls", {}),
+            preview_url=previews.get("preview_url"),
+            viewer_url=f"{share}/viewer" if ready else None,
             share_url=share if state == "READY" else None,
             share_link=share if state == "READY" else None,
-            gif_url=None,
+            gif_url=previews.get("gif_url"),
             video_url=None,
             share_video_url=None,
             is_public=False,
@@ -259,7 +261,13 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         summary="New capture",
     )
     def new_capture(body: NewCaptureInput) -> Any:
-        capture = backend.create(body.name, body.bytesize, body.input_data_format)
+        params = body.training_parameters
+        capture = backend.create(
+            body.name,
+            body.bytesize,
+            body.input_data_format,
+            params.model_dump(exclude_none=True) if params is not None else None,
+        )
         return NewCaptureOutput(
             eid=capture.eid, chunk_size=capture.chunk_size, num_parts=capture.num_parts
         )
@@ -324,29 +332,32 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         if backend.state_of(capture) != "READY":
             raise EmulatorError(404, f"share {sid} has no finished model yet")
         wanted = request.query_params.getlist("profiles") or ["ply"]
-        models = []
-        if "ply" in wanted:
-            models.append(
-                SegmentModel(url=f"{public_url}/_emulator/models/{sid}.ply", size=len(ply_bytes))
-            )
-        return CaptureMetadata(
+        chosen = quality if quality in ("sd", "hd") else "hd"
+        by_profile = {p: profile_models(config, public_url, sid, p, chosen) for p in wanted}
+        models = [m for p in wanted for m in by_profile[p]]
+        body = CaptureMetadata(
             eid=capture.eid,
             sid=sid,
             name=capture.name,
             segmented_capture_eid=None,
             profile_name=",".join(wanted),
-            lod=bool(lod),
-            model_urls=[m.url for m in models],
+            lod=str(lod).lower() in ("1", "true"),
+            model_urls=[m["url"] for m in models],
             cameras=[Matrix(matrix=[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])],
-            models=models,
+            models=[SegmentModel(**m) for m in models],
         )
+        if config.metadata_models_shape != "object":
+            return body
+        # As public integrations read it: `models[<profile>]`, a list for multi-file profiles.
+        shaped = body.model_dump(mode="json")
+        shaped["models"] = {
+            p: (ms[0] if len(ms) == 1 else ms) for p, ms in by_profile.items() if ms
+        }
+        return JSONResponse(shaped)
 
     # -- for tests and the demo; not part of the API ------------------------------------------
 
-    @app.get("/_emulator/models/{sid}.ply", include_in_schema=False)
-    def model_file(sid: str) -> Response:
-        backend.by_sid(sid)
-        return Response(ply_bytes, media_type="application/octet-stream")
+    add_result_routes(app, backend, stats, public_url)
 
     @app.get("/_emulator/stats", include_in_schema=False)
     def stats_json() -> Any:

@@ -46,6 +46,21 @@ class EmulatorConfig:
     # Answer part PUTs with ETags that are not MD5s ("opaque-..."), as some S3-compatible stores
     # do; completion still accepts them. Not a fault: a kind of storage.
     opaque_etags: bool = False
+    # Every capture completed while this is set fails processing with this error_reason_slug.
+    fail_processing_with: str | None = None
+    # Signed webhooks (X-Teleport-Signature) to this URL when a capture is READY or fails.
+    webhook_url: str | None = None
+    webhook_secret: str = "demo-webhook-secret"
+    webhook_attempts: int = 3
+    # Results. `model_bytes` > 0 makes the `ply` profile a zero-filled model of about that size,
+    # streamed (memory tests). The next `model_drops` model downloads are cut after
+    # `model_drop_after_bytes` bytes of their body (the connection is dropped). The metadata's
+    # `models` is an array of SegmentModel ("array", as the reference says) or an object keyed
+    # by profile ("object", as public integrations read it).
+    model_bytes: int = 0
+    model_drop_after_bytes: int = 0
+    model_drops: int = 0
+    metadata_models_shape: str = "array"
 
     # The next N `POST /captures` are answered `slow_api_seconds` late (the capture is made):
     # a create that times out on the client.

@@ -16,7 +16,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Call:
     seq: int
-    kind: str  # "api", "token" or "put"
+    kind: str  # "api", "token", "put" or "model"
     method: str
     path: str
     status: int
@@ -25,6 +25,9 @@ class Call:
     # For part PUTs: when the request arrived and when storage finished (monotonic seconds).
     started: float | None = None
     finished: float | None = None
+    # API calls: the query string; model downloads (kind "model"): the Range header asked for.
+    query: str | None = None
+    range: str | None = None
 
 
 @dataclass

@@ -19,13 +19,13 @@ Prints a table and writes bench/results/bwlimit.json.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
 from common import (
     MIB,
     TELEPORT_SYNC,
-    make_file,
     median_run,
     save,
     self_signed_cert,
@@ -35,9 +35,26 @@ from common import (
 )
 
 
+def make_mp4(path: Path, size: int) -> Path:
+    """An MP4-shaped file (ftyp, a free box of random bytes, moov): `upload` checks the shape."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    moov = b"\x00\x00\x00\x08moov"
+    filler = size - len(ftyp) - len(moov)
+    block = os.urandom(4 * MIB)
+    with path.open("wb") as out:
+        out.write(ftyp + filler.to_bytes(4, "big") + b"free")
+        left = filler - 8
+        while left > 0:
+            left -= out.write(block[: min(len(block), left)])
+        out.write(moov)
+    return path
+
+
 def accuracy(rate_mib: float, seconds: float, tls: bool, workdir: Path) -> dict[str, object]:
     size = int(rate_mib * MIB * seconds)
-    data = make_file(workdir / f"paced-{size}.mp4", size)
+    data = make_mp4(workdir / f"paced-{size}.mp4", size)
     tls_pair = self_signed_cert(workdir) if tls else None
     with sink(8 * MIB, tls_pair) as s:
         config = write_config(workdir, s, "[upload]\nconcurrency = 4\n")
@@ -55,7 +72,7 @@ def accuracy(rate_mib: float, seconds: float, tls: bool, workdir: Path) -> dict[
 
 
 def cost(size_mib: int, runs: int, workdir: Path) -> list[dict[str, object]]:
-    data = make_file(workdir / f"big-{size_mib}.mp4", size_mib * MIB)
+    data = make_mp4(workdir / f"big-{size_mib}.mp4", size_mib * MIB)
     limits = {
         "off (no limiter)": "off",
         "timetable, slot off": "00:00,off 12:00,off",

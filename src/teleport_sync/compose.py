@@ -10,22 +10,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from .actions import Actions
 from .api import TeleportClient, client_from_settings
 from .config import Settings
-from .control import Control, budget_from
+from .control import Control, bandwidth_limiter, budget_from
 from .engine import Progress, Uploader
 from .folders import capture_plan, effective, folder_for, watch_roots
 from .journal import FileRecord, Journal, JournalError
-from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
 from .lock import JournalLock, JournalUnwritable
-from .logging import get_logger
-from .retry import SystemClock
-
-log = get_logger("teleport_sync.compose")
 
 
 @dataclass
@@ -73,18 +67,6 @@ class FolderActions:
 
 def open_journal(settings: Settings) -> Journal:
     return Journal(settings.journal.path)
-
-
-def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
-    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
-    timetable = parse_bwlimit(spec)
-    if timetable.constant and timetable.entries[0][1] is None:
-        return None  # no limit ever: the sending path stays exactly as fast as without one
-
-    def changed(rate: Rate) -> None:
-        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
-
-    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
 
 
 def results_dir(settings: Settings) -> Path:

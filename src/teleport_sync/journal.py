@@ -1085,6 +1085,12 @@ class Journal:
         )
         return [self._outbox_row(r) for r in rows]
 
+    def pending_notifications(self) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL"
+        )
+        return int(rows[0]["n"])
+
     def next_notification_at(self) -> str | None:
         rows = self._query(
             """SELECT MIN(next_attempt_at) AS at FROM outbox

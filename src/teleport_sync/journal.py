@@ -1125,12 +1125,18 @@ class Journal:
 
     def note_sighting(self, path: str, root: str, reason: str) -> None:
         """`path` was noticed: a `settling` row, unless it already has one."""
+        self.note_sightings([path], root, reason)
+
+    def note_sightings(self, paths: list[str], root: str, reason: str) -> None:
+        """Sightings for many paths in one transaction (a scan may find thousands)."""
+        if not paths:
+            return
         now = utc_now()
         with self._transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
                    VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
-                (_db_path(path), shown(root), shown(reason), now, now),
+                [(_db_path(path), shown(root), shown(reason), now, now) for path in paths],
             )
 
     def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:

@@ -15,7 +15,14 @@ from teleport_sync.api import TeleportClient, build_client, default_transport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
-from teleport_sync.engine import FileChanged, StartOver, Stopped, Uploader, uploading_name
+from teleport_sync.engine import (
+    FileChanged,
+    StartOver,
+    Stopped,
+    Uploader,
+    UploadFailed,
+    uploading_name,
+)
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
 from teleport_sync.report import status_rows
@@ -537,3 +544,36 @@ def test_a_hard_link_to_a_journaled_file_is_not_a_second_capture(
     with pytest.raises(InputProblem, match="the same file as"):
         uploader.upload(tmp_path / "same.mp4")
     assert list(emulator.backend.captures) == [first.eid]
+
+
+def test_a_failure_and_its_next_attempt_are_one_journal_write(
+    emulator: EmulatorServer, client: TeleportClient, journal: Journal, tmp_path: Path
+) -> None:
+    emulator.config.api_5xx_rate = 1.0  # every create fails, retries included
+    when = "2030-01-01T00:00:00+00:00"
+    asked: list[int] = []
+
+    def schedule(attempts: int) -> str:
+        asked.append(attempts)
+        return when
+
+    failing = Uploader(client, journal, clock=FakeClock(), schedule_retry=schedule)
+    path = make_mp4(tmp_path / "down.mp4", 6 * MIB)
+    with pytest.raises(UploadFailed):
+        failing.upload(path)
+    record = journal.by_path(str(path))
+    assert record is not None and asked == [1]
+    assert (record.upload_state, record.attempts, record.next_attempt_at) == ("failed", 1, when)
+    assert [kind for kind, _ in journal.events(record.id)].count("failed") == 1
+
+
+def test_a_stop_is_not_a_failure(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    uploader.stop.set()
+    path = make_mp4(tmp_path / "later.mp4", 6 * MIB)
+    with pytest.raises(Stopped) as raised:
+        uploader.upload(path)
+    assert not isinstance(raised.value, UploadFailed)
+    record = journal.by_path(str(path))
+    assert record is None or (record.upload_state != "failed" and record.attempts == 0)

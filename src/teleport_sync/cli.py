@@ -406,6 +406,7 @@ def upload(
     import threading
 
     from .compose import components
+    from .engine import Stopped
     from .progress import RichProgress
 
     settings = _with_bwlimit(app.settings, bwlimit)
@@ -431,7 +432,7 @@ def upload(
             code = _report_uploads(results, follow)
             if follow and any(eid for _, _, eid, _ in results):
                 code = max(code, _follow_uploads(parts, results, stop))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):  # Ctrl-C; the part threads see it as a stop
         stop.set()
         stderr.print(
             "interrupted: every acknowledged part is journaled; run the same command again to "

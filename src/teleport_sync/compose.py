@@ -80,6 +80,7 @@ def components(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
     on_retry: Callable[[str], None] | None = None,
+    schedule_retry: Callable[[int], str | None] | None = None,
 ) -> Iterator[Components]:
     """Client, journal and uploader for `settings`, closed on exit.
 
@@ -106,6 +107,7 @@ def components(
                 journal,
                 concurrency=settings.upload.concurrency,
                 max_parts_in_flight=settings.upload.max_parts_in_flight,
+                schedule_retry=schedule_retry,
                 name_template=settings.upload.name_template,
                 training_parameters=settings.upload.training_parameters,
                 progress=progress,

@@ -48,6 +48,7 @@ from .notify import SystemdNotifier
 from .poller import Poller
 from .reloading import merge_for_reload
 from .report import ReportOptions
+from .retry import RetryPolicy
 from .sightings import Sightings
 from .watcher import Watcher
 
@@ -67,10 +68,15 @@ ACTIONS_RETRY_SECONDS = 30.0
 ROOT_CHECK_SECONDS = 10.0
 
 
-def retry_delay(attempts: int, rng: random.Random) -> float:
-    """Backoff for a file that failed `attempts` times: 30 s, 60 s, ... up to an hour, jittered."""
-    ceiling = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    return rng.uniform(ceiling / 2, ceiling)
+def file_retry_policy(rng: random.Random | None = None) -> RetryPolicy:
+    """Backoff for a whole file that failed: 30 s, 60 s, ... up to an hour, never less than half
+    of that (the same policy type as request and part retries, with a floor)."""
+    return RetryPolicy(
+        base_delay=RETRY_BASE_SECONDS,
+        max_delay=RETRY_MAX_SECONDS,
+        floor_fraction=0.5,
+        rng=rng or random.Random(),
+    )
 
 
 class Daemon:
@@ -107,7 +113,7 @@ class Daemon:
         # Reads the config file again (SIGHUP); by default from where it was read first.
         self._load = reload or (lambda: load_settings(settings.source_path))
         self._reload_requested = threading.Event()
-        self._rng = random.Random()
+        self._file_retries = file_retry_policy()
         self.ready = threading.Event()
         # Actions for one capture run one at a time (the poller and a webhook may both see it).
         self._terminal_lock = threading.Lock()
@@ -168,6 +174,7 @@ class Daemon:
             progress=self.progress,
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
+            schedule_retry=self._next_attempt,
         ) as parts:
             self.journal = parts.journal
             self.client = parts.client
@@ -557,9 +564,8 @@ class Daemon:
             self.metrics.failures.labels("upload").inc()
             if isinstance(exc.__cause__, AuthenticationError):
                 self.keeper.auth.failed(str(exc.__cause__))
-            attempts = self.journal.get(record.id).attempts
-            when = self._next_attempt(attempts)
-            self.journal.set_next_attempt(record.id, when)
+            # The uploader journaled the failure and its next attempt in one transaction.
+            when = self.journal.get(record.id).next_attempt_at
             log.error("upload failed; will retry", path=str(path), error=str(exc), retry_at=when)
             return
         self.keeper.auth.succeeded()
@@ -630,7 +636,7 @@ class Daemon:
             self.actions.run_for(record)
 
     def _next_attempt(self, attempts: int) -> str:
-        delay = retry_delay(attempts, self._rng)
+        delay = self._file_retries.backoff(max(0, attempts - 1))
         return (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="microseconds")
 
     def _report_status(self) -> None:

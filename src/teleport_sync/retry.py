@@ -74,14 +74,17 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 120.0
+    # The jitter's floor as a fraction of the ceiling: 0 is full jitter (requests, parts);
+    # 0.5 never comes back sooner than half the ceiling (a whole file tried again later).
+    floor_fraction: float = 0.0
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Delay before retry number `attempt` (0-based) with full jitter."""
+        """Delay before retry number `attempt` (0-based), jittered above `floor_fraction`."""
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
-        return self.rng.uniform(0, ceiling)
+        return self.rng.uniform(ceiling * self.floor_fraction, ceiling)
 
 
 def call_with_retries(

@@ -179,9 +179,6 @@ class Backend:
                     400, f"uploaded {size} bytes but the capture was created for {capture.bytesize}"
                 )
             capture.verdict, capture.verdict_text = self._validate(capture)
-            if self.config.fail_processing_with and capture.verdict is None:
-                capture.verdict = self.config.fail_processing_with
-                capture.verdict_text = "processing failed (emulator knob fail_processing_with)"
             capture.uploaded = self.server_now()
             capture.completed_at = self.monotonic()
         if self.on_completed is not None:

@@ -46,8 +46,6 @@ class EmulatorConfig:
     # Answer part PUTs with ETags that are not MD5s ("opaque-..."), as some S3-compatible stores
     # do; completion still accepts them. Not a fault: a kind of storage.
     opaque_etags: bool = False
-    # Every capture completed while this is set fails processing with this error_reason_slug.
-    fail_processing_with: str | None = None
     # Signed webhooks (X-Teleport-Signature) to this URL when a capture is READY or fails.
     webhook_url: str | None = None
     webhook_secret: str = "demo-webhook-secret"

@@ -1,11 +1,13 @@
 """The engine's exceptions, in one place.
 
-    UploadFailed          this attempt failed; the row stays and is retried later
+    UploadFailed          this attempt failed; the row is marked failed and retried later
     ├── FileChanged       the file changed under the upload; its capture was abandoned
-    ├── StartOver         the capture vanished (deleted on the server): the next attempt
-    │                     creates a new one; the row says why
-    └── Stopped           SIGTERM: acknowledged parts are journaled, the rest resumes later
-        └── Paused        the gate said no new part may start (pause, a closed upload window)
+    └── StartOver         the capture vanished (deleted on the server): the next attempt
+                          creates a new one; the row says why
+
+    Stopped               a cancellation, not a failure: SIGTERM or Ctrl-C; acknowledged parts
+    │                     are journaled and the row is left as it was, to resume later
+    └── Paused            the gate said no new part may start (pause, a closed upload window)
 
 `InputProblem` (from `inputs`) is raised when the file itself cannot be read or used.
 """
@@ -25,7 +27,7 @@ class StartOver(UploadFailed):
     """The capture is gone from the account before completion: the file starts over."""
 
 
-class Stopped(UploadFailed):
+class Stopped(Exception):
     """Asked to stop (SIGTERM): acknowledged parts are journaled, the rest resumes later."""
 
 

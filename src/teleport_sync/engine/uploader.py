@@ -29,7 +29,7 @@ from ..retry import Clock, RetryPolicy, SystemClock
 from .complete import Completer
 from .context import EngineContext, NoProgress, Progress
 from .create import CaptureCreator
-from .errors import FileChanged, Stopped, UploadFailed
+from .errors import FileChanged, UploadFailed
 from .parts import PartSender
 from .plan import plan_parts
 
@@ -67,9 +67,13 @@ class Uploader:
         gate: Callable[[Path], str | None] | None = None,
         throttle: Callable[[int], None] | None = None,
         plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
+        schedule_retry: Callable[[int], str | None] | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
+        # When a file that failed `attempts` times is tried again (ISO time), or None: journaled
+        # with the failure, in the same transaction. The daemon schedules; `upload` does not.
+        self.schedule_retry = schedule_retry or (lambda attempts: None)
         self.name_template = name_template
         self.ctx = EngineContext(
             client=client,
@@ -164,13 +168,11 @@ class Uploader:
 
         try:
             return self._upload(path, record, identity)
-        except InputProblem as exc:
-            # Raised mid-upload when the file vanished or became unreadable.
-            self.journal.mark_failed(record.id, str(exc))
-            raise
-        except UploadFailed as exc:
-            if not isinstance(exc, Stopped):
-                self.journal.mark_failed(record.id, str(exc))
+        except (InputProblem, UploadFailed) as exc:
+            # InputProblem: raised mid-upload when the file vanished or became unreadable.
+            # (A stop or pause is a `Stopped`, not a failure: the row stays as it is.)
+            retry_at = self.schedule_retry(record.attempts + 1)
+            self.journal.mark_failed(record.id, str(exc), retry_at)
             raise
 
     def finish_renames(self) -> int:

@@ -24,9 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pydantic
 
-from .config import ConfigError, Settings
 from .filebody import FileRegion
-from .logging import REDACTOR, get_logger
 from .models import (
     CaptureMetadata,
     CaptureOutput,
@@ -643,48 +641,4 @@ def build_client(
         policy=policy,
         max_connections=max_connections,
         on_retry=on_retry,
-    )
-
-
-def client_from_settings(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    on_retry: Callable[[str], None] | None = None,
-    policy: RetryPolicy | None = None,
-) -> TeleportClient:
-    """The client the CLI and daemon use, with every secret registered for redaction.
-
-    Every retry is logged; `on_retry` (metrics) hears of it too.
-    """
-
-    def retried(doing: str, attempt: int, error: BaseException, delay: float) -> None:
-        _log_retry(doing, attempt, error, delay)
-        if on_retry is not None:
-            on_retry("api")
-
-    if not settings.api.client_id:
-        raise ConfigError(
-            "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
-        )
-    secret = settings.client_secret_value()
-    REDACTOR.add_secret(secret, min_length=4)
-    return build_client(
-        base_url=settings.api.base_url,
-        auth_url=settings.api.auth_url,
-        client_id=settings.api.client_id,
-        client_secret=secret,
-        scope=settings.api.scope,
-        timeout=settings.api.timeout_seconds,
-        max_connections=max(8, settings.upload.concurrency * settings.upload.files_at_once + 4),
-        clock=clock,
-        on_token=REDACTOR.add_secret,
-        on_retry=retried,
-        policy=policy,
-    )
-
-
-def _log_retry(doing: str, attempt: int, error: BaseException, delay: float) -> None:
-    get_logger("teleport_sync.api").info(
-        "retrying", doing=doing, attempt=attempt, error=str(error), delay=round(delay, 2)
     )

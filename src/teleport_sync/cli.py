@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .api import ApiError, AuthenticationError, TransientError, client_from_settings
+from .api import ApiError, AuthenticationError, TransientError
 from .config import ConfigError, Settings, load_settings
 from .journal import JournalError
 from .lock import JournalBusy, JournalUnwritable
@@ -118,6 +118,8 @@ def captures() -> None:
 @reports_errors
 def captures_list(app: AppContext, as_json: bool) -> None:
     """Every capture of the account."""
+    from .compose import client_from_settings
+
     with client_from_settings(app.settings) as client:
         items = list(client.iter_captures())
     if as_json:
@@ -137,6 +139,8 @@ def captures_list(app: AppContext, as_json: bool) -> None:
 @reports_errors
 def captures_rename(app: AppContext, eid: str, name: str) -> None:
     """Give capture EID a new NAME."""
+    from .compose import client_from_settings
+
     with client_from_settings(app.settings) as client:
         capture = client.rename_capture(eid, name)
     click.echo(f"renamed {capture.eid} to {capture.name!r}")
@@ -154,6 +158,8 @@ def captures_delete(app: AppContext, eid: str, yes: bool) -> None:
     settings = app.settings
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete capture {eid} and its models from the account?", abort=True)
+    from .compose import client_from_settings
+
     with client_from_settings(settings) as client:
         client.delete_capture(eid)
     paths: list[str] = []
@@ -202,6 +208,8 @@ def config_check(app: AppContext) -> None:
             problems.append(f"[watch] paths: {path} is not a directory")
     # A check should answer in seconds, not ride out a long outage like the daemon does.
     quick = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_retry_after=5.0)
+    from .compose import client_from_settings
+
     with client_from_settings(settings, policy=quick) as client:
         # Listing one capture needs a token first: both the token endpoint and the API answer.
         client.list_captures(limit=1)
@@ -825,6 +833,8 @@ def download(
     if quality:
         options = dataclasses.replace(options, quality=quality)
     access = FileAccess(out_dir, mode=settings.results.mode, group=settings.results.group)
+    from .compose import client_from_settings
+
     with client_from_settings(settings) as client:
         try:
             plan = download_capture(

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .actions import Actions
-from .api import TeleportClient, client_from_settings
-from .config import Settings
+from .api import TeleportClient, build_client
+from .config import ConfigError, Settings
 from .control import Control, bandwidth_limiter, budget_from
 from .engine import Progress, Uploader
 from .folders import capture_plan, effective, folder_for, watch_roots
 from .journal import FileRecord, Journal, JournalError
 from .lock import JournalLock, JournalUnwritable
+from .logging import REDACTOR, get_logger
+from .retry import Clock, RetryPolicy
 
 
 @dataclass
@@ -121,3 +123,53 @@ def components(
     finally:
         journal.close()
         lock.release()
+
+
+def client_from_settings(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    on_retry: Callable[[str], None] | None = None,
+    policy: RetryPolicy | None = None,
+) -> TeleportClient:
+    """The client the CLI and daemon use, with every secret registered for redaction.
+
+    Every retry is logged; `on_retry` (metrics) hears of it too.
+    """
+
+    def retried(doing: str, attempt: int, error: BaseException, delay: float) -> None:
+        _log_retry(doing, attempt, error, delay)
+        if on_retry is not None:
+            on_retry("api")
+
+    if not settings.api.client_id:
+        raise ConfigError(
+            "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
+        )
+    secret = settings.client_secret_value()
+    REDACTOR.add_secret(secret, min_length=4)
+    return build_client(
+        base_url=settings.api.base_url,
+        auth_url=settings.api.auth_url,
+        client_id=settings.api.client_id,
+        client_secret=secret,
+        scope=settings.api.scope,
+        timeout=settings.api.timeout_seconds,
+        # Parts in flight (bounded by max_parts_in_flight) plus room for API calls beside them.
+        max_connections=max(8, _parts_at_once(settings) + 4),
+        clock=clock,
+        on_token=REDACTOR.add_secret,
+        on_retry=retried,
+        policy=policy,
+    )
+
+
+def _parts_at_once(settings: Settings) -> int:
+    upload = settings.upload
+    return min(upload.concurrency * upload.files_at_once, upload.max_parts_in_flight)
+
+
+def _log_retry(doing: str, attempt: int, error: BaseException, delay: float) -> None:
+    get_logger("teleport_sync.api").info(
+        "retrying", doing=doing, attempt=attempt, error=str(error), delay=round(delay, 2)
+    )

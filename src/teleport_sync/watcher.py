@@ -88,33 +88,61 @@ def ignore_reason(path: Path, root: Path, settings: WatchSettings) -> str | None
 
 
 class _Handler(FileSystemEventHandler):
+    """watchdog calls the `on_<event type>` method; `EVENTS` (the schedule's `event_filter`)
+    keeps the others (opens, reads, folder mtime changes) from being delivered at all."""
+
+    EVENTS: tuple[type[FileSystemEvent], ...] = (
+        FileCreatedEvent,
+        FileModifiedEvent,
+        FileClosedEvent,
+        FileAttribEvent,  # a chmod that makes a file readable must be noticed
+        FileMovedEvent,
+        FileDeletedEvent,
+        DirCreatedEvent,
+        DirMovedEvent,
+        DirDeletedEvent,
+    )
+
     def __init__(self, watcher: Watcher, root: Path) -> None:
         self._watcher = watcher
         self._root = root
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if isinstance(event, DirDeletedEvent | FileDeletedEvent):
-            if Path(os.fsdecode(event.src_path)) == self._root:
-                # The root itself went away; its watch is dead even if a folder of the same
-                # name (and inode number) comes back.
-                self._watcher.root_lost(self._root)
-            return
-        # Attribute changes count: a chmod that makes a file readable must be noticed.
-        if isinstance(
-            event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent | FileAttribEvent
-        ):
-            self._watcher.notice(Path(os.fsdecode(event.src_path)), self._root)
-        elif isinstance(event, FileMovedEvent):
-            self._watcher.notice(Path(os.fsdecode(event.dest_path)), self._root)
-        elif isinstance(event, DirMovedEvent):
-            # A folder moved in brings files that never had events of their own.
-            folder = Path(os.fsdecode(event.dest_path))
-            self._watcher.refuse_if_named_like_input(folder, self._root)
-            self._watcher.scan_folder(folder, self._root)
-        elif isinstance(event, DirCreatedEvent):
-            folder = Path(os.fsdecode(event.src_path))
-            self._watcher.refuse_if_named_like_input(folder, self._root)
-            self._watcher.scan_folder(folder, self._root)
+    def _file(self, event: FileSystemEvent, path: bytes | str) -> None:
+        if not event.is_directory:
+            self._watcher.notice(Path(os.fsdecode(path)), self._root)
+
+    def _folder_arrived(self, path: bytes | str) -> None:
+        # A folder created or moved in brings files that never had events of their own.
+        folder = Path(os.fsdecode(path))
+        self._watcher.refuse_if_named_like_input(folder, self._root)
+        self._watcher.scan_folder(folder, self._root)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            self._folder_arrived(event.src_path)
+        else:
+            self._file(event, event.src_path)
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        self._file(event, event.src_path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        self._file(event, event.src_path)
+
+    def on_attrib(self, event: FileSystemEvent) -> None:
+        self._file(event, event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            self._folder_arrived(event.dest_path)
+        else:
+            self._file(event, event.dest_path)
+
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if Path(os.fsdecode(event.src_path)) == self._root:
+            # The root itself went away; its watch is dead even if a folder of the same name
+            # (and inode number) comes back.
+            self._watcher.root_lost(self._root)
 
 
 class Watcher:
@@ -199,7 +227,7 @@ class Watcher:
         handler = _Handler(self, root)
         try:
             return observer, observer.schedule(
-                handler, str(root), recursive=self.settings.recursive
+                handler, str(root), recursive=self.settings.recursive, event_filter=handler.EVENTS
             )
         except OSError as exc:
             if network or observer is not self._observers[0]:
@@ -215,7 +243,7 @@ class Watcher:
             self._observer.start()
             self._observers.append(self._observer)
             return self._observer, self._observer.schedule(
-                handler, str(root), recursive=self.settings.recursive
+                handler, str(root), recursive=self.settings.recursive, event_filter=handler.EVENTS
             )
 
     def _polling_observer(self) -> BaseObserver:

@@ -21,10 +21,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..phases import PHASES
 from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
 from .security import CSRF_FIELD, Guard, GuardMiddleware
-from .views import PHASES
 
 HERE = Path(__file__).parent
 ACTIONS = ("pause", "resume", "retry", "forget", "approve")

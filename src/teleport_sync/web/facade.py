@@ -24,6 +24,7 @@ from ..journal import Journal, utc_now
 from ..limits import bwlimit_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
+from ..phases import PHASES
 from ..report import ReportOptions, status_rows
 from . import operations, views
 from .thumbnail import PlyError, frame, load_splats, png, render
@@ -90,7 +91,7 @@ class Console:
         return out
 
     def _view(self, file_id: int | None, row: dict[str, Any]) -> dict[str, Any]:
-        phase, reason = views.phase_of(row, download=self.link.settings.results.download)
+        phase, reason = views.phase_of(row)
         size = row["bytesize"] or 0
         done = self._bytes_done(row, phase)
         path = Path(row["path"])
@@ -136,7 +137,7 @@ class Console:
 
     def overview(self) -> dict[str, Any]:
         rows = self.rows()
-        counts = {phase: 0 for phase in views.PHASES}
+        counts = dict.fromkeys(PHASES, 0)
         for row in rows:
             counts[row["phase"]] = counts.get(row["phase"], 0) + 1
         limit = bwlimit_now(self.link.settings.upload.bwlimit, datetime.now())

@@ -5,51 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-PHASES = (
-    "settling",
-    "incomplete",
-    "queued",
-    "held",
-    "paused",
-    "uploading",
-    "completing",
-    "processing",
-    "downloading",
-    "done",
-    "failed",
-    "rejected",
-)
-TERMINAL_FAILED = ("FAILED", "ERROR")
 
-
-def phase_of(row: dict[str, Any], *, download: bool = True) -> tuple[str, str | None]:
-    """The row's phase and reason: the journal's own when it has them, else read from its states."""
-    if row.get("phase"):
-        return str(row["phase"]), row.get("reason")
-    state = row["upload_state"]
-    capture = (row.get("capture_state") or "").upper()
-    if state == "rejected":
-        return "rejected", row.get("error")
-    if state == "failed":
-        when = row.get("next_attempt_at")
-        retry = f"; tried again at {short_time(when)}" if when else ""
-        return "failed", f"{row.get('error') or 'the last attempt failed'}{retry}"
-    if state == "pending":
-        return "queued", "waiting for an upload slot"
-    if state == "uploading":
-        if row.get("num_parts") and row.get("parts_done") == row.get("num_parts"):
-            return "completing", "all parts sent; telling Teleport the upload is complete"
-        sent = f"{row.get('parts_done') or 0} of {row.get('num_parts') or '?'} parts sent"
-        return "uploading", sent
-    if capture == "READY":
-        if row.get("result_error"):
-            return "downloading", row["result_error"]
-        if row.get("result_paths") or not download:
-            return "done", None
-        return "downloading", "the model is ready; fetching it"
-    if capture in TERMINAL_FAILED:
-        return "failed", row.get("error") or "Teleport could not make a model from this input"
-    return "processing", f"Teleport is processing it ({capture or 'waiting for its first state'})"
+def phase_of(row: dict[str, Any]) -> tuple[str, str | None]:
+    """The row's phase and reason, as `phases.derive` gave them in the status report."""
+    return str(row["phase"]), row.get("reason")
 
 
 def human_size(n: int | None) -> str:

@@ -151,3 +151,61 @@ def test_commands_say_when_no_config_file_was_found(tmp_path: Path) -> None:
     assert ran.returncode == 2 and "no config file found" in ran.stderr
     shown = run_cli("status", env=env)
     assert shown.returncode == 0 and "no config file found" in shown.stdout
+
+
+def test_odd_names_are_shown_one_way_and_forgotten_by_their_real_name(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A name that is not UTF-8 and a name that merely looks like its escape are two rows that
+    status tells apart; `forget` finds each by the name the shell passes, and says what it did."""
+    config = write_config(tmp_path / "config.toml", emulator)
+    folder = tmp_path / "old"
+    folder.mkdir()
+    raw = os.fsdecode(bytes(folder) + b"/caf\xe9.zip")  # as the OS names it
+    lookalike = str(folder / "caf\\xe9.zip")  # a real backslash, valid UTF-8
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        for i, path in enumerate((raw, lookalike)):
+            record = journal.register(path, FileIdentity(1, 10 + i, 5, 1, "x"), "bulk-images", "c")
+            journal.mark_rejected(record.id, "no images")
+    shown = {r["path"] for r in json.loads(status(config, "--json").stdout)}
+    assert shown == {f"{folder}/caf\\xe9.zip", f"{folder}/caf\\\\xe9.zip"}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+    forgot = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "teleport_sync",
+            "--config",
+            str(config),
+            "forget",
+            os.fsencode(raw),
+        ],
+        capture_output=True,
+        env=environ,
+        timeout=60,
+    )
+    assert forgot.returncode == 0 and b"forgot 1 row(s)" in forgot.stdout, forgot.stderr
+    left = json.loads(status(config, "--json").stdout)
+    assert [r["path"] for r in left] == [f"{folder}/caf\\\\xe9.zip"]
+    nothing = run_cli("--config", str(config), "forget", str(tmp_path / "never-seen.zip"))
+    assert nothing.returncode == 0 and "no row matches" in nothing.stdout
+    # A relative glob is taken from the current folder, like the shell's.
+    relative = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "teleport_sync",
+            "--config",
+            str(config),
+            "status",
+            "--json",
+            "--path",
+            "old/caf*",
+        ],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert [r["path"] for r in json.loads(relative.stdout)] == [f"{folder}/caf\\\\xe9.zip"]

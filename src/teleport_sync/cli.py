@@ -694,34 +694,29 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     next scan and be uploaded again.
     """
     from .compose import open_journal
-    from .statusview import is_finished, path_matches
+    from .statusview import path_matches
 
     settings = app.settings
     if bool(paths) == bool(before):
         fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
     when = _parse_when(before, "--before") if before else None
+    rows = _status_rows(settings)
     chosen = [
         row
-        for row in _status_rows(settings)
+        for row in rows
         if (when is not None and datetime.fromisoformat(row["updated_at"]) < when)
         or any(path_matches(row["path"], str(p)) for p in paths)
     ]
-    watched = [p.absolute() for p in settings.watch.paths]
-    kept: list[str] = []
-    drop: list[str] = []
-    for row in chosen:
-        still_watched = Path(row["path"]).exists() and any(
-            Path(row["path"]).is_relative_to(root) for root in watched
-        )
-        if not force and (not is_finished(row) or still_watched):
-            why = "still in a watch folder" if is_finished(row) else f"{row['phase']}"
-            kept.append(f"{row['path']} ({why})")
-        else:
-            drop.append(row["path"])
+    if not chosen:
+        click.echo("no row matches; `teleport-sync status` lists what the journal knows")
+        return
+    kept, drop = _forgettable(settings, chosen, force)
     if drop:
         with open_journal(settings) as journal:
-            journal.forget_paths(drop)
-    click.echo(f"forgot {len(drop)} row(s)")
+            dropped = journal.forget_paths(drop)
+    else:
+        dropped = 0
+    click.echo(f"forgot {dropped} row(s)")
     if kept:
         click.echo(f"kept {len(kept)} (use --force to drop them too):")
         for line in kept:
@@ -782,6 +777,31 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
     if report.get("paused"):
         click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
     click.echo("healthy" if report["ok"] else "UNHEALTHY")
+
+
+def _forgettable(
+    settings: Settings, rows: list[dict[str, Any]], force: bool
+) -> tuple[list[str], list[str]]:
+    """(lines saying what is kept and why, the real paths to drop). Rows show their paths
+    escaped (`journal.shown_path`); the journal maps them back to the names on disk."""
+    from .compose import open_journal
+    from .journal import shown_path
+    from .statusview import is_finished
+
+    with open_journal(settings) as journal:
+        real = {shown_path(path): path for path in journal.known_paths()}
+    watched = [p.absolute() for p in settings.watch.paths]
+    kept: list[str] = []
+    drop: list[str] = []
+    for row in rows:
+        path = Path(real.get(row["path"], row["path"]))
+        still_watched = path.exists() and any(path.is_relative_to(root) for root in watched)
+        if not force and (not is_finished(row) or still_watched):
+            why = "still in a watch folder" if is_finished(row) else f"{row['phase']}"
+            kept.append(f"{row['path']} ({why})")
+        else:
+            drop.append(str(path))
+    return kept, drop
 
 
 def _config_source(settings: Settings) -> str:

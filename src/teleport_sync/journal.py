@@ -105,6 +105,12 @@ def shown(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def shown_path(path: str) -> str:
+    """A path as `status` shows it, and one shown text for one file: backslashes doubled, bytes
+    that are not UTF-8 as `\\xNN` (so `caf\\xe9.zip` and a file literally named so differ)."""
+    return shown(path.replace("\\", "\\\\"))
+
+
 def _db_path(path: str) -> str | bytes:
     """A path as stored: text when it is UTF-8, else its exact bytes (a BLOB), so any name
     the OS allows is journaled losslessly."""
@@ -1175,11 +1181,16 @@ class Journal:
             _py_path(r["path"]) for r in self._query("SELECT path FROM sightings ORDER BY path")
         ]
 
+    def known_paths(self) -> list[str]:
+        """Every path with a row (files and sightings), as the OS names it (any bytes)."""
+        rows = self._query("SELECT path FROM files UNION SELECT path FROM sightings")
+        return [_py_path(r["path"]) for r in rows]
+
     def forget_paths(self, paths: list[str]) -> int:
         """Drop these paths' rows (file, parts, states, events, sighting); returns how many."""
         dropped = 0
         with self._transaction() as conn:
-            for path in paths:
+            for path in map(_db_path, paths):
                 row = conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
                 if row is not None:
                     for table in ("parts", "state_history", "events"):

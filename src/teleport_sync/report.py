@@ -13,7 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .inputs import FORMATS_BY_SUFFIX
-from .journal import Journal, shown
+from .journal import Journal, shown, shown_path
 from .phases import PHASES, PhaseFacts, derive
 
 # Given a raw journal row, the sentence saying why the file is held or paused (or None).
@@ -48,10 +48,18 @@ def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[
 
 
 def _printable(row: dict[str, Any]) -> dict[str, Any]:
-    # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes.
-    for key in ("path", "name", "error", "reason"):
+    # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes
+    # (and paths one text per file: `journal.shown_path`).
+    for key in ("name", "error", "reason"):
         if isinstance(row.get(key), str):
             row[key] = shown(row[key])
+    row["path"] = shown_path(row["path"])
+    row["result_paths"] = [shown_path(p) for p in row["result_paths"]]
+    row["preview_paths"] = [shown_path(p) for p in row.get("preview_paths") or []]
+    row["results_by_profile"] = {
+        profile: [shown_path(p) for p in paths]
+        for profile, paths in (row.get("results_by_profile") or {}).items()
+    }
     return row
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Column, Table
 from rich.text import Text
 
+from .journal import shown_path
 from .phases import FAILED_STATES
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -62,10 +63,14 @@ def filter_rows(
 
 
 def path_matches(row_path: str, wanted: str) -> bool:
+    """Does a status row's path (as shown) match `wanted`: a file, a folder, or a glob (on the
+    whole path, relative to the current folder, or on the file name)? `wanted` is given as the
+    shell passed it, any bytes included."""
+    absolute = shown_path(str(Path(wanted).absolute()))
     if any(ch in wanted for ch in "*?["):
-        return fnmatch.fnmatch(row_path, wanted) or fnmatch.fnmatch(Path(row_path).name, wanted)
-    base = str(Path(wanted).absolute())
-    return row_path == base or row_path.startswith(base.rstrip("/") + "/")
+        by_name = fnmatch.fnmatch(Path(row_path).name, shown_path(wanted))
+        return fnmatch.fnmatch(row_path, absolute) or by_name
+    return row_path == absolute or row_path.startswith(absolute.rstrip("/") + "/")
 
 
 def is_finished(row: dict[str, Any]) -> bool:

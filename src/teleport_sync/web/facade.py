@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..config import Settings
 from ..control import PAUSE_ALL
 from ..health import AUTH_FACT
-from ..journal import Journal, utc_now
+from ..journal import Journal, shown_path, utc_now
 from ..limits import bwlimit_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
@@ -79,7 +79,7 @@ class Console:
         Files still settling or being written have no journal id (nothing to link or act on).
         """
         journal = self.link.journal
-        ids = {record.path: record.id for record in journal.all_files()}
+        ids = {shown_path(record.path): record.id for record in journal.all_files()}
         out = []
         for row in sorted(self._status_rows(), key=lambda r: r["updated_at"], reverse=True):
             view = self._view(ids.get(row["path"]), row)
@@ -194,7 +194,7 @@ class Console:
             record = journal.get(file_id)
         except KeyError:
             return None
-        row = next((r for r in self._status_rows() if r["path"] == record.path), None)
+        row = next((r for r in self._status_rows() if r["path"] == shown_path(record.path)), None)
         if row is None:
             return None
         view = self._view(file_id, row)
@@ -301,7 +301,7 @@ class Console:
             return operations.retry_now(link, file_id)
         if action == "forget":
             path = link.journal.get(file_id).path
-            row = next((r for r in self._status_rows() if r["path"] == path), None)
+            row = next((r for r in self._status_rows() if r["path"] == shown_path(path)), None)
             if row is None:
                 raise KeyError(file_id)
             return operations.forget(link, file_id, row)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from teleport_sync.emulator.server import EmulatorServer
 
 from .conftest import write_config
@@ -98,3 +100,21 @@ def test_config_check_reaches_the_api(emulator: EmulatorServer, config_file: Pat
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "nope.toml"), "captures", "list")
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_emulator_knobs_from_the_command_line() -> None:
+    from teleport_sync.cli import _set_knobs
+    from teleport_sync.emulator.faults import EmulatorConfig
+
+    config = EmulatorConfig()
+    _set_knobs(
+        config,
+        ("put_delay_seconds=0.5", "slow_creates=2", "opaque_etags=true", "failed_state_name=ERROR"),
+    )
+    assert (config.put_delay_seconds, config.slow_creates) == (0.5, 2)
+    assert config.opaque_etags is True and config.failed_state_name == "ERROR"
+    for bad in ("no_such_knob=1", "put_delay_seconds", "slow_creates=many"):
+        with pytest.raises(SystemExit) as exited:
+            _set_knobs(config, (bad,))
+        assert exited.value.code == 2
+    assert "--knob" in run_cli("emulator", "--help").stdout

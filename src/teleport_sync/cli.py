@@ -256,6 +256,28 @@ def notify_test(app: AppContext) -> None:
 # -- emulator -----------------------------------------------------------------------------------
 
 
+def _set_knobs(config: Any, knobs: tuple[str, ...]) -> None:
+    """`NAME=VALUE` pairs onto the emulator's config, each VALUE read as its knob's type."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(config) if not f.name.startswith("_")}
+    for knob in knobs:
+        name, _, text = knob.partition("=")
+        if name not in fields or not _:
+            fail(f"--knob {knob!r}: expected NAME=VALUE, NAME one of: {', '.join(fields)}", 2)
+        current = getattr(config, name)
+        try:
+            if isinstance(current, bool):
+                value: Any = text.lower() in ("1", "true", "yes", "on")
+            elif isinstance(current, int | float):
+                value = type(current)(text)
+            else:
+                value = None if text.lower() in ("", "none", "null") else text
+        except ValueError:
+            fail(f"--knob {name}: {text!r} is not a {type(current).__name__}", 2)
+        setattr(config, name, value)
+
+
 def _require_emulator_extra() -> None:
     from .emulator import missing_modules
 
@@ -291,12 +313,23 @@ def _require_emulator_extra() -> None:
     help="Metadata `models`: an array (the reference) or an object keyed by profile.",
 )
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
+@click.option(
+    "--knob",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any other knob of EmulatorConfig (repeatable), e.g. put_delay_seconds=0.5.",
+)
 @click.option("--webhook-url", default=None, help="Send signed webhooks here on READY/ERROR.")
 @click.option(
     "--webhook-secret", default="demo-webhook-secret", show_default=True, help="Signs webhooks."
 )
 def emulator(**options: Any) -> None:
-    """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
+    """Run the bundled local Teleport API (no account needed) until Ctrl-C.
+
+    Every knob of `emulator/faults.py`'s EmulatorConfig can be set with --knob NAME=VALUE
+    (e.g. --knob put_delay_seconds=0.5 for slow part PUTs, --knob clock_offset_seconds=3600),
+    or while it runs: curl -X POST URL/_emulator/config -d '{"put_delay_seconds": 0.5}'.
+    """
     _require_emulator_extra()
     from .config import is_loopback_host
     from .emulator.faults import MIB, EmulatorConfig
@@ -323,6 +356,7 @@ def emulator(**options: Any) -> None:
         webhook_url=options["webhook_url"],
         webhook_secret=options["webhook_secret"],
     )
+    _set_knobs(config, options["knob"])
     try:
         server = EmulatorServer(
             config, host=options["host"], port=options["port"], s3_port=options["s3_port"]

@@ -126,7 +126,12 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
         thread.start()
         daemon.ready.wait(30)
         if daemon.web_url:
-            console.print(f"[bold]web console:[/] {daemon.web_url}  (open it in a browser)\n")
+            # Off a terminal nobody can press Ctrl-C, so the console closes with the demo.
+            lasts = "until you press Ctrl-C" if sys.stdin.isatty() else "while the demo runs"
+            console.print(
+                f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it is up "
+                f"{lasts})\n"
+            )
         console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
         write_sample_zip(inbox / "scan.zip")
         write_sample_mp4(inbox / "site-b" / "walkaround.mp4")

@@ -1206,7 +1206,7 @@ class Journal:
         rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
         for row in rows:
             if row["upload_state"] == "uploaded":
-                self.record_state(row["id"], "DELETED")
+                self.record_state(row["id"], "DELETED", source="user")
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]
 

@@ -211,7 +211,7 @@ class Uploader:
         self._check_unchanged(path, record, identity)
         self.creator.sweep_before_completion(record)
         state, sid = self.completer.complete(path, record, len(plan))
-        self.journal.record_state(record.id, state, sid)
+        self.journal.record_state(record.id, state, sid, source="upload")
         self.journal.mark_uploaded(record.id)
         log.info("uploaded", path=str(path), eid=record.eid, state=state)
         self.completer.rename(self.journal.get(record.id))

@@ -484,3 +484,31 @@ def test_status_shows_download_errors_and_viewer_links(
     assert as_json["result_error"] == "cannot write /srv/[x]: denied"
     assert as_json["result_next_at"] == "2026-01-01T00:00:30"
     assert as_json["viewer_url"] == "https://viewer.test/s1"
+
+
+def test_previews_that_cannot_be_saved_leave_the_models_done(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from teleport_sync.actions import Actions
+    from teleport_sync.config import ActionsSettings, ResultsSettings
+    from teleport_sync.journal import Journal
+
+    inbox = tmp_path / "inbox"
+    with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:
+        _, sid = ready_capture(emulator, client, "scan.zip")
+        # The eid is not in the listing (deleted since): models by sid work, previews cannot.
+        row = _ready_row(journal, inbox / "scan.zip", "gone-eid", sid)
+        results = ResultsSettings(previews=True)
+        actions = Actions(
+            client,
+            journal,
+            results=results,
+            actions=ActionsSettings(),
+            roots=[inbox],
+            results_dir=tmp_path / "results",
+        )
+        actions.run_for(row)
+        done = journal.get(row.id)
+    assert "download" in done.actions_done and done.preview_paths == []
+    assert (tmp_path / "results" / "scan.zip" / "ply" / "model.ply").exists()
+    assert "previews not saved" in str(done.result_error) and done.result_next_at is None

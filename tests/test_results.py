@@ -27,6 +27,7 @@ from teleport_sync.results import (
     file_names,
     plan_models,
     read_models,
+    result_folder,
     storable_url,
 )
 from teleport_sync.retry import RetryPolicy
@@ -63,6 +64,19 @@ def test_file_names_say_single_file_or_chunk() -> None:
     assert file_names("sogs-sh0", read_models({"models": [{"url": "u", "size": 1}]}, "s")) == [
         "model.bin"
     ]
+
+
+def test_result_folders_never_meet_across_roots() -> None:
+    res = Path("/r")
+    one = [Path("/in")]
+    assert result_folder(res, Path("/in/site/chair.zip"), one) == Path("/r/site/chair.zip")
+    assert result_folder(res, Path("/in/chair.mp4"), one) == Path("/r/chair.mp4")
+    two = [Path("/a/inbox"), Path("/b/drop")]
+    assert result_folder(res, Path("/a/inbox/x.zip"), two) == Path("/r/inbox/x.zip")
+    assert result_folder(res, Path("/b/drop/x.zip"), two) == Path("/r/drop/x.zip")
+    same_name = [Path("/a/inbox"), Path("/b/inbox")]
+    assert result_folder(res, Path("/b/inbox/x.zip"), same_name) == Path("/r/b/inbox/x.zip")
+    assert result_folder(res, Path("/tmp/x.zip"), one) == Path("/r/_elsewhere/tmp/x.zip")
 
 
 def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ class Actions:
     def _download(self, record: FileRecord) -> None:
         if not record.sid:
             raise ApiError(f"capture {record.eid} is READY but has no share id yet")
-        folder = result_folder(self.results_dir, relative_to_roots(Path(record.path), self.roots))
+        folder = result_folder(self.results_dir, Path(record.path), self.roots)
         plan = plan_models(
             self.client, record.sid, self.results.profiles, folder, model_options(self.results)
         )

@@ -62,9 +62,25 @@ class ModelPlan:
         return grouped
 
 
-def result_folder(results_dir: Path, relative_input: Path) -> Path:
-    """The folder of one input's results: named by its relative path, extension included."""
-    return results_dir / relative_input
+def result_folder(results_dir: Path, input_path: Path, roots: list[Path]) -> Path:
+    """The folder of one input's results, named by its path (extension included), unique.
+
+    One watch root: the input's path below it. Several: below the root's name as well (its
+    whole path when two roots share a name), so `a/x.zip` and `b/x.zip` never meet. An input
+    under no root (`upload` of a file elsewhere): below `_elsewhere/` and its absolute path.
+    """
+    absolute = Path(os.path.abspath(input_path))
+    for root in roots:
+        root = Path(os.path.abspath(root))
+        if root == absolute or root not in absolute.parents:
+            continue
+        below = absolute.relative_to(root)
+        if len(roots) == 1:
+            return results_dir / below
+        names = [Path(os.path.abspath(r)).name for r in roots]
+        prefix = root.name if names.count(root.name) == 1 else root.relative_to(root.anchor)
+        return results_dir / prefix / below
+    return results_dir / "_elsewhere" / absolute.relative_to(absolute.anchor)
 
 
 def file_names(profile: str, models: list[SegmentModel]) -> list[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from teleport_sync.api import TeleportClient, build_client, default_transport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
-from teleport_sync.engine import FileChanged, Stopped, Uploader, uploading_name
+from teleport_sync.engine import FileChanged, StartOver, Stopped, Uploader, uploading_name
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
 from teleport_sync.report import status_rows
@@ -371,3 +373,139 @@ def test_storage_without_md5_etags_is_learned_and_not_hashed_again(
     again = fresh.upload(second)
     assert emulator.object_bytes(again.eid) == second.read_bytes()
     assert [p.md5 for p in journal.parts(again.file_id).values()] == ["", "", ""]
+
+
+def test_orphan_search_survives_a_capture_created_while_paging(
+    emulator: EmulatorServer,
+    uploader: Uploader,
+    journal: Journal,
+    client: TeleportClient,
+    tmp_path: Path,
+) -> None:
+    """Newest-first paging by offset: a capture created between two pages shifts the list, so
+    one entry comes twice. The adopted capture must not also be deleted as its own duplicate."""
+    from teleport_sync.inputs import identify
+    from teleport_sync.models import NewCaptureInput
+
+    emulator.config.list_page_cap = 2
+    path = make_mp4(tmp_path / "v.mp4", 7 * MIB)
+    identity = identify(path)
+    record = journal.register(str(path), identity, "video", "v.mp4")
+    token = journal.mark_create_intent(record.id, "00112233aabbccdd")
+    oldest, newer = (
+        client.create_capture(
+            NewCaptureInput(
+                name=uploading_name("v.mp4", token),
+                bytesize=identity.size,
+                input_data_format="video",
+            )
+        ).eid
+        for _ in range(2)
+    )
+    inserted: list[str] = []
+
+    def another_station_creates(call: Call) -> None:
+        if call.method == "GET" and call.path == "/api/v1/captures" and not inserted:
+            inserted.append(emulator.backend.create("elsewhere.zip", 99, "bulk-images").eid)
+
+    on_call(emulator, another_station_creates)
+    result = uploader.upload(path)
+    assert result.eid == oldest
+    assert oldest in emulator.backend.captures and newer not in emulator.backend.captures
+    assert inserted[0] in emulator.backend.captures
+    assert emulator.object_bytes(oldest) == path.read_bytes()
+    assert emulator.backend.get(oldest).name == "v.mp4"  # renamed once complete
+    assert journal.get(record.id).renamed_at is not None
+
+
+def test_a_capture_deleted_before_completion_starts_the_file_over(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 12 * MIB)  # 3 parts
+    deleted: list[str] = []
+
+    def delete_after_last_part(call: Call) -> None:
+        done = call.kind == "put" and call.eid and emulator.stats.successful_puts(call.eid)
+        if done and sum(done.values()) == 3 and not deleted:
+            deleted.append(str(call.eid))
+            emulator.backend.delete(str(call.eid))  # as the web UI's delete would
+
+    on_call(emulator, delete_after_last_part)
+    with pytest.raises(StartOver, match="gone from the account"):
+        uploader.upload(path)
+    record = journal.by_path(str(path))
+    assert record is not None and record.eid is None and journal.parts(record.id) == {}
+    assert record.upload_state == "failed" and "starts over" in str(record.error)
+    assert any("gone from the account" in m for k, m in journal.events(record.id))
+
+    again = uploader.upload(path)
+    assert again.eid != deleted[0]
+    assert emulator.object_bytes(again.eid) == path.read_bytes()
+    assert journal.get(record.id).error is None
+
+
+def test_a_part_rewritten_in_place_between_attempts_is_hashed_anew(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """The file is rewritten in the middle (size and mtime restored, so its identity holds)
+    while part 2's first PUT fails: the next attempt must hash what it sends, not report the
+    new bytes as corrupted attempt after attempt."""
+    journal.set_fact(f"storage-etags-are-md5 {uploader.client.api.base_url}", "yes")
+    fresh = Uploader(uploader.client, journal, concurrency=1, clock=FakeClock())
+    assert fresh.etags_are_md5 is True  # so part 2's MD5 is computed beside its first PUT
+    path = make_mp4(tmp_path / "v.mp4", 15 * MIB)
+    before = os.stat(path)
+    rewritten: list[int] = []
+
+    def rewrite_during_the_failed_put(call: Call) -> None:
+        if call.kind == "put" and call.part == 1 and call.status == 200:
+            emulator.config.put_5xx_rate = 1.0  # part 2's first PUT fails
+        if call.kind == "put" and call.status == 500 and not rewritten:
+            emulator.config.put_5xx_rate = 0.0
+            time.sleep(0.3)  # the hash of the failed attempt has long finished
+            with path.open("r+b") as f:
+                f.seek(7 * MIB)
+                f.write(os.urandom(4096))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            rewritten.append(call.part or 0)
+
+    on_call(emulator, rewrite_during_the_failed_put)
+    result = fresh.upload(path)
+    assert rewritten == [2]
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+    assert sum(emulator.stats.successful_puts(result.eid).values()) == 3
+
+
+def test_a_failed_rename_is_journaled_and_retried_until_done(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """The capture keeps its token in its name until the rename to its final name lands."""
+
+    def api_down_after_completion(call: Call) -> None:
+        if call.method == "POST" and call.path.endswith("/uploaded"):
+            emulator.config.api_5xx_rate = 1.0
+
+    on_call(emulator, api_down_after_completion)
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    result = uploader.upload(path)  # the upload itself succeeded
+    record = journal.get(result.file_id)
+    assert record.upload_state == "uploaded" and record.renamed_at is None
+    assert emulator.backend.get(result.eid).name == f"v.mp4 [tsync:{record.intent_nonce}]"
+    assert [r.id for r in journal.pending_renames()] == [record.id]
+
+    emulator.config.api_5xx_rate = 0.0
+    assert uploader.finish_renames() == 0
+    assert emulator.backend.get(result.eid).name == "v.mp4"
+    assert journal.pending_renames() == []
+    assert ("renamed", "v.mp4") in journal.events(record.id)
+
+
+def test_a_hard_link_to_a_journaled_file_is_not_a_second_capture(
+    emulator: EmulatorServer, uploader: Uploader, tmp_path: Path
+) -> None:
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    first = uploader.upload(path)
+    os.link(path, tmp_path / "same.mp4")
+    with pytest.raises(InputProblem, match="the same file as"):
+        uploader.upload(tmp_path / "same.mp4")
+    assert list(emulator.backend.captures) == [first.eid]

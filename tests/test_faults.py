@@ -279,7 +279,8 @@ def test_file_deleted_or_modified_mid_upload(
     def sabotage(call: Call) -> None:
         if call.kind != "put" or call.status != 200 or call.eid is None:
             return
-        name = emulator.backend.captures[call.eid].name
+        # While it uploads, a capture's name carries its intent's token: "doomed.mp4 [tsync:…]".
+        name = emulator.backend.captures[call.eid].name.split(" [tsync:")[0]
         if name in acted:
             return
         acted.add(name)

@@ -94,7 +94,7 @@ def test_result_error_and_hooks_reach_the_row(tmp_path: Path) -> None:
         record = journal.register("/in/a.zip", IDENTITY, "bulk-images", "a.zip")
         journal.mark_uploaded(record.id)
         journal.record_state(record.id, "READY")
-        journal.set_result_error(record.id, "cannot write /results: read-only")
+        journal.record_result_error(record.id, "cannot write /results: read-only", None)
         [row] = status_rows(journal)
         assert row["phase"] == "downloading" and "read-only" in row["reason"]
         assert row["result_error"] == "cannot write /results: read-only"

@@ -82,6 +82,11 @@ class AuthState:
         self.failing.clear()
         self._on_change(snapshot)
 
+    def waiting(self) -> bool:
+        """Whether calls are held back now (without claiming the next try, as `blocked_for`)."""
+        with self._lock:
+            return self._snapshot.ok is False and self._blocked_until > self._clock.monotonic()
+
     def blocked_for(self) -> float | None:
         """Seconds to wait before the next API call, or None when this caller may go ahead.
 

@@ -12,13 +12,14 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Column, Table
+from rich.table import Table
 
 from . import __version__
 from .api import ApiError, AuthenticationError, TransientError, client_from_settings
@@ -143,13 +144,23 @@ def captures_rename(app: AppContext, eid: str, name: str) -> None:
 
 @captures.command("delete")
 @click.argument("eid")
+@click.option("--yes", is_flag=True, help="Do not ask (for scripts; asked only on a terminal).")
 @pass_app
 @reports_errors
-def captures_delete(app: AppContext, eid: str) -> None:
-    """Delete capture EID from the account."""
-    with client_from_settings(app.settings) as client:
+def captures_delete(app: AppContext, eid: str, yes: bool) -> None:
+    """Delete capture EID from the account (its model files too); the journal records it."""
+    from .compose import open_journal
+
+    settings = app.settings
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete capture {eid} and its models from the account?", abort=True)
+    with client_from_settings(settings) as client:
         client.delete_capture(eid)
-    click.echo(f"deleted {eid}")
+    paths: list[str] = []
+    if settings.journal.path.exists():
+        with open_journal(settings) as journal:
+            paths = journal.mark_capture_deleted(eid)
+    click.echo(f"deleted {eid}" + (f" (of {', '.join(paths)})" if paths else ""))
 
 
 # -- config -------------------------------------------------------------------------------------
@@ -166,12 +177,23 @@ def config_group() -> None:
 def config_check(app: AppContext) -> None:
     """Validate the config, the secret's source and permissions, then get a token from the API."""
     settings = app.settings
-    click.echo(f"config file:   {settings.source_path or '(none; environment only)'}")
+    click.echo(f"config file:   {_config_source(settings)}")
     click.echo(f"client id:     {settings.api.client_id or '(not set)'}")
     click.echo(f"client secret: from {settings.secret_source or '(not set)'}")
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
+    if settings.web.listen:
+        # Read now, so a loose or empty token_file is refused here (exit 2), not at start.
+        guarded = " (token required)" if settings.web.token_value() else ""
+        click.echo(f"web console:   http://{settings.web.listen}/{guarded}")
+    if settings.webhooks.listen:
+        where = f"{settings.webhooks.listen}{settings.webhooks.path}"
+        click.echo(f"webhooks:      {where} (secret from {settings.webhook_secret_source})")
+    for index, target in enumerate(settings.notify):
+        from .events.outbox import target_label
+
+        click.echo(f"notify:        {target_label(index, target)}: {', '.join(target.events)}")
     problems = []
     for path in settings.watch.paths:
         state = "ok" if path.is_dir() else "MISSING"
@@ -186,6 +208,41 @@ def config_check(app: AppContext) -> None:
     click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)
+
+
+# -- notifications --------------------------------------------------------------------------------
+
+
+@main.group("notify")
+def notify_group() -> None:
+    """Outgoing notifications ([[notify]] targets)."""
+
+
+@notify_group.command("test")
+@pass_app
+@reports_errors
+def notify_test(app: AppContext) -> None:
+    """Send a test event to every [[notify]] target; exit 1 if any fails, saying which."""
+    import httpx
+
+    from .events.outbox import post, target_label
+    from .events.payloads import trial
+
+    settings = app.settings
+    if not settings.notify:
+        fail("no [[notify]] targets configured; see config.example.toml", EXIT_USAGE)
+    event = trial()
+    failed = []
+    with httpx.Client(timeout=10.0, follow_redirects=False) as http:
+        for index, target in enumerate(settings.notify):
+            sent = post(http, target, event)
+            label = target_label(index, target)
+            click.echo(f"{label}: {'delivered' if sent.ok else 'FAILED'} ({sent.detail})")
+            if not sent.ok:
+                failed.append(f"{label}: {sent.detail}")
+    if failed:
+        fail("the test event was not delivered to " + "; ".join(failed))
+    click.echo(f"test event {event.event_id} delivered to {len(settings.notify)} target(s)")
 
 
 # -- emulator -----------------------------------------------------------------------------------
@@ -226,6 +283,10 @@ def _require_emulator_extra() -> None:
     help="Metadata `models`: an array (the reference) or an object keyed by profile.",
 )
 @click.option("--seed", type=int, default=None, help="Seed the fault dice, to replay a run.")
+@click.option("--webhook-url", default=None, help="Send signed webhooks here on READY/ERROR.")
+@click.option(
+    "--webhook-secret", default="demo-webhook-secret", show_default=True, help="Signs webhooks."
+)
 def emulator(**options: Any) -> None:
     """Run the bundled local Teleport API (no account needed) until Ctrl-C."""
     _require_emulator_extra()
@@ -251,6 +312,8 @@ def emulator(**options: Any) -> None:
         expired_url_rate=options["expired_url_rate"],
         metadata_models_shape=options["models_shape"],
         seed=options["seed"],
+        webhook_url=options["webhook_url"],
+        webhook_secret=options["webhook_secret"],
     )
     try:
         server = EmulatorServer(
@@ -289,102 +352,423 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     return out
 
 
+def _intake_refusal(path: Path, settings: Settings) -> str | None:
+    """Why the daemon would not take `path` now (its ignore rules, format and completeness
+    checks), in the daemon's words; None when it would. Nothing is created for a refused file."""
+    from .inputs import InputProblem, check_complete, input_format_for
+    from .watcher import ignore_reason
+
+    path = path.absolute()
+    root = next((r for r in settings.watch.paths if path.is_relative_to(r)), path.parent)
+    ignored = ignore_reason(path, root, settings.watch)
+    if ignored is not None:
+        return f"{path}: {ignored} (the daemon ignores it)"
+    try:
+        input_format_for(path)
+        completeness = check_complete(path)
+    except InputProblem as exc:
+        return str(exc)
+    except FileNotFoundError:
+        return f"{path}: no such file"
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    if completeness.state == "complete":
+        return None
+    if completeness.state == "incomplete":
+        return f"{path}: {completeness.reason}; it looks unfinished: wait for the copy to end"
+    return f"{path}: {completeness.reason}"
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
+@click.option("--follow", is_flag=True, help="Then wait for READY/FAILED and download the models.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
+@click.option(
+    "--bwlimit",
+    help='Bandwidth limit for this run: "off", a rate ("10M") or a timetable, as [upload] bwlimit.',
+)
 @pass_app
 @reports_errors
-def upload(app: AppContext, paths: tuple[Path, ...], force: bool, verbose: bool) -> None:
-    """Upload files now, with progress bars; re-running resumes where it stopped."""
+def upload(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    force: bool,
+    follow: bool,
+    verbose: bool,
+    bwlimit: str | None,
+) -> None:
+    """Upload files now, with progress bars; re-running resumes where it stopped.
+
+    Exit 0 when every file was uploaded (with --follow: is READY and its models are on disk),
+    1 when any failed, 130 when interrupted (run the same command again to resume).
+    """
+    import threading
+
     from .compose import components
-    from .engine import UploadFailed
-    from .inputs import InputProblem
     from .progress import RichProgress
 
-    settings = app.settings
+    settings = _with_bwlimit(app.settings, bwlimit)
     if not verbose and settings.log.level in ("DEBUG", "INFO"):
         # The progress bars say what INFO lines would; keep the screen for them.
         configure_logging("WARNING", settings.log.format)
     files = _expand(paths)
     if not files:
         fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)
-    results: list[tuple[Path, str, str]] = []
-    failures = 0
-    with (
-        _writer(
-            "the daemon does this work: drop the files into a watched folder and follow them "
-            "with `teleport-sync status`, or stop it (systemctl stop teleport-sync) and run "
-            "upload again"
-        ),
-        RichProgress(stderr) as progress,
-        components(settings, progress=progress) as parts,
-    ):
-        for path in files:
-            try:
-                result = parts.uploader.upload(path, force=force)
-            except (InputProblem, UploadFailed) as exc:
-                failures += 1
+    stop = threading.Event()
+    try:
+        with (
+            _writer(
+                "the daemon does this work: drop the files into a watched folder and follow "
+                "them with `teleport-sync status`, or stop it (systemctl stop teleport-sync) "
+                "and run upload again"
+            ),
+            RichProgress(stderr) as progress,
+            components(settings, progress=progress, stop=stop) as parts,
+        ):
+            results = _upload_each(parts, files, progress, force)
+            progress.bars.stop()
+            code = _report_uploads(results, follow)
+            if follow and any(eid for _, _, eid, _ in results):
+                code = max(code, _follow_uploads(parts, results, stop))
+    except KeyboardInterrupt:
+        stop.set()
+        stderr.print(
+            "interrupted: every acknowledged part is journaled; run the same command again to "
+            "resume where it stopped",
+            highlight=False,
+            markup=False,
+        )
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _upload_each(
+    parts: Any, files: list[Path], progress: Any, force: bool
+) -> list[tuple[Path, str, str, int | None]]:
+    """Upload one file after the other: (path, what happened, eid, journal id) per file."""
+    from .engine import UploadFailed
+    from .inputs import InputProblem
+
+    results: list[tuple[Path, str, str, int | None]] = []
+    for index, path in enumerate(files, start=1):
+        progress.announce(path, index, len(files))
+        refusal = _intake_refusal(path, parts.settings)
+        if refusal is not None:
+            progress.bars.console.print(f"[bold red]error:[/] {escape(refusal)}", highlight=False)
+            results.append((path, "failed", "", None))
+            continue
+        try:
+            waiting = _admit(parts, path, force)
+            if waiting is not None:
                 progress.bars.console.print(
-                    f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
+                    f"[yellow]waiting:[/] {escape(f'{path}: {waiting}')}", highlight=False
                 )
-                results.append((path, "failed", ""))
+                results.append((path, "waiting", "", None))
                 continue
-            what = "already uploaded" if result.already_uploaded else "uploaded"
-            results.append((path, what, result.eid))
-    table = Table("file", "result", "eid")
-    for path, what, eid in results:
-        style = "red" if what == "failed" else "green"
-        table.add_row(str(path), f"[{style}]{what}[/]", eid)
+            result = parts.uploader.upload(path, force=force)
+        except (InputProblem, UploadFailed) as exc:
+            progress.bars.console.print(
+                f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
+            )
+            results.append((path, "failed", "", None))
+            continue
+        what = "already uploaded" if result.already_uploaded else "uploaded"
+        results.append((path, what, result.eid, result.file_id))
+    return results
+
+
+def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bool) -> int:
+    from rich.text import Text
+
+    table = Table("file", "result", "capture")
+    for path, what, eid, _ in results:
+        style = {"failed": "red", "waiting": "yellow"}.get(what, "green")
+        table.add_row(Text(str(path)), Text(what, style=style), Text(eid))
     stdout.print(table)
-    if failures:
-        sys.exit(EXIT_FAILED)
+    if any(eid for _, _, eid, _ in results) and not follow:
+        click.echo(
+            "The captures are processing on the server (typically some minutes). Follow them "
+            "with `teleport-sync status`; fetch a model with `teleport-sync download EID` once "
+            "it is READY, or next time use `upload --follow` to wait and download."
+        )
+    unfinished = any(what in ("failed", "waiting") for _, what, _, _ in results)
+    return EXIT_FAILED if unfinished else EXIT_OK
+
+
+def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]], stop: Any) -> int:
+    from .follow import follow
+
+    ids = [file_id for _, _, _, file_id in results if file_id is not None]
+    click.echo(f"waiting for {len(ids)} capture(s) to be READY or FAILED...")
+
+    def said(record: Any) -> None:
+        click.echo(f"{Path(record.path).name}: {record.capture_state or 'waiting'}")
+
+    records = follow(parts, ids, stop=stop, on_state=said)
+    code = EXIT_OK
+    for record in records:
+        if (record.capture_state or "").upper() != "READY":
+            code = EXIT_FAILED
+            click.echo(f"{record.path}: {record.capture_state}: {record.error or 'no model'}")
+            continue
+        record = parts.journal.get(record.id)
+        if not record.result_paths and parts.settings.results.download:
+            code = EXIT_FAILED
+            click.echo(f"{record.path}: READY, but the download failed (see teleport-sync status)")
+        for model in record.result_paths:
+            click.echo(f"{record.path}: model {model}")
+    return code
+
+
+def _phase_choice() -> click.Choice:
+    from .phases import PHASES
+
+    return click.Choice(PHASES)
+
+
+def _with_bwlimit(settings: Settings, bwlimit: str | None) -> Settings:
+    """`settings` with `upload --bwlimit` in place of `[upload] bwlimit`."""
+    if bwlimit is None:
+        return settings
+    from .limits import LimitError, parse_bwlimit
+
+    try:
+        parse_bwlimit(bwlimit)
+    except LimitError as exc:
+        fail(f"--bwlimit: {exc}", EXIT_USAGE)
+    return settings.model_copy(
+        update={"upload": settings.upload.model_copy(update={"bwlimit": bwlimit})}
+    )
+
+
+def _admit(parts: Any, path: Path, force: bool) -> str | None:
+    """Pause and budget checks before a one-shot upload: None, or why the file waits."""
+    from .inputs import capture_name, identify, input_format_for
+
+    absolute = path.absolute()  # as the uploader journals it
+    name = capture_name(parts.settings.upload.name_template, absolute)
+    record = parts.journal.register(
+        str(absolute), identify(absolute), input_format_for(absolute).value, name
+    )
+    return parts.control.admit(record, force=force)
+
+
+def _control_paths(paths: tuple[Path, ...]) -> list[str]:
+    from .control import PAUSE_ALL, normalise
+
+    return [normalise(p) for p in paths] or [PAUSE_ALL]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Start no new parts (of everything, or of these files and folders) until `resume`.
+
+    Parts in flight finish and stay acknowledged. Kept in the journal: survives restarts, and
+    a running daemon notices within about two seconds.
+    """
+    from .compose import open_journal
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, True)
+    click.echo("paused: " + ("everything" if paths == () else ", ".join(targets)))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Undo `pause` (everything, or these files and folders); only missing parts are sent."""
+    from .compose import open_journal
+    from .control import PAUSE_ALL, paused_by
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, False)
+        still = {paused_by(journal.paused_paths(), t) for t in targets} - {None}
+    click.echo("resumed: " + ("everything" if paths == () else ", ".join(targets)))
+    for entry in sorted(e for e in still if e is not None):
+        what = "everything" if entry == PAUSE_ALL else entry
+        stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Release files (or the files below folders) held by a [budget] limit."""
+    from .compose import open_journal
+    from .control import approve as approve_paths
+    from .control import normalise
+
+    with open_journal(app.settings) as journal:
+        approved, not_held = approve_paths(journal, [normalise(p) for p in paths])
+    for path in approved:
+        click.echo(f"approved: {path}")
+    if not_held:
+        fail(f"nothing held at: {', '.join(not_held)} (see: teleport-sync status)")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
+@click.option("--phase", "phases", multiple=True, type=_phase_choice(), help="Only these phases.")
+@click.option("--since", help="Only rows changed since: 2026-11-28, 2026-11-28T10:00, 12h, 7d.")
+@click.option("--path", "path_filter", help="Only files at or below this path, or matching a glob.")
 @pass_app
 @reports_errors
-def status(app: AppContext, as_json: bool) -> None:
-    """What the journal knows: one row per file."""
-    from .compose import open_journal
-    from .report import ReportOptions, status_rows
+def status(
+    app: AppContext,
+    as_json: bool,
+    phases: tuple[str, ...],
+    since: str | None,
+    path_filter: str | None,
+) -> None:
+    """What the journal knows: one row per file, from its first event on."""
+    from .statusview import filter_rows, status_table
 
     settings = app.settings
-    if not settings.journal.path.exists():
-        rows: list[dict[str, Any]] = []
-    else:
-        with open_journal(settings) as journal:
-            rows = status_rows(journal, ReportOptions(download_wanted=settings.results.download))
+    when = _parse_when(since, "--since") if since else None
+    rows = filter_rows(_status_rows(settings), phases=phases, since=when, path=path_filter)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    # Full paths, ids and errors, folded rather than cut: people copy them into other commands.
-    table = Table(
-        Column("file", overflow="fold"),
-        "upload",
-        "parts",
-        "capture",
-        Column("eid", overflow="fold"),
-        Column("error", overflow="fold"),
-    )
-    for row in rows:
-        parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
-        table.add_row(
-            row["path"],
-            row["upload_state"],
-            parts,
-            row["capture_state"] or "",
-            row["eid"] or "",
-            row["error"] or _download_problem(row),
-        )
-    stdout.print(table)
+    stdout.print(status_table(rows))
     _print_viewers(rows)
-    stdout.print(f"{len(rows)} file(s) in {settings.journal.path}")
+    filtered = " (filtered)" if phases or since or path_filter else ""
+    click.echo(f"{len(rows)} file(s){filtered} in {settings.journal.path}")
+    click.echo(f"config: {_config_source(settings)}")
 
 
-def _download_problem(row: dict[str, Any]) -> str:
-    return escape(f"download: {row['result_error']}") if row.get("result_error") else ""
+def _status_rows(settings: Settings) -> list[dict[str, Any]]:
+    from .compose import open_journal
+    from .health import report_options
+    from .report import status_rows
+
+    if not settings.journal.path.exists():
+        return []
+    with open_journal(settings) as journal:
+        options = report_options(journal, download_wanted=settings.results.download)
+        return status_rows(journal, options)
+
+
+def _parse_when(text: str, option: str) -> Any:
+    from .statusview import parse_when
+
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--before", help="Rows last changed before: 2026-11-01, 30d, ...")
+@click.option("--force", is_flag=True, help="Also unfinished rows, and files still being watched.")
+@pass_app
+@reports_errors
+def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: bool) -> None:
+    """Drop finished rows from the journal: these files (or folders), or all older than a date.
+
+    A file still in a watch folder is kept unless --force: forgotten, it would look new at the
+    next scan and be uploaded again.
+    """
+    from .compose import open_journal
+    from .statusview import is_finished, path_matches
+
+    settings = app.settings
+    if bool(paths) == bool(before):
+        fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
+    when = _parse_when(before, "--before") if before else None
+    chosen = [
+        row
+        for row in _status_rows(settings)
+        if (when is not None and datetime.fromisoformat(row["updated_at"]) < when)
+        or any(path_matches(row["path"], str(p)) for p in paths)
+    ]
+    watched = [p.absolute() for p in settings.watch.paths]
+    kept: list[str] = []
+    drop: list[str] = []
+    for row in chosen:
+        still_watched = Path(row["path"]).exists() and any(
+            Path(row["path"]).is_relative_to(root) for root in watched
+        )
+        if not force and (not is_finished(row) or still_watched):
+            why = "still in a watch folder" if is_finished(row) else f"{row['phase']}"
+            kept.append(f"{row['path']} ({why})")
+        else:
+            drop.append(row["path"])
+    if drop:
+        with open_journal(settings) as journal:
+            journal.forget_paths(drop)
+    click.echo(f"forgot {len(drop)} row(s)")
+    if kept:
+        click.echo(f"kept {len(kept)} (use --force to drop them too):")
+        for line in kept:
+            click.echo(f"  {line}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON object.")
+@pass_app
+@reports_errors
+def health(app: AppContext, as_json: bool) -> None:
+    """Is the daemon running, does authentication work, which folders are watched.
+
+    Exit 0 when healthy, 1 when not (for monitoring scripts).
+    """
+    from .compose import open_journal
+    from .health import health_report, report_options
+
+    settings = app.settings
+    roots = list(settings.watch.paths)
+    if settings.journal.path.exists():
+        with open_journal(settings) as journal:
+            options = report_options(journal, download_wanted=settings.results.download)
+            report = health_report(journal, roots, options)
+    else:
+        report = health_report(None, roots)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_health(report, settings)
+    sys.exit(EXIT_OK if report["ok"] else EXIT_FAILED)
+
+
+def _print_health(report: dict[str, Any], settings: Settings) -> None:
+    daemon, auth = report["daemon"], report["auth"]
+    click.echo(f"config:  {_config_source(settings)}")
+    running = f"running (pid {daemon['pid']})" if daemon["running"] else "NOT RUNNING"
+    click.echo(f"daemon:  {running}")
+    if auth["ok"] is None:
+        click.echo("auth:    not known (the daemon has not tried yet, or is not running)")
+    elif auth["ok"]:
+        click.echo(f"auth:    ok since {auth['since']}")
+    else:
+        click.echo(f"auth:    AUTHENTICATION FAILING since {auth['since']}: {auth['error']}")
+    for root in report["roots"]:
+        how = "watched" if root["watched"] else f"NOT WATCHED: {root['problem']}"
+        if root.get("polled"):
+            how += f" (polled: {root.get('filesystem')} is a network file system)"
+        click.echo(f"watch:   {root['path']}: {how}")
+    counts = ", ".join(f"{n} {phase}" for phase, n in report["counts"].items()) or "none"
+    click.echo(f"files:   {counts}")
+    click.echo("healthy" if report["ok"] else "UNHEALTHY")
+
+
+def _config_source(settings: Settings) -> str:
+    if settings.source_path is not None:
+        return str(settings.source_path)
+    return (
+        "no config file found (looked for --config, $TELEPORT_SYNC_CONFIG, "
+        "$XDG_CONFIG_HOME/teleport-sync/config.toml, /etc/teleport-sync/config.toml); "
+        "using the environment only"
+    )
 
 
 def _print_viewers(rows: list[dict[str, Any]]) -> None:
@@ -452,17 +836,25 @@ def _writer(advice: str) -> Iterator[None]:
 
 
 @main.command()
+@click.option(
+    "--upload-existing",
+    is_flag=True,
+    help="Upload files already in the watch folders even if the journal is new to them "
+    "(else they are held: they may be on the account already).",
+)
 @pass_app
 @reports_errors
-def run(app: AppContext) -> None:
+def run(app: AppContext, upload_existing: bool) -> None:
     """The daemon, in the foreground, until SIGTERM or SIGINT."""
     from .daemon import Daemon
     from .journal import JournalError
 
     settings = app.settings
     if not settings.watch.paths:
-        fail("nothing to watch: set [watch] paths in the config file", EXIT_USAGE)
-    daemon = Daemon(settings)
+        fail(
+            f"nothing to watch: set [watch] paths (config: {_config_source(settings)})", EXIT_USAGE
+        )
+    daemon = Daemon(settings, upload_existing=upload_existing)
     daemon.install_signal_handlers()
     try:
         with _writer("stop that daemon first, or give this one its own [journal] path"):

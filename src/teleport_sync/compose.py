@@ -10,13 +10,22 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from .actions import Actions
 from .api import TeleportClient, client_from_settings
 from .config import Settings
+from .control import Control, budget_from
 from .engine import Progress, Uploader
-from .journal import Journal, JournalError
+from .folders import capture_plan, effective, folder_for, watch_roots
+from .journal import FileRecord, Journal, JournalError
+from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
 from .lock import JournalLock, JournalUnwritable
+from .logging import get_logger
+from .retry import SystemClock
+
+log = get_logger("teleport_sync.compose")
 
 
 @dataclass
@@ -25,10 +34,57 @@ class Components:
     client: TeleportClient
     journal: Journal
     uploader: Uploader
+    control: Control
+
+
+class FolderActions:
+    """After READY/FAILED: the actions of the input's `[[watch.folder]]` (its results
+    profiles and quality, done/failed folders and hooks), or the defaults."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: TeleportClient,
+        journal: Journal,
+        *,
+        retry_base_seconds: float | None = None,
+    ) -> None:
+        self.settings = settings
+        # A failed download's first retry delay (tests shorten it); None: the actions' default.
+        retry = {} if retry_base_seconds is None else {"retry_base_seconds": retry_base_seconds}
+        self._by_folder: dict[Path | None, Actions] = {}
+        roots = sorted(watch_roots(settings), key=lambda p: len(p.absolute().parts), reverse=True)
+        for folder in [None, *(f.path for f in settings.watch.folder)]:
+            applied = effective(settings, folder) if folder is not None else None
+            self._by_folder[folder] = Actions(
+                client,
+                journal,
+                results=applied.results if applied else settings.results,
+                actions=applied.actions if applied else settings.actions,
+                roots=roots,  # the deepest first: results mirror below the nearest root
+                results_dir=results_dir(settings),
+                **retry,
+            )
+
+    def run_for(self, record: FileRecord) -> None:
+        folder = folder_for(self.settings, Path(record.path))
+        self._by_folder[folder.path if folder is not None else None].run_for(record)
 
 
 def open_journal(settings: Settings) -> Journal:
     return Journal(settings.journal.path)
+
+
+def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
+    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
+    timetable = parse_bwlimit(spec)
+    if timetable.constant and timetable.entries[0][1] is None:
+        return None  # no limit ever: the sending path stays exactly as fast as without one
+
+    def changed(rate: Rate) -> None:
+        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
+
+    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
 
 
 def results_dir(settings: Settings) -> Path:
@@ -60,6 +116,8 @@ def components(
             journal.check_writable()
         except JournalError as exc:
             raise JournalUnwritable(str(exc)) from None
+        limiter = bandwidth_limiter(settings.upload.bwlimit)
+        control = Control(journal, budget=budget_from(settings.budget), limiter=limiter)
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,
@@ -70,8 +128,11 @@ def components(
                 progress=progress,
                 stop=stop,
                 on_retry=on_retry,
+                gate=control.gate,
+                plan_for=lambda path: capture_plan(settings, path),
+                throttle=limiter.consume if limiter is not None else None,
             )
-            yield Components(settings, client, journal, uploader)
+            yield Components(settings, client, journal, uploader, control)
     finally:
         journal.close()
         lock.release()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TELEPORT_SYNC_"
@@ -58,6 +58,44 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
+def check_name_template(value: str) -> str:
+    try:
+        value.format(name="n", stem="s", parent="p", ext="e")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
+        ) from None
+    return value
+
+
+class FolderSettings(_Section):
+    """One `[[watch.folder]]`: a watched folder whose keys override the defaults below it."""
+
+    path: Path
+    name_template: str | None = None
+    training_parameters: dict[str, Any] | None = None
+    profiles: list[str] | None = None
+    quality: Literal["sd", "hd"] | None = None
+    settle_seconds: float | None = Field(default=None, ge=0)
+    done_dir: Path | None = None
+    failed_dir: Path | None = None
+    on_ready: list[str] | None = None
+    on_failed: list[str] | None = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_fields_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_name_template(value)
+
+    @field_validator("training_parameters")
+    @classmethod
+    def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
+        problems = training_parameter_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
 class WatchSettings(_Section):
     paths: list[Path] = Field(default_factory=list)
     recursive: bool = True
@@ -68,6 +106,8 @@ class WatchSettings(_Section):
     # A file that stays incomplete (no zip directory, no moov) this long after it stopped
     # changing is rejected as broken.
     incomplete_timeout_seconds: float = Field(default=600.0, gt=0)
+    # `[[watch.folder]]` tables: more watched folders, each with its own overrides.
+    folder: list[FolderSettings] = Field(default_factory=list)
     # A full rescan this often, for events that never came (0 = never).
     rescan_seconds: float = Field(default=3600.0, ge=0)
 
@@ -77,6 +117,23 @@ class UploadSettings(_Section):
     files_at_once: int = Field(default=2, ge=1, le=32)
     name_template: str = "{name}"
     training_parameters: dict[str, Any] | None = None
+    # "off", a rate ("10M", bytes/s as rclone reads it) or an rclone timetable; "0" = closed.
+    bwlimit: str = "off"
+
+    @field_validator("bwlimit")
+    @classmethod
+    def _bwlimit_readable(cls, value: str) -> str:
+        from .limits import check_bwlimit  # pure, imports nothing of ours
+
+        return check_bwlimit(value)
+
+    @field_validator("training_parameters")
+    @classmethod
+    def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
+        problems = training_parameter_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("name_template")
     @classmethod
@@ -90,8 +147,62 @@ class UploadSettings(_Section):
         return value
 
 
+# The documented ranges of `training_parameters.modelv3` (NOTES: all four keys together).
+MODELV3_RANGES: dict[str, tuple[str, Any]] = {
+    "splat_count": ("an integer from 500000 to 10000000", range(500_000, 10_000_001)),
+    "training_resolution": ("1600, 2500 or 3200", (1600, 2500, 3200)),
+    "spherical_harmonics_degrees": ("0 or 3", (0, 3)),
+    "level_of_detail": ("true or false", (True, False)),
+}
+
+
+def training_parameter_problems(params: dict[str, Any] | None, where: str = "") -> list[str]:
+    """Sentences naming each key of `training_parameters` outside its documented range."""
+    if not params:
+        return []
+    problems = []
+    modelv3 = params.get("modelv3")
+    if modelv3 is not None:
+        if not isinstance(modelv3, dict):
+            return [f"{where}modelv3 must be a table of {', '.join(MODELV3_RANGES)}"]
+        missing = [key for key in MODELV3_RANGES if key not in modelv3]
+        if missing:
+            problems.append(f"{where}modelv3 needs all four keys; missing: {', '.join(missing)}")
+        for key, (wanted, allowed) in MODELV3_RANGES.items():
+            value = modelv3.get(key)
+            is_bool = isinstance(value, bool)
+            ok = (
+                is_bool
+                if key == "level_of_detail"
+                else (isinstance(value, int) and not is_bool and value in allowed)
+            )
+            if key in modelv3 and not ok:
+                problems.append(f"{where}modelv3.{key} = {value!r} must be {wanted}")
+        unknown = sorted(set(modelv3) - set(MODELV3_RANGES))
+        if unknown:
+            problems.append(f"{where}modelv3 has unknown keys: {', '.join(unknown)}")
+    focus = params.get("focus_area")
+    if focus is not None and not isinstance(focus, dict):
+        problems.append(f"{where}focus_area must be a table")
+    return problems
+
+
+class BudgetSettings(_Section):
+    # 0 = no limit. Counted per UTC day when an upload starts; a file over a limit is held
+    # until `teleport-sync approve PATH`.
+    max_frames_per_capture: int = Field(default=0, ge=0)
+    max_frames_per_day: int = Field(default=0, ge=0)
+    max_captures_per_day: int = Field(default=0, ge=0)
+    # Only for the estimate shown in status: no price is built in.
+    price_per_capture: float | None = Field(default=None, ge=0)
+    price_per_frame: float | None = Field(default=None, ge=0)
+    currency: str = ""
+
+
 class PollSettings(_Section):
     interval_seconds: float = Field(default=30.0, gt=0)
+    # A capture PROCESSING longer than this raises a `stuck` notification; 0 turns that off.
+    stuck_after_seconds: float = Field(default=3600.0, ge=0)
 
 
 def _default_journal_path() -> Path:
@@ -155,6 +266,88 @@ class MetricsSettings(_Section):
     listen: str | None = None
 
 
+class WebSettings(_Section):
+    """The local web console (`teleport_sync.web`); off unless `listen` is set."""
+
+    listen: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        # Anyone on the network could pause, forget or look at captures: ask for a token.
+        if self.listen and self.token is None and self.token_file is None:
+            host, _port = split_listen(self.listen)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"listen = {self.listen!r} is reachable from other machines, so set "
+                    "[web] token or token_file (a long random string; `openssl rand -hex 32`), "
+                    "or listen on 127.0.0.1"
+                )
+        return self
+
+    def token_value(self) -> str | None:
+        """The console's access token, read from `token_file` (refused if others can read it)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is None:
+            return None
+        return _read_secret_file(self.token_file, "[web] token_file", "the web console's token")
+
+
+class WebhooksSettings(_Section):
+    """The receiver for Teleport's signed webhooks (off while `listen` is unset)."""
+
+    listen: str | None = None
+    path: str = "/teleport/webhook"
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f'{value!r} is not host:port, e.g. "127.0.0.1:8788"')
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f'{value!r} must start with /, e.g. "/teleport/webhook"')
+        return value
+
+
+NOTIFY_EVENTS = ("ready", "failed", "rejected", "auth", "stuck")
+
+
+class NotifyTarget(_Section):
+    """One `[[notify]]` target: where events are POSTed, in which format, which events."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+    events: list[Literal["ready", "failed", "rejected", "auth", "stuck"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS)
+    )
+    # Signs our own requests (X-Teleport-Sync-Signature), so the receiver can trust them.
+    secret: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _only_tls_off_loopback(cls, value: str) -> str:
+        check_url_is_safe(value)
+        return value
+
+
 class Settings(BaseSettings):
     """All configuration. Environment variables override the file, key by key."""
 
@@ -174,10 +367,15 @@ class Settings(BaseSettings):
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
     # Where the file and the secret came from, for messages; not config keys.
     source_path: Path | None = Field(default=None, exclude=True)
     secret_source: str | None = Field(default=None, exclude=True)
+    webhook_secret_source: str | None = Field(default=None, exclude=True)
 
     @classmethod
     def settings_customise_sources(
@@ -212,6 +410,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) as (host, port); ValueError naming the fix."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'{listen!r} is not host:port (e.g. "127.0.0.1:8765")')
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def check_url_is_safe(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -242,23 +448,23 @@ def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path 
     return None
 
 
-def _refuse_if_exposed(path: Path, what: str) -> None:
+def _refuse_if_exposed(path: Path, what: str, secret: str = "the client secret") -> None:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path} holds the client secret ({what}) but is readable by group or others "
+            f"{path} holds {secret} ({what}) but is readable by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); fix it with: chmod 600 {path}"
         )
 
 
-def _read_secret_file(path: Path, what: str) -> str:
+def _read_secret_file(path: Path, what: str, secret_name: str = "the client secret") -> str:
     try:
-        _refuse_if_exposed(path, what)
+        _refuse_if_exposed(path, what, secret_name)
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the client secret from {path} ({what}): {exc}") from exc
+        raise ConfigError(f"cannot read {secret_name} from {path} ({what}): {exc}") from exc
     if not secret:
-        raise ConfigError(f"{path} ({what}) is empty; put the client secret in it")
+        raise ConfigError(f"{path} ({what}) is empty; put {secret_name} in it")
     return secret
 
 
@@ -269,7 +475,7 @@ def _render_validation_error(error: pydantic.ValidationError, source: str) -> st
         if len(loc) >= 2:
             key = f"[{loc[0]}] {'.'.join(loc[1:])}"
         else:
-            key = loc[0] if loc else "(top level)"
+            key = f"[{loc[0]}]" if loc else "(top level)"
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key (a typo?); see config.example.toml for the keys"
@@ -300,6 +506,9 @@ def load_settings(
     except pydantic.ValidationError as exc:
         raise ConfigError(_render_validation_error(exc, source)) from None
     settings.source_path = path
+    web_table = data.get("web")
+    if isinstance(web_table, dict) and web_table.get("token") and path is not None:
+        _refuse_if_exposed(path, "[web] token", "the web console's token")
 
     found = _resolve_secret(settings, data, path, environ)
     if found is not None:
@@ -307,6 +516,7 @@ def load_settings(
         settings.secret_source = found[1]
     else:
         settings.api.client_secret = None
+    _resolve_event_secrets(settings, data, path, environ)
     return settings
 
 
@@ -331,3 +541,44 @@ def _resolve_secret(
         _refuse_if_exposed(path, "[api] client_secret")
         return str(in_file), f"{path} ([api] client_secret)"
     return None
+
+
+WEBHOOK_SECRET_ENV = f"{ENV_PREFIX}WEBHOOKS__SECRET"
+
+
+def _resolve_event_secrets(
+    settings: Settings, data: dict[str, Any], path: Path | None, environ: Mapping[str, str]
+) -> None:
+    """The webhook signing secret by the client secret's order and rules; notify secrets' file."""
+    name = "the webhook signing secret"
+    hooks = settings.webhooks
+    found: tuple[str, str] | None = None
+    credentials_dir = environ.get("CREDENTIALS_DIRECTORY")
+    credential = Path(credentials_dir) / "webhook_secret" if credentials_dir else None
+    if environ.get(WEBHOOK_SECRET_ENV):
+        found = environ[WEBHOOK_SECRET_ENV], f"${WEBHOOK_SECRET_ENV}"
+    elif credential is not None and credential.is_file():
+        found = _read_secret_file(credential, "systemd credential", name), str(credential)
+    elif hooks.secret_file is not None:
+        what = "[webhooks] secret_file"
+        found = _read_secret_file(hooks.secret_file, what, name), str(hooks.secret_file)
+    else:
+        table = data.get("webhooks")
+        in_file = table.get("secret") if isinstance(table, dict) else None
+        if in_file and path is not None:
+            _refuse_if_exposed(path, "[webhooks] secret", name)
+            found = str(in_file), f"{path} ([webhooks] secret)"
+    hooks.secret = SecretStr(found[0]) if found else None
+    settings.webhook_secret_source = found[1] if found else None
+    if hooks.listen and hooks.secret is None:
+        raise ConfigError(
+            "[webhooks] listen is set but there is no signing secret: set "
+            f"{WEBHOOK_SECRET_ENV}, LoadCredential=webhook_secret:... (systemd), "
+            "[webhooks] secret_file, or [webhooks] secret (from the Teleport Developer Dashboard)"
+        )
+    targets = data.get("notify")
+    notify_secret_in_file = isinstance(targets, list) and any(
+        isinstance(t, dict) and t.get("secret") for t in targets
+    )
+    if path is not None and notify_secret_in_file:
+        _refuse_if_exposed(path, "[[notify]] secret", "a notification signing secret")

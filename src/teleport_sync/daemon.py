@@ -16,21 +16,37 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from .actions import Actions
-from .compose import components, results_dir
-from .config import Settings
+from .api import AuthenticationError
+from .authstate import AuthSnapshot
+from .compose import FolderActions, components
+from .config import ConfigError, Settings, load_settings
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
-from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
-from .journal import FileRecord, JournalError
-from .logging import get_logger
+from .events.emitter import EventHub
+from .folders import capture_plan, effective, watch_roots
+from .inputs import (
+    InputProblem,
+    capture_name,
+    check_complete,
+    identify,
+    input_format_for,
+    same_file_as,
+)
+from .journal import FileRecord, JournalError, JournalRowError
+from .keeper import HealthKeeper
+from .logging import configure_logging, get_logger
+from .lostjournal import hold_existing
 from .metrics import Metrics, MetricsProgress
 from .models import FileIdentity
 from .notify import SystemdNotifier
 from .poller import Poller
+from .reloading import merge_for_reload
+from .report import ReportOptions
 from .sightings import Sightings
 from .watcher import Watcher
 
@@ -46,6 +62,8 @@ UNREADABLE = (
 # How often pending actions are looked at; a failed download's own backoff (actions.py) decides
 # whether it is tried again then.
 ACTIONS_RETRY_SECONDS = 30.0
+# Watch roots are re-checked this often: a share mounted late is watched within this time.
+ROOT_CHECK_SECONDS = 10.0
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float:
@@ -64,18 +82,34 @@ class Daemon:
         notifier: SystemdNotifier | None = None,
         stop: threading.Event | None = None,
         actions_retry_seconds: float = ACTIONS_RETRY_SECONDS,
+        upload_existing: bool = False,
+        root_check_seconds: float = ROOT_CHECK_SECONDS,
+        auth_backoff: tuple[float, float] = (30.0, 900.0),
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
+        # True: files already in the roots are uploaded even when the journal is new to them.
+        self.upload_existing = upload_existing
+        self._renaming: threading.Thread | None = None
         self.stop = stop or threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
+        self.progress = MetricsProgress(self.metrics)
+        self.web_url: str | None = None
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._queued: set[int] = set()
         self._queued_lock = threading.Lock()
         self._delayed: list[tuple[float, int]] = []
         self.actions_retry_seconds = actions_retry_seconds
+        self.root_check_seconds = root_check_seconds
+        self.auth_backoff = auth_backoff
+        # Reads the config file again (SIGHUP); by default from where it was read first.
+        self._load = reload or (lambda: load_settings(settings.source_path))
+        self._reload_requested = threading.Event()
         self._rng = random.Random()
         self.ready = threading.Event()
+        # Actions for one capture run one at a time (the poller and a webhook may both see it).
+        self._terminal_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -84,28 +118,68 @@ class Daemon:
             log.info("stopping", signal=signal.Signals(signum).name)
             self.stop.set()
 
+        def reload(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        # systemd's `reload` (ExecReload=/bin/kill -HUP $MAINPID): read the config again.
+        signal.signal(signal.SIGHUP, reload)
+
+    def request_reload(self) -> None:
+        """Read the config again at the main loop's next turn (within a few seconds)."""
+        self._reload_requested.set()
+
+    def _reload(self) -> None:
+        """Apply a changed config without dropping work; a bad one is refused, the old kept."""
+        try:
+            new = self._load()
+        except ConfigError as exc:
+            log.error("config not reloaded; the running config stays in effect", error=str(exc))
+            return
+        new, later = merge_for_reload(self.settings, new)
+        self.settings = new
+        configure_logging(new.log.level, new.log.format)
+        self.watcher.settings = new.watch
+        self.watcher.set_roots(watch_roots(new))
+        self.keeper.roots_changed(self.watcher.root_statuses())
+        self.actions = FolderActions(
+            new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
+        )
+        self.poller.interval = new.poll.interval_seconds
+        # Names and training parameters per folder and sidecar, from the new settings.
+        self.uploader.plan_for = lambda path: capture_plan(new, path)
+        log.info(
+            "config reloaded",
+            config=str(new.source_path or "(no config file; environment only)"),
+            watching=[str(p) for p in self.watcher.roots],
+            needs_restart=later or None,
+        )
 
     def run(self) -> int:
         settings = self.settings
         with components(
             settings,
-            progress=MetricsProgress(self.metrics),
+            progress=self.progress,
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
         ) as parts:
             self.journal = parts.journal
             self.client = parts.client
             self.uploader = parts.uploader
-            self.actions = Actions(
-                parts.client,
+            self.control = parts.control
+            self.metrics.watch_bwlimit(parts.control.limiter)
+            self.actions = FolderActions(
+                settings, parts.client, parts.journal, retry_base_seconds=self.actions_retry_seconds
+            )
+            self.keeper = HealthKeeper(
                 parts.journal,
-                results=settings.results,
-                actions=settings.actions,
-                roots=list(settings.watch.paths),
-                results_dir=results_dir(settings),
-                retry_base_seconds=self.actions_retry_seconds,
+                parts.client,
+                self.metrics,
+                self.notifier,
+                stop=self.stop,
+                options=lambda: ReportOptions(download_wanted=self.settings.results.download),
+                auth_backoff=self.auth_backoff,
             )
             self.poller = Poller(
                 parts.client,
@@ -113,28 +187,51 @@ class Daemon:
                 interval_seconds=settings.poll.interval_seconds,
                 on_terminal=self._on_terminal,
                 stop=self.stop,
+                auth=self.keeper.auth,
             )
+            self.events = EventHub(
+                settings,
+                parts.journal,
+                stop=self.stop,
+                registry=self.metrics.registry,
+                viewer_url=self._viewer_url,
+            )
+            self.keeper.on_auth_change = self._auth_changed
             self.sightings = Sightings(
                 parts.journal, settle_seconds=lambda: self.settings.watch.settle_seconds
             )
-            known = parts.journal.quick_index()
+            self._known = parts.journal.quick_index()
             self.watcher = Watcher(
-                settings.watch,
+                # `[[watch.folder]]` paths are watched too, each with its own settle time.
+                settings.watch.model_copy(update={"paths": watch_roots(settings)}),
                 self._intake,
+                settle_for=lambda path: effective(self.settings, path).settle_seconds,
                 on_refused=self._refused,
                 on_noticed=self.sightings.noticed,
                 on_gone=self.sightings.gone,
                 is_known=lambda path, st: (
-                    known.get(str(path.absolute()))
+                    self._known.get(str(path.absolute()))
                     == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 ),
             )
             if settings.metrics.listen:
                 self.metrics.serve(settings.metrics.listen)
+            self.keeper.started()
+            web = start_console(self) if settings.web.listen else None
             try:
+                # First: a port already taken is a configuration error, before any work starts.
+                self.events.start(self._on_terminal_soon)
                 return self._run_threads()
             finally:
+                if web is not None:
+                    web.stop()
+                self.keeper.stopped()
+                self.events.close()
                 self.metrics.close()
+
+    def retry_now(self, file_id: int) -> None:
+        """Queue a file at once (the web console's "retry now")."""
+        self._enqueue(file_id)
 
     def _run_threads(self) -> int:
         workers = [
@@ -145,39 +242,40 @@ class Daemon:
             worker.start()
         poller = threading.Thread(target=self.poller.run, name="poller", daemon=True)
         poller.start()
+        auth = threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True)
+        auth.start()
+        self.control.start_watching(self.stop, self._enqueue_unfinished)  # before the queueing
 
-        # Work the journal already knows: unfinished uploads, due retries, pending actions.
-        for record in self.journal.unfinished():
-            self._enqueue(record.id)
-        self._enqueue_due_retries()
-        self._retry_pending_actions()
-        self.sightings.prune()
-        self.uploader.finish_renames()
+        self.events.sweep()
+        self._resume_known_work()
 
         self.watcher.start()
+        self.keeper.roots_changed(self.watcher.root_statuses())
         started = time.monotonic()
         found = self.watcher.scan()
         log.info(
             "watching",
-            paths=[str(p) for p in self.watcher.roots],
+            config=str(self.settings.source_path or "(no config file; environment only)"),
+            paths=[r["path"] for r in self.watcher.root_statuses() if r["watched"]],
+            not_watched=[r["path"] for r in self.watcher.root_statuses() if not r["watched"]],
             new_files=found,
             scan_seconds=round(time.monotonic() - started, 3),
         )
         self.notifier.ready()
         self.ready.set()
 
-        tick = min(5.0, self.notifier.watchdog_interval or 5.0)
-        next_actions_retry = time.monotonic() + self.actions_retry_seconds
+        tick = min(self.root_check_seconds, self.notifier.watchdog_interval or 5.0)
+        now = time.monotonic()
+        # When each chore of the main loop is next due (monotonic seconds).
+        self._next = {
+            "actions": now + self.actions_retry_seconds,
+            "roots": now + self.root_check_seconds,
+            "rescan": now + self.settings.watch.rescan_seconds,
+        }
         while not self.stop.is_set():
             self.notifier.watchdog()
             try:
-                self._enqueue_due_retries()
-                self._enqueue_delayed()
-                self._report_status()
-                if time.monotonic() >= next_actions_retry:
-                    next_actions_retry = time.monotonic() + self.actions_retry_seconds
-                    self._retry_pending_actions()
-                    self.uploader.finish_renames()
+                self._upkeep()
             except JournalError as exc:
                 log.error("journal unavailable; will keep trying", error=str(exc))
             except Exception:  # the main loop must outlive any one bad moment
@@ -186,15 +284,71 @@ class Daemon:
 
         self.notifier.stopping()
         log.info("stopping: finishing parts in flight")
+        self.keeper.auth.failing.set()  # wakes the authentication probe
         self.watcher.stop()
         self.poller.wake.set()
         for _ in workers:
             self._queue.put(None)
         deadline = time.monotonic() + 8.0
-        for thread in [*workers, poller]:
+        for thread in [*workers, poller, auth]:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
         log.info("stopped")
         return 0
+
+    def _resume_known_work(self) -> None:
+        """Work the journal already knows: unfinished uploads, due retries, pending actions and
+        renames; and the hold on files a new journal finds (see `lostjournal`)."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
+        self._enqueue_due_retries()
+        self._retry_pending_actions()
+        self.sightings.prune()
+        self._finish_renames()
+        if not self.upload_existing:
+            hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
+
+    def _finish_renames(self) -> None:
+        """Captures still named with their token get their final name, on a thread of their own:
+        an API that is down must not hold up the start or the main loop."""
+        if self._renaming is not None and self._renaming.is_alive():
+            return
+
+        def rename() -> None:
+            try:
+                self.uploader.finish_renames()
+            except Exception:  # retried at the next round
+                log.exception("renaming captures failed; will retry")
+
+        self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
+        self._renaming.start()
+
+    def _upkeep(self) -> None:
+        """The main loop's chores: retries due, roots re-checked, rescans, reloads, reports."""
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self._reload()
+        if not self.keeper.auth.waiting():
+            self._enqueue_due_retries()
+        self._enqueue_delayed()
+        if self._due("roots", self.root_check_seconds) and self.watcher.check_roots():
+            self.keeper.roots_changed(self.watcher.root_statuses())
+        rescan = self.settings.watch.rescan_seconds
+        if rescan and self._due("rescan", rescan):
+            self._known = self.journal.quick_index()
+            found = self.watcher.scan()
+            log.info("rescanned the watch folders", new_files=found)
+        self._report_status()
+        self.events.check_stuck()
+        if self._due("actions", self.actions_retry_seconds):
+            self._retry_pending_actions()
+            self._finish_renames()
+
+    def _due(self, chore: str, every: float) -> bool:
+        now = time.monotonic()
+        if now < self._next[chore]:
+            return False
+        self._next[chore] = now + every
+        return True
 
     # -- intake: settled files ---------------------------------------------------------------------
 
@@ -211,9 +365,13 @@ class Daemon:
         except FileNotFoundError:
             self.sightings.gone(path)
             return
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        record = self.journal.by_path(str(path))
+        try:
+            record = self.journal.by_path(str(path))
+        except JournalRowError as exc:
+            log.error("not uploaded", path=str(path), reason=str(exc))
+            return
         if (
             record is not None
             and _same_stat(record.identity, quick)
@@ -235,8 +393,14 @@ class Daemon:
             return
         try:
             identity = identify(path)
+            name = capture_plan(self.settings, path)[0]  # a bad sidecar rejects the input
         except InputProblem as exc:
             self._reject(path, quick, fmt.value, name, str(exc), retry=exc.retryable, root=root)
+            return
+        twin = same_file_as(path, identity, self.journal.paths_of_inode(st.st_dev, st.st_ino))
+        if twin is not None:
+            why = f"the same file as {twin} (a symlink or hard link to it), which is uploaded once"
+            self._reject(path, quick, fmt.value, name, why)
             return
         record = self.journal.register(str(path), identity, fmt.value, name)
         self.sightings.ended(path)
@@ -270,7 +434,7 @@ class Daemon:
         except (OSError, InputProblem):
             return
         quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-        name = capture_name(self.settings.upload.name_template, path)
+        name = capture_name(effective(self.settings, path).name_template, path)
         self._reject(path, quick, fmt, name, reason)
 
     def _reject(
@@ -291,6 +455,7 @@ class Daemon:
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
         else:
             self.journal.reject(str(path), identity, fmt, name, message)
+            self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
 
     # -- the queue and workers --------------------------------------------------------------
@@ -314,8 +479,19 @@ class Daemon:
             if file_id is None or self.stop.is_set():
                 return
             self.metrics.queue_depth.set(self._queue.qsize())
+            wait = self.keeper.auth.blocked_for()
+            if wait is not None:
+                # Authentication is failing: every upload would fail the same way. Wait for
+                # the backoff instead of calling the API (and counting a failure) per file.
+                self._retry_in_memory(file_id, wait)
+                with self._queued_lock:
+                    self._queued.discard(file_id)
+                continue
             try:
                 self._process(self.journal.get(file_id))
+            except JournalRowError as exc:
+                # That row is failed with the fix in it; the other files go on.
+                log.error("journal row unreadable; file skipped", file_id=file_id, error=str(exc))
             except JournalError as exc:
                 # Disk full or read-only: acknowledged work is safe; try again in a while.
                 log.error("journal write failed; retrying the file later", error=str(exc))
@@ -331,9 +507,16 @@ class Daemon:
 
     def _process(self, record: FileRecord) -> None:
         path = Path(record.path)
+        waiting = self.control.admit(record)
+        if waiting is not None:
+            # Paused or held: queued again (`Control.start_watching`) once resumed or approved.
+            log.info("not starting", path=str(path), reason=waiting)
+            return
         try:
             result = self.uploader.upload(path)
-        except Stopped:
+        except Stopped as exc:
+            if not self.stop.is_set():
+                log.info("upload paused", path=str(path), reason=str(exc))
             return
         except FileChanged as exc:
             log.warning(
@@ -350,12 +533,14 @@ class Daemon:
             if not path.exists():
                 why = f"{path} was deleted before its upload finished; its capture was deleted"
                 self.uploader.abandon(self.journal.get(record.id), why)
+                self.events.file_rejected(path)
                 log.warning("file disappeared before it was uploaded", path=str(path))
             elif exc.retryable:
                 self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
                 log.error("upload failed; will retry", path=str(path), error=str(exc))
             else:
                 self.journal.mark_rejected(record.id, str(exc))
+                self.events.file_rejected(path)
                 log.error("not uploaded", path=str(path), reason=str(exc))
             return
         except StartOver as exc:
@@ -365,23 +550,66 @@ class Daemon:
             return
         except UploadFailed as exc:
             self.metrics.failures.labels("upload").inc()
+            if isinstance(exc.__cause__, AuthenticationError):
+                self.keeper.auth.failed(str(exc.__cause__))
             attempts = self.journal.get(record.id).attempts
             when = self._next_attempt(attempts)
             self.journal.set_next_attempt(record.id, when)
             log.error("upload failed; will retry", path=str(path), error=str(exc), retry_at=when)
             return
+        self.keeper.auth.succeeded()
         if not result.already_uploaded:
             self.metrics.files_uploaded.inc()
         self.poller.wake.set()
 
+    def _enqueue_unfinished(self) -> None:
+        """Resumed, approved, or the upload window opened: paused and held files go again."""
+        for record in self.journal.unfinished():
+            self._enqueue(record.id)
+
     def _on_terminal(self, record: FileRecord) -> None:
-        self.actions.run_for(record)
+        with self._terminal_lock:
+            self.actions.run_for(record)
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))
         self._report_status()
+
+    def _on_terminal_soon(self, record: FileRecord) -> None:
+        """A webhook's READY/ERROR: answer Teleport at once, download on another thread."""
+
+        def run() -> None:
+            try:
+                self._on_terminal(self._with_sid(record))
+            except Exception:  # logged; the periodic retry of pending actions picks it up
+                log.exception("actions after a webhook failed", path=record.path)
+
+        threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _with_sid(self, record: FileRecord) -> FileRecord:
+        """A webhook that named no share id: ask for it, as the download needs it."""
+        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
+            return record
+        capture = self.client.find_capture(record.eid)
+        if capture is not None and capture.sid:
+            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
+        return self.journal.get(record.id)
+
+    def _auth_changed(self, snapshot: AuthSnapshot) -> None:
+        """Authentication started failing or works again: an `auth` notification."""
+        try:
+            self.events.auth_result(snapshot.error if snapshot.ok is False else None)
+        except JournalError as exc:
+            log.error("cannot record the authentication state", error=str(exc))
+
+    def _viewer_url(self, record: FileRecord) -> str | None:
+        capture = self.client.find_capture(record.eid) if record.eid else None
+        return capture.viewer_url if capture is not None else None
 
     def _retry_in_memory(self, file_id: int, delay: float) -> None:
         """For when even the journal cannot take the retry schedule."""
         with self._queued_lock:
-            self._delayed.append((time.monotonic() + delay, file_id))
+            if all(f != file_id for _, f in self._delayed):
+                self._delayed.append((time.monotonic() + delay, file_id))
 
     def _enqueue_delayed(self) -> None:
         now = time.monotonic()
@@ -406,10 +634,23 @@ class Daemon:
             self.metrics.files.labels(state).set(counts.get(state, 0))
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files"
-        self.notifier.status(
-            f"{summary}; {self._queue.qsize()} queued, {self.watcher.pending_count} settling"
-        )
+        self.keeper.report(extra=f"{self._queue.qsize()} waiting for an upload slot")
+
+
+def start_console(daemon: Daemon) -> Any:
+    """The web console (`[web] listen`), or None if it cannot listen (said in the log)."""
+    from .web.server import ConsoleServer  # its packages load only when it is asked for
+
+    listen = daemon.settings.web.listen
+    assert listen is not None
+    try:
+        server = ConsoleServer(daemon, listen, daemon.settings.web.token_value()).start()
+    except OSError as exc:
+        log.error("web console not started", error=str(exc))
+        return None
+    daemon.web_url = server.url
+    log.info("web console", url=server.url)
+    return server
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

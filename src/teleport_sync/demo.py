@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +32,10 @@ DEMO_PROFILES = ["ply", "sogs-sh0", "fragment-float16"]
 def _table(rows: list[dict[str, object]]) -> Table:
     table = Table("file", "upload", "parts", "capture", "history", "result")
     for row in rows:
-        history = " → ".join(str(h["state"]) for h in row["state_history"])  # type: ignore[union-attr]
+        history = " → ".join(
+            f"{h['state']} (webhook)" if h.get("source") == "webhook" else str(h["state"])
+            for h in row["state_history"]  # type: ignore[union-attr]
+        )
         by_profile: dict[str, list[str]] = row.get("results_by_profile") or {}  # type: ignore[assignment]
         results = ", ".join(by_profile)
         parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
@@ -52,12 +58,41 @@ def _done(rows: list[dict[str, object]], expected: int) -> bool:
     )
 
 
+def _console_listen(preferred: int = 8765) -> str:
+    """127.0.0.1:8765 for the web console, or any free port when that one is taken."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{preferred}"
+
+
+def _linger(console: Console, url: str) -> None:
+    """Keep the daemon (and so the web console) up for a look, until Ctrl-C."""
+    console.print(f"\nThe web console stays up at {url} until you press Ctrl-C.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print()
+
+
 def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     configure_logging("WARNING", "console")
     workdir = Path(tempfile.mkdtemp(prefix="teleport-sync-demo-"))
     inbox = workdir / "inbox"
     (inbox / "site-b").mkdir(parents=True)
-    config = EmulatorConfig(chunk_size=5 * MIB, processing_delay_seconds=4.0)
+    # The emulator announces READY with a signed webhook, as Teleport does; polling is the
+    # slower reconciler behind it.
+    webhook_port = _free_port()
+    webhook_secret = secrets.token_hex(16)
+    config = EmulatorConfig(
+        chunk_size=5 * MIB,
+        processing_delay_seconds=4.0,
+        webhook_url=f"http://127.0.0.1:{webhook_port}/teleport/webhook",
+        webhook_secret=webhook_secret,
+    )
     with EmulatorServer(config) as emulator:
         REDACTOR.add_secret(config.client_secret)
         settings = Settings(
@@ -68,9 +103,11 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
                 "timeout_seconds": 30,
             },
             watch={"paths": [inbox], "settle_seconds": 1.0},
-            poll={"interval_seconds": 1.0},
+            poll={"interval_seconds": 10.0},
+            webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": webhook_secret},
             journal={"path": workdir / "journal.sqlite3"},
             results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
+            web={"listen": _console_listen()},
         )
         settings.api.client_secret = SecretStr(config.client_secret)
         config_file = workdir / "config.toml"
@@ -88,6 +125,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
         thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         thread.start()
         daemon.ready.wait(30)
+        if daemon.web_url:
+            console.print(f"[bold]web console:[/] {daemon.web_url}  (open it in a browser)\n")
         console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
         write_sample_zip(inbox / "scan.zip")
         write_sample_mp4(inbox / "site-b" / "walkaround.mp4")
@@ -105,6 +144,8 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
                     ok = all(r["capture_state"] == "READY" for r in rows)
                     break
                 time.sleep(0.25)
+        if ok and daemon.web_url and sys.stdin.isatty():
+            _linger(console, daemon.web_url)
         stop.set()
         thread.join(timeout=15)
 
@@ -117,3 +158,9 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     console.print(f"  journal: {settings.journal.path}")
     console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -21,6 +21,9 @@ BLOCK_SIZE = 1 << 20
 # Bytes per sendfile call: small enough for smooth progress bars, large enough that the
 # per-call cost (a poll and a syscall) is noise.
 SENDFILE_CHUNK = 8 << 20
+# Bytes per sendfile call while a bandwidth limit paces the sending: small enough that the
+# socket buffer cannot hide a burst from the limiter.
+THROTTLED_CHUNK = 256 << 10
 
 
 class FileEndedEarly(OSError):
@@ -38,8 +41,11 @@ class FileRegion(httpx.SyncByteStream):
         *,
         block_size: int = BLOCK_SIZE,
         on_progress: Callable[[int], None] | None = None,
+        throttle: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path
+        # Called with a byte count before those bytes go out; it sleeps to keep a rate.
+        self.throttle = throttle
         self.offset = offset
         self.length = length
         self.block_size = block_size
@@ -61,6 +67,8 @@ class FileRegion(httpx.SyncByteStream):
                 block = handle.read(min(self.block_size, remaining))
                 if not block:
                     raise self._missing(remaining)
+                if self.throttle is not None:
+                    self.throttle(len(block))
                 remaining -= len(block)
                 self._advance(len(block))
                 yield block
@@ -76,8 +84,11 @@ class FileRegion(httpx.SyncByteStream):
         `FileEndedEarly`.
         """
         position, remaining = self.offset, self.length
+        chunk = SENDFILE_CHUNK if self.throttle is None else THROTTLED_CHUNK
         while remaining > 0:
-            sent = sock.sendfile(handle, position, min(SENDFILE_CHUNK, remaining))
+            if self.throttle is not None:
+                self.throttle(min(chunk, remaining))
+            sent = sock.sendfile(handle, position, min(chunk, remaining))
             if sent == 0:
                 raise self._missing(remaining)
             position += sent

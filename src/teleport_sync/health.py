@@ -1,10 +1,10 @@
 """Is the daemon healthy? What it records while it runs, and the `health` report built from it.
 
-The daemon journals three facts, each only when it changes: that it runs (its pid and the
-process's start time, so a reused pid is not mistaken for it), whether authentication works,
-and which watch roots are watched. `health` reads them beside the running daemon, the same
-way `status` does, and adds the count of files per phase. The daemon mirrors the same answers in
-its metrics gauges and its systemd STATUS line.
+The daemon journals three facts, each only when it changes: that it runs (its pid, checked
+against the journal's writer lock), whether authentication works, and which watch roots are
+watched. `health` reads them beside the running daemon, the same way `status` does, and adds
+the count of files per phase. The daemon mirrors the same answers in its metrics gauges and its
+systemd STATUS line.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .authstate import AuthSnapshot
 from .journal import Journal
+from .limits import bwlimit_now
+from .lock import holder
 from .report import ReportOptions, phase_counts, status_rows
 
 DAEMON_FACT = "daemon"
@@ -24,19 +27,8 @@ AUTH_FACT = "auth"
 ROOTS_FACT = "roots"
 
 
-def process_start(pid: int, proc: Path = Path("/proc")) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        text = (proc / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = text.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
-
-
 def record_daemon_started(journal: Journal) -> None:
-    pid = os.getpid()
-    journal.set_fact(DAEMON_FACT, json.dumps({"pid": pid, "start": process_start(pid)}))
+    journal.set_fact(DAEMON_FACT, json.dumps({"pid": os.getpid()}))
 
 
 def record_daemon_stopped(journal: Journal) -> None:
@@ -52,28 +44,46 @@ def record_roots(journal: Journal, roots: list[dict[str, Any]]) -> None:
 
 
 def daemon_running(journal: Journal) -> tuple[bool, int | None]:
-    """Whether the daemon that last wrote this journal still runs, and its pid."""
+    """Whether the daemon runs now on this journal, and its pid.
+
+    The journal's writer lock says that some process writes it now (the kernel drops the lock
+    when a process dies, however it dies); the daemon's fact says whether that writer is the
+    daemon rather than a one-shot `upload`.
+    """
+    writer = holder(journal.path)
     fact = _json_fact(journal, DAEMON_FACT)
-    if not isinstance(fact, dict) or not isinstance(fact.get("pid"), int):
+    pid = fact.get("pid") if isinstance(fact, dict) else None
+    if writer is None or not isinstance(pid, int):
         return False, None
-    pid = fact["pid"]
-    started = process_start(pid)
-    if fact.get("start") is not None:
-        # The same pid with another start time is another process: the daemon died uncleanly.
-        return (started == fact["start"], pid if started == fact["start"] else None)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False, None
-    except PermissionError:
-        pass  # alive, owned by someone else
-    return True, pid
+    if writer == -1:  # locked, but the lock file names no pid: trust the fact
+        return True, pid
+    return (True, pid) if writer == pid else (False, None)
+
+
+def report_options(journal: Journal | None, *, download_wanted: bool = True) -> ReportOptions:
+    """Options for status rows that also say when the running daemon cannot authenticate."""
+    blocked = None
+    if journal is not None and daemon_running(journal)[0]:
+        auth = _json_fact(journal, AUTH_FACT)
+        if isinstance(auth, dict) and auth.get("ok") is False:
+            blocked = (
+                "uploads wait: authentication is failing since "
+                f"{auth.get('since')} (see: teleport-sync health)"
+            )
+    return ReportOptions(download_wanted=download_wanted, blocked=blocked)
 
 
 def health_report(
-    journal: Journal | None, configured_roots: list[Path], options: ReportOptions | None = None
+    journal: Journal | None,
+    configured_roots: list[Path],
+    options: ReportOptions | None = None,
+    bwlimit: str | None = None,
 ) -> dict[str, Any]:
-    """The `health --json` contract. `journal` is None when there is no journal yet."""
+    """The `health --json` contract. `journal` is None when there is no journal yet.
+
+    With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
+    window is open (additive key `bwlimit`).
+    """
     running, pid = daemon_running(journal) if journal is not None else (False, None)
     auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
     if not isinstance(auth, dict):
@@ -83,13 +93,16 @@ def health_report(
         roots = [_root_without_daemon(p) for p in configured_roots]
     counts = phase_counts(status_rows(journal, options)) if journal is not None else {}
     ok = running and auth.get("ok") is not False and all(r.get("watched") for r in roots)
-    return {
+    report: dict[str, Any] = {
         "ok": ok,
         "daemon": {"running": running, "pid": pid},
         "auth": {k: auth.get(k) for k in ("ok", "error", "since")},
         "roots": roots,
         "counts": {phase: n for phase, n in counts.items() if n},
     }
+    if bwlimit is not None:
+        report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    return report
 
 
 def _root_without_daemon(path: Path) -> dict[str, Any]:

@@ -75,14 +75,31 @@ def identify(path: Path) -> FileIdentity:
     return FileIdentity(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, print_)
 
 
+def same_file_as(path: Path, identity: FileIdentity, others: list[str]) -> str | None:
+    """Another path in `others` that is this very file now (one inode reached by a hard link
+    or a symlink): it is uploaded once, under the first path it was journaled as."""
+    for other in others:
+        if other == str(path):
+            continue
+        try:
+            st = os.stat(other)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (identity.dev, identity.inode):
+            return other
+    return None
+
+
 def same_version(a: FileIdentity, b: FileIdentity) -> bool:
     return a == b
 
 
 def capture_name(template: str, path: Path) -> str:
-    return template.format(
+    name = template.format(
         name=path.name, stem=path.stem, parent=path.parent.name, ext=path.suffix.lstrip(".")
     )
+    # The API takes UTF-8 text: bytes of a file name that are not UTF-8 become \x escapes.
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 # -- format completeness -----------------------------------------------------------------------

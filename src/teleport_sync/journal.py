@@ -12,6 +12,7 @@ of `MIGRATIONS` moves it one version up.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ from typing import Any
 from .models import FileIdentity
 
 UPLOAD_STATES = ("pending", "uploading", "uploaded", "failed", "rejected")
+# The facts key that pause, resume and approve bump, so a running daemon notices them.
+CONTROL_GENERATION = "control-generation"
 
 
 class JournalError(Exception):
@@ -69,12 +72,70 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
+class OutboxRow:
+    """One notification for one target: delivered at least once, or given up on."""
+
+    event_id: str
+    target: str
+    kind: str
+    payload: str
+    created_at: str
+    attempts: int
+    next_attempt_at: str
+    delivered_at: str | None
+    given_up_at: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class PartRecord:
     number: int
     size: int
     md5: str
     etag: str
     acknowledged_at: str
+
+
+def shown(text: str) -> str:
+    """`text` as it can be shown and stored as UTF-8: bytes that are not UTF-8 (a file name
+    from an old camera, say) appear as `\\xe9` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _db_path(path: str) -> str | bytes:
+    """A path as stored: text when it is UTF-8, else its exact bytes (a BLOB), so any name
+    the OS allows is journaled losslessly."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _py_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _lenient_text(raw: bytes) -> str:
+    # A damaged or hand-edited row may hold bytes that are not UTF-8: read it anyway (as
+    # surrogate escapes, like os.fsdecode) so one bad row cannot stop every query.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class JournalRowError(JournalError):
+    """One file's row cannot be read; the message says how to start that file over."""
+
+
+class UnreadableRow(Exception):
+    """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
+
+    def __init__(self, file_id: int, path: str, column: str) -> None:
+        super().__init__(file_id, path, column)
+        self.file_id, self.path, self.column = file_id, path, column
 
 
 def _identity_columns(identity: FileIdentity) -> tuple[int, int, int, int, str]:
@@ -199,12 +260,64 @@ def _migrate_v4_intent_token(db: Any) -> None:
     db["files"].add_column("renamed_at", str)
 
 
+def _migrate_v5_events(db: Any) -> None:
+    # Where a state was heard (poll or webhook), and the notification outbox: one row per event
+    # and target, kept after delivery so a re-emitted event id is recognised and not sent twice.
+    db.execute("ALTER TABLE state_history ADD COLUMN source TEXT")
+    db["outbox"].create(
+        {
+            "event_id": str,
+            "target": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "delivered_at": str,
+            "given_up_at": str,
+            "last_error": str,
+        },
+        pk=("event_id", "target"),
+        not_null={"kind", "payload", "created_at", "next_attempt_at"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["delivered_at", "given_up_at", "next_attempt_at"])
+    # Captures and rejections that ended before notifications existed are not news.
+    db.execute(
+        "UPDATE files SET actions_done = json_insert(COALESCE(actions_done, '[]'), '$[#]', "
+        "'notify') WHERE upload_state = 'rejected' "
+        "OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR')"
+    )
+
+
+def _migrate_v6_control(db: Any) -> None:
+    # Operator control. `paused`: paths and folders (or "*", everything) that start no new part.
+    # On `files`: what was learnt about the input before upload (frames, duration, the cost
+    # estimate), a budget hold and its approval, and the UTC day the capture was counted on;
+    # all valid for the version whose fingerprint is `control_fingerprint` (a changed file is
+    # a new capture: counted, priced and perhaps held again).
+    db["paused"].create({"path": str, "paused_at": str}, pk="path")
+    db["budget_days"].create({"day": str, "frames": int, "captures": int}, pk="day")
+    for column, kind in (
+        ("frames", "INTEGER"),
+        ("duration_seconds", "REAL"),
+        ("estimated_cost", "REAL"),
+        ("held_reason", "TEXT"),
+        ("approved_at", "TEXT"),
+        ("budget_day", "TEXT"),
+        ("control_fingerprint", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
     _migrate_v2,
     _migrate_v3_sightings,
     _migrate_v4_intent_token,
+    _migrate_v5_events,
+    _migrate_v6_control,
     _migrate_results,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -230,6 +343,7 @@ class Journal:
             ) from exc
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
+        self._conn.text_factory = _lenient_text
         self._lock = threading.RLock()
         try:
             self._conn.execute("PRAGMA busy_timeout = 30000")
@@ -343,14 +457,19 @@ class Journal:
     def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
         conn.execute(
             "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
-            (file_id, utc_now(), kind, msg),
+            (file_id, utc_now(), kind, shown(msg)),
         )
 
     @staticmethod
     def _record(row: sqlite3.Row) -> FileRecord:
+        path = _py_path(row["path"])
+        for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
+            value = row[column]
+            if column not in ("path", "error") and isinstance(value, str) and shown(value) != value:
+                raise UnreadableRow(row["id"], path, column)
         return FileRecord(
             id=row["id"],
-            path=row["path"],
+            path=path,
             identity=FileIdentity(
                 row["dev"], row["inode"], row["size"], row["mtime_ns"], row["fingerprint"]
             ),
@@ -386,21 +505,64 @@ class Journal:
         rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
         if not rows:
             raise KeyError(file_id)
-        return self._record(rows[0])
+        return self._readable(rows[0])
 
     def by_path(self, path: str) -> FileRecord | None:
-        rows = self._query("SELECT * FROM files WHERE path = ?", (path,))
-        return self._record(rows[0]) if rows else None
+        rows = self._query("SELECT * FROM files WHERE path = ?", (_db_path(path),))
+        return self._readable(rows[0]) if rows else None
+
+    def _readable(self, row: sqlite3.Row) -> FileRecord:
+        try:
+            return self._record(row)
+        except UnreadableRow as bad:
+            raise JournalRowError(self._quarantine(bad)) from None
+
+    def _records(self, rows: list[sqlite3.Row]) -> list[FileRecord]:
+        """The rows as records; a row that cannot be read is failed (with the fix) and left out,
+        so one bad row does not stop the others."""
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(row))
+            except UnreadableRow as bad:
+                self._quarantine(bad)
+        return out
+
+    def _quarantine(self, bad: UnreadableRow) -> str:
+        sentence = (
+            f"the journal's row for {shown(bad.path)} holds bytes that are not UTF-8 in its "
+            f"{bad.column!r} column (a damaged or hand-edited journal), so this file is not "
+            f"uploaded; to start it over, delete the row: sqlite3 {self.path} "
+            f"'DELETE FROM parts WHERE file_id = {bad.file_id}; "
+            f"DELETE FROM files WHERE id = {bad.file_id}'"
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ? AND (error IS NOT ? OR upload_state != 'rejected')""",
+                (sentence, utc_now(), bad.file_id, sentence),
+            )
+        return sentence
 
     def all_files(self) -> list[FileRecord]:
-        return [self._record(r) for r in self._query("SELECT * FROM files ORDER BY id")]
+        return self._records(self._query("SELECT * FROM files ORDER BY id"))
 
     def unfinished(self) -> list[FileRecord]:
         """Files whose upload began and did not end: resume these first."""
         rows = self._query(
             "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
+
+    def paths_of_inode(self, dev: int, inode: int) -> list[str]:
+        """Paths journaled (and not rejected) for this inode: hard links and symlinks of one
+        file reach it by more than one path."""
+        rows = self._query(
+            """SELECT path FROM files WHERE dev = ? AND inode = ?
+               AND upload_state != 'rejected' ORDER BY id""",
+            (dev, inode),
+        )
+        return [_py_path(r["path"]) for r in rows]
 
     def known_eids(self) -> set[str]:
         return {r["eid"] for r in self._query("SELECT eid FROM files WHERE eid IS NOT NULL")}
@@ -416,7 +578,7 @@ class Journal:
                        input_data_format, name, upload_state, created_at, updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
                    ON CONFLICT(path) DO NOTHING""",
-                (path, *_identity_columns(identity), input_data_format, name, now, now),
+                (_db_path(path), *_identity_columns(identity), input_data_format, name, now, now),
             )
         record = self.by_path(path)
         assert record is not None
@@ -476,7 +638,7 @@ class Journal:
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
@@ -510,7 +672,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
                        next_attempt_at = ?, updated_at = ? WHERE id = ?""",
-                (error, next_attempt_at, utc_now(), file_id),
+                (shown(error), next_attempt_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "failed", error)
 
@@ -520,7 +682,7 @@ class Journal:
             conn.execute(
                 """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
                    WHERE id = ?""",
-                (error, utc_now(), file_id),
+                (shown(error), utc_now(), file_id),
             )
             self._event(conn, file_id, "rejected", error)
 
@@ -537,7 +699,7 @@ class Journal:
     def quick_index(self) -> dict[str, tuple[int, int, int, int]]:
         """path -> (dev, inode, size, mtime_ns) of every file, in one query (startup scan)."""
         rows = self._query("SELECT path, dev, inode, size, mtime_ns FROM files")
-        return {r["path"]: (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
+        return {_py_path(r["path"]): (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
 
     def set_next_attempt(self, file_id: int, at: str | None) -> None:
         with self._transaction() as conn:
@@ -550,24 +712,24 @@ class Journal:
                AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
             (now,),
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(
             """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
                AND (capture_state IS NULL
-                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR'))
+                    OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR', 'DELETED'))
                ORDER BY id"""
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def terminal(self) -> list[FileRecord]:
         rows = self._query(
             "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
             "ORDER BY id"
         )
-        return [self._record(r) for r in rows]
+        return self._records(rows)
 
     def mark_action(self, file_id: int, action: str, result_paths: list[str] | None = None) -> None:
         """Record that `action` ran (or began, for actions that must never run twice)."""
@@ -620,7 +782,7 @@ class Journal:
                 """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
                        updated_at = ? WHERE id = ?""",
                 (
-                    path,
+                    _db_path(path),
                     identity.dev,
                     identity.inode,
                     identity.size,
@@ -629,7 +791,7 @@ class Journal:
                     file_id,
                 ),
             )
-            self._event(conn, file_id, "moved", path)
+            self._event(conn, file_id, "moved", shown(path))
 
     def reject(
         self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
@@ -669,6 +831,124 @@ class Journal:
         with self._transaction() as conn:
             conn.execute("DELETE FROM facts WHERE key = ?", (key,))
 
+    # -- operator control: pause, budgets, what an input holds ---------------------------
+
+    def paused_paths(self) -> list[str]:
+        """Paths and folders paused by `pause` ("*" = everything)."""
+        return [r["path"] for r in self._query("SELECT path FROM paused ORDER BY path")]
+
+    def set_paused(self, paths: list[str], paused: bool) -> None:
+        """Pause (or resume) `paths`; resuming "*" resumes everything. Bumps the generation."""
+        now = utc_now()
+        with self._transaction() as conn:
+            if paused:
+                conn.executemany(
+                    "INSERT INTO paused (path, paused_at) VALUES (?, ?) "
+                    "ON CONFLICT(path) DO NOTHING",
+                    [(p, now) for p in paths],
+                )
+            elif "*" in paths:
+                conn.execute("DELETE FROM paused")
+            else:
+                conn.executemany("DELETE FROM paused WHERE path = ?", [(p,) for p in paths])
+            self._bump_control(conn)
+            self._event(conn, None, "paused" if paused else "resumed", " ".join(paths))
+
+    def control_generation(self) -> int:
+        """Changes whenever pause, resume or approve does: a running daemon watches it."""
+        return int(self.fact(CONTROL_GENERATION) or 0)
+
+    def _bump_control(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO facts (key, value, learned_at) VALUES (?, '1', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
+            "learned_at = excluded.learned_at",
+            (CONTROL_GENERATION, utc_now()),
+        )
+
+    def control_facts(self, file_id: int) -> dict[str, Any]:
+        """frames, duration_seconds, estimated_cost, held_reason, approved_at, budget_day and
+        the fingerprint they belong to (all None until the input was looked at)."""
+        rows = self._query(
+            "SELECT frames, duration_seconds, estimated_cost, held_reason, approved_at, "
+            "budget_day, control_fingerprint FROM files WHERE id = ?",
+            (file_id,),
+        )
+        if not rows:
+            raise KeyError(file_id)
+        return dict(rows[0])
+
+    def set_input_facts(
+        self,
+        file_id: int,
+        fingerprint: str,
+        frames: int | None,
+        duration_seconds: float | None,
+        estimated_cost: float | None,
+    ) -> None:
+        """What a new version of the input holds; forgets the old version's hold and count."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET frames = ?, duration_seconds = ?, estimated_cost = ?,
+                       held_reason = NULL, approved_at = NULL, budget_day = NULL,
+                       control_fingerprint = ? WHERE id = ?""",
+                (frames, duration_seconds, estimated_cost, fingerprint, file_id),
+            )
+
+    def approve(self, file_id: int) -> None:
+        """Release a held file: it is uploaded whatever the budget says."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET held_reason = NULL, approved_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, file_id),
+            )
+            self._bump_control(conn)
+            self._event(conn, file_id, "approved", "released from its budget hold")
+
+    def day_usage(self, day: str) -> tuple[int, int]:
+        """(frames, captures) counted on UTC `day` (YYYY-MM-DD)."""
+        rows = self._query("SELECT frames, captures FROM budget_days WHERE day = ?", (day,))
+        return (rows[0]["frames"], rows[0]["captures"]) if rows else (0, 0)
+
+    def admit_within_budget(
+        self, file_id: int, day: str, frames: int, check: Callable[[int, int], str | None]
+    ) -> str | None:
+        """Count the file against UTC `day`'s budget, or hold it: atomically, so two uploads
+        starting together cannot both take the last of a budget.
+
+        `check(frames_today, captures_today)` says why one more capture does not fit (or None).
+        A file already counted (this version) or approved is counted without asking. Returns
+        the hold's reason, or None when the file may go.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT budget_day, approved_at FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            if row["budget_day"] is not None:
+                return None
+            usage = conn.execute(
+                "SELECT frames, captures FROM budget_days WHERE day = ?", (day,)
+            ).fetchone()
+            problem = None if row["approved_at"] else check(*(usage or (0, 0)))
+            if problem is not None:
+                conn.execute(
+                    "UPDATE files SET held_reason = ?, updated_at = ? WHERE id = ?",
+                    (problem, utc_now(), file_id),
+                )
+                self._event(conn, file_id, "held", problem)
+                return problem
+            conn.execute(
+                "INSERT INTO budget_days (day, frames, captures) VALUES (?, ?, 1) "
+                "ON CONFLICT(day) DO UPDATE SET frames = frames + excluded.frames, "
+                "captures = captures + 1",
+                (day, frames),
+            )
+            conn.execute(
+                "UPDATE files SET budget_day = ?, held_reason = NULL WHERE id = ?", (day, file_id)
+            )
+        return None
+
     # -- parts ------------------------------------------------------------------------------
 
     def record_part(self, file_id: int, number: int, size: int, md5: str, etag: str) -> None:
@@ -699,8 +979,12 @@ class Journal:
 
     # -- capture states ---------------------------------------------------------------------
 
-    def record_state(self, file_id: int, state: str, sid: str | None = None) -> bool:
-        """Append `state` to the history if it differs from the last one; keep `sid`."""
+    def record_state(
+        self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None
+    ) -> bool:
+        """Append `state` to the history if it differs from the last one; keep `sid`.
+
+        `source` says how it was heard (`poll`, `webhook`)."""
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
@@ -709,9 +993,9 @@ class Journal:
             now = utc_now()
             if changed:
                 conn.execute(
-                    "INSERT INTO state_history (file_id, eid, state, observed_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (file_id, row["eid"], state, now),
+                    "INSERT INTO state_history (file_id, eid, state, observed_at, source) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (file_id, row["eid"], state, now, source),
                 )
                 conn.execute(
                     "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
@@ -726,15 +1010,114 @@ class Journal:
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
-                (reason, utc_now(), file_id),
+                (shown(reason), utc_now(), file_id),
             )
 
-    def state_history(self, file_id: int) -> list[dict[str, str]]:
+    def state_history(self, file_id: int) -> list[dict[str, str | None]]:
         rows = self._query(
-            "SELECT state, observed_at FROM state_history WHERE file_id = ? ORDER BY id",
+            "SELECT state, observed_at, source FROM state_history WHERE file_id = ? ORDER BY id",
             (file_id,),
         )
-        return [{"state": r["state"], "observed_at": r["observed_at"]} for r in rows]
+        return [
+            {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
+            for r in rows
+        ]
+
+    # -- notifications outbox ---------------------------------------------------------------
+
+    def by_eid(self, eid: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,))
+        return self._record(rows[0]) if rows else None
+
+    def needing_notification(self) -> list[FileRecord]:
+        """Captures that ended and files rejected whose notification is not queued yet."""
+        rows = self._query(
+            """SELECT * FROM files WHERE (upload_state = 'rejected'
+                   OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR'))
+               AND NOT EXISTS (SELECT 1 FROM json_each(files.actions_done)
+                               WHERE json_each.value = 'notify')
+               ORDER BY id"""
+        )
+        return [self._record(r) for r in rows]
+
+    def enqueue_notification(
+        self, file_id: int | None, event_id: str, kind: str, payload: str, targets: list[str]
+    ) -> int:
+        """Queue one event for each target, once per event id; with a file, mark it notified.
+
+        One transaction: a crash leaves either the queued rows and the mark, or neither."""
+        now = utc_now()
+        added = 0
+        with self._transaction() as conn:
+            for target in targets:
+                cursor = conn.execute(
+                    """INSERT INTO outbox (event_id, target, kind, payload, created_at,
+                           attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, 0, ?)
+                       ON CONFLICT(event_id, target) DO NOTHING""",
+                    (event_id, target, kind, payload, now, now),
+                )
+                added += cursor.rowcount
+            if file_id is not None:
+                row = conn.execute(
+                    "SELECT actions_done FROM files WHERE id = ?", (file_id,)
+                ).fetchone()
+                done = json.loads(row["actions_done"] or "[]") if row else []
+                if row and "notify" not in done:
+                    done.append("notify")
+                    conn.execute(
+                        "UPDATE files SET actions_done = ? WHERE id = ?",
+                        (json.dumps(done), file_id),
+                    )
+        return added
+
+    @staticmethod
+    def _outbox_row(row: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    def outbox(self) -> list[OutboxRow]:
+        return [self._outbox_row(r) for r in self._query("SELECT * FROM outbox ORDER BY rowid")]
+
+    def due_notifications(self, now: str, limit: int = 50) -> list[OutboxRow]:
+        rows = self._query(
+            """SELECT * FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL
+               AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?""",
+            (now, limit),
+        )
+        return [self._outbox_row(r) for r in rows]
+
+    def next_notification_at(self) -> str | None:
+        rows = self._query(
+            """SELECT MIN(next_attempt_at) AS at FROM outbox
+               WHERE delivered_at IS NULL AND given_up_at IS NULL"""
+        )
+        return rows[0]["at"] if rows else None
+
+    def notification_done(
+        self, event_id: str, target: str, *, delivered: bool, error: str | None = None
+    ) -> None:
+        """Delivered, or given up on (with the last error)."""
+        column = "delivered_at" if delivered else "given_up_at"
+        with self._transaction() as conn:
+            # `column` is one of two names chosen above, never input.
+            conn.execute(
+                f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ? "
+                "WHERE event_id = ? AND target = ?",
+                (utc_now(), error, event_id, target),
+            )
+
+    def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
+        """One failed attempt; the target's other pending events wait until `at` as well."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = ? WHERE event_id = ? AND target = ?""",
+                (error, at, event_id, target),
+            )
+            conn.execute(
+                """UPDATE outbox SET next_attempt_at = ? WHERE target = ?
+                   AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at < ?""",
+                (at, target, at),
+            )
 
     # -- sightings: noticed, not yet handed over ---------------------------------------------
 
@@ -745,7 +1128,7 @@ class Journal:
             conn.execute(
                 """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
                    VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
-                (path, root, reason, now, now),
+                (_db_path(path), shown(root), shown(reason), now, now),
             )
 
     def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:
@@ -757,7 +1140,8 @@ class Journal:
         now = utc_now()
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?", (path,)
+                "SELECT size, mtime_ns, incomplete_since FROM sightings WHERE path = ?",
+                (_db_path(path),),
             ).fetchone()
             same = row is not None and (row["size"], row["mtime_ns"]) == (size, mtime_ns)
             since = row["incomplete_since"] if same and row["incomplete_since"] else now
@@ -769,27 +1153,43 @@ class Journal:
                        size = excluded.size, mtime_ns = excluded.mtime_ns,
                        incomplete_since = excluded.incomplete_since,
                        updated_at = excluded.updated_at""",
-                (path, root, reason, size, mtime_ns, now, since, now),
+                (_db_path(path), shown(root), shown(reason), size, mtime_ns, now, since, now),
             )
         return since
 
     def drop_sighting(self, path: str) -> None:
         """`path` was handed over, rejected, ignored or is gone: its sighting ends."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM sightings WHERE path = ?", (path,))
+            conn.execute("DELETE FROM sightings WHERE path = ?", (_db_path(path),))
 
     def sighting_paths(self) -> list[str]:
-        return [r["path"] for r in self._query("SELECT path FROM sightings ORDER BY path")]
+        return [
+            _py_path(r["path"]) for r in self._query("SELECT path FROM sightings ORDER BY path")
+        ]
 
-    def set_result_error(self, file_id: int, error: str | None) -> None:
-        """A failed download's sentence (None once a download succeeds)."""
+    def forget_paths(self, paths: list[str]) -> int:
+        """Drop these paths' rows (file, parts, states, events, sighting); returns how many."""
+        dropped = 0
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE files SET result_error = ?, updated_at = ? WHERE id = ?",
-                (error, utc_now(), file_id),
-            )
-            if error is not None:
-                self._event(conn, file_id, "download-failed", error)
+            for path in paths:
+                row = conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+                if row is not None:
+                    for table in ("parts", "state_history", "events"):
+                        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (row["id"],))
+                    conn.execute("DELETE FROM files WHERE id = ?", (row["id"],))
+                gone = conn.execute("DELETE FROM sightings WHERE path = ?", (path,)).rowcount
+                dropped += int(row is not None or gone > 0)
+            self._event(conn, None, "forgotten", f"{dropped} row(s)")
+        return dropped
+
+    def mark_capture_deleted(self, eid: str) -> list[str]:
+        """`captures delete` removed this capture: say so in its rows; returns their paths."""
+        rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
+        for row in rows:
+            if row["upload_state"] == "uploaded":
+                self.record_state(row["id"], "DELETED")
+            self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
+        return [r["path"] for r in rows]
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -804,21 +1204,27 @@ class Journal:
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        history: dict[int, list[dict[str, str]]] = {}
-        for r in self._query("SELECT file_id, state, observed_at FROM state_history ORDER BY id"):
+        history: dict[int, list[dict[str, str | None]]] = {}
+        for r in self._query(
+            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+        ):
             history.setdefault(r["file_id"], []).append(
-                {"state": r["state"], "observed_at": r["observed_at"]}
+                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
             )
-        sightings = {r["path"]: dict(r) for r in self._query("SELECT * FROM sightings")}
+        sightings = {
+            _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
+            for r in self._query("SELECT * FROM sightings")
+        }
         out: list[dict[str, Any]] = []
         for row in files:
             item = dict(row)
+            item["path"] = _py_path(row["path"])
             item["state_history"] = history.get(row["id"], [])
             item["result_paths"] = json.loads(row["result_paths"] or "[]")
             item["actions_done"] = json.loads(row["actions_done"] or "[]")
             item["results_by_profile"] = json.loads(row["results_by_profile"] or "{}")
             item["preview_paths"] = json.loads(row["preview_paths"] or "[]")
-            item["sighting"] = sightings.pop(row["path"], None)
+            item["sighting"] = sightings.pop(item["path"], None)
             out.append(item)
         for path, sighting in sorted(sightings.items()):
             out.append({"path": path, "sighting": sighting})

@@ -60,6 +60,8 @@ class HealthKeeper:
             base_seconds=auth_backoff[0], max_seconds=auth_backoff[1], on_change=self._auth_changed
         )
         self.roots: list[dict[str, Any]] = []
+        # Told of every change of the authentication answer (the `auth` notification).
+        self.on_auth_change: Callable[[AuthSnapshot], None] = lambda snapshot: None
         self._last_report = float("-inf")
         self.metrics.auth_ok.set(-1)
 
@@ -92,6 +94,7 @@ class HealthKeeper:
             record_auth(self.journal, snapshot)
         except JournalError as exc:
             log.warning("cannot journal the authentication state", error=str(exc))
+        self.on_auth_change(snapshot)
         self.report(force=True)
 
     # -- gauges and STATUS ----------------------------------------------------------------------

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from .limits import BandwidthLimiter
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -55,6 +57,7 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.bwlimit = _bwlimit_gauge(self.registry)
         self.phases = Gauge(
             "teleport_sync_phase",
             "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
@@ -78,6 +81,11 @@ class Metrics:
         )
         self._server = None
 
+    def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
+        """Read the limiter's rate when scraped (it follows its timetable by itself)."""
+        if limiter is not None:
+            self.bwlimit.set_function(lambda: -1.0 if limiter.rate is None else limiter.rate)
+
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         self._server, _thread = start_http_server(
@@ -91,20 +99,35 @@ class Metrics:
             self._server = None
 
 
+def _bwlimit_gauge(registry: CollectorRegistry) -> Gauge:
+    gauge = Gauge(
+        "teleport_sync_bwlimit_bytes_per_second",
+        "The [upload] bwlimit in force: bytes per second, 0 = upload window closed, -1 = no limit",
+        registry=registry,
+    )
+    gauge.set(-1)
+    return gauge
+
+
 class MetricsProgress:
     """The engine's Progress protocol, counting into metrics."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # path -> [bytes sent, total]: finer than acknowledged parts, for the web console.
+        self.live: dict[str, list[int]] = {}
 
     def started(self, path: Path, total: int, done: int, num_parts: int, parts_done: int) -> None:
-        pass
+        self.live[str(path)] = [done, total]
 
     def advanced(self, path: Path, nbytes: int) -> None:
         # Bytes put on the wire, retransmissions included; a failed attempt's rewind
         # (a negative count) cannot be taken back from a Prometheus counter.
         if nbytes > 0:
             self._metrics.bytes_uploaded.inc(nbytes)
+        entry = self.live.get(str(path))
+        if entry is not None:
+            entry[0] = max(0, min(entry[1], entry[0] + nbytes))
 
     def part_done(self, path: Path, number: int) -> None:
         self._metrics.parts_uploaded.inc()

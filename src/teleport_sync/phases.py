@@ -57,6 +57,8 @@ class PhaseFacts:
     # Decided by budgets (`held`) and by `pause` (`paused`): the sentence saying why, or None.
     held: str | None = None
     paused: str | None = None
+    # Why no upload can start now, whatever the file (authentication failing), or None.
+    blocked: str | None = None
 
 
 def derive(facts: PhaseFacts) -> tuple[str, str | None]:
@@ -75,6 +77,8 @@ def derive(facts: PhaseFacts) -> tuple[str, str | None]:
 
 def _failed_upload_reason(facts: PhaseFacts) -> str:
     why = facts.error or "the last upload attempt failed"
+    if facts.blocked:
+        return f"{why}; {facts.blocked}"
     if facts.next_attempt_at:
         return f"{why}; next attempt at {_short_time(facts.next_attempt_at)}"
     return f"{why}; tried again by the daemon or by rerunning upload"
@@ -86,7 +90,7 @@ def _before_upload_done(facts: PhaseFacts) -> tuple[str, str | None]:
     if facts.upload_state == "pending":
         if facts.held:
             return "held", facts.held
-        return "queued", "waiting for an upload slot"
+        return "queued", facts.blocked or "waiting for an upload slot"
     if facts.num_parts and facts.parts_done >= facts.num_parts:
         return "completing", "all parts sent; telling the server the upload is complete"
     if facts.num_parts:

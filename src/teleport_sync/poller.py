@@ -10,7 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .api import ApiError, TeleportClient
+from .api import ApiError, AuthenticationError, TeleportClient
+from .authstate import AuthState
 from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import is_failed, is_terminal
@@ -29,6 +30,7 @@ class Poller:
         on_terminal: Callable[[FileRecord], None],
         stop: threading.Event,
         page_size: int = 100,
+        auth: AuthState | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -37,6 +39,8 @@ class Poller:
         self.stop = stop
         self.wake = threading.Event()
         self.page_size = page_size
+        # Shared with the uploads: while authentication fails, polls wait for its backoff.
+        self.auth = auth
         self.polls = 0
         self._last_poll = float("-inf")
         self._missing_warned: set[str] = set()
@@ -46,9 +50,18 @@ class Poller:
         active = self.journal.awaiting_result()
         if not active:
             return 0
+        if self.auth is not None and self.auth.blocked_for() is not None:
+            return len(active)
         self.polls += 1
         self._last_poll = time.monotonic()
-        by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+        try:
+            by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+        except AuthenticationError as exc:
+            if self.auth is not None:
+                self.auth.failed(str(exc))
+            raise
+        if self.auth is not None:
+            self.auth.succeeded()
         remaining = 0
         for record in active:
             capture = by_eid.get(record.eid or "")
@@ -61,7 +74,10 @@ class Poller:
                         eid=record.eid,
                     )
                 continue
-            if self.journal.record_state(record.id, capture.state, capture.sid):
+            changed = self.journal.record_state(
+                record.id, capture.state, capture.sid, source="poll"
+            )
+            if changed:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
             if is_terminal(capture.state):
                 # Kept for `status` and hooks (TELEPORT_VIEWER_URL); never a signed query.
@@ -93,6 +109,9 @@ class Poller:
                 return
             try:
                 remaining = self.poll_once()
+            except AuthenticationError as exc:
+                log.warning("polling capture states failed; will retry", error=str(exc))
+                remaining = 1
             except ApiError as exc:
                 log.warning("polling capture states failed; will retry", error=str(exc))
                 remaining = 1

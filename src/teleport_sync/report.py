@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
 
 from .inputs import FORMATS_BY_SUFFIX
-from .journal import Journal
+from .journal import Journal, shown
 from .phases import PHASES, PhaseFacts, derive
 
 # Given a raw journal row, the sentence saying why the file is held or paused (or None).
@@ -29,14 +29,30 @@ class ReportOptions:
     """What the journal alone cannot say: settings and the decisions of budgets and pauses."""
 
     download_wanted: bool = True
-    held: ReasonHook = field(default=_none)
-    paused: ReasonHook = field(default=_none)
+    # None: as the journal says (`control`: budget holds, `pause`).
+    held: ReasonHook | None = None
+    paused: ReasonHook | None = None
+    # Why no upload can start now (the running daemon's authentication is failing), or None.
+    blocked: str | None = None
 
 
 def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
     """Every file the journal knows, files being written included, as the contract's objects."""
     options = options or ReportOptions()
-    return [_row(raw, options) for raw in journal.report_rows()]
+    if options.held is None or options.paused is None:
+        from .control import report_hooks
+
+        held, paused = report_hooks(journal)
+        options = replace(options, held=options.held or held, paused=options.paused or paused)
+    return [_printable(_row(raw, options)) for raw in journal.report_rows()]
+
+
+def _printable(row: dict[str, Any]) -> dict[str, Any]:
+    # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes.
+    for key in ("path", "name", "error", "reason"):
+        if isinstance(row.get(key), str):
+            row[key] = shown(row[key])
+    return row
 
 
 def phase_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -62,8 +78,9 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             download_wanted=options.download_wanted,
             sighting=sighting["stage"] if sighting else None,
             sighting_reason=sighting["reason"] if sighting else None,
-            held=options.held(raw),
-            paused=options.paused(raw),
+            held=(options.held or _none)(raw),
+            paused=(options.paused or _none)(raw),
+            blocked=options.blocked,
         )
     )
     return {

@@ -18,10 +18,12 @@ from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
+    FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
@@ -91,6 +93,12 @@ class _Handler(FileSystemEventHandler):
         self._root = root
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirDeletedEvent | FileDeletedEvent):
+            if Path(os.fsdecode(event.src_path)) == self._root:
+                # The root itself went away; its watch is dead even if a folder of the same
+                # name (and inode number) comes back.
+                self._watcher.root_lost(self._root)
+            return
         # Attribute changes count: a chmod that makes a file readable must be noticed.
         if isinstance(
             event, FileCreatedEvent | FileModifiedEvent | FileClosedEvent | FileAttribEvent
@@ -125,6 +133,8 @@ class Watcher:
         fallback_factory: Callable[[], BaseObserver] | None = None,
         clock: Clock | None = None,
         mountinfo: Callable[[], str | None] = lambda: None,
+        network_poll_seconds: float = NETWORK_POLL_SECONDS,
+        settle_for: Callable[[Path], float] | None = None,
     ) -> None:
         self.settings = settings
         self._on_settled = on_settled
@@ -142,9 +152,12 @@ class Watcher:
         )
         self._observers: list[BaseObserver] = []
         self._network_observer: BaseObserver | None = None
+        self._network_poll_seconds = network_poll_seconds
         self._thread = threading.Thread(target=self._check_loop, name="settle", daemon=True)
         self.warned_symlinks: set[Path] = set()
         self.warned_dirs: set[Path] = set()
+        # Settle time per candidate (`[[watch.folder]] settle_seconds`), else the default.
+        self._settle = settle_for or (lambda path: self.settings.settle_seconds)
         self._keeper = RootKeeper(
             list(settings.paths),
             schedule=self._schedule,
@@ -173,6 +186,10 @@ class Watcher:
         """Watch these roots from now on (a reloaded config); new ones are scanned."""
         self._keeper.set_roots(roots)
         self._keeper.check()
+
+    def root_lost(self, root: Path) -> None:
+        """The root's folder was deleted: the next `check_roots` watches whatever is there."""
+        self._keeper.lost(root)
 
     def root_statuses(self) -> list[dict[str, Any]]:
         return self._keeper.statuses()
@@ -204,7 +221,7 @@ class Watcher:
     def _polling_observer(self) -> BaseObserver:
         """For roots on network file systems, where inotify misses other machines' writes."""
         if self._network_observer is None:
-            self._network_observer = PollingObserver(timeout=NETWORK_POLL_SECONDS)
+            self._network_observer = PollingObserver(timeout=self._network_poll_seconds)
             self._network_observer.start()
             self._observers.append(self._network_observer)
         return self._network_observer
@@ -287,7 +304,7 @@ class Watcher:
                 # Already pending: its next look notices the change. Bursts of write events
                 # must not turn into bursts of stat calls.
                 known_root, pending, due = existing
-                soon = now + self.settings.settle_seconds
+                soon = now + self._settle(path)
                 self._pending[path] = (known_root, pending, min(due, soon))
         if existing is None:
             # Outside the lock: the daemon journals the sighting (a status row from the first
@@ -355,9 +372,7 @@ class Watcher:
                 with self._wake:
                     self._pending[path] = (root, None, now + 30)
                 continue
-            state, done = settle_step(
-                pending, st.st_size, st.st_mtime_ns, now, self.settings.settle_seconds
-            )
+            state, done = settle_step(pending, st.st_size, st.st_mtime_ns, now, self._settle(path))
             with self._wake:
                 current = self._pending.get(path)
                 if current is None or current[2] > now:
@@ -366,6 +381,6 @@ class Watcher:
                     del self._pending[path]
                     settled.append((path, root))
                 else:
-                    next_look = state.stable_since + self.settings.settle_seconds
+                    next_look = state.stable_since + self._settle(path)
                     self._pending[path] = (root, state, max(next_look, now))
         return settled

@@ -86,6 +86,12 @@ class RootKeeper:
             self._states.setdefault(path, RootState(path))
         self._states = {p: self._states[p] for p in wanted}
 
+    def lost(self, path: Path) -> None:
+        """The watched folder was deleted (its watch is dead); re-checked at the next `check`."""
+        state = self._states.get(path)
+        if state is not None:
+            state.identity = None
+
     def statuses(self) -> list[dict[str, Any]]:
         """The `health` contract's roots: path, watched, problem (and how it is watched)."""
         return [

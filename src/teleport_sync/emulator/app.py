@@ -261,7 +261,13 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
         summary="New capture",
     )
     def new_capture(body: NewCaptureInput) -> Any:
-        capture = backend.create(body.name, body.bytesize, body.input_data_format)
+        params = body.training_parameters
+        capture = backend.create(
+            body.name,
+            body.bytesize,
+            body.input_data_format,
+            params.model_dump(exclude_none=True) if params is not None else None,
+        )
         return NewCaptureOutput(
             eid=capture.eid, chunk_size=capture.chunk_size, num_parts=capture.num_parts
         )

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .faults import EmulatorConfig
 from .storage import S3Storage
@@ -45,6 +46,8 @@ class Capture:
     completed_at: float | None = None  # monotonic
     verdict: str | None = None  # None = valid; else an error_reason_slug
     verdict_text: str | None = None
+    # As sent with `POST /captures`, for tests to check what reached the server.
+    training_parameters: dict[str, Any] | None = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Backend:
     storage: S3Storage
     monotonic: Callable[[], float] = time.monotonic
     on_signature: Callable[[str], None] | None = None  # tests collect issued URL signatures
+    on_completed: Callable[[Capture], None] | None = None  # the webhook sender
     captures: dict[str, Capture] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -74,7 +78,13 @@ class Backend:
 
     # -- captures ---------------------------------------------------------------------------
 
-    def create(self, name: str, bytesize: int, input_data_format: str) -> Capture:
+    def create(
+        self,
+        name: str,
+        bytesize: int,
+        input_data_format: str,
+        training_parameters: dict[str, Any] | None = None,
+    ) -> Capture:
         if bytesize <= 0:
             raise EmulatorError(422, "bytesize must be a positive number of bytes")
         chunk = self.config.chunk_size
@@ -92,6 +102,7 @@ class Backend:
             upload_id=upload_id,
             chunk_size=chunk,
             num_parts=num_parts,
+            training_parameters=training_parameters,
         )
         with self._lock:
             self.captures[eid] = capture
@@ -168,8 +179,13 @@ class Backend:
                     400, f"uploaded {size} bytes but the capture was created for {capture.bytesize}"
                 )
             capture.verdict, capture.verdict_text = self._validate(capture)
+            if self.config.fail_processing_with and capture.verdict is None:
+                capture.verdict = self.config.fail_processing_with
+                capture.verdict_text = "processing failed (emulator knob fail_processing_with)"
             capture.uploaded = self.server_now()
             capture.completed_at = self.monotonic()
+        if self.on_completed is not None:
+            self.on_completed(capture)
         return capture
 
     def rename(self, eid: str, name: str) -> Capture:
@@ -199,6 +215,8 @@ class Backend:
     # -- input validation (what the real service's processing would reject) ----------------
 
     def _validate(self, capture: Capture) -> tuple[str | None, str | None]:
+        if self.config.fail_processing_with:
+            return self.config.fail_processing_with, "processing failed (emulator knob)"
         if capture.input_data_format == "bulk-images":
             try:
                 with zipfile.ZipFile(self.storage.open_object(capture.eid)) as archive:

@@ -46,6 +46,12 @@ class EmulatorConfig:
     # Answer part PUTs with ETags that are not MD5s ("opaque-..."), as some S3-compatible stores
     # do; completion still accepts them. Not a fault: a kind of storage.
     opaque_etags: bool = False
+    # Every capture completed while this is set fails processing with this error_reason_slug.
+    fail_processing_with: str | None = None
+    # Signed webhooks (X-Teleport-Signature) to this URL when a capture is READY or fails.
+    webhook_url: str | None = None
+    webhook_secret: str = "demo-webhook-secret"
+    webhook_attempts: int = 3
     # Results. `model_bytes` > 0 makes the `ply` profile a zero-filled model of about that size,
     # streamed (memory tests). The next `model_drops` model downloads are cut after
     # `model_drop_after_bytes` bytes of their body (the connection is dropped). The metadata's
@@ -65,6 +71,9 @@ class EmulatorConfig:
     # What a capture whose processing failed is called: the reference says FAILED, the webhook
     # documentation ERROR; any letter case may come.
     failed_state_name: str = "FAILED"
+    # Every capture completed from now on fails processing with this reason slug (e.g.
+    # "NOT_ENOUGH_FRAMES"), whatever its bytes; "" lets the input decide.
+    fail_processing_with: str = ""
     # The largest page `GET /captures` returns, whatever `limit` asks (0: no cap).
     list_page_cap: int = 0
 

@@ -18,6 +18,7 @@ from .backend import Backend
 from .faults import EmulatorConfig
 from .stats import EmulatorStats
 from .storage import S3Storage
+from .webhooks import WebhookSender
 
 
 class EmulatorServer:
@@ -35,6 +36,8 @@ class EmulatorServer:
         self.backend = Backend(
             self.config, self.storage, on_signature=self.stats.signatures_issued.append
         )
+        self.webhooks = WebhookSender(self.backend)
+        self.backend.on_completed = self.webhooks.capture_completed
         # Bind first, so the URL is known (and the port taken) before anything starts.
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -70,6 +73,7 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        self.webhooks.close()
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self.storage.stop()

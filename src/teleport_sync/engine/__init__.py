@@ -6,7 +6,7 @@ CLI and the tests import.
 
 from .context import NoProgress, Progress
 from .create import carries, uploading_name
-from .errors import FileChanged, StartOver, Stopped, UploadFailed
+from .errors import FileChanged, Paused, StartOver, Stopped, UploadFailed
 from .plan import MAX_PARTS, PartPlan, plan_parts
 from .uploader import Uploader, UploadResult
 
@@ -15,6 +15,7 @@ __all__ = [
     "FileChanged",
     "NoProgress",
     "PartPlan",
+    "Paused",
     "Progress",
     "StartOver",
     "Stopped",

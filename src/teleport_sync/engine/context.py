@@ -15,7 +15,7 @@ from typing import Protocol
 from ..api import TeleportClient
 from ..journal import Journal
 from ..retry import Clock, RetryPolicy
-from .errors import Stopped
+from .errors import Paused, Stopped
 
 
 class Progress(Protocol):
@@ -56,6 +56,10 @@ class EngineContext:
     # in the journal per API base URL. Written by part threads: under `etag_lock`.
     etags_are_md5: bool | None = None
     etag_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Asked before each new part: None, or why no part may start now (pause, closed window).
+    gate: Callable[[Path], str | None] = lambda path: None
+    # Called before each block or sendfile slice goes out: the shared bandwidth limiter.
+    throttle: Callable[[int], None] | None = None
 
     @property
     def etag_fact(self) -> str:
@@ -72,3 +76,8 @@ class EngineContext:
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped("stopping: the upload will resume where it left off")
+
+    def check_gate(self, path: Path) -> None:
+        reason = self.gate(path)
+        if reason is not None:
+            raise Paused(f"{path}: {reason}")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import secrets
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from ..api import ApiError, NotFoundError, TransientError
+from ..api import ApiError, AuthenticationError, NotFoundError, TransientError
 from ..journal import FileRecord
 from ..logging import get_logger
 from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput
@@ -47,8 +48,11 @@ def carries(capture: CaptureOutput, token: str) -> bool:
 class CaptureCreator:
     """Step one of an upload: make sure the file version has exactly one capture."""
 
-    def __init__(self, ctx: EngineContext, training_parameters: dict[str, Any] | None) -> None:
+    def __init__(
+        self, ctx: EngineContext, training_parameters: Callable[[str], dict[str, Any] | None]
+    ) -> None:
         self.ctx = ctx
+        # Asked with the input's path at create time (per-folder and sidecar parameters).
         self.training_parameters = training_parameters
         # Files whose create was ambiguous (timed out, adopted): a late duplicate may still
         # appear on the server, so captures carrying their token are swept again at completion.
@@ -77,7 +81,7 @@ class CaptureCreator:
             name=uploading_name(record.name, token),
             bytesize=record.identity.size,
             input_data_format=record.input_data_format,
-            training_parameters=self.training_parameters,
+            training_parameters=self.training_parameters(record.path),
         )
         policy, attempt = self.ctx.policy, 0
         while True:
@@ -100,6 +104,8 @@ class CaptureCreator:
         """Captures of the account carrying `token`, oldest first, each once."""
         try:
             found = [c for c in self.ctx.client.iter_captures() if carries(c, token)]
+        except AuthenticationError as exc:
+            raise UploadFailed(f"{path}: {exc}") from exc
         except ApiError as exc:
             raise UploadFailed(f"{path}: cannot look for this file's capture: {exc}") from exc
         return sorted(found, key=lambda c: (c.created, c.eid))

@@ -5,6 +5,7 @@
     ├── StartOver         the capture vanished (deleted on the server): the next attempt
     │                     creates a new one; the row says why
     └── Stopped           SIGTERM: acknowledged parts are journaled, the rest resumes later
+        └── Paused        the gate said no new part may start (pause, a closed upload window)
 
 `InputProblem` (from `inputs`) is raised when the file itself cannot be read or used.
 """
@@ -26,3 +27,7 @@ class StartOver(UploadFailed):
 
 class Stopped(UploadFailed):
     """Asked to stop (SIGTERM): acknowledged parts are journaled, the rest resumes later."""
+
+
+class Paused(Stopped):
+    """The gate said no new part may start (paused, upload window closed); resumes later."""

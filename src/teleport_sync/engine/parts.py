@@ -93,6 +93,7 @@ class PartSender:
         attempt = 0
         while not run.abort.is_set():
             self.ctx.check_stop()
+            self.ctx.check_gate(run.path)
             attempt += 1
             try:
                 self._attempt(run, part, attempt)
@@ -115,6 +116,7 @@ class PartSender:
             part.size,
             block_size=self.ctx.block_size,
             on_progress=lambda nbytes: self.ctx.progress.advanced(path, nbytes),
+            throttle=self.ctx.throttle,
         )
         try:
             etag = self._put(run, part, attempt, body, label)

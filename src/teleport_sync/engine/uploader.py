@@ -21,7 +21,7 @@ from typing import Any
 
 from ..api import NotFoundError, TeleportClient
 from ..filebody import BLOCK_SIZE
-from ..inputs import InputProblem, capture_name, identify, input_format_for
+from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
 from ..journal import FileRecord, Journal
 from ..logging import get_logger
 from ..models import FileIdentity
@@ -63,6 +63,9 @@ class Uploader:
         stop: threading.Event | None = None,
         block_size: int = BLOCK_SIZE,
         on_retry: Callable[[str], None] | None = None,
+        gate: Callable[[Path], str | None] | None = None,
+        throttle: Callable[[int], None] | None = None,
+        plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -77,13 +80,20 @@ class Uploader:
             on_retry=on_retry or (lambda what: None),
             block_size=block_size,
             concurrency=concurrency,
+            gate=gate or (lambda path: None),
+            throttle=throttle,
         )
         # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
         # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),
         # hashing could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s.
         remembered = journal.fact(self.ctx.etag_fact)
         self.ctx.etags_are_md5 = None if remembered is None else remembered == "yes"
-        self.creator = CaptureCreator(self.ctx, training_parameters)
+        # Per input: its capture name and training parameters (folders, sidecars); raises
+        # InputProblem for an input that cannot go as it is. Else the two defaults above.
+        self.plan_for = plan_for or (
+            lambda path: (capture_name(name_template, path), training_parameters)
+        )
+        self.creator = CaptureCreator(self.ctx, lambda path: self.plan_for(Path(path))[1])
         self.parts = PartSender(self.ctx)
         self.completer = Completer(self.ctx)
 
@@ -105,7 +115,14 @@ class Uploader:
         path = path.absolute()
         fmt = input_format_for(path)
         identity = identify(path)
-        name = capture_name(self.name_template, path)
+        others = self.journal.paths_of_inode(identity.dev, identity.inode)
+        twin = same_file_as(path, identity, others)
+        if twin is not None:
+            raise InputProblem(
+                f"{path}: the same file as {twin} (a symlink or hard link to it), which is "
+                "uploaded once"
+            )
+        name = self.plan_for(path)[0]
         record = self.journal.register(str(path), identity, fmt.value, name)
 
         if record.identity != identity or force:
@@ -144,6 +161,7 @@ class Uploader:
 
     def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         self.ctx.check_stop()
+        self.ctx.check_gate(path)
         if record.eid is None:
             record = self.creator.ensure(record)
         assert record.eid and record.chunk_size and record.num_parts

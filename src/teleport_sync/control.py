@@ -1,0 +1,215 @@
+"""Operator control over uploads: pause and resume, the gate before each part, and what an
+input holds and may cost (frames, budgets) before its capture is created.
+
+Everything is kept in the journal, so it survives restarts and works whether the daemon runs or
+not: `pause`, `resume` and `approve` write it and bump a generation number, which a running
+daemon watches (`Daemon` re-queues unfinished files when it changes). The uploader asks `gate`
+before every new part: a paused file or a closed upload window starts no part, while parts in
+flight finish and stay acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .config import BudgetSettings
+from .frames import FrameCount, count_frames
+from .inputs import InputProblem, identify
+from .journal import FileRecord, Journal, JournalError
+from .limits import BandwidthLimiter, Budget, DayUsage, budget_problem, estimated_cost
+from .logging import get_logger
+from .models import InputDataFormat
+
+log = get_logger("teleport_sync.control")
+
+PAUSE_ALL = "*"
+
+
+def normalise(path: Path | str) -> str:
+    """A path as the journal keeps it: absolute, not resolved (symlinks stay as given)."""
+    return os.path.abspath(path)
+
+
+def paused_by(paused: list[str], path: str) -> str | None:
+    """The `pause` entry that covers `path` (itself, a folder above it, or "*"), or None."""
+    for entry in paused:
+        if entry == PAUSE_ALL or path == entry or path.startswith(entry.rstrip("/") + "/"):
+            return entry
+    return None
+
+
+def pause_reason(journal: Journal, path: str) -> str | None:
+    """Why `path` starts no new part (the `phase: paused` sentence), or None."""
+    return _pause_sentence(paused_by(journal.paused_paths(), path))
+
+
+def _pause_sentence(entry: str | None) -> str | None:
+    if entry is None:
+        return None
+    if entry == PAUSE_ALL:
+        return "all uploads are paused (teleport-sync pause); run: teleport-sync resume"
+    return f"paused by: teleport-sync pause {entry}; run: teleport-sync resume {entry}"
+
+
+def is_paused(journal: Journal, path: str) -> bool:
+    return pause_reason(journal, path) is not None
+
+
+def hold_reason(journal: Journal, file_id: int) -> str | None:
+    """Why a budget holds the file (the `phase: held` sentence), or None."""
+    return _hold_sentence(journal.control_facts(file_id))
+
+
+def _hold_sentence(row: dict[str, Any]) -> str | None:
+    if row.get("held_reason") and not row.get("approved_at"):
+        return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
+    return None
+
+
+def report_hooks(
+    journal: Journal,
+) -> tuple[Callable[[dict[str, Any]], str | None], Callable[[dict[str, Any]], str | None]]:
+    """(held, paused): the reasons `report` shows for raw journal rows (one query for all)."""
+    paused = journal.paused_paths()
+    return _hold_sentence, lambda row: _pause_sentence(paused_by(paused, row["path"]))
+
+
+def budget_from(settings: BudgetSettings) -> Budget:
+    return Budget(
+        max_frames_per_capture=settings.max_frames_per_capture,
+        max_frames_per_day=settings.max_frames_per_day,
+        max_captures_per_day=settings.max_captures_per_day,
+        price_per_capture=settings.price_per_capture,
+        price_per_frame=settings.price_per_frame,
+        currency=settings.currency,
+    )
+
+
+def utc_day() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class Control:
+    """The gate the uploader asks before each part, and admission before an upload starts."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        budget: Budget | None = None,
+        limiter: BandwidthLimiter | None = None,
+        today: Callable[[], str] = utc_day,
+    ) -> None:
+        self.journal = journal
+        self.budget = budget or Budget()
+        self.limiter = limiter
+        self.today = today
+
+    def state(self) -> tuple[int, bool]:
+        """(the journal's control generation, is the upload window open)."""
+        window_open = self.limiter is None or self.limiter.window_open
+        return self.journal.control_generation(), window_open
+
+    def start_watching(
+        self, stop: threading.Event, on_change: Callable[[], None], interval: float = 1.0
+    ) -> threading.Thread:
+        """A thread that calls `on_change` within `interval` of a `pause`, `resume` or
+        `approve` (from any process) or of the upload window opening, until `stop` is set."""
+        seen = self.state()  # read now: nothing after this call is missed
+
+        def watch() -> None:
+            nonlocal seen
+            while not stop.wait(interval):
+                try:
+                    now = self.state()
+                    if now != seen and now[1]:
+                        on_change()
+                    seen = now
+                except JournalError as exc:
+                    log.error("journal unavailable; will keep trying", error=str(exc))
+
+        thread = threading.Thread(target=watch, name="control", daemon=True)
+        thread.start()
+        return thread
+
+    def gate(self, path: Path) -> str | None:
+        """None if a new part of `path` may start now, else the sentence why not."""
+        reason = pause_reason(self.journal, normalise(path))
+        if reason is None and self.limiter is not None:
+            reason = self.limiter.closed_reason()
+        return reason
+
+    def admit(self, record: FileRecord, *, force: bool = False) -> str | None:
+        """Before an upload (re)starts: None if it may go, else why it waits (paused, held).
+
+        Counts the input's frames once per version (kept in the journal for `status`) and
+        charges new captures to today's budget, or holds them with the reason.
+        """
+        reason = pause_reason(self.journal, record.path)
+        if reason is not None:
+            return reason
+        if record.upload_state == "uploaded" and not force:
+            return None
+        try:
+            current = identify(Path(record.path))
+        except InputProblem:
+            return None  # the uploader says what is wrong with it
+        if current != record.identity:
+            # Changed since journaled: the uploader starts it over as a new capture.
+            record = replace(record, identity=current, eid=None)
+        facts = self._facts(record)
+        if facts["held_reason"] and not facts["approved_at"]:
+            return hold_reason(self.journal, record.id)
+        frames = facts["frames"]
+
+        def check(frames_today: int, captures_today: int) -> str | None:
+            if record.eid is not None:
+                return None  # its capture exists already: it is charged, never held
+            return budget_problem(self.budget, frames, DayUsage(frames_today, captures_today))
+
+        held = self.journal.admit_within_budget(record.id, self.today(), frames or 0, check)
+        if held is not None:
+            log.warning("held by a budget", path=record.path, reason=held)
+            return hold_reason(self.journal, record.id)
+        return None
+
+    def _facts(self, record: FileRecord) -> dict[str, Any]:
+        facts = self.journal.control_facts(record.id)
+        if facts["control_fingerprint"] == record.identity.fingerprint:
+            return facts
+        counted = self._count(record)
+        cost = estimated_cost(self.budget, counted.frames)
+        self.journal.set_input_facts(
+            record.id, record.identity.fingerprint, counted.frames, counted.duration_seconds, cost
+        )
+        return self.journal.control_facts(record.id)
+
+    @staticmethod
+    def _count(record: FileRecord) -> FrameCount:
+        try:
+            return count_frames(Path(record.path), InputDataFormat(record.input_data_format))
+        except (OSError, ValueError) as exc:
+            # Not knowing the frames is no reason to refuse: the upload itself will say more.
+            log.info("frames not counted", path=record.path, error=str(exc))
+            return FrameCount(None)
+
+
+def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Release held files at or below `paths`: (approved, not held) paths."""
+    records = journal.all_files()
+    approved, not_held = [], []
+    for target in paths:
+        matched = [r for r in records if paused_by([target], r.path) is not None]
+        held = [r for r in matched if hold_reason(journal, r.id) is not None]
+        for record in held:
+            journal.approve(record.id)
+            approved.append(record.path)
+        if not held:
+            not_held.append(target)
+    return approved, not_held

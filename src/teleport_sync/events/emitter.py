@@ -1,0 +1,182 @@
+"""What the daemon tells the event side: a capture ended, a file was rejected, authentication
+failed or recovered, time passed (stuck captures); and the webhook receiver it runs.
+
+Each notification is queued once per file version: the journal marks the file `notify` in the
+same transaction that queues the event, and a sweep at start-up queues what a crash left out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter
+
+from ..config import ConfigError, Settings
+from ..journal import FileRecord, Journal
+from ..logging import REDACTOR, get_logger
+from . import payloads
+from .outbox import Deliverer, NotifyMetrics, Outbox
+from .webhooks import WebhookReceiver, apply_delivery
+
+log = get_logger("teleport_sync.notify")
+
+AUTH_FACT = "notify.auth_failing_since"
+STUCK_CHECK_SECONDS = 60.0
+
+
+class EventHub:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        *,
+        stop: threading.Event,
+        registry: CollectorRegistry | None = None,
+        viewer_url: Callable[[FileRecord], str | None] | None = None,
+        http: httpx.Client | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.stop = stop
+        self.viewer_url = viewer_url
+        self.now = now
+        self.outbox = Outbox(journal, settings.notify)
+        self._http = http or httpx.Client(timeout=10.0, follow_redirects=False)
+        self.deliverer = Deliverer(
+            self.outbox, http=self._http, metrics=NotifyMetrics(registry), stop=stop
+        )
+        self.webhook_outcomes = Counter(
+            "teleport_sync_webhooks",
+            "Webhook deliveries received, by outcome (applied, ignored, bad_signature, ...)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.receiver: WebhookReceiver | None = None
+        self._threads: list[threading.Thread] = []
+        self._stuck_seen: set[str] = set()
+        self._next_stuck_check = 0.0
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, on_terminal: Callable[[FileRecord], None]) -> None:
+        """Start the receiver (if `[webhooks] listen`) and the sender (if `[[notify]]`)."""
+        hooks = self.settings.webhooks
+        if hooks.listen:
+            if hooks.secret is None:
+                raise ConfigError("[webhooks] listen is set but no signing secret is configured")
+            secret = hooks.secret.get_secret_value()
+            REDACTOR.add_secret(secret, min_length=4)
+            try:
+                self.receiver = WebhookReceiver(
+                    hooks.listen,
+                    hooks.path,
+                    secret,
+                    lambda delivery: apply_delivery(self.journal, delivery, on_terminal),
+                    on_outcome=lambda outcome: self.webhook_outcomes.labels(outcome).inc(),
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"[webhooks] listen = {hooks.listen!r}: cannot listen there ({exc.strerror}); "
+                    "choose a free port, or stop what uses it"
+                ) from None
+            self.receiver.start()
+        for target in self.settings.notify:
+            if target.secret is not None:
+                REDACTOR.add_secret(target.secret.get_secret_value(), min_length=4)
+        if self.settings.notify:
+            thread = threading.Thread(target=self.deliverer.run, name="notify", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+        self.outbox.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._http.close()
+
+    # -- what happened --------------------------------------------------------------------------
+
+    def _wanted(self, kind: str) -> bool:
+        return any(kind in target.events for target in self.settings.notify)
+
+    def capture_ended(self, record: FileRecord) -> None:
+        """Queue `ready` / `failed` once the capture's actions have had their go."""
+        if "notify" in record.actions_done:
+            return
+        kind = "ready" if (record.capture_state or "").upper() == "READY" else "failed"
+        # The server's reason for a failure (poller and webhook both keep it in `error`).
+        reason = (record.error or record.capture_state) if kind == "failed" else None
+        viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
+        history = self.journal.state_history(record.id)
+        event = payloads.capture_ended(record, history, reason=reason, viewer_url=viewer)
+        self.outbox.emit(event, file_id=record.id)
+
+    def _viewer_url(self, record: FileRecord) -> str | None:
+        if self.viewer_url is None:
+            return None
+        try:
+            return self.viewer_url(record)
+        except Exception as exc:  # a missing link must not hold the notification back
+            log.warning("no viewer URL for the notification", eid=record.eid, error=str(exc))
+            return None
+
+    def file_rejected(self, path: Path | str) -> None:
+        record = self.journal.by_path(str(path))
+        if (
+            record is not None
+            and record.upload_state == "rejected"
+            and "notify" not in record.actions_done
+        ):
+            self.outbox.emit(payloads.rejected(record), file_id=record.id)
+
+    def sweep(self) -> None:
+        """Queue what a crash or an old version left out (start-up, after pending actions)."""
+        for record in self.journal.needing_notification():
+            if record.upload_state == "rejected":
+                self.outbox.emit(payloads.rejected(record), file_id=record.id)
+            else:
+                self.capture_ended(record)
+
+    def auth_result(self, error: str | None) -> None:
+        """Authentication failed (`error`) or worked (None); notify on the changes only."""
+        with self._lock:
+            since = self.journal.fact(AUTH_FACT) or None
+            if error is not None and since is None:
+                now = datetime.now(UTC).isoformat(timespec="seconds")
+                self.journal.set_fact(AUTH_FACT, now)
+                self.outbox.emit(payloads.auth(True, REDACTOR.redact(error), now))
+            elif error is None and since is not None:
+                self.journal.set_fact(AUTH_FACT, "")
+                self.outbox.emit(payloads.auth(False, None, since))
+
+    def check_stuck(self, *, force: bool = False) -> int:
+        """Queue `stuck` for captures PROCESSING too long; checked once a minute at most."""
+        limit = self.settings.poll.stuck_after_seconds
+        if limit <= 0 or not self._wanted("stuck"):
+            return 0
+        if not force and time.monotonic() < self._next_stuck_check:
+            return 0
+        self._next_stuck_check = time.monotonic() + STUCK_CHECK_SECONDS
+        now = self.now()
+        found = 0
+        for record in self.journal.awaiting_result():
+            if (
+                record.capture_state or ""
+            ).upper() != "PROCESSING" or record.eid in self._stuck_seen:
+                continue
+            history = self.journal.state_history(record.id)
+            since = str(history[-1]["observed_at"]) if history else record.updated_at
+            seconds = (now - datetime.fromisoformat(since)).total_seconds()
+            if seconds >= limit:
+                self._stuck_seen.add(record.eid or "")
+                found += self.outbox.emit(payloads.stuck(record, since, seconds))
+        return found

@@ -1,0 +1,4 @@
+"""The local web console: live queue, capture timelines, pictures, actions (`[web] listen`).
+
+It talks to the journal and the daemon only (through `facade.Console`); the daemon starts it.
+"""

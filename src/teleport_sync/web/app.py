@@ -1,0 +1,198 @@
+"""The console's routes: three pages, their live fragments, pictures, downloads, actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import __version__
+from .facade import ROWS_SHOWN, Console
+from .operations import ActionRefused
+from .security import CSRF_FIELD, Guard, GuardMiddleware
+from .views import PHASES
+
+HERE = Path(__file__).parent
+ACTIONS = ("pause", "resume", "retry", "forget", "approve")
+
+
+def vendor_dir() -> Path:
+    """Where the 3D viewer's files are (fetched by `python -m teleport_sync.web.viewer_assets`)."""
+    return HERE / "static" / "vendor"
+
+
+def viewer_available(folder: Path | None = None) -> bool:
+    folder = folder or vendor_dir()
+    return (folder / "gaussian-splats-3d.module.js").is_file() and (
+        folder / "three.module.min.js"
+    ).is_file()
+
+
+def _page_of(request: Request) -> str:
+    """The page a request belongs to (a fragment's page), where an action returns to."""
+    path = request.url.path.removeprefix("/fragments") or "/"
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("done", "refused")]
+    return path + (f"?{urlencode(params)}" if params else "")
+
+
+class Pages:
+    """Request handlers over one `Console`; templates rendered with autoescaping."""
+
+    def __init__(self, console: Console, guard: Guard, vendor: Path) -> None:
+        self.console = console
+        self.guard = guard
+        self.vendor = vendor
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(self, name: str, request: Request, **context: Any) -> HTMLResponse:
+        template = self.env.get_template(name)
+        html = template.render(
+            csrf=self.guard.csrf,
+            csrf_field=CSRF_FIELD,
+            version=__version__,
+            here=_page_of(request),
+            notice=request.query_params.get("done") or request.query_params.get("refused"),
+            refused="refused" in request.query_params,
+            phases=PHASES,
+            controls=self.console.controls(),
+            **context,
+        )
+        return HTMLResponse(html)
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        return self.render("overview.html", request, o=self.console.overview(), page="overview")
+
+    async def overview_fragment(self, request: Request) -> Response:
+        return self.render("_overview.html", request, o=self.console.overview())
+
+    def _filters(self, request: Request) -> dict[str, str | None]:
+        phase = request.query_params.get("phase") or None
+        return {"phase": phase if phase in PHASES else None, "q": request.query_params.get("q")}
+
+    async def files(self, request: Request) -> Response:
+        f = self._filters(request)
+        rows = self.console.rows(f["phase"], f["q"])
+        query = urlencode({k: v for k, v in f.items() if v})
+        return self.render(
+            "files.html",
+            request,
+            rows=rows[:ROWS_SHOWN],
+            total=len(rows),
+            filters=f,
+            page="files",
+            query=query,
+        )
+
+    async def files_fragment(self, request: Request) -> Response:
+        f = self._filters(request)
+        rows = self.console.rows(f["phase"], f["q"])
+        return self.render("_rows.html", request, rows=rows[:ROWS_SHOWN])
+
+    async def capture(self, request: Request) -> Response:
+        c = self.console.capture(request.path_params["file_id"])
+        if c is None:
+            return PlainTextResponse("no such file in the journal (forgotten?)\n", 404)
+        viewer = viewer_available(self.vendor)
+        return self.render("capture.html", request, c=c, page="files", viewer=viewer)
+
+    async def capture_fragment(self, request: Request) -> Response:
+        c = self.console.capture(request.path_params["file_id"])
+        if c is None:
+            return PlainTextResponse("gone\n", 404)
+        return self.render("_capture.html", request, c=c)
+
+    async def files_json(self, request: Request) -> Response:
+        f = self._filters(request)
+        return JSONResponse(self.console.rows(f["phase"], f["q"]))
+
+    # -- pictures and downloads ----------------------------------------------------------------
+
+    async def thumbnail(self, request: Request) -> Response:
+        png = self.console.thumbnail(request.path_params["file_id"])
+        if png is None:
+            return PlainTextResponse("no model to draw yet\n", 404)
+        return Response(png, media_type="image/png")
+
+    async def result(self, request: Request) -> Response:
+        path = self.console.result_path(request.path_params["file_id"], request.path_params["n"])
+        if path is None:
+            return PlainTextResponse("no such result file\n", 404)
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+    async def preview(self, request: Request) -> Response:
+        path = self.console.preview_path(request.path_params["file_id"])
+        if path is None:
+            return PlainTextResponse("no preview image\n", 404)
+        return FileResponse(path)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def action(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        presented = form.get(CSRF_FIELD) or request.headers.get("x-csrf-token")
+        if not self.guard.csrf_ok(presented):
+            return PlainTextResponse(
+                "refused: missing or stale CSRF token (reload the page and try again)\n", 403
+            )
+        action = request.path_params["action"]
+        if action not in ACTIONS:
+            return PlainTextResponse(f"unknown action {action}\n", 404)
+        raw_id = form.get("file_id") or ""
+        file_id = int(raw_id) if raw_id.isdigit() else None
+        back = form.get("next", "/")
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/"
+        try:
+            message, key = self.console.act(action, file_id), "done"
+        except (ActionRefused, KeyError) as exc:
+            message, key = str(exc) if isinstance(exc, ActionRefused) else "no such file", "refused"
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"ok": key == "done", "message": message})
+        path, _, query = back.partition("?")
+        params = [(k, v) for k, v in parse_qsl(query) if k not in ("done", "refused")]
+        params.append((key, message))
+        return RedirectResponse(f"{path}?{urlencode(params)}", 303)
+
+
+def create_app(console: Console, guard: Guard, *, vendor: Path | None = None) -> Starlette:
+    vendor = vendor or vendor_dir()
+    pages = Pages(console, guard, vendor)
+    routes = [
+        Route("/", pages.overview),
+        Route("/fragments/overview", pages.overview_fragment),
+        Route("/files", pages.files),
+        Route("/fragments/files", pages.files_fragment),
+        Route("/api/files", pages.files_json),
+        Route("/files/{file_id:int}", pages.capture),
+        Route("/fragments/files/{file_id:int}", pages.capture_fragment),
+        Route("/files/{file_id:int}/thumbnail.png", pages.thumbnail),
+        Route("/files/{file_id:int}/preview", pages.preview),
+        Route("/files/{file_id:int}/results/{n:int}/{name}", pages.result),
+        Route("/actions/{action}", pages.action, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static", check_dir=True), name="static"),
+    ]
+    if vendor != vendor_dir() and vendor.is_dir():
+        routes.insert(-1, Mount("/static/vendor", StaticFiles(directory=vendor), name="vendor"))
+    app = Starlette(routes=routes)
+    return GuardMiddleware(app, guard)  # type: ignore[return-value]

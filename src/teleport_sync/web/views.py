@@ -1,0 +1,153 @@
+"""What the console shows, in words: phases, reasons, sizes, durations, timelines. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+PHASES = (
+    "settling",
+    "incomplete",
+    "queued",
+    "held",
+    "paused",
+    "uploading",
+    "completing",
+    "processing",
+    "downloading",
+    "done",
+    "failed",
+    "rejected",
+)
+TERMINAL_FAILED = ("FAILED", "ERROR")
+
+
+def phase_of(row: dict[str, Any], *, download: bool = True) -> tuple[str, str | None]:
+    """The row's phase and reason: the journal's own when it has them, else read from its states."""
+    if row.get("phase"):
+        return str(row["phase"]), row.get("reason")
+    state = row["upload_state"]
+    capture = (row.get("capture_state") or "").upper()
+    if state == "rejected":
+        return "rejected", row.get("error")
+    if state == "failed":
+        when = row.get("next_attempt_at")
+        retry = f"; tried again at {short_time(when)}" if when else ""
+        return "failed", f"{row.get('error') or 'the last attempt failed'}{retry}"
+    if state == "pending":
+        return "queued", "waiting for an upload slot"
+    if state == "uploading":
+        if row.get("num_parts") and row.get("parts_done") == row.get("num_parts"):
+            return "completing", "all parts sent; telling Teleport the upload is complete"
+        sent = f"{row.get('parts_done') or 0} of {row.get('num_parts') or '?'} parts sent"
+        return "uploading", sent
+    if capture == "READY":
+        if row.get("result_error"):
+            return "downloading", row["result_error"]
+        if row.get("result_paths") or not download:
+            return "done", None
+        return "downloading", "the model is ready; fetching it"
+    if capture in TERMINAL_FAILED:
+        return "failed", row.get("error") or "Teleport could not make a model from this input"
+    return "processing", f"Teleport is processing it ({capture or 'waiting for its first state'})"
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def human_rate(bytes_per_second: float | None) -> str:
+    if not bytes_per_second:
+        return "idle"
+    return f"{human_size(int(bytes_per_second))}/s"
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def short_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return iso
+
+
+def timeline(
+    steps: list[tuple[str, str | None]], now: str, *, finished: bool = False
+) -> list[dict[str, str]]:
+    """[(label, iso time)] in order, each with how long it lasted (until the next, or `now`).
+
+    The last step of a `finished` file lasts no time: it is where the file ended up.
+    """
+    known = [(label, at) for label, at in steps if at]
+    out = []
+    for i, (label, at) in enumerate(known):
+        until = known[i + 1][1] if i + 1 < len(known) else None
+        if until is None and finished:
+            out.append({"label": label, "at": short_time(at), "lasted": ""})
+            continue
+        end = datetime.fromisoformat(until or now)
+        lasted = (end - datetime.fromisoformat(at)).total_seconds()
+        out.append(
+            {
+                "label": label,
+                "at": short_time(at),
+                "lasted": human_duration(lasted) + ("" if until else " so far"),
+            }
+        )
+    return out
+
+
+# Teleport's failure slugs (NOTES: "treat unknown slugs as text") and the emulator's, in words.
+_SLUG_ADVICE = {
+    "NOT_ENOUGH_FRAMES": "Teleport needs more views of the scene: capture more overlapping "
+    "photos (or a longer video) and drop the new file in.",
+    "INPUT_VALIDATION_FAILED": "Teleport could not read the input: check that the zip holds "
+    "JPEG or PNG photos, or that the video plays, then replace the file.",
+    "CONVERSION_FAILED": "Teleport could not convert the input: re-export the video as an "
+    "H.264 MP4 (or the photos as JPEG) and replace the file.",
+    "POSE_REFINEMENT_FAILED": "Teleport could not work out where the camera was: capture again "
+    "moving more slowly, with more overlap and more texture in view.",
+    "NO_IMAGES": "The zip holds no photos: put the JPEG or PNG images in it and replace the file.",
+    "INVALID_ARCHIVE": "The file is not a readable zip: create it again and replace the file.",
+    "INVALID_VIDEO": "The file is not an MP4 video: export it as MP4 and replace the file.",
+}
+_PHASE_ADVICE = {
+    "rejected": "The file cannot be uploaded as it is. Fix or replace it: a changed file is "
+    "looked at again by itself.",
+    "failed-upload": "A network, server or permission problem. It is retried by itself; "
+    "Retry now tries at once, after you fixed what the message names.",
+    "failed-capture": "Teleport could not make a model from this input. Upload a new version "
+    "of the file to try again.",
+}
+
+
+def advice(phase: str, upload_state: str, error: str | None) -> str | None:
+    """What the failure means and what to do about it, or None when nothing failed."""
+    if phase not in ("failed", "rejected"):
+        return None
+    slug = (error or "").split(":", 1)[0].strip().upper().replace("-", "_")
+    if slug in _SLUG_ADVICE:
+        return _SLUG_ADVICE[slug]
+    if phase == "rejected":
+        return _PHASE_ADVICE["rejected"]
+    return _PHASE_ADVICE["failed-upload" if upload_state == "failed" else "failed-capture"]

@@ -77,6 +77,9 @@ def test_result_folders_never_meet_across_roots() -> None:
     same_name = [Path("/a/inbox"), Path("/b/inbox")]
     assert result_folder(res, Path("/b/inbox/x.zip"), same_name) == Path("/r/b/inbox/x.zip")
     assert result_folder(res, Path("/tmp/x.zip"), one) == Path("/r/_elsewhere/tmp/x.zip")
+    nested = [Path("/in/vip"), Path("/in")]  # a [[watch.folder]] inside a [watch] path
+    assert result_folder(res, Path("/in/vip/x.zip"), nested) == Path("/r/vip/x.zip")
+    assert result_folder(res, Path("/in/x.zip"), nested) == Path("/r/x.zip")
 
 
 def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from teleport_sync.api import TeleportClient, TransientError
 from teleport_sync.emulator.artefacts import model_files
@@ -84,6 +85,7 @@ def test_result_folders_never_meet_across_roots() -> None:
 
 def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:
     log = io.StringIO()
+    saved = structlog.get_config()
     configure_logging("DEBUG", "json", stream=log)
     try:
         array = {
@@ -107,7 +109,7 @@ def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:
         # An array naming another profile is not this profile's models.
         assert read_models({**array, "profile_name": "ply"}, "fragment-float16") == []
     finally:
-        configure_logging("INFO", "json", stream=sys.stderr)
+        structlog.configure(**saved)  # other tests capture what the daemon logs
     events = [json.loads(line)["event"] for line in log.getvalue().splitlines()]
     assert "metadata models: array of SegmentModel" in events
     assert "metadata models: object keyed by profile" in events

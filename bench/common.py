@@ -161,17 +161,23 @@ def save(name: str, data: dict[str, object]) -> Path:
 
 
 def make_file(path: Path, size: int, *, sparse: bool = False) -> Path:
-    """A file of `size` bytes: random data (throughput) or a sparse hole (memory)."""
+    """An MP4-shaped file of `size` bytes (`upload` checks the shape: ftyp, then one `free` box
+    of filler, then moov): random filler (throughput) or a sparse hole (memory)."""
     if path.exists() and path.stat().st_size == size:
         return path
-    if sparse:
-        with path.open("wb") as handle:
-            handle.truncate(size)
-        return path
-    block = os.urandom(4 * MIB)
-    with path.open("wb") as handle:
-        written = 0
-        while written < size:
-            handle.write(block[: min(len(block), size - written)])
-            written += len(block)
+    ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    moov = b"\x00\x00\x00\x08moov"
+    filler = size - len(ftyp) - len(moov)
+    # A 64-bit box header (size field 1, then the size) fits any filler, 4 GiB and over.
+    header = (1).to_bytes(4, "big") + b"free" + filler.to_bytes(8, "big")
+    with path.open("wb") as out:
+        out.write(ftyp + header)
+        left = filler - len(header)
+        if sparse:
+            out.seek(left, os.SEEK_CUR)
+        else:
+            block = os.urandom(4 * MIB)
+            while left > 0:
+                left -= out.write(block[: min(len(block), left)])
+        out.write(moov)
     return path

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from teleport_sync.logging import configure_logging
 
 
 @dataclass(frozen=True)
@@ -64,3 +70,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """The log as JSON lines in a buffer, whatever an earlier test pointed it at."""
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+        yield stream
+    finally:
+        configure_logging("INFO", "console", stream=sys.stderr)

@@ -195,7 +195,68 @@ def test_health_shows_the_limit_in_force(tmp_path: Path) -> None:
     from teleport_sync.journal import Journal
 
     with Journal(tmp_path / "journal.sqlite3") as journal:
+        journal.set_paused(["/srv/inbox/site"], True)
         report = health_report(journal, [], bwlimit="Mon-Sun 00:00,4M")
+    assert report["paused"] == ["/srv/inbox/site"]
     assert report["bwlimit"]["bytes_per_second"] == 4 * MIB
     assert report["bwlimit"]["limit"] == "4M/s" and report["bwlimit"]["window_open"] is True
     assert "bwlimit" not in health_report(None, [])
+
+
+def test_a_reloaded_bwlimit_reschedules_the_same_limiter(tmp_path: Path) -> None:
+    from teleport_sync.control import Control
+    from teleport_sync.journal import Journal
+
+    clock = FakeClock()
+    changes: list[float | None] = []
+    limiter = BandwidthLimiter(
+        parse_bwlimit("1M"), clock=clock, now=lambda: MONDAY, on_change=changes.append
+    )
+    limiter.set_timetable(parse_bwlimit("Mon-Sun 00:00,0 23:00,off"))
+    assert limiter.rate == 0 and changes == [MIB, 0]
+    limiter.set_timetable(parse_bwlimit("off"))
+    limiter.consume(10 * MIB)
+    assert clock.sleeps == [] and changes == [MIB, 0, None]
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        control = Control(journal)  # started with bwlimit "off": no limiter at all
+        assert control.reconfigure(Budget(max_captures_per_day=2), "off") is None
+        made = control.reconfigure(Budget(max_captures_per_day=2), "2M")
+        assert made is not None and made.rate == 2 * MIB
+        assert control.limiter is made and control.budget.max_captures_per_day == 2
+        assert control.reconfigure(Budget(), "0") is made and not made.window_open
+
+
+def test_status_says_why_files_wait_while_the_window_is_closed(tmp_path: Path) -> None:
+    from teleport_sync.health import report_options
+    from teleport_sync.inputs import identify
+    from teleport_sync.journal import Journal
+    from teleport_sync.report import status_rows
+
+    from .helpers import make_zip
+
+    source = make_zip(tmp_path / "night.zip")
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        journal.register(str(source), identify(source), "bulk-images", "night.zip")
+        [closed] = status_rows(journal, report_options(journal, bwlimit="0"))
+        [open_] = status_rows(journal, report_options(journal, bwlimit="10M"))
+    assert closed["phase"] == "queued" and "upload window is closed" in closed["reason"]
+    assert open_["reason"] == "waiting for an upload slot"
+
+
+def test_the_metrics_gauge_reads_the_limit_in_force() -> None:
+    from teleport_sync.metrics import Metrics
+
+    metrics = Metrics()
+    gauge = "teleport_sync_bwlimit_bytes_per_second"
+    assert metrics.registry.get_sample_value(gauge) == -1  # no limiter: no limit
+    wall = [at(0, 7)]
+    limiter = BandwidthLimiter(
+        parse_bwlimit("Mon-Fri 08:00,0 19:00,3M"),
+        clock=FakeClock(),
+        now=lambda: wall[0],
+        recheck_seconds=0.0,
+    )
+    metrics.watch_bwlimit(limiter)
+    assert metrics.registry.get_sample_value(gauge) == 3 * MIB
+    wall[0] = at(0, 9)
+    assert metrics.registry.get_sample_value(gauge) == 0

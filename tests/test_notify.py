@@ -35,7 +35,7 @@ from teleport_sync.retry import RetryPolicy
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, wait_for
-from .sink import Sink, free_port
+from .sink import Sink, captured_log, free_port
 from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
@@ -187,15 +187,20 @@ def test_outbox_retries_with_backoff_then_gives_up(journal: Journal, sink: Sink)
     assert row.attempts == 1 and row.last_error == "HTTP 503" and row.delivered_at is None
     assert datetime.fromisoformat(row.next_attempt_at) >= datetime.fromisoformat(row.created_at)
     assert metric(deliverer, "failed", "failed") == 1
+    assert deliverer.metrics.pending._value.get() == 1
 
     now.ahead += timedelta(seconds=1000)  # past any backoff, short of giving up
     deliverer.deliver_due()
     assert journal.outbox()[0].attempts == 2 and journal.outbox()[0].given_up_at is None
     now.ahead += timedelta(seconds=3600)
-    deliverer.deliver_due()
+    with captured_log() as log:
+        deliverer.deliver_due()
     (row,) = journal.outbox()
     assert row.given_up_at is not None and row.delivered_at is None
     assert metric(deliverer, "failed", "given_up") == 1
+    assert deliverer.metrics.pending._value.get() == 0
+    assert "notification given up" in log.getvalue()
+    assert sink.url not in log.getvalue()  # targets are named by host, never by URL
     assert len(sink.received) == 3
     assert {r.headers["X-Teleport-Sync-Event-Id"] for r in sink.received} == {event.event_id}
     now.ahead += timedelta(days=2)
@@ -297,9 +302,13 @@ def test_ready_and_rejected_reach_a_json_sink_without_secrets(
         make_zip(inbox / "no-images.zip", images=0, pad=100)
         wait_for(lambda: len(sink.received) >= 2, 30, "two notifications")
         registry = running.daemon.metrics.registry
-        delivered = registry.get_sample_value(
-            "teleport_sync_notifications_total", {"event": "ready", "outcome": "delivered"}
-        )
+
+        def delivered() -> float | None:
+            labels = {"event": "ready", "outcome": "delivered"}
+            return registry.get_sample_value("teleport_sync_notifications_total", labels)
+
+        # The sink has the request before the sender has its answer: wait for the count.
+        wait_for(lambda: delivered() == 1, 10, "the delivery counted")
     by_kind = {r.json()["event"]: r for r in sink.received}
     assert set(by_kind) == {"ready", "rejected"} and len(sink.received) == 2
     ready = by_kind["ready"].json()
@@ -307,10 +316,9 @@ def test_ready_and_rejected_reach_a_json_sink_without_secrets(
     assert ready["eid"] == row["eid"] and ready["sid"] == row["sid"]
     assert ready["state"] == "READY" and ready["file"] == row["path"]
     assert ready["capture_name"] == "scan.zip" and ready["result_paths"] == row["result_paths"]
-    assert ready["viewer_url"].endswith(f"/share/{row['sid']}")
+    assert f"/share/{row['sid']}" in ready["viewer_url"] and "?" not in ready["viewer_url"]
     assert ready["timings"]["noticed_at"] and ready["timings"]["ended_at"]
     assert by_kind["rejected"].json()["reason"].endswith("no images (.jpg, .png, .tif, ...)")
-    assert delivered == 1
     everything_sent = b"".join(r.body + json.dumps(r.headers).encode() for r in sink.received)
     secrets = [
         emulator.config.client_secret,
@@ -486,3 +494,27 @@ def test_migration_marks_old_endings_as_already_notified(tmp_path: Path) -> None
         "/in/bad.zip": ["notify"],
         "/in/busy.zip": [],
     }
+
+
+def test_sighup_reload_brings_new_targets_and_keeps_the_receiver(
+    emulator: EmulatorServer, tmp_path: Path, sink: Sink
+) -> None:
+    port = free_port()
+    hooks = {"listen": f"127.0.0.1:{port}", "secret": "whsec-first-123"}
+    settings = settings_for(emulator, tmp_path, webhooks=hooks)
+    changed = settings_for(
+        emulator,
+        tmp_path,
+        notify=[{"url": sink.url, "events": ["ready"]}],
+        webhooks={"listen": f"127.0.0.1:{free_port()}", "secret": "whsec-second-456"},
+    )
+    with Running(settings, reload=lambda: changed) as running:
+        running.daemon.request_reload()
+        wait_for(lambda: running.daemon.settings is changed, 15, "the reload")
+        # [webhooks] waits for a restart: the running receiver and its secret stay.
+        assert running.daemon.settings.webhooks.listen == hooks["listen"]
+        assert running.daemon.events.receiver is not None
+        assert running.daemon.events.receiver.address[1] == port
+        make_zip(settings.watch.paths[0] / "scan.zip", images=3)
+        wait_for(lambda: len(sink.received) >= 1, 30, "a ready notification to the new target")
+    assert sink.received[0].json()["event"] == "ready"

@@ -104,7 +104,7 @@ def test_one_file_reached_by_a_symlink_and_a_hard_link_is_one_capture(
                 len(rows) == 3 and sum(r["upload_state"] == "rejected" for r in rows.values()) == 2
             )
 
-        wait_for(settled, 30, "one upload and two twins refused")
+        wait_for(settled, 90, "one upload and two twins refused")
     finally:
         assert daemon.stop() == 0
     rows = status(config)

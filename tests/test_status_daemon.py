@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.journal import Journal
 
 from .helpers import MIB, make_mp4, make_zip, wait_for
 from .test_daemon import Running, rows, settings_for
@@ -75,3 +76,33 @@ def test_a_half_written_zip_is_listed_with_phase_and_reason(
     row = rows(settings)["scan.zip"]
     assert row["reason"] is None and row["capture_state"] == "READY"
     assert zipfile.is_zipfile(target)
+
+
+def test_files_found_by_the_first_scan_are_listed_at_once(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator, tmp_path, watch={"paths": [tmp_path / "inbox"], "settle_seconds": 60}
+    )
+    for n in range(40):
+        (settings.watch.paths[0] / f"clip{n:02d}.mp4").write_bytes(b"not yet")
+    with Running(settings):  # ready only after the scan journaled them
+        listed = rows(settings)
+    assert len(listed) == 40 and {r["phase"] for r in listed.values()} == {"settling"}
+
+
+def test_the_periodic_rescan_finds_what_no_event_announced(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    settings = settings_for(
+        emulator, tmp_path, watch={"paths": [inbox], "settle_seconds": 0.3, "rescan_seconds": 0.5}
+    )
+    make_mp4(inbox / "clip.mp4", 1 * MIB)
+    with Running(settings, root_check_seconds=0.2):
+        wait_for(lambda: rows(settings).get("clip.mp4", {}).get("phase") == "done", 30, "done")
+        # The journal forgets the file behind the daemon's back: no event will ever say so.
+        with Journal(settings.journal.path) as journal:
+            journal.forget_paths([str(inbox / "clip.mp4")])
+        assert "clip.mp4" not in rows(settings)
+        wait_for(lambda: "clip.mp4" in rows(settings), 15, "the rescan to find it again")

@@ -112,14 +112,25 @@ def test_forget_drops_a_finished_row_and_keeps_the_capture(
     make_zip(tmp_path / "inbox" / "old.zip", images=2)
     wait_for(lambda: ready(console, "old.zip"), what="READY and downloaded")
     with client(console) as http:
-        token = csrf_of(http.get("/files").text)
-        file_id = re.search(r'href="/files/(\d+)"', http.get("/files").text).group(1)  # type: ignore[union-attr]
-        answer = http.post(
-            "/actions/forget",
-            data={"file_id": file_id, "csrf": token},
-            headers={"Accept": "application/json"},
-        )
-    assert answer.json()["ok"], answer.text
+        listing = http.get("/files").text
+        token = csrf_of(listing)
+        file_id = re.search(r'href="/files/(\d+)"', listing).group(1)  # type: ignore[union-attr]
+
+        def forget() -> dict[str, object]:
+            answer = http.post(
+                "/actions/forget",
+                data={"file_id": file_id, "csrf": token},
+                headers={"Accept": "application/json"},
+            )
+            return answer.json()  # type: ignore[no-any-return]
+
+        # Still in the watch folder: forgotten, it would be uploaded again.
+        kept = forget()
+        assert not kept["ok"] and "still in a watch folder" in str(kept["message"])
+        assert "old.zip" in rows(console.daemon.settings)
+        (tmp_path / "inbox" / "old.zip").rename(tmp_path / "old.zip")
+        dropped = forget()
+    assert dropped["ok"], dropped
     assert "old.zip" not in rows(console.daemon.settings)
     assert len(emulator.backend.captures) == 1  # only the journal row went
 
@@ -268,3 +279,59 @@ def test_without_the_viewer_files_the_capture_page_shows_the_picture(
     assert 'id="thumbnail"' in page and "viewer.js" not in page
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     assert module.status_code == 404
+
+
+def test_approve_releases_a_file_held_by_a_budget(emulator: EmulatorServer, tmp_path: Path) -> None:
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        web={"listen": "127.0.0.1:0"},
+        budget={"max_frames_per_capture": 2},
+    )
+    with Running(settings) as running, client(running) as http:
+        make_zip(tmp_path / "inbox" / "big.zip", images=3)
+        wait_for(lambda: rows(settings).get("big.zip", {}).get("phase") == "held", what="a hold")
+        listing = http.get("/files", params={"phase": "held"}).text
+        assert "big.zip" in listing and 'data-action="approve"' in listing
+        file_id = re.search(r'href="/files/(\d+)"', listing).group(1)  # type: ignore[union-attr]
+        answer = http.post(
+            "/actions/approve",
+            data={"file_id": file_id, "csrf": csrf_of(listing)},
+            headers={"Accept": "application/json"},
+        )
+        assert answer.json() == {"ok": True, "message": f"approved {tmp_path}/inbox/big.zip"}
+        wait_for(lambda: rows(settings)["big.zip"]["upload_state"] == "uploaded", what="the upload")
+        again = http.post(
+            "/actions/approve",
+            data={"file_id": file_id, "csrf": csrf_of(listing)},
+            headers={"Accept": "application/json"},
+        )
+    assert again.json()["ok"] is False and "not held" in again.json()["message"]
+
+
+def test_overview_limit_and_capture_preview_and_viewer_link(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        web={"listen": "127.0.0.1:0"},
+        upload={"bwlimit": "40M"},
+        results={"dir": tmp_path / "results", "previews": True},
+    )
+    with Running(settings) as running, client(running) as http:
+        make_zip(tmp_path / "inbox" / "yard.zip", images=2)
+        wait_for(lambda: ready(running, "yard.zip"), what="READY and downloaded")
+        with Journal(settings.journal.path) as journal:
+            record = journal.by_path(str(tmp_path / "inbox" / "yard.zip"))
+        assert record is not None
+        wait_for(lambda: bool(running.daemon.journal.get(record.id).preview_paths), what="preview")
+        overview = http.get("/").text
+        page = http.get(f"/files/{record.id}").text
+        preview = http.get(f"/files/{record.id}/preview")
+        record = running.daemon.journal.get(record.id)
+    assert "bandwidth limit now: 40M/s" in overview
+    assert "Teleport&#39;s preview" in page or "Teleport's preview" in page
+    assert preview.status_code == 200
+    assert preview.content == Path(record.preview_paths[0]).read_bytes()
+    assert record.viewer_url and f'href="{record.viewer_url}"' in page

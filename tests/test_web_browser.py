@@ -16,7 +16,6 @@ import pytest
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
-from teleport_sync.web import operations
 from teleport_sync.web.app import viewer_available
 
 from .helpers import MIB, make_zip, set_knobs, wait_for
@@ -197,8 +196,6 @@ def test_3d_view_draws_the_model(
 def test_the_pause_button_stops_new_puts(
     browser: Any, console: Running, emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    if not operations.available(console.daemon)["pause"]:
-        pytest.skip("this build has no pause")
     set_knobs(emulator, put_delay_seconds=0.5)  # 12 parts, one at a time
     browser.get(console.daemon.web_url)
     make_zip(tmp_path / "inbox" / "long.zip", images=2, pad=58 * MIB)
@@ -209,10 +206,17 @@ def test_the_pause_button_stops_new_puts(
     browser.find_element(By.CSS_SELECTOR, "button[data-action=pause]").click()
     browser_wait(lambda: "paused all uploads" in browser.page_source, "the pause to be said")
     browser_wait(lambda: "badge phase-paused" in browser.page_source, "the file shown paused")
-    # Parts in flight when the pause came finish; after that, nothing new starts.
+    # The part in flight when the pause came finishes; after that, nothing new starts. Without
+    # the pause a PUT lands every ~0.5 s, so the count never holds still for 1.5 s.
     puts = lambda: emulator.stats.count("put")  # noqa: E731
-    settled = browser_wait(lambda: (n := puts()) == puts() and n, "parts in flight to land")
-    time.sleep(2.0)  # several put delays: a part started now would have landed
+
+    def still() -> int:
+        before = puts()
+        time.sleep(1.5)
+        return before if puts() == before else 0
+
+    settled = browser_wait(still, "part PUTs to stop")
+    time.sleep(2.0)
     assert puts() == settled
     row = rows(console.daemon.settings)["long.zip"]
     assert row["parts_done"] < row["num_parts"]

@@ -28,7 +28,7 @@ from teleport_sync.models import FileIdentity
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, set_knobs, wait_for
-from .sink import Sink, free_port
+from .sink import Sink, captured_log, free_port
 from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
@@ -176,7 +176,7 @@ def emulator_config() -> EmulatorConfig:
 
 
 def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
-    emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     port = free_port()
     set_knobs(emulator, webhook_url=f"http://127.0.0.1:{port}/teleport/webhook")
@@ -187,7 +187,7 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         webhooks={"listen": f"127.0.0.1:{port}", "secret": SECRET},
     )
     inbox = settings.watch.paths[0]
-    with Running(settings):
+    with captured_log() as log, Running(settings) as running:
         make_zip(inbox / "scan.zip", images=4)
         wait_for(
             lambda: (
@@ -230,10 +230,15 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         answer = httpx.post(url, content=forged, headers=signed(forged, "guessed"))
         assert answer.status_code == 401
         assert rows(settings)["scan.zip"] == row
+        registry = running.daemon.metrics.registry
+        counted = {
+            outcome: registry.get_sample_value("teleport_sync_webhooks_total", {"outcome": outcome})
+            for outcome in ("applied", "bad_signature")
+        }
+        assert counted == {"applied": 2, "bad_signature": 1}
     # The signing secret is in no log line and nowhere in the journal's files.
-    logged = capsys.readouterr()
-    assert "webhook refused: bad or missing signature" in logged.out + logged.err
-    assert SECRET not in logged.out + logged.err
+    assert "webhook refused: bad or missing signature" in log.getvalue()
+    assert SECRET not in log.getvalue()
     for journal_file in tmp_path.glob("journal.sqlite3*"):
         assert SECRET.encode() not in journal_file.read_bytes()
 

@@ -447,7 +447,7 @@ def _upload_each(
     parts: Any, files: list[Path], progress: Any, force: bool
 ) -> list[tuple[Path, str, str, int | None]]:
     """Upload one file after the other: (path, what happened, eid, journal id) per file."""
-    from .engine import UploadFailed
+    from .engine import Paused, UploadFailed
     from .inputs import InputProblem
 
     results: list[tuple[Path, str, str, int | None]] = []
@@ -467,6 +467,10 @@ def _upload_each(
                 results.append((path, "waiting", "", None))
                 continue
             result = parts.uploader.upload(path, force=force)
+        except Paused as exc:  # paused meanwhile, or the upload window closed
+            progress.bars.console.print(f"[yellow]waiting:[/] {escape(str(exc))}", highlight=False)
+            results.append((path, "waiting", "", None))
+            continue
         except (InputProblem, UploadFailed) as exc:
             progress.bars.console.print(
                 f"[bold red]error:[/] {escape(REDACTOR.redact(str(exc)))}", highlight=False
@@ -653,7 +657,9 @@ def _status_rows(settings: Settings) -> list[dict[str, Any]]:
     if not settings.journal.path.exists():
         return []
     with open_journal(settings) as journal:
-        options = report_options(journal, download_wanted=settings.results.download)
+        options = report_options(
+            journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+        )
         return status_rows(journal, options)
 
 
@@ -723,16 +729,20 @@ def health(app: AppContext, as_json: bool) -> None:
     Exit 0 when healthy, 1 when not (for monitoring scripts).
     """
     from .compose import open_journal
+    from .folders import watch_roots
     from .health import health_report, report_options
 
     settings = app.settings
-    roots = list(settings.watch.paths)
+    roots = watch_roots(settings)
+    bwlimit = settings.upload.bwlimit
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
-            options = report_options(journal, download_wanted=settings.results.download)
-            report = health_report(journal, roots, options)
+            options = report_options(
+                journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+            )
+            report = health_report(journal, roots, options, bwlimit=bwlimit)
     else:
-        report = health_report(None, roots)
+        report = health_report(None, roots, bwlimit=bwlimit)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -758,6 +768,10 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
         click.echo(f"watch:   {root['path']}: {how}")
     counts = ", ".join(f"{n} {phase}" for phase, n in report["counts"].items()) or "none"
     click.echo(f"files:   {counts}")
+    if "bwlimit" in report:
+        click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
+    if report.get("paused"):
+        click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
     click.echo("healthy" if report["ok"] else "UNHEALTHY")
 
 

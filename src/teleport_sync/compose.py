@@ -10,22 +10,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from .actions import Actions
 from .api import TeleportClient, client_from_settings
 from .config import Settings
-from .control import Control, budget_from
+from .control import Control, bandwidth_limiter, budget_from
 from .engine import Progress, Uploader
 from .folders import capture_plan, effective, folder_for, watch_roots
 from .journal import FileRecord, Journal, JournalError
-from .limits import BandwidthLimiter, Rate, describe_rate, parse_bwlimit
 from .lock import JournalLock, JournalUnwritable
-from .logging import get_logger
-from .retry import SystemClock
-
-log = get_logger("teleport_sync.compose")
 
 
 @dataclass
@@ -75,18 +69,6 @@ def open_journal(settings: Settings) -> Journal:
     return Journal(settings.journal.path)
 
 
-def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
-    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
-    timetable = parse_bwlimit(spec)
-    if timetable.constant and timetable.entries[0][1] is None:
-        return None  # no limit ever: the sending path stays exactly as fast as without one
-
-    def changed(rate: Rate) -> None:
-        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
-
-    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
-
-
 def results_dir(settings: Settings) -> Path:
     return settings.results.dir or settings.journal.path.parent / "results"
 
@@ -123,6 +105,7 @@ def components(
                 client,
                 journal,
                 concurrency=settings.upload.concurrency,
+                max_parts_in_flight=settings.upload.max_parts_in_flight,
                 name_template=settings.upload.name_template,
                 training_parameters=settings.upload.training_parameters,
                 progress=progress,

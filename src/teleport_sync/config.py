@@ -30,7 +30,6 @@ ENV_PREFIX = "TELEPORT_SYNC_"
 SECRET_ENV = f"{ENV_PREFIX}API__CLIENT_SECRET"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 SYSTEM_CONFIG = Path("/etc/teleport-sync/config.toml")
-DEFAULT_IGNORED_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*", ".*")
 
 
 class ConfigError(Exception):
@@ -115,6 +114,8 @@ class WatchSettings(_Section):
 class UploadSettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     files_at_once: int = Field(default=2, ge=1, le=32)
+    # Parts in flight across all files together (each file also keeps to `concurrency`).
+    max_parts_in_flight: int = Field(default=8, ge=1, le=1024)
     name_template: str = "{name}"
     training_parameters: dict[str, Any] | None = None
     # "off", a rate ("10M", bytes/s as rclone reads it) or an rclone timetable; "0" = closed.

@@ -22,9 +22,19 @@ from .config import BudgetSettings
 from .frames import FrameCount, count_frames
 from .inputs import InputProblem, identify
 from .journal import FileRecord, Journal, JournalError
-from .limits import BandwidthLimiter, Budget, DayUsage, budget_problem, estimated_cost
+from .limits import (
+    BandwidthLimiter,
+    Budget,
+    DayUsage,
+    Rate,
+    budget_problem,
+    describe_rate,
+    estimated_cost,
+    parse_bwlimit,
+)
 from .logging import get_logger
 from .models import InputDataFormat
+from .retry import SystemClock
 
 log = get_logger("teleport_sync.control")
 
@@ -91,6 +101,18 @@ def budget_from(settings: BudgetSettings) -> Budget:
     )
 
 
+def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
+    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
+    timetable = parse_bwlimit(spec)
+    if timetable.constant and timetable.entries[0][1] is None:
+        return None  # no limit ever: the sending path stays exactly as fast as without one
+
+    def changed(rate: Rate) -> None:
+        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
+
+    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
+
+
 def utc_day() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
@@ -110,6 +132,16 @@ class Control:
         self.budget = budget or Budget()
         self.limiter = limiter
         self.today = today
+
+    def reconfigure(self, budget: Budget, bwlimit: str) -> BandwidthLimiter | None:
+        """A reloaded config: the new budget, and the limiter following the new `bwlimit`
+        (the same limiter, re-scheduled, so parts in flight keep sharing it)."""
+        self.budget = budget
+        if self.limiter is None:
+            self.limiter = bandwidth_limiter(bwlimit)
+        else:
+            self.limiter.set_timetable(parse_bwlimit(bwlimit))
+        return self.limiter
 
     def state(self) -> tuple[int, bool]:
         """(the journal's control generation, is the upload window open)."""

@@ -26,6 +26,7 @@ from .api import AuthenticationError
 from .authstate import AuthSnapshot
 from .compose import FolderActions, components
 from .config import ConfigError, Settings, load_settings
+from .control import budget_from
 from .engine import FileChanged, StartOver, Stopped, UploadFailed
 from .events.emitter import EventHub
 from .folders import capture_plan, effective, watch_roots
@@ -147,8 +148,12 @@ class Daemon:
             new, self.client, self.journal, retry_base_seconds=self.actions_retry_seconds
         )
         self.poller.interval = new.poll.interval_seconds
+        self.events.reload(new)
         # Names and training parameters per folder and sidecar, from the new settings.
         self.uploader.plan_for = lambda path: capture_plan(new, path)
+        limiter = self.control.reconfigure(budget_from(new.budget), new.upload.bwlimit)
+        self.uploader.ctx.throttle = limiter.consume if limiter is not None else None
+        self.metrics.watch_bwlimit(limiter)
         log.info(
             "config reloaded",
             config=str(new.source_path or "(no config file; environment only)"),

@@ -60,9 +60,14 @@ def daemon_running(journal: Journal) -> tuple[bool, int | None]:
     return (True, pid) if writer == pid else (False, None)
 
 
-def report_options(journal: Journal | None, *, download_wanted: bool = True) -> ReportOptions:
-    """Options for status rows that also say when the running daemon cannot authenticate."""
+def report_options(
+    journal: Journal | None, *, download_wanted: bool = True, bwlimit: str = "off"
+) -> ReportOptions:
+    """Options for status rows that also say when the running daemon cannot authenticate, or
+    when `[upload] bwlimit` closes the upload window now."""
     blocked = None
+    if not bwlimit_now(bwlimit, datetime.now())["window_open"]:
+        blocked = f"uploads wait: the upload window is closed by [upload] bwlimit ({bwlimit!r})"
     if journal is not None and daemon_running(journal)[0]:
         auth = _json_fact(journal, AUTH_FACT)
         if isinstance(auth, dict) and auth.get("ok") is False:
@@ -82,7 +87,7 @@ def health_report(
     """The `health --json` contract. `journal` is None when there is no journal yet.
 
     With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
-    window is open (additive key `bwlimit`).
+    window is open (additive key `bwlimit`); and what `pause` paused (`paused`).
     """
     running, pid = daemon_running(journal) if journal is not None else (False, None)
     auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
@@ -102,6 +107,8 @@ def health_report(
     }
     if bwlimit is not None:
         report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    if journal is not None:
+        report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
     return report
 
 

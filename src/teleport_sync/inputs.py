@@ -90,10 +90,6 @@ def same_file_as(path: Path, identity: FileIdentity, others: list[str]) -> str |
     return None
 
 
-def same_version(a: FileIdentity, b: FileIdentity) -> bool:
-    return a == b
-
-
 def capture_name(template: str, path: Path) -> str:
     name = template.format(
         name=path.name, stem=path.stem, parent=path.parent.name, ext=path.suffix.lstrip(".")

@@ -24,7 +24,6 @@ from typing import Any
 
 from .models import FileIdentity
 
-UPLOAD_STATES = ("pending", "uploading", "uploaded", "failed", "rejected")
 # The facts key that pause, resume and approve bump, so a running daemon notices them.
 CONTROL_GENERATION = "control-generation"
 
@@ -391,10 +390,6 @@ class Journal:
                 "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
             ) from None
 
-    def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
-
     @property
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -465,7 +460,8 @@ class Journal:
         path = _py_path(row["path"])
         for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
             value = row[column]
-            if column not in ("path", "error") and isinstance(value, str) and shown(value) != value:
+            # (A path that is not UTF-8 is stored as bytes, never as text: such text is damage.)
+            if column != "error" and isinstance(value, str) and shown(value) != value:
                 raise UnreadableRow(row["id"], path, column)
         return FileRecord(
             id=row["id"],
@@ -1085,6 +1081,12 @@ class Journal:
         )
         return [self._outbox_row(r) for r in rows]
 
+    def pending_notifications(self) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL"
+        )
+        return int(rows[0]["n"])
+
     def next_notification_at(self) -> str | None:
         rows = self._query(
             """SELECT MIN(next_attempt_at) AS at FROM outbox
@@ -1123,12 +1125,18 @@ class Journal:
 
     def note_sighting(self, path: str, root: str, reason: str) -> None:
         """`path` was noticed: a `settling` row, unless it already has one."""
+        self.note_sightings([path], root, reason)
+
+    def note_sightings(self, paths: list[str], root: str, reason: str) -> None:
+        """Sightings for many paths in one transaction (a scan may find thousands)."""
+        if not paths:
+            return
         now = utc_now()
         with self._transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
                    VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
-                (_db_path(path), shown(root), shown(reason), now, now),
+                [(_db_path(path), shown(root), shown(reason), now, now) for path in paths],
             )
 
     def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:

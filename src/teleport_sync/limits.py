@@ -191,12 +191,24 @@ class BandwidthLimiter:
         if at - self._checked >= self._recheck:
             self._checked = at
             rate = self.timetable.rate_at(self._now())
-            if rate != self._rate:
-                with self._lock:
+            with self._lock:  # decided under the lock: one thread reports a change, once
+                changed = rate != self._rate
+                if changed:
                     self._rate = rate
                     self._due = at  # a new rate starts afresh, owing nothing
+            if changed:
                 self._on_change(rate)
         return self._rate
+
+    def set_timetable(self, timetable: Timetable) -> None:
+        """Follow another schedule from now on (a reloaded config)."""
+        rate = timetable.rate_at(self._now())
+        with self._lock:
+            self.timetable = timetable
+            changed, self._rate = rate != self._rate, rate
+            self._due = self._checked = self._clock.monotonic()
+        if changed:
+            self._on_change(rate)
 
     @property
     def window_open(self) -> bool:

@@ -58,6 +58,11 @@ class Metrics:
             registry=self.registry,
         )
         self.bwlimit = _bwlimit_gauge(self.registry)
+        self._health_gauges()
+        self._server = None
+
+    def _health_gauges(self) -> None:
+        """The `health` answers, for monitoring that scrapes rather than runs commands."""
         self.phases = Gauge(
             "teleport_sync_phase",
             "Noticed files by phase (settling, queued, uploading, ..., done, failed)",
@@ -79,7 +84,6 @@ class Metrics:
             "Watch roots not watched now (missing, not a folder, unreadable)",
             registry=self.registry,
         )
-        self._server = None
 
     def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
         """Read the limiter's rate when scraped (it follows its timetable by itself)."""

@@ -20,10 +20,6 @@ class SystemdNotifier:
         # Ping at half the watchdog interval, as sd_watchdog_enabled(3) recommends.
         self.watchdog_interval: float | None = int(usec) / 2_000_000 if usec.isdigit() else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def send(self, *lines: str) -> bool:
         if not self._address:
             return False

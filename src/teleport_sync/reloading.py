@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .config import Settings
 
-RESTART_ONLY_SECTIONS = ("api", "journal", "metrics")
+# `webhooks`: the receiver's address and secret are bound once (its listening socket).
+RESTART_ONLY_SECTIONS = ("api", "journal", "metrics", "webhooks")
 RESTART_ONLY_UPLOAD_KEYS = ("concurrency", "files_at_once")
 
 
@@ -19,6 +20,7 @@ def merge_for_reload(old: Settings, new: Settings) -> tuple[Settings, list[str]]
     for name in RESTART_ONLY_SECTIONS:
         setattr(new, name, getattr(old, name))
     new.secret_source = old.secret_source
+    new.webhook_secret_source = old.webhook_secret_source
     for key in RESTART_ONLY_UPLOAD_KEYS:
         if getattr(new.upload, key) != getattr(old.upload, key):
             later.append(f"upload.{key}")

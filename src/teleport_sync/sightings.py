@@ -43,27 +43,33 @@ class Sightings:
             if not os.path.lexists(path):
                 self.journal.drop_sighting(path)
 
-    def noticed(self, path: Path, root: Path) -> None:
-        """The watcher's first look at `path` since it last settled: give it a status row."""
-        path = path.absolute()
+    def noticed(self, paths: list[Path], root: Path) -> None:
+        """The watcher's first look at these files since they last settled: status rows."""
         try:
-            record = self.journal.by_path(str(path))
-            if record is not None:
-                st = path.stat()
-                known = record.identity
-                if (known.dev, known.inode, known.size, known.mtime_ns) == (
-                    st.st_dev,
-                    st.st_ino,
-                    st.st_size,
-                    st.st_mtime_ns,
-                ):
-                    return  # an event on a file the journal already knows as it is
+            new = [str(p.absolute()) for p in paths if not self._known_as_is(p.absolute())]
             seconds = self._settle_seconds()
-            self.journal.note_sighting(
-                str(path), str(root), f"waiting until it has not changed for {seconds:g} s"
+            self.journal.note_sightings(
+                new, str(root), f"waiting until it has not changed for {seconds:g} s"
             )
-        except (OSError, JournalError) as exc:
-            log.warning("cannot journal a noticed file", path=str(path), error=str(exc))
+        except JournalError as exc:
+            log.warning("cannot journal noticed files", count=len(paths), error=str(exc))
+
+    def _known_as_is(self, path: Path) -> bool:
+        """An event on a file the journal already knows unchanged (a chmod, a touch)."""
+        record = self.journal.by_path(str(path))
+        if record is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        known = record.identity
+        return (known.dev, known.inode, known.size, known.mtime_ns) == (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+        )
 
     def ended(self, path: Path) -> None:
         """Handed over, rejected, ignored or gone: the sighting ends."""

@@ -127,7 +127,7 @@ class Watcher:
         *,
         is_known: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
         on_refused: Callable[[Path, str], None] = lambda path, reason: None,
-        on_noticed: Callable[[Path, Path], None] = lambda path, root: None,
+        on_noticed: Callable[[list[Path], Path], None] = lambda paths, root: None,
         on_gone: Callable[[Path], None] = lambda path: None,
         observer_factory: Callable[[], BaseObserver] | None = None,
         fallback_factory: Callable[[], BaseObserver] | None = None,
@@ -255,7 +255,7 @@ class Watcher:
     # -- intake ---------------------------------------------------------------------------------
 
     def scan_folder(self, folder: Path, root: Path) -> int:
-        found = 0
+        fresh: list[Path] = []
         walker: Iterable[tuple[str, list[str], list[str]]] = os.walk(folder)
         for dirpath, dirnames, filenames in walker:
             if not self.settings.recursive and Path(dirpath) != root:
@@ -274,9 +274,17 @@ class Watcher:
                     continue
                 if self._is_known(path, st):
                     continue
-                self.notice(path, root)
-                found += 1
-        return found
+                if path.is_symlink() and not self._symlink_allowed(path, root):
+                    continue
+                fresh.append(path)
+        # Journaled in one go (a first scan may find thousands), before any can settle.
+        with self._wake:
+            new = [p for p in fresh if p not in self._pending]
+        if new:
+            self._on_noticed(new, root)
+        for path in fresh:
+            self._add_pending(path, root)
+        return len(fresh)
 
     def refuse_if_named_like_input(self, folder: Path, root: Path) -> None:
         if ignore_reason(folder, root, self.settings) is None and folder not in self.warned_dirs:
@@ -293,6 +301,15 @@ class Watcher:
         if path.is_symlink() and not self._symlink_allowed(path, root):
             return
         with self._wake:
+            new = path not in self._pending
+        if new:
+            # The daemon journals the sighting (a status row from the first event on) before
+            # the file can settle; once per settle, not once per write event.
+            self._on_noticed([path], root)
+        self._add_pending(path, root)
+
+    def _add_pending(self, path: Path, root: Path) -> None:
+        with self._wake:
             if self._stopped:
                 return
             now = self._clock.monotonic()
@@ -306,10 +323,6 @@ class Watcher:
                 known_root, pending, due = existing
                 soon = now + self._settle(path)
                 self._pending[path] = (known_root, pending, min(due, soon))
-        if existing is None:
-            # Outside the lock: the daemon journals the sighting (a status row from the first
-            # event on); once per settle, not once per write event.
-            self._on_noticed(path, root)
 
     def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
         """Look at `path` again later (an incomplete file that may still be written)."""

@@ -36,7 +36,10 @@ class Completer:
         except ApiError as exc:
             # The completion may have happened with its answer lost: ask the capture itself.
             try:
-                found, listed = client.find_capture(record.eid), True
+                # Twice before calling it gone: a listing paged while another station deletes
+                # a capture can miss one.
+                found = client.find_capture(record.eid) or client.find_capture(record.eid)
+                listed = True
             except ApiError:
                 found, listed = None, False
             if (listed and found is None) or (not listed and isinstance(exc, NotFoundError)):

@@ -7,7 +7,8 @@ after it is built; the steps read them here at the moment they act.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +61,9 @@ class EngineContext:
     gate: Callable[[Path], str | None] = lambda path: None
     # Called before each block or sendfile slice goes out: the shared bandwidth limiter.
     throttle: Callable[[int], None] | None = None
+    # One bound on parts in flight across every file this engine uploads at once
+    # ([upload] max_parts_in_flight); None: only each file's own `concurrency`.
+    in_flight: threading.BoundedSemaphore | None = None
 
     @property
     def etag_fact(self) -> str:
@@ -76,6 +80,20 @@ class EngineContext:
     def check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped("stopping: the upload will resume where it left off")
+
+    @contextmanager
+    def part_slot(self) -> Iterator[None]:
+        """Hold one of the slots for parts in flight while a part attempt runs; waiting for
+        one gives way to a stop (the wait is re-checked twice a second)."""
+        if self.in_flight is None:
+            yield
+            return
+        while not self.in_flight.acquire(timeout=0.5):
+            self.check_stop()
+        try:
+            yield
+        finally:
+            self.in_flight.release()
 
     def check_gate(self, path: Path) -> None:
         reason = self.gate(path)

@@ -63,8 +63,12 @@ class CaptureCreator:
         """The row with an eid: adopted from an earlier try, or newly created."""
         journal = self.ctx.journal
         # A previous run meant to create a capture and may have, without journaling it.
-        if record.intent_nonce is not None and self._adopt(record, record.intent_nonce):
-            return journal.get(record.id)
+        if record.intent_nonce is not None:
+            if self._adopt(record, record.intent_nonce):
+                return journal.get(record.id)
+            # Not found; a listing that shifted under us may have missed it, so captures
+            # carrying this token are looked for once more before completion.
+            self._mark_ambiguous(record.id)
         token = journal.mark_create_intent(record.id, record.intent_nonce or new_token())
         created = self._create(record, token)
         if created is None:  # a retry found the capture the timed-out try had made

@@ -96,7 +96,8 @@ class PartSender:
             self.ctx.check_gate(run.path)
             attempt += 1
             try:
-                self._attempt(run, part, attempt)
+                with self.ctx.part_slot():
+                    self._attempt(run, part, attempt)
                 return
             except _Again:
                 continue

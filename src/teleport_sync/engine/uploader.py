@@ -55,6 +55,7 @@ class Uploader:
         journal: Journal,
         *,
         concurrency: int = 4,
+        max_parts_in_flight: int | None = None,
         name_template: str = "{name}",
         training_parameters: dict[str, Any] | None = None,
         part_policy: RetryPolicy | None = None,
@@ -82,6 +83,9 @@ class Uploader:
             concurrency=concurrency,
             gate=gate or (lambda path: None),
             throttle=throttle,
+            in_flight=(
+                threading.BoundedSemaphore(max_parts_in_flight) if max_parts_in_flight else None
+            ),
         )
         # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
         # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),
@@ -97,18 +101,44 @@ class Uploader:
         self.parts = PartSender(self.ctx)
         self.completer = Completer(self.ctx)
 
-    # The switches tests and the CLI set after construction live in the shared context.
-    progress = property(
-        lambda self: self.ctx.progress, lambda self, v: setattr(self.ctx, "progress", v)
-    )
-    stop = property(lambda self: self.ctx.stop, lambda self, v: setattr(self.ctx, "stop", v))
-    on_retry = property(
-        lambda self: self.ctx.on_retry, lambda self, v: setattr(self.ctx, "on_retry", v)
-    )
-    concurrency = property(
-        lambda self: self.ctx.concurrency, lambda self, v: setattr(self.ctx, "concurrency", v)
-    )
-    etags_are_md5 = property(lambda self: self.ctx.etags_are_md5)
+    # The switches tests and the CLI set after construction live in the shared context, where
+    # the steps read them when they act.
+    @property
+    def progress(self) -> Progress:
+        return self.ctx.progress
+
+    @progress.setter
+    def progress(self, value: Progress) -> None:
+        self.ctx.progress = value
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.ctx.stop
+
+    @stop.setter
+    def stop(self, value: threading.Event) -> None:
+        self.ctx.stop = value
+
+    @property
+    def on_retry(self) -> Callable[[str], None]:
+        return self.ctx.on_retry
+
+    @on_retry.setter
+    def on_retry(self, value: Callable[[str], None]) -> None:
+        self.ctx.on_retry = value
+
+    @property
+    def concurrency(self) -> int:
+        return self.ctx.concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self.ctx.concurrency = value
+
+    @property
+    def etags_are_md5(self) -> bool | None:
+        """Whether storage answers with MD5 ETags (None: not known yet)."""
+        return self.ctx.etags_are_md5
 
     def upload(self, path: Path, *, force: bool = False) -> UploadResult:
         """Upload `path` (or resume it); raises InputProblem, UploadFailed or its subclasses."""

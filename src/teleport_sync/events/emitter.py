@@ -91,9 +91,27 @@ class EventHub:
             if target.secret is not None:
                 REDACTOR.add_secret(target.secret.get_secret_value(), min_length=4)
         if self.settings.notify:
-            thread = threading.Thread(target=self.deliverer.run, name="notify", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._start_sender()
+
+    def reload(self, settings: Settings) -> None:
+        """A reloaded config (SIGHUP): new `[[notify]]` targets and `stuck_after_seconds`.
+
+        `[webhooks]` waits for a restart (the reload keeps the running section). Events already
+        queued for a target that is gone are dropped with a log line when they come due."""
+        self.settings = settings
+        self.outbox.targets = settings.notify
+        self.deliverer.retarget(settings.notify)
+        for target in settings.notify:
+            if target.secret is not None:
+                REDACTOR.add_secret(target.secret.get_secret_value(), min_length=4)
+        if settings.notify and not self._threads:
+            self._start_sender()
+        self.outbox.wake.set()
+
+    def _start_sender(self) -> None:
+        thread = threading.Thread(target=self.deliverer.run, name="notify", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def close(self) -> None:
         if self.receiver is not None:
@@ -121,6 +139,8 @@ class EventHub:
         self.outbox.emit(event, file_id=record.id)
 
     def _viewer_url(self, record: FileRecord) -> str | None:
+        if record.viewer_url:  # journaled from the listing by the poller
+            return record.viewer_url
         if self.viewer_url is None:
             return None
         try:

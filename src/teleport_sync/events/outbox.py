@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..config import NotifyTarget
 from ..journal import Journal, OutboxRow
@@ -57,6 +57,11 @@ class NotifyMetrics:
             "teleport_sync_notifications",
             "Notification deliveries by event kind and outcome (delivered, failed, given_up)",
             ["event", "outcome"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "teleport_sync_notifications_pending",
+            "Notifications queued and not yet delivered or given up",
             registry=registry,
         )
 
@@ -134,7 +139,11 @@ class Deliverer:
         self.policy = policy
         self.give_up_after = give_up_after
         self.now = now
-        self.by_key = {target_key(t): (i, t) for i, t in enumerate(outbox.targets)}
+        self.retarget(outbox.targets)
+
+    def retarget(self, targets: list[NotifyTarget]) -> None:
+        # One assignment: the sender thread sees the old mapping or the new one, never half.
+        self.by_key = {target_key(t): (i, t) for i, t in enumerate(targets)}
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -167,6 +176,7 @@ class Deliverer:
                 delivered += 1
             else:
                 failing.add(row.target)
+        self.metrics.pending.set(self.journal.pending_notifications())
         return delivered
 
     def attempt(self, row: OutboxRow) -> bool:

@@ -44,7 +44,8 @@ def viewer_available(folder: Path | None = None) -> bool:
 
 def _page_of(request: Request) -> str:
     """The page a request belongs to (a fragment's page), where an action returns to."""
-    path = request.url.path.removeprefix("/fragments") or "/"
+    path = request.url.path.removeprefix("/fragments")
+    path = "/" if path in ("", "/overview") else path
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("done", "refused")]
     return path + (f"?{urlencode(params)}" if params else "")
 
@@ -73,7 +74,6 @@ class Pages:
             notice=request.query_params.get("done") or request.query_params.get("refused"),
             refused="refused" in request.query_params,
             phases=PHASES,
-            controls=self.console.controls(),
             **context,
         )
         return HTMLResponse(html)

@@ -13,12 +13,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import Settings
+from ..control import PAUSE_ALL
 from ..health import AUTH_FACT
 from ..journal import Journal, utc_now
+from ..limits import bwlimit_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
 from ..report import ReportOptions, status_rows
@@ -136,14 +139,14 @@ class Console:
         counts = {phase: 0 for phase in views.PHASES}
         for row in rows:
             counts[row["phase"]] = counts.get(row["phase"], 0) + 1
-        settings = self.link.settings
-        bwlimit = getattr(settings.upload, "bwlimit", None)
+        limit = bwlimit_now(self.link.settings.upload.bwlimit, datetime.now())
         return {
             "roots": self._roots(),
             "counts": counts,
             "total": len(rows),
             "throughput": views.human_rate(self.throughput()),
-            "bwlimit": str(bwlimit) if bwlimit is not None else "not set",
+            "bwlimit": limit["limit"],
+            "window_open": limit["window_open"],
             "auth": self._auth(),
             "active": [r for r in rows if r["phase"] in ("uploading", "completing")],
             "problems": [r for r in rows if r["phase"] in ("failed", "rejected")][:10],
@@ -179,10 +182,9 @@ class Console:
             return {"ok": None, "error": None}
         return {"ok": fact.get("ok"), "error": safe_text(fact.get("error"))}
 
-    def _paused(self) -> bool | None:
-        """Whether everything is paused; None where pausing is not available."""
-        paused = getattr(self.link.journal, "paused_paths", None)
-        return operations.PAUSE_ALL in paused() if callable(paused) else None
+    def _paused(self) -> bool:
+        """Whether everything is paused (`pause` with no path, or the console's Pause all)."""
+        return PAUSE_ALL in self.link.journal.paused_paths()
 
     def capture(self, file_id: int) -> dict[str, Any] | None:
         """One file in full: its row, timeline, results, preview and viewer links."""
@@ -284,10 +286,6 @@ class Console:
         return picture[1] if picture else None
 
     # -- acting -------------------------------------------------------------------------------
-
-    def controls(self) -> dict[str, bool]:
-        """Which of pause, resume and approve can be offered (the buttons shown)."""
-        return operations.available(self.link)
 
     def act(self, action: str, file_id: int | None) -> str:
         """Run one of the console's actions; `ActionRefused` (or KeyError) says why not."""

@@ -10,20 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import control
+from ..control import PAUSE_ALL
 from ..statusview import is_finished
 
 if TYPE_CHECKING:
     from .facade import DaemonLink
 
-PAUSE_ALL = "*"  # the journal's name for "every upload" (as `teleport-sync pause` with no path)
-
 
 class ActionRefused(Exception):
     """The action does not apply to this file now; the message says why."""
-
-
-class Unavailable(ActionRefused):
-    """This build of the daemon cannot do that yet."""
 
 
 def retry_now(link: DaemonLink, file_id: int) -> str:
@@ -53,35 +49,23 @@ def forget(link: DaemonLink, file_id: int, row: dict[str, Any]) -> str:
     return f"forgot {path} (the capture on the account is kept)"
 
 
-def _control(link: DaemonLink, name: str) -> Any:
-    """The journal's operator-control method `name` (pause, resume and approve live there)."""
-    method = getattr(link.journal, name, None)
-    if not callable(method):
-        raise Unavailable(f"{name} is not available in this version of teleport-sync")
-    return method
-
-
-def available(link: DaemonLink) -> dict[str, bool]:
-    """Which of pause, resume and approve can be offered."""
-    has = {name: callable(getattr(link.journal, name, None)) for name in ("set_paused", "approve")}
-    return {"pause": has["set_paused"], "resume": has["set_paused"], "approve": has["approve"]}
-
-
 def pause(link: DaemonLink, file_id: int | None) -> str:
     """Start no new part (of this file, or of any): journaled, so a restart keeps it paused."""
     paths = [PAUSE_ALL] if file_id is None else [link.journal.get(file_id).path]
-    _control(link, "set_paused")(paths, True)
+    link.journal.set_paused(paths, True)
     return "paused all uploads" if file_id is None else f"paused {paths[0]}"
 
 
 def resume(link: DaemonLink, file_id: int | None) -> str:
     paths = [PAUSE_ALL] if file_id is None else [link.journal.get(file_id).path]
-    _control(link, "set_paused")(paths, False)
+    link.journal.set_paused(paths, False)
     return "resumed all uploads" if file_id is None else f"resumed {paths[0]}"
 
 
 def approve(link: DaemonLink, file_id: int) -> str:
-    """Release a file held by a budget."""
+    """Release a file held by a budget (as `teleport-sync approve PATH`)."""
     path = link.journal.get(file_id).path
-    _control(link, "approve")(file_id)
+    approved, _not_held = control.approve(link.journal, [path])
+    if not approved:
+        raise ActionRefused(f"{path} is not held by a budget")
     return f"approved {path}"

@@ -29,7 +29,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not "no-referrer": with it, browsers send `Origin: null` on the console's own forms.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     # The 3D viewer sorts splats in a worker made from a blob and may use WebAssembly.
     "content-security-policy": (

@@ -607,8 +607,6 @@ class Daemon:
             log.error("cannot record the authentication state", error=str(exc))
 
     def _viewer_url(self, record: FileRecord) -> str | None:
-        if record.viewer_url:  # journaled by the poller when the capture finished
-            return record.viewer_url
         capture = self.client.find_capture(record.eid) if record.eid else None
         return capture.viewer_url if capture is not None else None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from teleport_sync.api import TeleportClient, TransientError
 from teleport_sync.emulator.artefacts import model_files
@@ -27,6 +28,7 @@ from teleport_sync.results import (
     file_names,
     plan_models,
     read_models,
+    result_folder,
     storable_url,
 )
 from teleport_sync.retry import RetryPolicy
@@ -65,8 +67,25 @@ def test_file_names_say_single_file_or_chunk() -> None:
     ]
 
 
+def test_result_folders_never_meet_across_roots() -> None:
+    res = Path("/r")
+    one = [Path("/in")]
+    assert result_folder(res, Path("/in/site/chair.zip"), one) == Path("/r/site/chair.zip")
+    assert result_folder(res, Path("/in/chair.mp4"), one) == Path("/r/chair.mp4")
+    two = [Path("/a/inbox"), Path("/b/drop")]
+    assert result_folder(res, Path("/a/inbox/x.zip"), two) == Path("/r/inbox/x.zip")
+    assert result_folder(res, Path("/b/drop/x.zip"), two) == Path("/r/drop/x.zip")
+    same_name = [Path("/a/inbox"), Path("/b/inbox")]
+    assert result_folder(res, Path("/b/inbox/x.zip"), same_name) == Path("/r/b/inbox/x.zip")
+    assert result_folder(res, Path("/tmp/x.zip"), one) == Path("/r/_elsewhere/tmp/x.zip")
+    nested = [Path("/in/vip"), Path("/in")]  # a [[watch.folder]] inside a [watch] path
+    assert result_folder(res, Path("/in/vip/x.zip"), nested) == Path("/r/vip/x.zip")
+    assert result_folder(res, Path("/in/x.zip"), nested) == Path("/r/x.zip")
+
+
 def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:
     log = io.StringIO()
+    saved = structlog.get_config()
     configure_logging("DEBUG", "json", stream=log)
     try:
         array = {
@@ -90,7 +109,7 @@ def test_both_metadata_shapes_parse_and_say_which(tmp_path: Path) -> None:
         # An array naming another profile is not this profile's models.
         assert read_models({**array, "profile_name": "ply"}, "fragment-float16") == []
     finally:
-        configure_logging("INFO", "json", stream=sys.stderr)
+        structlog.configure(**saved)  # other tests capture what the daemon logs
     events = [json.loads(line)["event"] for line in log.getvalue().splitlines()]
     assert "metadata models: array of SegmentModel" in events
     assert "metadata models: object keyed by profile" in events
@@ -484,3 +503,31 @@ def test_status_shows_download_errors_and_viewer_links(
     assert as_json["result_error"] == "cannot write /srv/[x]: denied"
     assert as_json["result_next_at"] == "2026-01-01T00:00:30"
     assert as_json["viewer_url"] == "https://viewer.test/s1"
+
+
+def test_previews_that_cannot_be_saved_leave_the_models_done(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from teleport_sync.actions import Actions
+    from teleport_sync.config import ActionsSettings, ResultsSettings
+    from teleport_sync.journal import Journal
+
+    inbox = tmp_path / "inbox"
+    with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:
+        _, sid = ready_capture(emulator, client, "scan.zip")
+        # The eid is not in the listing (deleted since): models by sid work, previews cannot.
+        row = _ready_row(journal, inbox / "scan.zip", "gone-eid", sid)
+        results = ResultsSettings(previews=True)
+        actions = Actions(
+            client,
+            journal,
+            results=results,
+            actions=ActionsSettings(),
+            roots=[inbox],
+            results_dir=tmp_path / "results",
+        )
+        actions.run_for(row)
+        done = journal.get(row.id)
+    assert "download" in done.actions_done and done.preview_paths == []
+    assert (tmp_path / "results" / "scan.zip" / "ply" / "model.ply").exists()
+    assert "previews not saved" in str(done.result_error) and done.result_next_at is None

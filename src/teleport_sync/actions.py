@@ -144,7 +144,7 @@ class Actions:
     def _download(self, record: FileRecord) -> None:
         if not record.sid:
             raise ApiError(f"capture {record.eid} is READY but has no share id yet")
-        folder = result_folder(self.results_dir, relative_to_roots(Path(record.path), self.roots))
+        folder = result_folder(self.results_dir, Path(record.path), self.roots)
         plan = plan_models(
             self.client, record.sid, self.results.profiles, folder, model_options(self.results)
         )
@@ -153,15 +153,20 @@ class Actions:
                 f"capture {record.eid} has no models for profiles {', '.join(plan.missing)}"
             )
         fetch_models(self.client, plan, self.access)
+        notes = [f"the server had no models for profiles {', '.join(plan.missing)}"]
+        notes = notes if plan.missing else []
         previews: list[str] = []
         if self.results.previews and record.eid:
-            previews = fetch_previews(self.client, record.eid, folder, self.access)
+            # Extras: a failure is noted, never a reason to fetch the models again.
+            try:
+                previews = fetch_previews(self.client, record.eid, folder, self.access)
+            except (ApiError, OSError) as exc:
+                notes.append(f"previews not saved: {exc}")
         by_profile = plan.by_profile()
         self.journal.record_results(record.id, by_profile, previews)
-        if plan.missing:
-            note = f"the server had no models for profiles {', '.join(plan.missing)}"
-            self.journal.record_result_error(record.id, note, None)
-            log.warning(note, path=record.path, eid=record.eid)
+        if notes:
+            self.journal.record_result_error(record.id, "; ".join(notes), None)
+            log.warning("; ".join(notes), path=record.path, eid=record.eid)
         written = [p for paths in by_profile.values() for p in paths] + previews
         self.journal.mark_action(record.id, "download", written)
 

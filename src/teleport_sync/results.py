@@ -62,9 +62,31 @@ class ModelPlan:
         return grouped
 
 
-def result_folder(results_dir: Path, relative_input: Path) -> Path:
-    """The folder of one input's results: named by its relative path, extension included."""
-    return results_dir / relative_input
+def result_folder(results_dir: Path, input_path: Path, roots: list[Path]) -> Path:
+    """The folder of one input's results, named by its path (extension included), unique.
+
+    The path is taken below the outermost watch root holding the input, so a `[[watch.folder]]`
+    inside a watched path changes nothing. With several separate roots it starts with the
+    root's name (its whole path when two roots share a name), so `a/x.zip` and `b/x.zip` never
+    meet. An input under no root (`upload` of a file elsewhere): `_elsewhere/<absolute path>`.
+    """
+    absolute = Path(os.path.abspath(input_path))
+    tops = _outermost([Path(os.path.abspath(r)) for r in roots])
+    root = next((r for r in tops if r in absolute.parents), None)
+    if root is None:
+        return results_dir / "_elsewhere" / absolute.relative_to(absolute.anchor)
+    below = absolute.relative_to(root)
+    if len(tops) == 1:
+        return results_dir / below
+    names = [r.name for r in tops]
+    prefix = root.name if names.count(root.name) == 1 else root.relative_to(root.anchor)
+    return results_dir / prefix / below
+
+
+def _outermost(roots: list[Path]) -> list[Path]:
+    """The roots not inside another root, without repeats, in their order."""
+    unique = list(dict.fromkeys(roots))
+    return [r for r in unique if not any(o in r.parents for o in unique)]
 
 
 def file_names(profile: str, models: list[SegmentModel]) -> list[str]:

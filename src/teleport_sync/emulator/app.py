@@ -205,7 +205,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
             error_reason_slug=capture.verdict if failed else None,
             preview_urls=previews.get("preview_urls", {}),
             preview_url=previews.get("preview_url"),
-            viewer_url=f"{share}/viewer" if ready else None,
+            viewer_url=share if ready else None,
             share_url=share if state == "READY" else None,
             share_link=share if state == "READY" else None,
             gif_url=previews.get("gif_url"),

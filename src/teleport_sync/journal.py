@@ -61,7 +61,7 @@ class FileRecord:
     # `name` (`renamed_at`): the only thing that ties a capture on the account to this row.
     intent_nonce: str | None = None
     renamed_at: str | None = None
-    # Results (schema: `_migrate_results`); defaults so other constructors need not know them.
+    # Results (schema: `_migrate_v7_results`); defaults so other constructors need not know them.
     results_by_profile: dict[str, list[str]] = field(default_factory=dict)
     preview_paths: list[str] = field(default_factory=list)
     result_error: str | None = None
@@ -229,7 +229,7 @@ _RESULT_COLUMNS: dict[str, tuple[type, Any]] = {
 }
 
 
-def _migrate_results(db: Any) -> None:
+def _migrate_v7_results(db: Any) -> None:
     # Column by column and only if absent: other branches' migrations may add some of these.
     columns = db["files"].columns_dict
     for name, (kind, default) in _RESULT_COLUMNS.items():
@@ -323,7 +323,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v4_intent_token,
     _migrate_v5_events,
     _migrate_v6_control,
-    _migrate_results,
+    _migrate_v7_results,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,68 @@
+"""The SQLite journal: the truth about every file, part, ETag and capture state.
+
+All SQL of the project lives in this package. The journal never stores an upload URL or a token:
+URLs are credentials while valid and are always requested fresh.
+
+Durability: WAL, `synchronous=FULL` (a committed part survives power loss), one transaction per
+acknowledged part, `busy_timeout` so the CLI can read while the daemon writes, and
+`PRAGMA integrity_check` at open. The schema is versioned with `PRAGMA user_version`; each entry
+of `MIGRATIONS` (`schema.py`) moves it one version up.
+
+`Journal` is one class to its users, composed of one mixin per concern over `BaseJournal` (the
+connection, transactions and shared plumbing), so each concern's SQL can be read on its own.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    BaseJournal,
+    JournalError,
+    JournalRowError,
+    UnreadableRow,
+    shown,
+    shown_path,
+    utc_now,
+)
+from .captures import CapturesMixin
+from .control import CONTROL_GENERATION, ControlMixin
+from .files import FilesMixin
+from .outbox import OutboxMixin
+from .parts import PartsMixin
+from .records import FileRecord, OutboxRow, PartRecord
+from .report import ReportMixin
+from .results import ResultsMixin
+from .schema import MIGRATIONS, SCHEMA_VERSION, _migrate_v5_events
+from .sightings import SightingsMixin
+
+
+class Journal(
+    FilesMixin,
+    PartsMixin,
+    CapturesMixin,
+    SightingsMixin,
+    ResultsMixin,
+    OutboxMixin,
+    ControlMixin,
+    ReportMixin,
+    BaseJournal,
+):
+    """One connection, guarded by a lock: the engine's worker threads share it."""
+
+
+__all__ = [
+    "CONTROL_GENERATION",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "BaseJournal",
+    "FileRecord",
+    "Journal",
+    "JournalError",
+    "JournalRowError",
+    "OutboxRow",
+    "PartRecord",
+    "UnreadableRow",
+    "_migrate_v5_events",
+    "shown",
+    "shown_path",
+    "utc_now",
+]

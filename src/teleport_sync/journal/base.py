@@ -1,0 +1,314 @@
+"""The journal's connection: opening, integrity, migration, transactions, and the plumbing
+every part of the journal shares (errors, times, how text and paths are stored and shown).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from ..models import FileIdentity
+from .records import FileRecord
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written; the message names the file and the fix."""
+
+
+class JournalRowError(JournalError):
+    """One file's row cannot be read; the message says how to start that file over."""
+
+
+class UnreadableRow(Exception):
+    """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
+
+    def __init__(self, file_id: int, path: str, column: str) -> None:
+        super().__init__(file_id, path, column)
+        self.file_id, self.path, self.column = file_id, path, column
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def shown(text: str) -> str:
+    """`text` as it can be shown and stored as UTF-8: bytes that are not UTF-8 (a file name
+    from an old camera, say) appear as `\\xe9` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def shown_path(path: str) -> str:
+    """A path as `status` shows it, and one shown text for one file: backslashes doubled, bytes
+    that are not UTF-8 as `\\xNN` (so `caf\\xe9.zip` and a file literally named so differ)."""
+    return shown(path.replace("\\", "\\\\"))
+
+
+def _db_path(path: str) -> str | bytes:
+    """A path as stored: text when it is UTF-8, else its exact bytes (a BLOB), so any name
+    the OS allows is journaled losslessly."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _py_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _lenient_text(raw: bytes) -> str:
+    # A damaged or hand-edited row may hold bytes that are not UTF-8: read it anyway (as
+    # surrogate escapes, like os.fsdecode) so one bad row cannot stop every query.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _identity_columns(identity: FileIdentity) -> tuple[int, int, int, int, str]:
+    """The files table's identity columns, in their order: dev, inode, size, mtime_ns, print."""
+    return (identity.dev, identity.inode, identity.size, identity.mtime_ns, identity.fingerprint)
+
+
+class BaseJournal:
+    """One connection, guarded by a lock: the engine's worker threads share it.
+
+    The connection, its transactions, the schema's migration, and the helpers every concern
+    (the mixins composed into `Journal`) uses: queries, events, facts, rows made records."""
+
+    def __init__(self, path: Path, *, check_integrity: bool = True) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(
+                f"cannot open the journal {path}: {exc}; check [journal] path and that the "
+                "folder is writable"
+            ) from exc
+        self._conn = conn
+        self._conn.row_factory = sqlite3.Row
+        self._conn.text_factory = _lenient_text
+        self._lock = threading.RLock()
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if check_integrity:
+                self._check_integrity()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise JournalError(
+                f"the journal {path} is not a usable SQLite database ({exc}); move it aside "
+                "to start a new one (uploads in progress will then start over)"
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _check_integrity(self) -> None:
+        result = self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise JournalError(
+                f"the journal {self.path} failed its integrity check ({result}); move it aside "
+                "to start a new one, or restore it from a backup"
+            )
+
+    def check_writable(self) -> None:
+        """Write the journal's header once, so a writer that cannot write fails at start."""
+        try:
+            with self._transaction() as conn:
+                conn.execute(f"PRAGMA user_version = {self.schema_version}")
+        except JournalError as exc:
+            raise JournalError(
+                f"cannot write the journal {self.path} ({exc.__cause__}); make it and its folder "
+                "writable by the user teleport-sync runs as, or set [journal] path elsewhere"
+            ) from None
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        while True:
+            with self._transaction():
+                # Read inside the write lock: another process (the CLI beside the daemon) may
+                # have migrated while we waited for it.
+                version = self.schema_version
+                if version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"the journal {self.path} has schema version {version}, newer than this "
+                        f"teleport-sync understands ({SCHEMA_VERSION}); upgrade teleport-sync"
+                    )
+                if version == SCHEMA_VERSION:
+                    return
+                # sqlite-utils builds the schema; imported only when there is one to build
+                # (70 ms that every CLI start would otherwise pay).
+                import sqlite_utils
+
+                MIGRATIONS[version](sqlite_utils.Database(self._conn))
+                # PRAGMA takes no parameters; `version` is our own integer.
+                self._conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; serialised across threads."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._write_error(exc) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._write_error(exc) from exc
+                raise
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back on its own when the connection cannot
+
+    def _write_error(self, exc: sqlite3.Error) -> JournalError:
+        return JournalError(
+            f"cannot write the journal {self.path}: {exc}; is the disk full or the file "
+            "read-only? Nothing acknowledged is lost: work resumes once it can be written"
+        )
+
+    def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, params))
+
+    def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
+        conn.execute(
+            "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
+            (file_id, utc_now(), kind, shown(msg)),
+        )
+
+    def add_event(self, file_id: int | None, kind: str, message: str) -> None:
+        with self._transaction() as conn:
+            self._event(conn, file_id, kind, message)
+
+    def events(self, file_id: int) -> list[tuple[str, str]]:
+        rows = self._query(
+            "SELECT kind, message FROM events WHERE file_id = ? ORDER BY id", (file_id,)
+        )
+        return [(r["kind"], r["message"]) for r in rows]
+
+    def fact(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM facts WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_fact(self, key: str, value: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO facts (key, value, learned_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "learned_at = excluded.learned_at",
+                (key, value, utc_now()),
+            )
+
+    def delete_fact(self, key: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM facts WHERE key = ?", (key,))
+
+    # -- rows as records --------------------------------------------------------------------
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> FileRecord:
+        path = _py_path(row["path"])
+        for column in row.keys():  # noqa: SIM118 (sqlite3.Row has keys(), not iteration of them)
+            value = row[column]
+            # (A path that is not UTF-8 is stored as bytes, never as text: such text is damage.)
+            if column != "error" and isinstance(value, str) and shown(value) != value:
+                raise UnreadableRow(row["id"], path, column)
+        return FileRecord(
+            id=row["id"],
+            path=path,
+            identity=FileIdentity(
+                row["dev"], row["inode"], row["size"], row["mtime_ns"], row["fingerprint"]
+            ),
+            input_data_format=row["input_data_format"],
+            name=row["name"],
+            eid=row["eid"],
+            sid=row["sid"],
+            chunk_size=row["chunk_size"],
+            num_parts=row["num_parts"],
+            upload_state=row["upload_state"],
+            capture_state=row["capture_state"],
+            error=row["error"],
+            intent_at=row["intent_at"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            result_paths=json.loads(row["result_paths"] or "[]"),
+            actions_done=json.loads(row["actions_done"] or "[]"),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            intent_nonce=row["intent_nonce"],
+            renamed_at=row["renamed_at"],
+            results_by_profile=json.loads(row["results_by_profile"] or "{}"),
+            preview_paths=json.loads(row["preview_paths"] or "[]"),
+            result_error=row["result_error"],
+            result_attempts=row["result_attempts"] or 0,
+            result_next_at=row["result_next_at"],
+            viewer_url=row["viewer_url"],
+        )
+
+    def _readable(self, row: sqlite3.Row) -> FileRecord:
+        try:
+            return self._record(row)
+        except UnreadableRow as bad:
+            raise JournalRowError(self._quarantine(bad)) from None
+
+    def _records(self, rows: list[sqlite3.Row]) -> list[FileRecord]:
+        """The rows as records; a row that cannot be read is failed (with the fix) and left out,
+        so one bad row does not stop the others."""
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(row))
+            except UnreadableRow as bad:
+                self._quarantine(bad)
+        return out
+
+    def _quarantine(self, bad: UnreadableRow) -> str:
+        sentence = (
+            f"the journal's row for {shown(bad.path)} holds bytes that are not UTF-8 in its "
+            f"{bad.column!r} column (a damaged or hand-edited journal), so this file is not "
+            f"uploaded; to start it over, delete the row: sqlite3 {self.path} "
+            f"'DELETE FROM parts WHERE file_id = {bad.file_id}; "
+            f"DELETE FROM files WHERE id = {bad.file_id}'"
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ? AND (error IS NOT ? OR upload_state != 'rejected')""",
+                (sentence, utc_now(), bad.file_id, sentence),
+            )
+        return sentence

@@ -1,0 +1,214 @@
+"""Files: one row per path, its identity, and its upload state from register to uploaded."""
+
+from __future__ import annotations
+
+from ..models import FileIdentity
+from .base import BaseJournal, _db_path, _identity_columns, _py_path, shown, utc_now
+from .records import FileRecord
+from .results import _FORGET_RESULTS
+
+
+class FilesMixin(BaseJournal):
+    """Finding, registering, restarting and moving files; the upload state's transitions."""
+
+    def get(self, file_id: int) -> FileRecord:
+        rows = self._query("SELECT * FROM files WHERE id = ?", (file_id,))
+        if not rows:
+            raise KeyError(file_id)
+        return self._readable(rows[0])
+
+    def by_path(self, path: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE path = ?", (_db_path(path),))
+        return self._readable(rows[0]) if rows else None
+
+    def by_eid(self, eid: str) -> FileRecord | None:
+        rows = self._query("SELECT * FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,))
+        return self._record(rows[0]) if rows else None
+
+    def all_files(self) -> list[FileRecord]:
+        return self._records(self._query("SELECT * FROM files ORDER BY id"))
+
+    def unfinished(self) -> list[FileRecord]:
+        """Files whose upload began and did not end: resume these first."""
+        rows = self._query(
+            "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
+        )
+        return self._records(rows)
+
+    def paths_of_inode(self, dev: int, inode: int) -> list[str]:
+        """Paths journaled (and not rejected) for this inode: hard links and symlinks of one
+        file reach it by more than one path."""
+        rows = self._query(
+            """SELECT path FROM files WHERE dev = ? AND inode = ?
+               AND upload_state != 'rejected' ORDER BY id""",
+            (dev, inode),
+        )
+        return [_py_path(r["path"]) for r in rows]
+
+    def known_eids(self) -> set[str]:
+        return {r["eid"] for r in self._query("SELECT eid FROM files WHERE eid IS NOT NULL")}
+
+    def quick_index(self) -> dict[str, tuple[int, int, int, int]]:
+        """path -> (dev, inode, size, mtime_ns) of every file, in one query (startup scan)."""
+        rows = self._query("SELECT path, dev, inode, size, mtime_ns FROM files")
+        return {_py_path(r["path"]): (r["dev"], r["inode"], r["size"], r["mtime_ns"]) for r in rows}
+
+    def register(
+        self, path: str, identity: FileIdentity, input_data_format: str, name: str
+    ) -> FileRecord:
+        """The row for `path`, created as `pending` if new. An existing row is left as it is."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """INSERT INTO files (path, dev, inode, size, mtime_ns, fingerprint,
+                       input_data_format, name, upload_state, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                   ON CONFLICT(path) DO NOTHING""",
+                (_db_path(path), *_identity_columns(identity), input_data_format, name, now, now),
+            )
+        record = self.by_path(path)
+        assert record is not None
+        return record
+
+    def restart(
+        self, file_id: int, identity: FileIdentity, input_data_format: str, name: str, why: str
+    ) -> FileRecord:
+        """Start this path over as a new file version: forget the capture, parts and states."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+            conn.execute(
+                """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
+                       input_data_format = ?, name = ?, eid = NULL, sid = NULL,
+                       chunk_size = NULL, num_parts = NULL, upload_state = 'pending',
+                       capture_state = NULL, error = NULL, intent_at = NULL,
+                       intent_nonce = NULL, renamed_at = NULL, attempts = 0,
+                       next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
+                       updated_at = ?
+                   WHERE id = ?""",
+                (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
+            )
+            conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+            conn.execute(_FORGET_RESULTS, (file_id,))
+            self._event(conn, file_id, "restarted", why)
+        return self.get(file_id)
+
+    def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
+        """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
+                       updated_at = ? WHERE id = ?""",
+                (
+                    _db_path(path),
+                    identity.dev,
+                    identity.inode,
+                    identity.size,
+                    identity.mtime_ns,
+                    utc_now(),
+                    file_id,
+                ),
+            )
+            self._event(conn, file_id, "moved", shown(path))
+
+    def reject(
+        self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
+    ) -> FileRecord:
+        """Journal a file that will not be uploaded as it is, with the sentence why."""
+        record = self.register(path, identity, input_data_format, name)
+        if record.identity != identity:
+            record = self.restart(record.id, identity, input_data_format, name, "changed")
+        self.mark_rejected(record.id, error)
+        return self.get(record.id)
+
+    def mark_create_intent(self, file_id: int, token: str) -> str:
+        """Journal that a capture carrying `token` is about to be created, before the POST.
+
+        A token already journaled for this row is kept (a retried create is the same intent, and
+        a late capture from an earlier try must carry the token the sweeps look for); the token
+        in force is returned.
+        """
+        at = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploading', intent_at = ?, error = NULL,
+                       intent_nonce = COALESCE(intent_nonce, ?), updated_at = ? WHERE id = ?""",
+                (at, token, at, file_id),
+            )
+            row = conn.execute("SELECT intent_nonce FROM files WHERE id = ?", (file_id,)).fetchone()
+        return str(row["intent_nonce"])
+
+    def mark_renamed(self, file_id: int, name: str) -> None:
+        """The capture now carries its final name (no token): nothing left to rename."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET renamed_at = ?, updated_at = ? WHERE id = ?", (now, now, file_id)
+            )
+            self._event(conn, file_id, "renamed", name)
+
+    def pending_renames(self) -> list[FileRecord]:
+        """Uploaded captures still named with their intent's token: rename them."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
+               AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
+        )
+        return self._records(rows)
+
+    def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
+        """The server's answer to create, in one transaction."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET eid = ?, chunk_size = ?, num_parts = ?,
+                       upload_state = 'uploading', updated_at = ? WHERE id = ?""",
+                (eid, chunk_size, num_parts, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "created", f"capture {eid}, {num_parts} part(s)")
+
+    def mark_uploading(self, file_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploading', error = NULL, updated_at = ?
+                   WHERE id = ?""",
+                (utc_now(), file_id),
+            )
+
+    def mark_uploaded(self, file_id: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'uploaded', error = NULL, attempts = 0,
+                       next_attempt_at = NULL, updated_at = ? WHERE id = ?""",
+                (utc_now(), file_id),
+            )
+
+    def mark_failed(self, file_id: int, error: str, next_attempt_at: str | None = None) -> None:
+        """A failure worth retrying later (network, server, permissions the user can fix)."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
+                       next_attempt_at = ?, updated_at = ? WHERE id = ?""",
+                (shown(error), next_attempt_at, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "failed", error)
+
+    def mark_rejected(self, file_id: int, error: str) -> None:
+        """The input itself is unusable: not retried until the file changes."""
+        with self._transaction() as conn:
+            conn.execute(
+                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                   WHERE id = ?""",
+                (shown(error), utc_now(), file_id),
+            )
+            self._event(conn, file_id, "rejected", error)
+
+    def set_next_attempt(self, file_id: int, at: str | None) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE files SET next_attempt_at = ? WHERE id = ?", (at, file_id))
+
+    def due_retries(self, now: str) -> list[FileRecord]:
+        """Failed files whose next attempt is due."""
+        rows = self._query(
+            """SELECT * FROM files WHERE upload_state = 'failed'
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
+            (now,),
+        )
+        return self._records(rows)

@@ -1,0 +1,60 @@
+"""Queries for the status report and the counts shown beside it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import BaseJournal, _py_path
+
+
+class ReportMixin(BaseJournal):
+    """Reads for `status`, the console and metrics: every row at once, and counts."""
+
+    def report_rows(self) -> list[dict[str, Any]]:
+        """Raw facts for the status report: every file and every sighting, in three queries.
+
+        Each dict has the files table's columns plus `parts_done`, `state_history` and
+        `sighting` (the sighting's stage, reason and times, or None); sightings of paths with no
+        file row come as dicts with only `path` and `sighting` set.
+        """
+        files = self._query(
+            """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
+               FROM files f ORDER BY f.id"""
+        )
+        history: dict[int, list[dict[str, str | None]]] = {}
+        for r in self._query(
+            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+        ):
+            history.setdefault(r["file_id"], []).append(
+                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
+            )
+        sightings = {
+            _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
+            for r in self._query("SELECT * FROM sightings")
+        }
+        out: list[dict[str, Any]] = []
+        for row in files:
+            item = dict(row)
+            item["path"] = _py_path(row["path"])
+            item["state_history"] = history.get(row["id"], [])
+            item["result_paths"] = json.loads(row["result_paths"] or "[]")
+            item["actions_done"] = json.loads(row["actions_done"] or "[]")
+            item["results_by_profile"] = json.loads(row["results_by_profile"] or "{}")
+            item["preview_paths"] = json.loads(row["preview_paths"] or "[]")
+            item["sighting"] = sightings.pop(item["path"], None)
+            out.append(item)
+        for path, sighting in sorted(sightings.items()):
+            out.append({"path": path, "sighting": sighting})
+        return out
+
+    def capture_counts(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT capture_state, COUNT(*) AS n FROM files WHERE capture_state IS NOT NULL "
+            "GROUP BY capture_state"
+        )
+        return {r["capture_state"]: r["n"] for r in rows}
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._query("SELECT upload_state, COUNT(*) AS n FROM files GROUP BY upload_state")
+        return {r["upload_state"]: r["n"] for r in rows}

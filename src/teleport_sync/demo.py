@@ -86,73 +86,19 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     # The emulator announces READY with a signed webhook, as Teleport does; polling is the
     # slower reconciler behind it.
     webhook_port = _free_port()
-    webhook_secret = secrets.token_hex(16)
     config = EmulatorConfig(
         chunk_size=5 * MIB,
         processing_delay_seconds=4.0,
         webhook_url=f"http://127.0.0.1:{webhook_port}/teleport/webhook",
-        webhook_secret=webhook_secret,
+        webhook_secret=secrets.token_hex(16),
     )
     with EmulatorServer(config) as emulator:
         REDACTOR.add_secret(config.client_secret)
-        settings = Settings(
-            api={
-                "base_url": emulator.url,
-                "auth_url": emulator.token_url,
-                "client_id": config.client_id,
-                "timeout_seconds": 30,
-            },
-            watch={"paths": [inbox], "settle_seconds": 1.0},
-            poll={"interval_seconds": 10.0},
-            webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": webhook_secret},
-            journal={"path": workdir / "journal.sqlite3"},
-            results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
-            web={"listen": _console_listen()},
-        )
-        settings.api.client_secret = SecretStr(config.client_secret)
-        config_file = workdir / "config.toml"
-        config_file.write_text(
-            f'[api]\nbase_url = "{emulator.url}"\nauth_url = "{emulator.token_url}"\n'
-            f'client_id = "{config.client_id}"\n\n'
-            f'[journal]\npath = "{workdir / "journal.sqlite3"}"\n'
-        )
-        os.chmod(config_file, 0o600)
-
+        settings = _demo_settings(emulator, config, workdir, webhook_port)
+        config_file = _write_config_file(emulator, config, workdir)
         console.print(f"[bold]teleport-sync demo[/] in {workdir}")
         console.print(f"emulator: {emulator.url}  inbox: {inbox}\n")
-        stop = threading.Event()
-        daemon = Daemon(settings, stop=stop)
-        thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
-        thread.start()
-        daemon.ready.wait(30)
-        if daemon.web_url:
-            # Off a terminal nobody can press Ctrl-C, so the console closes with the demo.
-            lasts = "until you press Ctrl-C" if sys.stdin.isatty() else "while the demo runs"
-            console.print(
-                f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it is up "
-                f"{lasts})\n"
-            )
-        console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
-        write_sample_zip(inbox / "scan.zip")
-        write_sample_mp4(inbox / "site-b" / "walkaround.mp4")
-
-        deadline = time.monotonic() + timeout
-        ok = False
-        with (
-            Journal(settings.journal.path) as journal,
-            Live(_table([]), console=console, refresh_per_second=4) as live,
-        ):
-            while time.monotonic() < deadline and thread.is_alive():
-                rows = status_rows(journal)
-                live.update(_table(rows))
-                if _done(rows, 2):
-                    ok = all(r["capture_state"] == "READY" for r in rows)
-                    break
-                time.sleep(0.25)
-        if ok and daemon.web_url and sys.stdin.isatty():
-            _linger(console, daemon.web_url)
-        stop.set()
-        thread.join(timeout=15)
+        ok = _run_daemon(console, settings, inbox, timeout)
 
     if not ok:
         console.print("[bold red]the demo did not finish[/] (see the table above)")
@@ -163,6 +109,80 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     console.print(f"  journal: {settings.journal.path}")
     console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
     return 0
+
+
+def _demo_settings(
+    emulator: EmulatorServer, config: EmulatorConfig, workdir: Path, webhook_port: int
+) -> Settings:
+    """The daemon's settings: the emulator's API, webhooks from it, every kind of result."""
+    settings = Settings(
+        api={
+            "base_url": emulator.url,
+            "auth_url": emulator.token_url,
+            "client_id": config.client_id,
+            "timeout_seconds": 30,
+        },
+        watch={"paths": [workdir / "inbox"], "settle_seconds": 1.0},
+        poll={"interval_seconds": 10.0},
+        webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": config.webhook_secret},
+        journal={"path": workdir / "journal.sqlite3"},
+        results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
+        web={"listen": _console_listen()},
+    )
+    settings.api.client_secret = SecretStr(config.client_secret)
+    return settings
+
+
+def _write_config_file(emulator: EmulatorServer, config: EmulatorConfig, workdir: Path) -> Path:
+    """A config file with which `status` reads the demo's journal after the demo."""
+    config_file = workdir / "config.toml"
+    config_file.write_text(
+        f'[api]\nbase_url = "{emulator.url}"\nauth_url = "{emulator.token_url}"\n'
+        f'client_id = "{config.client_id}"\n\n'
+        f'[journal]\npath = "{workdir / "journal.sqlite3"}"\n'
+    )
+    os.chmod(config_file, 0o600)
+    return config_file
+
+
+def _run_daemon(console: Console, settings: Settings, inbox: Path, timeout: float) -> bool:
+    """The real daemon on a thread, two samples dropped in; True once both are READY."""
+    stop = threading.Event()
+    daemon = Daemon(settings, stop=stop)
+    thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
+    thread.start()
+    daemon.ready.wait(30)
+    if daemon.web_url:
+        # Off a terminal nobody can press Ctrl-C, so the console closes with the demo.
+        lasts = "until you press Ctrl-C" if sys.stdin.isatty() else "while the demo runs"
+        console.print(
+            f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it is up {lasts})\n"
+        )
+    console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
+    write_sample_zip(inbox / "scan.zip")
+    write_sample_mp4(inbox / "site-b" / "walkaround.mp4")
+    ok = _follow(console, settings, thread, timeout)
+    if ok and daemon.web_url and sys.stdin.isatty():
+        _linger(console, daemon.web_url)
+    stop.set()
+    thread.join(timeout=15)
+    return ok
+
+
+def _follow(console: Console, settings: Settings, thread: threading.Thread, timeout: float) -> bool:
+    """The live table until both files are done (True if both READY), or the time is up."""
+    deadline = time.monotonic() + timeout
+    with (
+        Journal(settings.journal.path) as journal,
+        Live(_table([]), console=console, refresh_per_second=4) as live,
+    ):
+        while time.monotonic() < deadline and thread.is_alive():
+            rows = status_rows(journal)
+            live.update(_table(rows))
+            if _done(rows, 2):
+                return all(r["capture_state"] == "READY" for r in rows)
+            time.sleep(0.25)
+    return False
 
 
 def _free_port() -> int:

@@ -113,12 +113,17 @@ class FilesMixin(BaseJournal):
     def reject(
         self, path: str, identity: FileIdentity, input_data_format: str, name: str, error: str
     ) -> FileRecord:
-        """Journal a file that will not be uploaded as it is, with the sentence why."""
-        record = self.register(path, identity, input_data_format, name)
-        if record.identity != identity:
-            record = self.restart(record.id, identity, input_data_format, name, "changed")
-        self.mark_rejected(record.id, error)
-        return self.get(record.id)
+        """Journal a file that will not be uploaded as it is, with the sentence why.
+
+        Under the connection's lock throughout: an upload worker of this process must never see
+        the row between its registration (pending) and its rejection, or it could act on it.
+        """
+        with self._lock:
+            record = self.register(path, identity, input_data_format, name)
+            if record.identity != identity:
+                record = self.restart(record.id, identity, input_data_format, name, "changed")
+            self.mark_rejected(record.id, error)
+            return self.get(record.id)
 
     def mark_create_intent(self, file_id: int, token: str) -> str:
         """Journal that a capture carrying `token` is about to be created, before the POST.

@@ -577,3 +577,29 @@ def test_a_stop_is_not_a_failure(
     assert not isinstance(raised.value, UploadFailed)
     record = journal.by_path(str(path))
     assert record is None or (record.upload_state != "failed" and record.attempts == 0)
+
+
+def test_a_permanent_503_costs_one_url_request_per_part_attempt(
+    emulator: EmulatorServer, client: TeleportClient, journal: Journal, tmp_path: Path
+) -> None:
+    """No nested retries: the part attempt is the retry unit, so a part's URL requests under a
+    permanent 503 are bounded by the part's attempts (6), not attempts × the client's (36)."""
+    emulator.config.retry_after_seconds = 0
+
+    def api_refuses_after_create(call: Call) -> None:
+        if call.method == "POST" and call.path == "/api/v1/captures" and call.status < 300:
+            emulator.config.api_503_retry_after_rate = 1.0
+
+    on_call(emulator, api_refuses_after_create)
+    policy = RetryPolicy(max_attempts=6, base_delay=0.01)
+    uploader = Uploader(client, journal, concurrency=1, clock=FakeClock(), part_policy=policy)
+    path = make_mp4(tmp_path / "v.mp4", 6 * MIB)
+    with pytest.raises(UploadFailed):
+        uploader.upload(path)
+    asked = [
+        c.path
+        for c in emulator.stats.snapshot()
+        if c.kind == "api" and "create-upload-url" in c.path
+    ]
+    per_part = {p: asked.count(p) for p in asked}
+    assert per_part and max(per_part.values()) <= policy.max_attempts

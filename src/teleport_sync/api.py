@@ -41,6 +41,7 @@ from .models import (
 from .retry import (
     RETRYABLE_STATUS,
     Clock,
+    Pacer,
     RetryableError,
     RetryPolicy,
     SystemClock,
@@ -295,6 +296,10 @@ class TeleportClient:
         )
         self.policy = policy or RetryPolicy()
         self.clock = clock or SystemClock()
+        # One pacer per remote, shared by every thread using this client: a Retry-After seen
+        # by one call delays the next call of every thread (see retry.Pacer).
+        self.pacer = Pacer(self.policy, self.clock)
+        self.storage_pacer = Pacer(self.policy, self.clock)
         self._on_retry = on_retry
 
     def close(self) -> None:
@@ -322,7 +327,11 @@ class TeleportClient:
         self, method: str, path: str, doing: str, *, retry: bool = True, **kwargs: Any
     ) -> httpx.Response:
         if not retry:
-            return self._request_once(method, path, doing, **kwargs)
+            # One attempt in the pacer's slot; its caller retries, and feeds failures itself.
+            self.pacer.wait()
+            response = self._request_once(method, path, doing, **kwargs)
+            self.pacer.succeeded()
+            return response
 
         def report(attempt: int, exc: BaseException, delay: float) -> None:
             if self._on_retry is not None:
@@ -333,6 +342,7 @@ class TeleportClient:
             policy=self.policy,
             clock=self.clock,
             on_retry=report,
+            pacer=self.pacer,
         )
 
     def _reporter(self, doing: str) -> Callable[[int, BaseException, float], None]:
@@ -405,13 +415,18 @@ class TeleportClient:
         )
         return self._parse(NewCaptureOutput, response, doing)
 
-    def create_upload_url(self, eid: str, part_no: int, bytesize: int) -> UploadUrlOutput:
+    def create_upload_url(
+        self, eid: str, part_no: int, bytesize: int, *, retry: bool = True
+    ) -> UploadUrlOutput:
+        """A part's upload URL. `retry=False` inside a part attempt: the part attempt is the
+        retry unit there, so no retries nest inside it."""
         doing = f"requesting the upload URL of part {part_no} of capture {eid}"
         body = RecreateCaptureUploadUrls(eid=eid, bytesize=bytesize)
         response = self._request(
             "POST",
             f"/api/v1/captures/{eid}/create-upload-url/{part_no}",
             doing,
+            retry=retry,
             json=body.model_dump(mode="json"),
         )
         return self._parse(UploadUrlOutput, response, doing)
@@ -518,6 +533,7 @@ class TeleportClient:
             policy=self.policy,
             clock=self.clock,
             on_retry=self._reporter(doing),
+            pacer=self.storage_pacer,
         )
         fd = os.open(partial, os.O_RDONLY)
         try:

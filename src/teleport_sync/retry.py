@@ -7,6 +7,7 @@ that a server's `Retry-After` is honoured as given. Nothing here imports the res
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,20 +94,77 @@ def call_with_retries(
     policy: RetryPolicy,
     clock: Clock,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
+    pacer: Pacer | None = None,
 ) -> T:
     """Run `operation` until it returns, raises a non-retryable error, or attempts run out.
 
-    A loop, not recursion, so a long outage cannot blow the stack. The last error is re-raised.
+    Each attempt waits for `pacer`'s slot and feeds it its outcome; without one, a pacer of
+    this call's own. A loop, not recursion, so a long outage cannot blow the stack. The last
+    error is re-raised.
     """
+    pacer = pacer or Pacer(policy, clock)
     attempt = 0
     while True:
+        pacer.wait()
         try:
-            return operation()
+            result = operation()
         except RetryableError as exc:
             attempt += 1
             if attempt >= policy.max_attempts:
                 raise
-            delay = policy.backoff(attempt - 1, exc.retry_after)
+            delay = pacer.failed(attempt - 1, exc.retry_after)
             if on_retry is not None:
                 on_retry(attempt, exc, delay)
-            clock.sleep(delay)
+            continue
+        except BaseException:
+            pacer.succeeded()  # the remote answered: a refusal, not a sign of overload
+            raise
+        pacer.succeeded()
+        return result
+
+
+class Pacer:
+    """The pace of calls to one remote (the API, or storage), shared by every thread using it.
+
+    After rclone's `lib/pacer`: before each call a thread waits for the pacer's next slot, and
+    every outcome feeds it. A failure (or a server's `Retry-After`) pushes the slot out for
+    everyone, so one thread's 503 SlowDown slows them all, and raises the shared sleep: the
+    floor of the next failure's wait, whoever sees it. Successes halve that sleep back to zero.
+    Attempts are still counted by each caller, against its own `RetryPolicy.max_attempts`.
+    """
+
+    def __init__(self, policy: RetryPolicy, clock: Clock) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._sleep = 0.0
+        self._not_before = float("-inf")
+
+    @property
+    def sleep(self) -> float:
+        """The shared sleep now: 0 while the remote answers, higher after it refused."""
+        return self._sleep
+
+    def wait(self) -> None:
+        """Block until the next slot: at once unless a recent failure asked everyone to wait."""
+        with self._lock:
+            delay = self._not_before - self.clock.monotonic()
+        if delay > 0:
+            self.clock.sleep(delay)
+
+    def failed(
+        self, attempt: int, retry_after: float | None = None, *, policy: RetryPolicy | None = None
+    ) -> float:
+        """Retry number `attempt` (0-based) is due; returns how long everyone now waits.
+
+        `policy` is the caller's backoff when it is not the pacer's own (the engine's parts)."""
+        backoff = (policy or self.policy).backoff(attempt, retry_after)
+        with self._lock:
+            delay = self._sleep = max(backoff, self._sleep)
+            self._not_before = max(self._not_before, self.clock.monotonic() + delay)
+        return delay
+
+    def succeeded(self) -> None:
+        with self._lock:
+            # Halving, not resetting: a remote that just recovered may refuse again soon.
+            self._sleep = self._sleep / 2 if self._sleep > self.policy.base_delay / 8 else 0.0

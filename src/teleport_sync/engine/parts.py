@@ -68,8 +68,9 @@ class PartSender:
             ThreadPoolExecutor(workers, thread_name_prefix="md5") as hashers,
             ThreadPoolExecutor(workers, thread_name_prefix="url") as url_pool,
         ):
+            # One attempt per URL request: the part attempt that takes it is the retry unit.
             urls = Prefetcher(
-                lambda number: client.create_upload_url(eid, number, bytesize).upload_url,
+                lambda n: client.create_upload_url(eid, n, bytesize, retry=False).upload_url,
                 [part.number for part in todo],
                 ahead=workers,
                 executor=url_pool,
@@ -149,16 +150,26 @@ class PartSender:
         )
 
     def _put(self, run: FileRun, part: PartPlan, attempt: int, body: FileRegion, label: str) -> str:
-        """One PUT with a URL of its own; `_Again` for what another attempt may fix."""
+        """One PUT with a URL of its own; `_Again` for what another attempt may fix.
+
+        The part attempt is the retry unit: its URL request is made once (no retries nested
+        inside), and a failure feeds the pacer of the remote that failed, which every thread
+        waits on before its next call to that remote."""
         ctx, path, policy = self.ctx, run.path, self.ctx.policy
         assert run.record.eid
+        pacer = ctx.client.pacer
         try:
             if attempt == 1:
                 url = run.urls.take(part.number)
             else:
-                url = ctx.client.create_upload_url(run.record.eid, part.number, run.bytesize)
-                url = url.upload_url
-            return ctx.client.put_part(url, body, part.size, doing=f"uploading {label}")
+                url = ctx.client.create_upload_url(
+                    run.record.eid, part.number, run.bytesize, retry=False
+                ).upload_url
+            pacer = ctx.client.storage_pacer
+            pacer.wait()
+            etag = ctx.client.put_part(url, body, part.size, doing=f"uploading {label}")
+            pacer.succeeded()
+            return etag
         except UploadUrlExpired as exc:
             if attempt >= policy.max_attempts:
                 raise UploadFailed(f"{path}: {exc}") from exc
@@ -167,15 +178,14 @@ class PartSender:
             if attempt > 1:
                 # Fresh URLs that arrive expired mean clock skew or a hiccup at the API:
                 # don't hammer it.
-                ctx.clock.sleep(policy.backoff(attempt - 2))
+                ctx.client.pacer.failed(attempt - 2, policy=policy)
             raise _Again from exc
         except TransientError as exc:
             if attempt >= policy.max_attempts:
                 raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
-            delay = policy.backoff(attempt - 1, exc.retry_after)
+            delay = pacer.failed(attempt - 1, exc.retry_after, policy=policy)
             log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
             ctx.on_retry("part")
-            ctx.clock.sleep(delay)
             raise _Again from exc
         except NotFoundError:
             raise

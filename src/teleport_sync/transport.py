@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import ipaddress
 import os
 import select
 import socket
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 import certifi
 import httpx
 
+from .config import is_loopback_host
 from .filebody import FileEndedEarly, FileRegion
 
 # Response bodies are read in blocks of this size.
@@ -59,20 +59,11 @@ class EnvironmentProxies:
 
     def for_url(self, url: httpx.URL) -> str | None:
         proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-        if not proxy or _is_loopback(url.host):  # a remote proxy cannot reach our loopback
+        if not proxy or is_loopback_host(url.host):  # a remote proxy cannot reach our loopback
             return None
         if urllib.request.proxy_bypass_environment(url.host, self._proxies):
             return None
         return proxy
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class LazyTLSTransport(httpx.BaseTransport):

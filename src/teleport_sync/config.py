@@ -139,13 +139,7 @@ class UploadSettings(_Section):
     @field_validator("name_template")
     @classmethod
     def _template_fields_known(cls, value: str) -> str:
-        try:
-            value.format(name="n", stem="s", parent="p", ext="e")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"unknown field {exc} in template; use {{name}}, {{stem}}, {{parent}} or {{ext}}"
-            ) from None
-        return value
+        return check_name_template(value)
 
 
 # The documented ranges of `training_parameters.modelv3` (NOTES: all four keys together).

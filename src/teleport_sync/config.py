@@ -57,6 +57,14 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
+def check_training_parameters(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`value` if it is within the documented ranges, else ValueError naming each key."""
+    problems = training_parameter_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
+
+
 def check_name_template(value: str) -> str:
     try:
         value.format(name="n", stem="s", parent="p", ext="e")
@@ -89,10 +97,7 @@ class FolderSettings(_Section):
     @field_validator("training_parameters")
     @classmethod
     def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
-        problems = training_parameter_problems(value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+        return check_training_parameters(value)
 
 
 class WatchSettings(_Section):
@@ -131,10 +136,7 @@ class UploadSettings(_Section):
     @field_validator("training_parameters")
     @classmethod
     def _training_parameters_in_range(cls, value: dict[str, Any] | None) -> Any:
-        problems = training_parameter_problems(value)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+        return check_training_parameters(value)
 
     @field_validator("name_template")
     @classmethod

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from teleport_sync.journal import SCHEMA_VERSION, Journal, JournalError
+from teleport_sync.journal import (
+    MOVES,
+    SCHEMA_VERSION,
+    IllegalMove,
+    Journal,
+    JournalError,
+    UploadState,
+)
 from teleport_sync.models import FileIdentity
 from teleport_sync.report import status_rows
 
@@ -144,3 +151,44 @@ def test_migrating_a_version_1_journal_keeps_its_rows(tmp_path: Path) -> None:
         journal.set_fact("k", "v1")
         journal.set_fact("k", "v2")
         assert journal.fact("k") == "v2"
+
+
+def test_upload_states_move_only_as_the_state_machine_allows(journal: Journal) -> None:
+    record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    assert record.upload_state is UploadState.PENDING
+    journal.mark_create_intent(record.id, "tok")
+    journal.record_created(record.id, "eid-1", 100, 3)
+    journal.mark_failed(record.id, "network down", "2099-01-01T00:00:00+00:00")
+    journal.mark_uploading(record.id)
+    journal.mark_uploaded(record.id)
+    assert journal.get(record.id).upload_state is UploadState.UPLOADED
+
+    # An uploaded file is never failed, rejected or sent again by a stray call: each would
+    # upload it twice or lose its capture. The row is left as it was.
+    for stray in (
+        lambda: journal.mark_failed(record.id, "late failure"),
+        lambda: journal.mark_rejected(record.id, "late rejection"),
+        lambda: journal.mark_uploading(record.id),
+        lambda: journal.mark_create_intent(record.id, "tok2"),
+    ):
+        with pytest.raises(IllegalMove, match="no move from uploaded"):
+            stray()
+    after = journal.get(record.id)
+    assert (after.upload_state, after.error, after.eid) == (UploadState.UPLOADED, None, "eid-1")
+    assert [kind for kind, _ in journal.events(record.id)].count("failed") == 1
+
+    # Only a restart (the file changed) leaves `uploaded` or `rejected`.
+    journal.mark_rejected(
+        journal.restart(record.id, IDENTITY, "bulk-images", "a.zip", "x").id, "bad"
+    )
+    with pytest.raises(IllegalMove, match="no move from rejected to uploading"):
+        journal.mark_uploading(record.id)
+    assert (
+        journal.restart(record.id, IDENTITY, "bulk-images", "a.zip", "y").upload_state == "pending"
+    )
+
+
+def test_every_state_has_a_way_out_and_every_move_target_is_a_state() -> None:
+    assert set(MOVES) == set(UploadState)
+    for state in UploadState:
+        assert state in MOVES[UploadState.PENDING], f"{state} cannot be restarted"

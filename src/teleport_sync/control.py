@@ -21,7 +21,7 @@ from typing import Any
 from .config import BudgetSettings
 from .frames import FrameCount, count_frames
 from .inputs import InputProblem, identify
-from .journal import FileRecord, Journal, JournalError
+from .journal import FileRecord, Journal, JournalError, UploadState
 from .limits import (
     BandwidthLimiter,
     Budget,
@@ -186,7 +186,7 @@ class Control:
         reason = pause_reason(self.journal, record.path)
         if reason is not None:
             return reason
-        if record.upload_state == "uploaded" and not force:
+        if record.upload_state == UploadState.UPLOADED and not force:
             return None
         try:
             current = identify(Path(record.path))

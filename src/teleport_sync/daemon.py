@@ -26,7 +26,7 @@ from .events.emitter import EventHub
 from .finishing import Finishing, viewer_url
 from .folders import effective, watch_roots
 from .intake import Intake
-from .journal import JournalError
+from .journal import JournalError, UploadState
 from .keeper import HealthKeeper
 from .logging import get_logger
 from .lostjournal import hold_existing
@@ -342,7 +342,7 @@ class Daemon:
 
     def _report_status(self) -> None:
         counts = self.journal.counts_by_state()
-        for state in ("pending", "uploading", "uploaded", "failed", "rejected"):
+        for state in UploadState:
             self.metrics.files.labels(state).set(counts.get(state, 0))
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)

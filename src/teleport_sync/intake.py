@@ -22,7 +22,7 @@ from .inputs import (
     input_format_for,
     same_file_as,
 )
-from .journal import Journal, JournalRowError
+from .journal import Journal, JournalRowError, UploadState
 from .logging import get_logger
 from .models import FileIdentity
 from .sightings import Sightings
@@ -81,7 +81,7 @@ class Intake:
         if (
             record is not None
             and _same_stat(record.identity, quick)
-            and record.upload_state in ("uploaded", "rejected")
+            and record.upload_state in (UploadState.UPLOADED, UploadState.REJECTED)
         ):
             self.sightings.ended(path)
             return  # nothing new (a touch that changed nothing, a repeated event)
@@ -122,7 +122,10 @@ class Intake:
             return
         record = self.journal.register(str(path), identity, fmt, name)
         self.sightings.ended(path)
-        if record.identity == identity and record.upload_state in ("uploaded", "rejected"):
+        if record.identity == identity and record.upload_state in (
+            UploadState.UPLOADED,
+            UploadState.REJECTED,
+        ):
             return
         self._enqueue(record.id)
 

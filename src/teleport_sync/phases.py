@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .journal.states import UploadState
+
 PHASES = (
     "settling",
     "incomplete",
@@ -42,7 +44,7 @@ DELETED_STATE = "DELETED"
 class PhaseFacts:
     """What the journal knows about one file (and, for a file being written, its sighting)."""
 
-    upload_state: str = "pending"
+    upload_state: str = UploadState.PENDING
     capture_state: str | None = None
     error: str | None = None
     next_attempt_at: str | None = None
@@ -66,11 +68,11 @@ def derive(facts: PhaseFacts) -> tuple[str, str | None]:
     if facts.sighting in ("settling", "incomplete"):
         return facts.sighting, facts.sighting_reason
     state = facts.upload_state
-    if state == "rejected":
+    if state == UploadState.REJECTED:
         return "rejected", facts.error or "the file cannot be uploaded as it is"
-    if state == "failed":
+    if state == UploadState.FAILED:
         return "failed", _failed_upload_reason(facts)
-    if state in ("pending", "uploading"):
+    if state in (UploadState.PENDING, UploadState.UPLOADING):
         return _before_upload_done(facts)
     return _after_upload(facts)
 
@@ -87,7 +89,7 @@ def _failed_upload_reason(facts: PhaseFacts) -> str:
 def _before_upload_done(facts: PhaseFacts) -> tuple[str, str | None]:
     if facts.paused:
         return "paused", facts.paused
-    if facts.upload_state == "pending":
+    if facts.upload_state == UploadState.PENDING:
         if facts.held:
             return "held", facts.held
         return "queued", facts.blocked or "waiting for an upload slot"

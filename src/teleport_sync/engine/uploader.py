@@ -22,7 +22,7 @@ from typing import Any
 from ..api import NotFoundError, TeleportClient
 from ..filebody import BLOCK_SIZE
 from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, UploadState
 from ..logging import get_logger
 from ..models import FileIdentity
 from ..retry import Clock, RetryPolicy, SystemClock
@@ -162,7 +162,7 @@ class Uploader:
         if record.identity != identity or force:
             why = "forced" if force else "the file changed since it was journaled"
             record = self._start_over(record, identity, fmt.value, name, why)
-        elif record.upload_state == "uploaded" and record.eid:
+        elif record.upload_state == UploadState.UPLOADED and record.eid:
             self.completer.rename(record)
             return UploadResult(path, record.id, record.eid, True, 0, record.capture_state)
 
@@ -182,7 +182,7 @@ class Uploader:
     def _start_over(
         self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str
     ) -> FileRecord:
-        if record.eid and record.upload_state != "uploaded":
+        if record.eid and record.upload_state != UploadState.UPLOADED:
             # An unfinished capture of an old version is useless to anyone: delete it.
             self.creator.delete_quietly(record.eid, f"abandoned: {why}")
             why = f"{why}; capture {record.eid} deleted"
@@ -236,7 +236,7 @@ class Uploader:
 
     def abandon(self, record: FileRecord, why: str) -> None:
         """The input is gone: delete its unfinished capture and say why in the journal."""
-        if record.eid and record.upload_state != "uploaded":
+        if record.eid and record.upload_state != UploadState.UPLOADED:
             self.creator.delete_quietly(record.eid, why)
         self.journal.restart(record.id, record.identity, record.input_data_format, record.name, why)
         # Not retried: there is nothing to retry until a file appears at this path again.

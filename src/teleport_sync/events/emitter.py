@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import ConfigError, Settings
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, UploadState
 from ..logging import REDACTOR, get_logger
 from . import payloads
 from .outbox import Deliverer, NotifyMetrics, Outbox
@@ -153,7 +153,7 @@ class EventHub:
         record = self.journal.by_path(str(path))
         if (
             record is not None
-            and record.upload_state == "rejected"
+            and record.upload_state == UploadState.REJECTED
             and "notify" not in record.actions_done
         ):
             self.outbox.emit(payloads.rejected(record), file_id=record.id)
@@ -161,7 +161,7 @@ class EventHub:
     def sweep(self) -> None:
         """Queue what a crash or an old version left out (start-up, after pending actions)."""
         for record in self.journal.needing_notification():
-            if record.upload_state == "rejected":
+            if record.upload_state == UploadState.REJECTED:
                 self.outbox.emit(payloads.rejected(record), file_id=record.id)
             else:
                 self.capture_ended(record)

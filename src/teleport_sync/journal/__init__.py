@@ -33,6 +33,7 @@ from .report import ReportMixin
 from .results import ResultsMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION, _migrate_v5_events
 from .sightings import SightingsMixin
+from .states import MOVES, IllegalMove, UploadState
 
 
 class Journal(
@@ -52,15 +53,18 @@ class Journal(
 __all__ = [
     "CONTROL_GENERATION",
     "MIGRATIONS",
+    "MOVES",
     "SCHEMA_VERSION",
     "BaseJournal",
     "FileRecord",
+    "IllegalMove",
     "Journal",
     "JournalError",
     "JournalRowError",
     "OutboxRow",
     "PartRecord",
     "UnreadableRow",
+    "UploadState",
     "_migrate_v5_events",
     "shown",
     "shown_path",

@@ -17,6 +17,7 @@ from typing import Any, Self
 from ..models import FileIdentity
 from .records import FileRecord
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .states import UploadState
 
 
 class JournalError(Exception):
@@ -260,7 +261,7 @@ class BaseJournal:
             sid=row["sid"],
             chunk_size=row["chunk_size"],
             num_parts=row["num_parts"],
-            upload_state=row["upload_state"],
+            upload_state=UploadState(row["upload_state"]),
             capture_state=row["capture_state"],
             error=row["error"],
             intent_at=row["intent_at"],
@@ -305,10 +306,19 @@ class BaseJournal:
             f"'DELETE FROM parts WHERE file_id = {bad.file_id}; "
             f"DELETE FROM files WHERE id = {bad.file_id}'"
         )
+        # Outside `states.MOVES` on purpose: a damaged row is taken out of the state machine
+        # from whatever state it claims, since that claim cannot be trusted.
         with self._transaction() as conn:
             conn.execute(
-                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
-                   WHERE id = ? AND (error IS NOT ? OR upload_state != 'rejected')""",
-                (sentence, utc_now(), bad.file_id, sentence),
+                """UPDATE files SET upload_state = ?, error = ?, updated_at = ?
+                   WHERE id = ? AND (error IS NOT ? OR upload_state != ?)""",
+                (
+                    UploadState.REJECTED,
+                    sentence,
+                    utc_now(),
+                    bad.file_id,
+                    sentence,
+                    UploadState.REJECTED,
+                ),
             )
         return sentence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import BaseJournal, shown, utc_now
 from .records import FileRecord
+from .states import UploadState
 
 
 class CapturesMixin(BaseJournal):
@@ -56,10 +57,11 @@ class CapturesMixin(BaseJournal):
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(
-            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
+            """SELECT * FROM files WHERE upload_state = ? AND eid IS NOT NULL
                AND (capture_state IS NULL
                     OR UPPER(capture_state) NOT IN ('READY', 'FAILED', 'ERROR', 'DELETED'))
-               ORDER BY id"""
+               ORDER BY id""",
+            (UploadState.UPLOADED,),
         )
         return self._records(rows)
 
@@ -74,7 +76,7 @@ class CapturesMixin(BaseJournal):
         """`captures delete` removed this capture: say so in its rows; returns their paths."""
         rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
         for row in rows:
-            if row["upload_state"] == "uploaded":
+            if row["upload_state"] == UploadState.UPLOADED:
                 self.record_state(row["id"], "DELETED", source="user")
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..models import FileIdentity
 from .base import BaseJournal, _db_path, _identity_columns, _py_path, shown, utc_now
 from .records import FileRecord
 from .results import _FORGET_RESULTS
+from .states import UploadState, check_move
+
+# Each transition below checks the row's current state against `states.MOVES` in the same
+# transaction that moves it (`_move`), so the state machine has this one owner.
 
 
 class FilesMixin(BaseJournal):
@@ -31,7 +37,8 @@ class FilesMixin(BaseJournal):
     def unfinished(self) -> list[FileRecord]:
         """Files whose upload began and did not end: resume these first."""
         rows = self._query(
-            "SELECT * FROM files WHERE upload_state IN ('pending', 'uploading') ORDER BY id"
+            "SELECT * FROM files WHERE upload_state IN (?, ?) ORDER BY id",
+            (UploadState.PENDING, UploadState.UPLOADING),
         )
         return self._records(rows)
 
@@ -40,8 +47,8 @@ class FilesMixin(BaseJournal):
         file reach it by more than one path."""
         rows = self._query(
             """SELECT path FROM files WHERE dev = ? AND inode = ?
-               AND upload_state != 'rejected' ORDER BY id""",
-            (dev, inode),
+               AND upload_state != ? ORDER BY id""",
+            (dev, inode, UploadState.REJECTED),
         )
         return [_py_path(r["path"]) for r in rows]
 
@@ -62,9 +69,17 @@ class FilesMixin(BaseJournal):
             conn.execute(
                 """INSERT INTO files (path, dev, inode, size, mtime_ns, fingerprint,
                        input_data_format, name, upload_state, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(path) DO NOTHING""",
-                (_db_path(path), *_identity_columns(identity), input_data_format, name, now, now),
+                (
+                    _db_path(path),
+                    *_identity_columns(identity),
+                    input_data_format,
+                    name,
+                    UploadState.PENDING,
+                    now,
+                    now,
+                ),
             )
         record = self.by_path(path)
         assert record is not None
@@ -75,17 +90,25 @@ class FilesMixin(BaseJournal):
     ) -> FileRecord:
         """Start this path over as a new file version: forget the capture, parts and states."""
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.PENDING)
             conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
             conn.execute(
                 """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
                        input_data_format = ?, name = ?, eid = NULL, sid = NULL,
-                       chunk_size = NULL, num_parts = NULL, upload_state = 'pending',
+                       chunk_size = NULL, num_parts = NULL, upload_state = ?,
                        capture_state = NULL, error = NULL, intent_at = NULL,
                        intent_nonce = NULL, renamed_at = NULL, attempts = 0,
                        next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
                        updated_at = ?
                    WHERE id = ?""",
-                (*_identity_columns(identity), input_data_format, name, utc_now(), file_id),
+                (
+                    *_identity_columns(identity),
+                    input_data_format,
+                    name,
+                    UploadState.PENDING,
+                    utc_now(),
+                    file_id,
+                ),
             )
             conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
             conn.execute(_FORGET_RESULTS, (file_id,))
@@ -134,10 +157,11 @@ class FilesMixin(BaseJournal):
         """
         at = utc_now()
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.UPLOADING)
             conn.execute(
-                """UPDATE files SET upload_state = 'uploading', intent_at = ?, error = NULL,
+                """UPDATE files SET upload_state = ?, intent_at = ?, error = NULL,
                        intent_nonce = COALESCE(intent_nonce, ?), updated_at = ? WHERE id = ?""",
-                (at, token, at, file_id),
+                (UploadState.UPLOADING, at, token, at, file_id),
             )
             row = conn.execute("SELECT intent_nonce FROM files WHERE id = ?", (file_id,)).fetchone()
         return str(row["intent_nonce"])
@@ -154,54 +178,60 @@ class FilesMixin(BaseJournal):
     def pending_renames(self) -> list[FileRecord]:
         """Uploaded captures still named with their intent's token: rename them."""
         rows = self._query(
-            """SELECT * FROM files WHERE upload_state = 'uploaded' AND eid IS NOT NULL
-               AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id"""
+            """SELECT * FROM files WHERE upload_state = ? AND eid IS NOT NULL
+               AND intent_nonce IS NOT NULL AND renamed_at IS NULL ORDER BY id""",
+            (UploadState.UPLOADED,),
         )
         return self._records(rows)
 
     def record_created(self, file_id: int, eid: str, chunk_size: int, num_parts: int) -> None:
         """The server's answer to create, in one transaction."""
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.UPLOADING)
             conn.execute(
                 """UPDATE files SET eid = ?, chunk_size = ?, num_parts = ?,
-                       upload_state = 'uploading', updated_at = ? WHERE id = ?""",
-                (eid, chunk_size, num_parts, utc_now(), file_id),
+                       upload_state = ?, updated_at = ? WHERE id = ?""",
+                (eid, chunk_size, num_parts, UploadState.UPLOADING, utc_now(), file_id),
             )
             self._event(conn, file_id, "created", f"capture {eid}, {num_parts} part(s)")
 
     def mark_uploading(self, file_id: int) -> None:
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.UPLOADING)
             conn.execute(
-                """UPDATE files SET upload_state = 'uploading', error = NULL, updated_at = ?
+                """UPDATE files SET upload_state = ?, error = NULL, updated_at = ?
                    WHERE id = ?""",
-                (utc_now(), file_id),
+                (UploadState.UPLOADING, utc_now(), file_id),
             )
 
     def mark_uploaded(self, file_id: int) -> None:
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.UPLOADED)
             conn.execute(
-                """UPDATE files SET upload_state = 'uploaded', error = NULL, attempts = 0,
+                """UPDATE files SET upload_state = ?, error = NULL, attempts = 0,
                        next_attempt_at = NULL, updated_at = ? WHERE id = ?""",
-                (utc_now(), file_id),
+                (UploadState.UPLOADED, utc_now(), file_id),
             )
 
     def mark_failed(self, file_id: int, error: str, next_attempt_at: str | None = None) -> None:
         """A failure worth retrying later (network, server, permissions the user can fix)."""
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.FAILED)
             conn.execute(
-                """UPDATE files SET upload_state = 'failed', error = ?, attempts = attempts + 1,
+                """UPDATE files SET upload_state = ?, error = ?, attempts = attempts + 1,
                        next_attempt_at = ?, updated_at = ? WHERE id = ?""",
-                (shown(error), next_attempt_at, utc_now(), file_id),
+                (UploadState.FAILED, shown(error), next_attempt_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "failed", error)
 
     def mark_rejected(self, file_id: int, error: str) -> None:
         """The input itself is unusable: not retried until the file changes."""
         with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.REJECTED)
             conn.execute(
-                """UPDATE files SET upload_state = 'rejected', error = ?, updated_at = ?
+                """UPDATE files SET upload_state = ?, error = ?, updated_at = ?
                    WHERE id = ?""",
-                (shown(error), utc_now(), file_id),
+                (UploadState.REJECTED, shown(error), utc_now(), file_id),
             )
             self._event(conn, file_id, "rejected", error)
 
@@ -212,8 +242,16 @@ class FilesMixin(BaseJournal):
     def due_retries(self, now: str) -> list[FileRecord]:
         """Failed files whose next attempt is due."""
         rows = self._query(
-            """SELECT * FROM files WHERE upload_state = 'failed'
+            """SELECT * FROM files WHERE upload_state = ?
                AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id""",
-            (now,),
+            (UploadState.FAILED, now),
         )
         return self._records(rows)
+
+    @staticmethod
+    def _move(conn: sqlite3.Connection, file_id: int, to: UploadState) -> None:
+        """Check, inside the caller's transaction, that this row may move to `to`."""
+        row = conn.execute("SELECT upload_state FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            raise KeyError(file_id)
+        check_move(file_id, row["upload_state"], to)

@@ -7,6 +7,7 @@ import sqlite3
 
 from .base import BaseJournal, utc_now
 from .records import FileRecord, OutboxRow
+from .states import UploadState
 
 
 class OutboxMixin(BaseJournal):
@@ -15,11 +16,12 @@ class OutboxMixin(BaseJournal):
     def needing_notification(self) -> list[FileRecord]:
         """Captures that ended and files rejected whose notification is not queued yet."""
         rows = self._query(
-            """SELECT * FROM files WHERE (upload_state = 'rejected'
+            """SELECT * FROM files WHERE (upload_state = ?
                    OR UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR'))
                AND NOT EXISTS (SELECT 1 FROM json_each(files.actions_done)
                                WHERE json_each.value = 'notify')
-               ORDER BY id"""
+               ORDER BY id""",
+            (UploadState.REJECTED,),
         )
         return [self._record(r) for r in rows]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..models import FileIdentity
+from .states import UploadState
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class FileRecord:
     sid: str | None
     chunk_size: int | None
     num_parts: int | None
-    upload_state: str
+    upload_state: UploadState
     capture_state: str | None
     error: str | None
     intent_at: str | None

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..config import Settings
 from ..control import PAUSE_ALL
 from ..health import AUTH_FACT
-from ..journal import Journal, shown_path, utc_now
+from ..journal import Journal, UploadState, shown_path, utc_now
 from ..limits import bwlimit_now
 from ..logging import REDACTOR
 from ..metrics import Metrics, MetricsProgress
@@ -115,10 +115,14 @@ class Console:
 
     def _bytes_done(self, row: dict[str, Any], phase: str) -> int:
         size = row["bytesize"] or 0
-        if row["upload_state"] == "uploaded" or phase in ("processing", "downloading", "done"):
+        if row["upload_state"] == UploadState.UPLOADED or phase in (
+            "processing",
+            "downloading",
+            "done",
+        ):
             return size
         live = self.link.progress.live.get(row["path"])
-        if live is not None and row["upload_state"] == "uploading":
+        if live is not None and row["upload_state"] == UploadState.UPLOADING:
             return live[0]
         if row["num_parts"]:
             return min(size, size * row["parts_done"] // row["num_parts"])

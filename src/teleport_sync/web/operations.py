@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import control
 from ..control import PAUSE_ALL
+from ..journal.states import UploadState
 from ..statusview import is_finished
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class ActionRefused(Exception):
 def retry_now(link: DaemonLink, file_id: int) -> str:
     """A failed file is tried again at once instead of at its scheduled time."""
     record = link.journal.get(file_id)
-    if record.upload_state != "failed":
+    if record.upload_state != UploadState.FAILED:
         raise ActionRefused(f"{record.path} is not waiting for a retry ({record.upload_state})")
     link.journal.set_next_attempt(file_id, None)
     link.retry_now(file_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..journal.states import UploadState
+
 
 def phase_of(row: dict[str, Any]) -> tuple[str, str | None]:
     """The row's phase and reason, as `phases.derive` gave them in the status report."""
@@ -109,4 +111,6 @@ def advice(phase: str, upload_state: str, error: str | None) -> str | None:
         return _SLUG_ADVICE[slug]
     if phase == "rejected":
         return _PHASE_ADVICE["rejected"]
-    return _PHASE_ADVICE["failed-upload" if upload_state == "failed" else "failed-capture"]
+    return _PHASE_ADVICE[
+        "failed-upload" if upload_state == UploadState.FAILED else "failed-capture"
+    ]

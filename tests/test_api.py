@@ -250,7 +250,6 @@ def _mock_client(handler, clock: FakeClock, *, attempts: int = 4) -> TeleportCli
         token_url="https://auth.test/oauth2/token",
         client_id="id",
         client_secret="secret",
-        http=httpx.Client(transport=transport),
         clock=clock,
     )
     return TeleportClient(

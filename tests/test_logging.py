@@ -66,7 +66,7 @@ def test_debug_logging_of_a_real_session_leaks_nothing(emulator: EmulatorServer)
             NewCaptureInput(name="x", bytesize=10, input_data_format="video")
         ).eid
         url = client.create_upload_url(eid, 1, 10).upload_url
-        token = client.api.auth.token()  # type: ignore[union-attr]
+        token = client.access_token()
         # The kinds of things careless code logs:
         log.debug("got url", url=url, headers={"Authorization": f"Bearer {token}"})
         log.info(f"token is {token} and secret {secret}")

@@ -1,4 +1,4 @@
-"""The Teleport API client: OAuth2 client credentials and one typed method per endpoint.
+"""The Teleport API client: one typed method per endpoint (OAuth2 in `oauth.py`).
 
 Two httpx clients share nothing but the transport settings: `api` carries the bearer token for
 `/api/v1` and `/share`; `storage` never does, because presigned part URLs and CDN model URLs are
@@ -10,58 +10,66 @@ retried create after a lost answer would duplicate the capture, so the engine re
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import threading
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 import pydantic
 
+from .apierrors import (
+    ApiError,
+    AuthenticationError,
+    NotFoundError,
+    RequestRejected,
+    TransientError,
+    UploadUrlExpired,
+    error_for,
+    redact_url,
+    server_message,
+)
 from .filebody import FileRegion
 from .models import (
     CaptureMetadata,
     CaptureOutput,
     CaptureUploadedInput,
     EditCaptureInput,
-    HTTPValidationError,
     NewCaptureInput,
     NewCaptureOutput,
     RecreateCaptureUploadUrls,
-    TokenResponse,
     UploadedPart,
     UploadUrlOutput,
 )
+from .oauth import TOKEN_REFRESH_MARGIN, ClientCredentialsAuth
 from .retry import (
-    RETRYABLE_STATUS,
     Clock,
     Pacer,
-    RetryableError,
     RetryPolicy,
     SystemClock,
-    parse_retry_after,
 )
 from .retry import call_with_retries as _call_with_retries
-from .transport import LazyTLSTransport, PlainHTTPTransport
+from .transport import USER_AGENT, LazyTLSTransport, PlainHTTPTransport
+
+__all__ = [
+    "TOKEN_REFRESH_MARGIN",
+    "ApiError",
+    "AuthenticationError",
+    "ClientCredentialsAuth",
+    "NotFoundError",
+    "RequestRejected",
+    "TeleportClient",
+    "TransientError",
+    "UploadUrlExpired",
+    "build_client",
+    "default_transport",
+    "error_for",
+    "redact_url",
+    "server_message",
+]
 
 T = TypeVar("T")
-
-USER_AGENT = "teleport-sync"
-# Refresh this long before the server's `expires_in` runs out, so no request carries a token
-# that expires in flight. Short-lived tokens (tests) refresh at half their life instead.
-TOKEN_REFRESH_MARGIN = 60.0
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL without its query string: presigned signatures live there."""
-    parts = urlsplit(str(url))
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def default_transport(limits: httpx.Limits) -> httpx.BaseTransport:
@@ -69,194 +77,6 @@ def default_transport(limits: httpx.Limits) -> httpx.BaseTransport:
     return PlainHTTPTransport(
         LazyTLSTransport(limits), max_idle=limits.max_keepalive_connections or 16
     )
-
-
-class ApiError(Exception):
-    """An error from the API or storage, with what we were doing and what the server said."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, server_message: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.server_message = server_message
-
-
-class TransientError(ApiError, RetryableError):
-    """Worth retrying: 429, 5xx, timeouts, connection resets."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        server_message: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        ApiError.__init__(self, message, status=status, server_message=server_message)
-        self.retry_after = retry_after
-
-
-class AuthenticationError(ApiError):
-    """The token endpoint refused our client credentials, or the API refused every token."""
-
-
-class NotFoundError(ApiError):
-    pass
-
-
-class RequestRejected(ApiError):
-    """A 4xx that retrying will not fix (422 validation, 403 plan limits, ...)."""
-
-
-class UploadUrlExpired(ApiError):
-    """S3 answered 403 `Request has expired`: ask for a fresh URL and send the part again."""
-
-
-def server_message(response: httpx.Response) -> str:
-    """What the server said, readably: 422 `detail` lists, S3 XML `<Code>: <Message>`, or text."""
-    text = response.text.strip() if response.content else ""
-    if not text:
-        return response.reason_phrase or f"HTTP {response.status_code}"
-    if text.startswith("<"):
-        try:
-            root = ET.fromstring(text)
-            code = root.findtext("Code") or ""
-            message = root.findtext("Message") or ""
-            return f"{code}: {message}".strip(": ") or text[:300]
-        except ET.ParseError:
-            return text[:300]
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text[:300]
-    if isinstance(body, dict) and "detail" in body:
-        try:
-            return HTTPValidationError.model_validate(body).render()
-        except pydantic.ValidationError:
-            return str(body["detail"])[:300]
-    if isinstance(body, dict):
-        for key in ("error_description", "message", "error"):
-            if body.get(key):
-                return str(body[key])
-    return text[:300]
-
-
-def error_for(response: httpx.Response, doing: str) -> ApiError:
-    """The typed error for a non-2xx response."""
-    status = response.status_code
-    said = server_message(response)
-    message = f"{doing} failed: HTTP {status}: {said}"
-    if status in RETRYABLE_STATUS or (status == 400 and "RequestTimeout" in said):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return TransientError(message, status=status, server_message=said, retry_after=retry_after)
-    if status == 403 and "expired" in said.lower():
-        return UploadUrlExpired(message, status=status, server_message=said)
-    if status == 401:
-        return AuthenticationError(message, status=status, server_message=said)
-    if status == 404:
-        return NotFoundError(message, status=status, server_message=said)
-    return RequestRejected(message, status=status, server_message=said)
-
-
-@dataclass
-class _Token:
-    value: str
-    refresh_at: float
-
-
-class ClientCredentialsAuth(httpx.Auth):
-    """OAuth2 client credentials: cached token, early refresh, one refresh-and-retry on a 401.
-
-    The token request goes through its own `httpx.Client` (injected in tests). JSON body as the
-    Teleport docs show; form encoding as a fallback for servers that answer 400/415 to JSON.
-    """
-
-    def __init__(
-        self,
-        *,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        scope: str | None = None,
-        http: httpx.Client,
-        clock: Clock | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> None:
-        self._token_url = token_url
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._scope = scope
-        self._http = http
-        self._clock = clock or SystemClock()
-        self._on_token = on_token
-        self._lock = threading.Lock()
-        self._token: _Token | None = None
-        self.tokens_issued = 0
-
-    def _fetch_token(self) -> _Token:
-        body: dict[str, str] = {
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-        }
-        if self._scope:
-            body["scope"] = self._scope
-        try:
-            response = self._http.post(self._token_url, json=body)
-            if response.status_code in (400, 415) and "invalid_client" not in response.text:
-                response = self._http.post(self._token_url, data=body)
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"getting an access token from {redact_url(self._token_url)} failed: {exc!r}"
-            ) from None
-        if response.status_code in (400, 401, 403):
-            said = server_message(response)
-            raise AuthenticationError(
-                f"authentication failed at {redact_url(self._token_url)}: HTTP "
-                f"{response.status_code}: {said}. Check [api] client_id and the client secret "
-                "(from the Teleport Developer Dashboard)",
-                status=response.status_code,
-                server_message=said,
-            )
-        if response.status_code >= 300:
-            raise error_for(response, f"getting an access token from {redact_url(self._token_url)}")
-        try:
-            token = TokenResponse.model_validate(response.json())
-        except (ValueError, pydantic.ValidationError) as exc:
-            raise ApiError(
-                f"the token endpoint {redact_url(self._token_url)} sent no usable token: {exc}"
-            ) from None
-        if self._on_token is not None:
-            self._on_token(token.access_token)
-        self.tokens_issued += 1
-        lifetime = float(token.expires_in)
-        margin = min(TOKEN_REFRESH_MARGIN, lifetime / 2)
-        return _Token(token.access_token, self._clock.monotonic() + lifetime - margin)
-
-    def token(self, *, force: bool = False, stale: str | None = None) -> str:
-        """A valid token. `stale` names the one a 401 refused: refresh unless another thread did."""
-        with self._lock:
-            current = self._token
-            needs_new = (
-                force
-                or current is None
-                or self._clock.monotonic() >= current.refresh_at
-                or (stale is not None and current.value == stale)
-            )
-            if needs_new:
-                self._token = self._fetch_token()
-            assert self._token is not None
-            return self._token.value
-
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        token = self.token()
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
-            # The docs: "If you encounter a 401 Unauthorized ... request a new one." Once.
-            request.headers["Authorization"] = f"Bearer {self.token(stale=token)}"
-            yield request
 
 
 class TeleportClient:
@@ -305,6 +125,14 @@ class TeleportClient:
     def close(self) -> None:
         self.api.close()
         self.storage.close()
+
+    def access_token(self, *, force: bool = False) -> str | None:
+        """A valid access token (a new one with `force`), or None when the client does not use
+        OAuth2. For the authentication probe: API calls fetch tokens as they need them."""
+        auth = self.api.auth
+        if not isinstance(auth, ClientCredentialsAuth):
+            return None
+        return auth.token(lambda request: self.api.send(request, auth=None), force=force)
 
     def __enter__(self) -> TeleportClient:
         return self
@@ -634,17 +462,11 @@ def build_client(
     `transport` builds each pool; tests pass `LazyTLSTransport` to run plain http through
     httpcore, the path https always takes.
     """
-    token_http = httpx.Client(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-        headers={"User-Agent": USER_AGENT},
-        transport=transport(httpx.Limits(max_connections=2)),
-    )
     auth = ClientCredentialsAuth(
         token_url=auth_url,
         client_id=client_id,
         client_secret=client_secret,
         scope=scope,
-        http=token_http,
         clock=clock,
         on_token=on_token,
     )

@@ -12,7 +12,6 @@ from typing import Any
 from .api import (
     ApiError,
     AuthenticationError,
-    ClientCredentialsAuth,
     TeleportClient,
     TransientError,
 )
@@ -133,12 +132,8 @@ class HealthKeeper:
             self.probe()
 
     def probe(self) -> None:
-        auth = self.client.api.auth
-        if not isinstance(auth, ClientCredentialsAuth):
-            self.auth.succeeded()
-            return
         try:
-            auth.token(force=self.auth.snapshot.ok is False)
+            self.client.access_token(force=self.auth.snapshot.ok is False)
         except AuthenticationError as exc:
             self.auth.failed(str(exc))
         except (TransientError, ApiError) as exc:

@@ -30,6 +30,8 @@ from .filebody import FileEndedEarly, FileRegion
 
 # Response bodies are read in blocks of this size.
 READ_BLOCK = 1 << 16
+# What every request of ours calls us (the API client's and the token request's headers).
+USER_AGENT = "teleport-sync"
 
 
 @functools.cache

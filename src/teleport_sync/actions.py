@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .api import ApiError, TeleportClient
@@ -29,6 +29,7 @@ from .results import (
     plan_models,
     result_folder,
 )
+from .timestamps import parse_utc, utc_in
 
 log = get_logger("teleport_sync.actions")
 
@@ -123,7 +124,7 @@ class Actions:
             return False
         if record.result_next_at is None:
             return True
-        return datetime.fromisoformat(record.result_next_at) <= self.now()
+        return parse_utc(record.result_next_at) <= self.now()
 
     def _guard_download(self, record: FileRecord) -> None:
         """Download; on failure keep the reason in the journal and schedule the next try."""
@@ -137,7 +138,7 @@ class Actions:
                     "permissions and free space"
                 )
             delay = result_retry_delay(record.result_attempts, self.retry_base_seconds)
-            at = (self.now() + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+            at = utc_in(delay, self.now())
             self.journal.record_result_error(record.id, error, at)
             log.error("download failed; will try again", path=record.path, error=error, retry_at=at)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from .retry import Clock, SystemClock
+from .timestamps import utc_seconds
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,7 @@ class AuthSnapshot:
     since: str | None  # ISO time the current answer began
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+_now_iso = utc_seconds
 
 
 class AuthState:

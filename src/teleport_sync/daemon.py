@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -37,6 +36,7 @@ from .report import ReportOptions
 from .sightings import Sightings
 from .signals import Reloader
 from .signals import install_signal_handlers as _install_signal_handlers
+from .timestamps import utc_in
 from .uploadqueue import UploadQueue
 from .uploads import RETRY_BASE_SECONDS, RETRY_MAX_SECONDS, Uploads, file_retry_policy
 from .watcher import Watcher
@@ -338,7 +338,7 @@ class Daemon:
 
     def _next_attempt(self, attempts: int) -> str:
         delay = self._file_retries.backoff(max(0, attempts - 1))
-        return (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+        return utc_in(delay)
 
     def _report_status(self) -> None:
         counts = self.journal.counts_by_state()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from .journal import Journal, JournalError
 from .logging import get_logger
+from .timestamps import seconds_since
 
 log = get_logger("teleport_sync.daemon")
 
@@ -88,7 +88,7 @@ class Sightings:
         since = self.journal.mark_incomplete(
             str(path), str(root), st.st_size, st.st_mtime_ns, reason
         )
-        waited = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+        waited = seconds_since(since)
         seen = (st.st_size, st.st_mtime_ns, reason)
         last = self._logged.get(path)
         now = time.monotonic()

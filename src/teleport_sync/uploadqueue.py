@@ -10,10 +10,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from datetime import UTC, datetime
 
 from .journal import Journal
 from .metrics import Metrics
+from .timestamps import utc_now
 
 
 class UploadQueue:
@@ -55,7 +55,7 @@ class UploadQueue:
             self._queue.put(None)
 
     def enqueue_due_retries(self) -> None:
-        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        now = utc_now()
         for record in self.journal.due_retries(now):
             self.enqueue(record.id)
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import ConfigError, Settings
 from ..journal import FileRecord, Journal, UploadState
 from ..logging import REDACTOR, get_logger
+from ..timestamps import seconds_since, utc_seconds
 from . import payloads
 from .outbox import Deliverer, NotifyMetrics, Outbox
 from .webhooks import WebhookReceiver, apply_delivery
@@ -171,7 +172,7 @@ class EventHub:
         with self._lock:
             since = self.journal.fact(AUTH_FACT) or None
             if error is not None and since is None:
-                now = datetime.now(UTC).isoformat(timespec="seconds")
+                now = utc_seconds()
                 self.journal.set_fact(AUTH_FACT, now)
                 self.outbox.emit(payloads.auth(True, REDACTOR.redact(error), now))
             elif error is None and since is not None:
@@ -195,7 +196,7 @@ class EventHub:
                 continue
             history = self.journal.state_history(record.id)
             since = str(history[-1]["observed_at"]) if history else record.updated_at
-            seconds = (now - datetime.fromisoformat(since)).total_seconds()
+            seconds = seconds_since(since, now)
             if seconds >= limit:
                 self._stuck_seen.add(record.eid or "")
                 found += self.outbox.emit(payloads.stuck(record, since, seconds))

@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,6 +25,7 @@ from ..config import NotifyTarget
 from ..journal import Journal, OutboxRow
 from ..logging import REDACTOR, get_logger
 from ..retry import RetryPolicy
+from ..timestamps import seconds_since, utc_in, utc_now
 from .formats import render
 from .payloads import Event
 
@@ -160,13 +161,13 @@ class Deliverer:
         at = self.journal.next_notification_at()
         if at is None:
             return 3600.0
-        return max(0.0, min(3600.0, (datetime.fromisoformat(at) - self.now()).total_seconds()))
+        return max(0.0, min(3600.0, -seconds_since(at, self.now())))
 
     def deliver_due(self) -> int:
         """Try every due row once; returns how many were delivered."""
         delivered = 0
         failing: set[str] = set()
-        now = self.now().isoformat(timespec="microseconds")
+        now = utc_now(self.now())
         for row in self.journal.due_notifications(now):
             if self.stop.is_set():
                 break
@@ -197,7 +198,7 @@ class Deliverer:
             )
             return True
         self.metrics.sent.labels(row.kind, "failed").inc()
-        age = (self.now() - datetime.fromisoformat(row.created_at)).total_seconds()
+        age = seconds_since(row.created_at, self.now())
         if age >= self.give_up_after:
             self.journal.notification_done(
                 row.event_id, row.target, delivered=False, error=sent.detail
@@ -213,7 +214,7 @@ class Deliverer:
             )
             return False
         delay = self.policy.backoff(row.attempts)
-        at = (self.now() + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+        at = utc_in(delay, self.now())
         self.journal.notification_retry(row.event_id, row.target, sent.detail, at)
         log.warning(
             "notification not delivered; will retry",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..journal import FileRecord
+from ..timestamps import utc_seconds
 
 EVENT_KINDS = ("ready", "failed", "rejected", "auth", "stuck", "test")
 _NAMESPACE = uuid.UUID("5d4b3c1e-7f0a-4a6e-9d0c-6b1f2e3a4c5d")
@@ -24,8 +25,7 @@ def stable_id(key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+iso_now = utc_seconds
 
 
 @dataclass(frozen=True)

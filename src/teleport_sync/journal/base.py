@@ -10,14 +10,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from ..models import FileIdentity
+from ..timestamps import utc_now
 from .records import FileRecord
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .states import UploadState
+
+__all__ = ["utc_now"]  # re-exported: the journal's time format (timestamps.py)
 
 
 class JournalError(Exception):
@@ -34,10 +36,6 @@ class UnreadableRow(Exception):
     def __init__(self, file_id: int, path: str, column: str) -> None:
         super().__init__(file_id, path, column)
         self.file_id, self.path, self.column = file_id, path, column
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def shown(text: str) -> str:

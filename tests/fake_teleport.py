@@ -14,15 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from teleport_sync.api import ClientCredentialsAuth, TeleportClient
+from teleport_sync.engine import Uploader
+from teleport_sync.inputs import identify
+from teleport_sync.journal import FileRecord, Journal
 from teleport_sync.retry import Clock, RetryPolicy
 
 API = "https://api.test"
@@ -251,3 +257,20 @@ def fake_client(fake: FakeTeleport, clock: Clock, *, attempts: int = 2) -> Telep
         clock=clock,
         policy=RetryPolicy(max_attempts=attempts, base_delay=0.5, max_delay=4),
     )
+
+
+@contextmanager
+def fake_uploader(fake: FakeTeleport, clock: Clock, journal: Journal) -> Iterator[Uploader]:
+    """The engine over `fake_client`: one part at a time (so request order is fixed), three
+    attempts per part, backoff jitter from a seeded generator, every sleep on `clock`."""
+    with fake_client(fake, clock) as client:
+        policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=4, rng=random.Random(5))
+        yield Uploader(client, journal, concurrency=1, clock=clock, part_policy=policy)
+
+
+def register(journal: Journal, path: Path, token: str | None = None) -> FileRecord:
+    """The file's row; with `token`, as a run that crashed after journaling its intent left it."""
+    record = journal.register(str(path), identify(path), "video", "walk.mp4")
+    if token is not None:
+        journal.mark_create_intent(record.id, token)
+    return journal.get(record.id)

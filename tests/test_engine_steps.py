@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import get_type_hints
@@ -22,12 +21,18 @@ import pytest
 from teleport_sync import api
 from teleport_sync.engine import StartOver, Uploader, UploadFailed, ports, uploading_name
 from teleport_sync.engine.context import EngineContext
-from teleport_sync.inputs import identify
 from teleport_sync.journal import FileRecord, Journal
-from teleport_sync.retry import RetryPolicy
 
 from .conftest import FakeClock
-from .fake_teleport import FakeTeleport, fake_client, lost_answer, md5_etag, reply
+from .fake_teleport import (
+    FakeTeleport,
+    fake_client,
+    fake_uploader,
+    lost_answer,
+    md5_etag,
+    register,
+    reply,
+)
 from .helpers import make_mp4
 
 TOKEN = "0123456789abcdef"
@@ -52,23 +57,14 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 @pytest.fixture
 def uploader(fake: FakeTeleport, clock: FakeClock, journal: Journal) -> Iterator[Uploader]:
-    with fake_client(fake, clock) as client:
-        policy = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=4, rng=random.Random(5))
-        yield Uploader(client, journal, concurrency=1, clock=clock, part_policy=policy)
+    with fake_uploader(fake, clock, journal) as up:
+        yield up
 
 
 @pytest.fixture
 def video(tmp_path: Path) -> Path:
     """100 bytes: three parts of the fake's 40-byte chunks (40, 40, 20)."""
     return make_mp4(tmp_path / "walk.mp4", 100)
-
-
-def register(journal: Journal, path: Path, token: str | None = None) -> FileRecord:
-    """The file's row; with `token`, as a run that crashed after journaling its intent left it."""
-    record = journal.register(str(path), identify(path), "video", "walk.mp4")
-    if token is not None:
-        journal.mark_create_intent(record.id, token)
-    return journal.get(record.id)
 
 
 def sent_all_parts(fake: FakeTeleport, journal: Journal, up: Uploader, path: Path) -> FileRecord:

@@ -17,8 +17,10 @@ import pytest
 from teleport_sync.engine import (
     NoProgress,
     Paused,
+    StartOver,
     Stopped,
     Uploader,
+    UploadFailed,
     plan_parts,
 )
 from teleport_sync.journal import FileRecord, Journal
@@ -117,6 +119,21 @@ def test_a_part_whose_etag_is_not_its_md5_is_sent_again_with_a_fresh_url(
     assert retries == ["etag-mismatch"]
 
 
+def test_a_part_that_keeps_arriving_corrupted_fails_the_upload(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path, retries: list[str]
+) -> None:
+    record = created(fake, journal, uploader, video)
+    fake.script("put", corrupted, corrupted, corrupted)
+
+    with pytest.raises(UploadFailed, match=r"part 1/3 of walk\.mp4 arrived corrupted 3 times"):
+        send_all(uploader, record, video)
+
+    assert len(set(fake.put_urls(1))) == 3  # three attempts, three URLs
+    assert fake.put_urls() == fake.put_urls(1)  # and no other part went out after it failed
+    assert journal.parts(record.id) == {}
+    assert retries == ["etag-mismatch"] * 3
+
+
 def test_an_expired_url_is_replaced_by_a_fresh_one_at_once(
     fake: FakeTeleport,
     uploader: Uploader,
@@ -200,6 +217,41 @@ def test_parts_already_journaled_are_not_sent_again(
 
 
 # -- the coordinator -------------------------------------------------------------------------
+
+
+def test_a_failed_part_stops_the_others_and_the_failure_is_journaled(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    fake.script("put", s3_error(400, "InvalidArgument", "Part number must be an integer"))
+
+    with pytest.raises(UploadFailed, match="InvalidArgument") as caught:
+        uploader.upload(video)
+
+    assert type(caught.value) is UploadFailed
+    assert fake.put_urls() == fake.put_urls(1) and len(fake.put_urls(1)) == 1
+    assert fake.requests("uploaded") == []
+    row = journal.all_files()[0]
+    assert (row.upload_state, row.attempts, row.eid) == ("failed", 1, "c1")
+    assert "InvalidArgument: Part number must be an integer" in str(row.error)
+    assert journal.parts(row.id) == {}
+
+
+def test_a_capture_deleted_during_the_upload_starts_the_file_over(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    def deleted_in_the_web_ui(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+        fake.captures.pop("c1")
+        return real()
+
+    fake.script("put", deleted_in_the_web_ui)
+
+    with pytest.raises(StartOver, match="gone from the account"):
+        uploader.upload(video)
+
+    assert fake.put_urls() == fake.put_urls(1) and len(fake.put_urls(1)) == 1
+    row = journal.all_files()[0]
+    assert (row.eid, row.upload_state, row.attempts) == (None, "failed", 1)
+    assert [kind for kind, _ in journal.events(row.id)][-2:] == ["restarted", "failed"]
 
 
 def test_a_pause_between_parts_is_not_a_failure(

@@ -285,6 +285,34 @@ def test_a_create_the_server_keeps_refusing_is_retried_with_a_look_between(
     assert clock.sleeps == [2.0, 2.0]  # the server's Retry-After, on the fake clock
 
 
+def test_an_adopted_capture_that_vanished_starts_the_file_over(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    record = register(journal, video, TOKEN)
+    fake.add(uploading_name("walk.mp4", TOKEN))
+    fake.script("url", reply(404, {"detail": "capture c1 not found"}))  # deleted meanwhile
+
+    with pytest.raises(StartOver, match="capture c1 vanished"):
+        uploader.creator.ensure(record)
+
+    assert fake.requests("create") == []
+    assert journal.get(record.id).eid is None
+
+
+def test_no_capture_is_created_while_the_listing_cannot_be_read(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    record = register(journal, video, TOKEN)
+    fake.add(uploading_name("walk.mp4", TOKEN))  # there, but the listing fails
+    fake.script("list", reply(500), reply(500))
+
+    with pytest.raises(UploadFailed, match="cannot look for this file's capture"):
+        uploader.creator.ensure(record)
+
+    assert fake.requests() == [f"GET {CAPTURES}"] * 2  # the client's two attempts; no create
+    assert list(fake.captures) == ["c1"]
+
+
 # -- complete --------------------------------------------------------------------------------
 
 
@@ -392,3 +420,36 @@ def test_a_capture_gone_before_its_rename_counts_as_renamed(
 
     assert journal.get(result.file_id).renamed_at is not None
     assert fake.requests("rename") == [f"PUT {CAPTURES}/c1"]
+
+
+@pytest.mark.parametrize(("status", "raised"), [(404, StartOver), (503, UploadFailed)])
+def test_a_failed_completion_when_the_listing_fails_too_trusts_only_a_404(
+    fake: FakeTeleport,
+    uploader: Uploader,
+    journal: Journal,
+    video: Path,
+    status: int,
+    raised: type[UploadFailed],
+) -> None:
+    record = sent_all_parts(fake, journal, uploader, video)
+    tries = 1 if status == 404 else 2  # the client retries a 503 itself, not a 404
+    fake.script("uploaded", *[reply(status)] * tries)
+    fake.script("list", reply(500), reply(500))
+
+    with pytest.raises(raised) as caught:
+        uploader.completer.complete(video, record, 3)
+
+    assert type(caught.value) is raised
+    assert fake.requests() == [f"POST {CAPTURES}/c1/uploaded"] * tries + [f"GET {CAPTURES}"] * 2
+    assert (journal.get(record.id).eid is None) == (raised is StartOver)
+
+
+def test_a_completion_with_a_part_missing_from_the_journal_asks_nothing(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    record = sent_all_parts(fake, journal, uploader, video)
+
+    with pytest.raises(UploadFailed, match=r"parts \[4\] have no ETag"):
+        uploader.completer.complete(video, record, 4)
+
+    assert fake.requests() == []

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from teleport_sync.engine import (
+    FileChanged,
     NoProgress,
     Paused,
     StartOver,
@@ -26,7 +27,14 @@ from teleport_sync.engine import (
 from teleport_sync.journal import FileRecord, Journal
 
 from .conftest import FakeClock
-from .fake_teleport import FakeTeleport, fake_uploader, md5_etag, register, s3_error
+from .fake_teleport import (
+    FakeTeleport,
+    fake_uploader,
+    lost_answer,
+    md5_etag,
+    register,
+    s3_error,
+)
 from .helpers import make_mp4
 
 CAPTURES = "/api/v1/captures"
@@ -216,6 +224,43 @@ def test_parts_already_journaled_are_not_sent_again(
     assert journal.get(record.id).upload_state == "uploaded"
 
 
+def test_storage_whose_etags_are_not_md5s_is_learned_and_not_checked(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    record = created(fake, journal, uploader, video)
+
+    def kms_etag(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+        real()  # SSE-KMS buckets answer with an ETag that is no MD5 of the bytes
+        return httpx.Response(200, headers={"ETag": f'"kms-{request.url.path[-1]}"'})
+
+    fake.script("put", kms_etag, kms_etag, kms_etag)
+
+    send_all(uploader, record, video)
+
+    assert journaled(journal, record) == {n: ("", f'"kms-{n}"') for n in (1, 2, 3)}
+    assert uploader.etags_are_md5 is False
+    assert journal.fact(f"storage-etags-are-md5 {uploader.client.base_url}") == "no"
+    assert len(fake.put_urls()) == 3  # nothing resent for want of a check
+
+
+def test_a_put_answered_without_an_etag_is_sent_again(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path, retries: list[str]
+) -> None:
+    record = created(fake, journal, uploader, video)
+
+    def no_etag(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+        real()
+        return httpx.Response(200)
+
+    fake.script("put", no_etag)
+
+    send_all(uploader, record, video)
+
+    assert len(set(fake.put_urls(1))) == 2
+    assert journaled(journal, record) == expected_parts(video)
+    assert retries == ["part"]
+
+
 # -- the coordinator -------------------------------------------------------------------------
 
 
@@ -296,3 +341,43 @@ def test_a_stop_is_not_a_failure_and_the_next_run_resumes(
     assert result.parts_sent == 2
     assert [len(fake.put_urls(n)) for n in (1, 2, 3)] == [1, 1, 1]
     assert fake.requests("create") == [f"POST {CAPTURES}"]
+
+
+def test_a_file_that_grows_during_its_upload_loses_its_capture_and_starts_over(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    def grow_the_file(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+        answer = real()
+        with video.open("ab") as handle:  # the camera was still writing after all
+            handle.write(b"moreover")
+        return answer
+
+    fake.script("put", lambda request, real: real(), lambda request, real: real(), grow_the_file)
+
+    with pytest.raises(FileChanged, match="changed while it was being uploaded"):
+        uploader.upload(video)
+
+    assert fake.requests("delete", "uploaded") == [f"DELETE {CAPTURES}/c1"]
+    assert fake.captures == {}
+    row = journal.all_files()[0]
+    assert (row.eid, row.upload_state, row.identity.size) == (None, "failed", 108)
+    assert journal.parts(row.id) == {}
+
+
+def test_a_late_duplicate_of_a_lost_create_is_swept_before_completion(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    def duplicate_lands(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+        fake.add(fake.captures["c1"].name)  # the lost create's retry, landing late
+        return real()
+
+    fake.script("create", lost_answer)
+    fake.script("put", duplicate_lands)
+
+    result = uploader.upload(video)
+
+    assert result.eid == "c1"
+    log = fake.requests()
+    assert log.index(f"DELETE {CAPTURES}/c2") < log.index(f"POST {CAPTURES}/c1/uploaded")
+    assert {eid: c.name for eid, c in fake.captures.items()} == {"c1": "walk.mp4"}
+    assert ("deleted-duplicate", "c2") in journal.events(result.file_id)

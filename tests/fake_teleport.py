@@ -35,7 +35,9 @@ API = "https://api.test"
 STORAGE = "https://storage.test"
 TOKEN_URL = "https://auth.test/oauth2/token"
 
-Action = Callable[[httpx.Request, Callable[[], httpx.Response]], httpx.Response]
+# The fake's own answer to the request at hand, for an action that lets the request land.
+Real = Callable[[], httpx.Response]
+Action = Callable[[httpx.Request, Real], httpx.Response]
 
 _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     ("create", "POST", re.compile(r"^/api/v1/captures$")),
@@ -89,7 +91,7 @@ def reply(status: int, body: Any = None, **headers: str) -> Action:
     return lambda request, real: httpx.Response(status, json=body, headers=headers)
 
 
-def lost_answer(request: httpx.Request, real: Callable[[], httpx.Response]) -> httpx.Response:
+def lost_answer(request: httpx.Request, real: Real) -> httpx.Response:
     """The server does the work, and the answer never arrives."""
     real()
     raise httpx.ReadTimeout("timed out reading the answer", request=request)
@@ -102,7 +104,6 @@ class FakeTeleport:
         self.chunk_size = chunk_size
         self.captures: dict[str, Capture] = {}
         self.seen: list[Seen] = []
-        self.tokens_issued = 0
         self._scripted: dict[str, list[Action]] = {}
         self._lock = threading.RLock()
         self._eids = 0
@@ -113,6 +114,11 @@ class FakeTeleport:
         assert route in {name for name, _, _ in _ROUTES}, route
         with self._lock:
             self._scripted.setdefault(route, []).extend(actions)
+
+    def unused(self) -> dict[str, int]:
+        """Scripted answers no request took: a test whose script outlived it proves less."""
+        with self._lock:
+            return {route: len(queue) for route, queue in self._scripted.items() if queue}
 
     def add(self, name: str, *, state: str = "CREATED", created: str | None = None) -> Capture:
         """A capture made elsewhere: by a create whose answer was lost, another station, a
@@ -140,8 +146,6 @@ class FakeTeleport:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if str(request.url) == TOKEN_URL:
-            with self._lock:
-                self.tokens_issued += 1
             return httpx.Response(200, json={"access_token": "tok-fake", "expires_in": 3600})
         route, args = self._route(request)
         if route != "put":
@@ -203,7 +207,8 @@ class FakeTeleport:
             return s3_answer(404, "NoSuchUpload", "The specified upload does not exist.")
         # The stream, not `request.content`: `put_part` swaps a `FileRegion` in as the stream
         # of a request built without a body, and httpx has already cached that empty body.
-        data = b"".join(request.stream)  # type: ignore[arg-type]
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        data = b"".join(request.stream)
         assert len(data) == int(request.headers["content-length"])
         self.captures[eid].parts[int(n)] = data
         return httpx.Response(200, headers={"ETag": md5_etag(data)})

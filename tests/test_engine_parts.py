@@ -29,6 +29,7 @@ from teleport_sync.journal import FileRecord, Journal
 from .conftest import FakeClock
 from .fake_teleport import (
     FakeTeleport,
+    Real,
     fake_uploader,
     lost_answer,
     md5_etag,
@@ -42,8 +43,10 @@ WRONG_ETAG = f'"{"0" * 32}"'  # MD5-shaped, and the MD5 of none of these parts
 
 
 @pytest.fixture
-def fake() -> FakeTeleport:
-    return FakeTeleport(chunk_size=40)
+def fake() -> Iterator[FakeTeleport]:
+    fake = FakeTeleport(chunk_size=40)
+    yield fake
+    assert fake.unused() == {}, "scripted answers no request took"
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def send_all(up: Uploader, record: FileRecord, path: Path) -> None:
     up.parts.send_all(path, record, plan_parts(100, 40, 3), 100)
 
 
-def corrupted(request: httpx.Request, real) -> httpx.Response:  # type: ignore[no-untyped-def]
+def corrupted(request: httpx.Request, real: Real) -> httpx.Response:
     """Storage keeps the bytes and answers with the ETag of other bytes."""
     real()
     return httpx.Response(200, headers={"ETag": WRONG_ETAG})
@@ -229,7 +232,7 @@ def test_storage_whose_etags_are_not_md5s_is_learned_and_not_checked(
 ) -> None:
     record = created(fake, journal, uploader, video)
 
-    def kms_etag(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def kms_etag(request: httpx.Request, real: Real) -> httpx.Response:
         real()  # SSE-KMS buckets answer with an ETag that is no MD5 of the bytes
         return httpx.Response(200, headers={"ETag": f'"kms-{request.url.path[-1]}"'})
 
@@ -248,7 +251,7 @@ def test_a_put_answered_without_an_etag_is_sent_again(
 ) -> None:
     record = created(fake, journal, uploader, video)
 
-    def no_etag(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def no_etag(request: httpx.Request, real: Real) -> httpx.Response:
         real()
         return httpx.Response(200)
 
@@ -284,7 +287,7 @@ def test_a_failed_part_stops_the_others_and_the_failure_is_journaled(
 def test_a_capture_deleted_during_the_upload_starts_the_file_over(
     fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
 ) -> None:
-    def deleted_in_the_web_ui(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def deleted_in_the_web_ui(request: httpx.Request, real: Real) -> httpx.Response:
         fake.captures.pop("c1")
         return real()
 
@@ -346,7 +349,7 @@ def test_a_stop_is_not_a_failure_and_the_next_run_resumes(
 def test_a_file_that_grows_during_its_upload_loses_its_capture_and_starts_over(
     fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
 ) -> None:
-    def grow_the_file(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def grow_the_file(request: httpx.Request, real: Real) -> httpx.Response:
         answer = real()
         with video.open("ab") as handle:  # the camera was still writing after all
             handle.write(b"moreover")
@@ -367,7 +370,7 @@ def test_a_file_that_grows_during_its_upload_loses_its_capture_and_starts_over(
 def test_a_late_duplicate_of_a_lost_create_is_swept_before_completion(
     fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
 ) -> None:
-    def duplicate_lands(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def duplicate_lands(request: httpx.Request, real: Real) -> httpx.Response:
         fake.add(fake.captures["c1"].name)  # the lost create's retry, landing late
         return real()
 

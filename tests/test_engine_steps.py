@@ -26,6 +26,7 @@ from teleport_sync.journal import FileRecord, Journal
 from .conftest import FakeClock
 from .fake_teleport import (
     FakeTeleport,
+    Real,
     fake_client,
     fake_uploader,
     lost_answer,
@@ -40,8 +41,10 @@ CAPTURES = "/api/v1/captures"
 
 
 @pytest.fixture
-def fake() -> FakeTeleport:
-    return FakeTeleport(chunk_size=40)
+def fake() -> Iterator[FakeTeleport]:
+    fake = FakeTeleport(chunk_size=40)
+    yield fake
+    assert fake.unused() == {}, "scripted answers no request took"
 
 
 @pytest.fixture
@@ -114,7 +117,7 @@ def test_the_token_is_journaled_before_the_post_and_named_in_the_capture(
     record = register(journal, video)
     journaled_at_post: list[str | None] = []
 
-    def look_at_the_journal(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def look_at_the_journal(request: httpx.Request, real: Real) -> httpx.Response:
         journaled_at_post.append(journal.get(record.id).intent_nonce)
         return real()
 
@@ -321,7 +324,7 @@ def test_a_completion_whose_answer_is_lost_is_confirmed_by_the_captures_state(
 ) -> None:
     record = sent_all_parts(fake, journal, uploader, video)
 
-    def done_then_503(request: httpx.Request, real):  # type: ignore[no-untyped-def]
+    def done_then_503(request: httpx.Request, real: Real) -> httpx.Response:
         real()
         fake.captures["c1"].state = "PROCESSING"
         return httpx.Response(503)

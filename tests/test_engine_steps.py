@@ -94,15 +94,27 @@ def test_the_http_client_is_what_the_engine_asks_for(fake: FakeTeleport, clock: 
         assert client.base_url == str(client.api.base_url)
     # Each call the engine makes exists on the HTTP client with the same parameters (extra
     # ones only with defaults), so the engine's calls work against it.
+    checked = []
     for name, member in vars(ports.TeleportClient).items():
         if name.startswith("_") or not inspect.isfunction(member):
             continue
+        checked.append(name)
         wanted = inspect.signature(member).parameters
         got = inspect.signature(getattr(api.TeleportClient, name)).parameters
         for param in wanted.values():
             assert param.name in got and got[param.name].kind == param.kind, (name, param)
         extra = [p for p in got.values() if p.name not in wanted]
         assert all(p.default is not inspect.Parameter.empty for p in extra), name
+    assert sorted(checked) == [
+        "complete_upload",
+        "create_capture",
+        "create_upload_url",
+        "delete_capture",
+        "find_capture",
+        "iter_captures",
+        "put_part",
+        "rename_capture",
+    ]
     # And the engine is typed against the protocol, not the HTTP client.
     assert get_type_hints(EngineContext)["client"] is ports.TeleportClient
     assert get_type_hints(Uploader.__init__)["client"] is ports.TeleportClient

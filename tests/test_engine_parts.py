@@ -24,6 +24,7 @@ from teleport_sync.engine import (
     UploadFailed,
     plan_parts,
 )
+from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import FileRecord, Journal
 
 from .conftest import FakeClock
@@ -34,6 +35,7 @@ from .fake_teleport import (
     lost_answer,
     md5_etag,
     register,
+    reply,
     s3_error,
 )
 from .helpers import make_mp4
@@ -264,6 +266,20 @@ def test_a_put_answered_without_an_etag_is_sent_again(
     assert retries == ["part"]
 
 
+def test_a_refused_url_request_holds_the_api_not_storage(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path, clock: FakeClock
+) -> None:
+    record = created(fake, journal, uploader, video)
+    fake.script("url", reply(503, {"detail": "busy"}, **{"Retry-After": "3"}))
+
+    send_all(uploader, record, video)
+
+    assert clock.sleeps == [3.0]  # before the next URL request, on the fake clock
+    assert uploader.client.pacer.sleep > 0 and uploader.client.storage_pacer.sleep == 0
+    assert url_requests(fake, 1) == 2 and len(fake.put_urls(1)) == 1  # no PUT without a URL
+    assert journaled(journal, record) == expected_parts(video)
+
+
 # -- the coordinator -------------------------------------------------------------------------
 
 
@@ -384,3 +400,48 @@ def test_a_late_duplicate_of_a_lost_create_is_swept_before_completion(
     assert log.index(f"DELETE {CAPTURES}/c2") < log.index(f"POST {CAPTURES}/c1/uploaded")
     assert {eid: c.name for eid, c in fake.captures.items()} == {"c1": "walk.mp4"}
     assert ("deleted-duplicate", "c2") in journal.events(result.file_id)
+
+
+def test_an_input_deleted_mid_upload_is_an_input_problem_and_a_failed_row(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    def delete_the_input(request: httpx.Request, real: Real) -> httpx.Response:
+        video.unlink()  # while part 2 is being read and sent
+        return real()
+
+    fake.script("put", lambda request, real: real(), delete_the_input)
+
+    with pytest.raises(InputProblem, match=r"cannot read part 2/3 of walk\.mp4: No such file"):
+        uploader.upload(video)
+
+    assert [len(fake.put_urls(n)) for n in (1, 2, 3)] == [1, 1, 0]
+    row = journal.all_files()[0]
+    assert (row.upload_state, row.attempts) == ("failed", 1)
+    assert sorted(journal.parts(row.id)) == [1]  # the file may come back: kept
+
+
+def test_forcing_a_new_upload_deletes_the_unfinished_capture(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    created(fake, journal, uploader, video)  # c1, no part sent yet
+
+    result = uploader.upload(video, force=True)
+
+    assert result.eid == "c2"
+    assert fake.requests("create", "delete") == [f"DELETE {CAPTURES}/c1", f"POST {CAPTURES}"]
+    assert list(fake.captures) == ["c2"]
+    assert ("restarted", "forced; capture c1 deleted") in journal.events(result.file_id)
+
+
+def test_an_uploaded_file_is_not_sent_again_but_its_rename_is_finished(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    fake.script("rename", reply(500), reply(500))
+    first = uploader.upload(video)
+    fake.seen.clear()
+
+    again = uploader.upload(video)
+
+    assert (again.eid, again.already_uploaded, again.parts_sent) == (first.eid, True, 0)
+    assert fake.requests() == [f"PUT {CAPTURES}/c1"]  # only the rename left over
+    assert fake.captures["c1"].name == "walk.mp4"

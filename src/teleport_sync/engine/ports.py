@@ -2,8 +2,9 @@
 
 `api.TeleportClient` is the HTTP implementation (OAuth2, retries, presigned PUTs); the engine's
 steps see it only through this protocol, so they can be read (and faked) without the HTTP
-plumbing. The unit tests in `tests/test_engine_steps.py` drive the real HTTP client over
-`httpx.MockTransport`; `tests/test_engine.py` drives it against the emulator over loopback.
+plumbing. The unit tests in `tests/test_engine_steps.py` and `tests/test_engine_parts.py` drive
+the real HTTP client over `httpx.MockTransport`; `tests/test_engine.py` drives it against the
+emulator over loopback.
 """
 
 from __future__ import annotations

@@ -122,6 +122,11 @@ class TeleportClient:
         self.storage_pacer = Pacer(self.policy, self.clock)
         self._on_retry = on_retry
 
+    @property
+    def base_url(self) -> str:
+        """The API's base URL as httpx holds it (the key of the journal's per-API facts)."""
+        return str(self.api.base_url)
+
     def close(self) -> None:
         self.api.close()
         self.storage.close()

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..api import TeleportClient
 from ..journal import Journal
 from ..retry import Clock, RetryPolicy
 from .errors import Paused, Stopped
+from .ports import TeleportClient
 
 
 class Progress(Protocol):
@@ -67,7 +67,7 @@ class EngineContext:
 
     @property
     def etag_fact(self) -> str:
-        return f"storage-etags-are-md5 {self.client.api.base_url}"
+        return f"storage-etags-are-md5 {self.client.base_url}"
 
     def learn_etags(self, md5_shaped: bool) -> None:
         with self.etag_lock:

@@ -43,6 +43,16 @@ class FileRun:
     urls: Prefetcher[int, str]
     # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
     stop_hashing: threading.Event = field(default_factory=threading.Event)
+    # The first part failure in time: the one the upload reports.
+    failure: BaseException | None = None
+    _failure_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, exc: BaseException) -> None:
+        """A part failed: no part starts from now on, and the first failure is kept."""
+        with self._failure_lock:
+            if self.failure is None:
+                self.failure = exc
+        self.abort.set()
 
 
 class _Again(Exception):
@@ -77,20 +87,26 @@ class PartSender:
             )
             run = FileRun(path, record, bytesize, threading.Event(), hashers, urls)
             futures: list[Future[None]] = [pool.submit(self.send_one, run, part) for part in todo]
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failures = [f.exception() for f in finished if f.exception() is not None]
-            if failures:
-                run.abort.set()  # parts not yet started are skipped; those in flight finish
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if run.failure is not None:
+                # Parts not yet started are skipped (`run.abort`); those in flight finish.
                 urls.cancel()
                 for future in futures:
                     future.cancel()
-        if failures:
-            first = failures[0]
-            assert first is not None
-            raise first
+        if run.failure is not None:
+            raise run.failure
 
     def send_one(self, run: FileRun, part: PartPlan) -> None:
         """One part, attempt after attempt, until storage acknowledges the right bytes."""
+        try:
+            self._send_until_acknowledged(run, part)
+        except BaseException as exc:
+            # Here, in the part's own thread, before its worker can take the next part: setting
+            # the abort only once `send_all` woke up let that worker start (and PUT) one more.
+            run.failed(exc)
+            raise
+
+    def _send_until_acknowledged(self, run: FileRun, part: PartPlan) -> None:
         attempt = 0
         while not run.abort.is_set():
             self.ctx.check_stop()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api import NotFoundError, TeleportClient
+from ..api import NotFoundError
 from ..filebody import BLOCK_SIZE
 from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
 from ..journal import FileRecord, Journal, UploadState
@@ -32,6 +32,7 @@ from .create import CaptureCreator
 from .errors import FileChanged, UploadFailed
 from .parts import PartSender
 from .plan import plan_parts
+from .ports import TeleportClient
 
 log = get_logger("teleport_sync.engine")
 

@@ -1,0 +1,62 @@
+"""What the engine needs from a Teleport client, and nothing more.
+
+`api.TeleportClient` is the HTTP implementation (OAuth2, retries, presigned PUTs); the engine's
+steps see it only through this protocol, so they can be read (and faked) without the HTTP
+plumbing. The unit tests in `tests/test_engine_steps.py` and `tests/test_engine_parts.py` drive
+the real HTTP client over `httpx.MockTransport`; `tests/test_engine.py` drives it against the
+emulator over loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+from ..filebody import FileRegion
+from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput, UploadedPart, UploadUrlOutput
+from ..retry import Pacer
+
+
+@runtime_checkable
+class TeleportClient(Protocol):
+    """The calls the engine's steps make, and the pacers they wait on.
+
+    Errors are `api.ApiError` and its subclasses: `TransientError` (worth another attempt),
+    `NotFoundError` (the capture is gone), `UploadUrlExpired`, `AuthenticationError`,
+    `RequestRejected`. Only `create_capture` must never retry on its own (see `create.py`).
+    """
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL: what the journal's per-API facts are keyed by."""
+        ...
+
+    @property
+    def pacer(self) -> Pacer:
+        """The API's pacer, shared by every thread calling it."""
+        ...
+
+    @property
+    def storage_pacer(self) -> Pacer:
+        """Storage's pacer (presigned part PUTs), shared likewise."""
+        ...
+
+    def create_capture(self, request: NewCaptureInput) -> NewCaptureOutput: ...
+
+    def iter_captures(self) -> Iterator[CaptureOutput]: ...
+
+    def find_capture(self, eid: str) -> CaptureOutput | None: ...
+
+    def create_upload_url(
+        self, eid: str, part_no: int, bytesize: int, *, retry: bool = True
+    ) -> UploadUrlOutput: ...
+
+    def put_part(self, url: str, body: FileRegion, length: int, *, doing: str) -> str:
+        """One PUT of one part to its presigned URL; the ETag as storage sent it."""
+        ...
+
+    def complete_upload(self, eid: str, parts: Iterable[UploadedPart]) -> CaptureOutput: ...
+
+    def rename_capture(self, eid: str, name: str) -> CaptureOutput: ...
+
+    def delete_capture(self, eid: str) -> None: ...

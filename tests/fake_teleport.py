@@ -237,21 +237,15 @@ class FakeTeleport:
         return httpx.Response(204)
 
 
-def token_client(fake: FakeTeleport) -> httpx.Client:
-    """How the auth gets its token from the fake: the one place to change when that plumbing
-    changes (the token request goes through `ClientCredentialsAuth`'s own client today)."""
-    return httpx.Client(transport=httpx.MockTransport(fake.handler))
-
-
 def fake_client(fake: FakeTeleport, clock: Clock, *, attempts: int = 2) -> TeleportClient:
-    """The real HTTP client, every byte of it going to `fake`; retries of its own calls
+    """The real HTTP client, every byte of it going to `fake` (the token request too: it rides
+    the API client through `ClientCredentialsAuth`'s auth flow); retries of its own calls
     (`attempts` each) sleep on `clock`."""
     transport = httpx.MockTransport(fake.handler)
     auth = ClientCredentialsAuth(
         token_url=TOKEN_URL,
         client_id="id",
         client_secret="secret",
-        http=token_client(fake),
         clock=clock,
     )
     return TeleportClient(

@@ -649,7 +649,7 @@ def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
 @pass_app
 @reports_errors
 def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
-    """Release files (or the files below folders) held by a [budget] limit."""
+    """Release files (or the files below folders) held by a [budget] limit or a lost journal."""
     from .compose import open_journal
     from .control import approve as approve_paths
     from .control import normalise
@@ -659,7 +659,7 @@ def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
     for path in approved:
         click.echo(f"approved: {path}")
     if not_held:
-        fail(f"nothing held at: {', '.join(not_held)} (see: teleport-sync status)")
+        fail(f"{'; '.join(not_held)} (see: teleport-sync status)")
 
 
 @main.command()

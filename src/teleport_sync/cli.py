@@ -212,7 +212,12 @@ def config_check(app: AppContext) -> None:
 
     with client_from_settings(settings, policy=quick) as client:
         # Listing one capture needs a token first: both the token endpoint and the API answer.
-        client.list_captures(limit=1)
+        try:
+            client.list_captures(limit=1)
+        except AuthenticationError as exc:
+            # Refused credentials are a config error (DESIGN §1: exit 2), not failed work.
+            source = settings.secret_source or "(not set)"
+            fail(f"{exc}; the secret used came from {source}", EXIT_USAGE)
     click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)

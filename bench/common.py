@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from teleport_sync.samples import video_moov
+
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results"
 MIB = 1024 * 1024
@@ -161,15 +163,18 @@ def save(name: str, data: dict[str, object]) -> Path:
 
 
 def make_file(path: Path, size: int, *, sparse: bool = False) -> Path:
-    """An MP4-shaped file of `size` bytes (`upload` checks the shape: ftyp, then one `free` box
-    of filler, then moov): random filler (throughput) or a sparse hole (memory)."""
-    if path.exists() and path.stat().st_size == size:
-        return path
+    """An MP4 of `size` bytes (`upload` checks the shape: ftyp, then one `mdat` of filler, then
+    a moov with a video track): random filler (throughput) or a sparse hole (memory)."""
     ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
-    moov = b"\x00\x00\x00\x08moov"
-    filler = size - len(ftyp) - len(moov)
-    # A 64-bit box header (size field 1, then the size) fits any filler, 4 GiB and over.
-    header = (1).to_bytes(4, "big") + b"free" + filler.to_bytes(8, "big")
+    header_size = 16  # a 64-bit box header (size field 1, then the size) fits 4 GiB and over
+    filler = size - len(ftyp) - len(video_moov())
+    moov = video_moov(data_offset=len(ftyp) + header_size, data_size=filler - header_size)
+    if path.exists() and path.stat().st_size == size:
+        with path.open("rb") as old:
+            old.seek(size - len(moov))
+            if old.read() == moov:  # a file made by an older bench without a track is remade
+                return path
+    header = (1).to_bytes(4, "big") + b"mdat" + filler.to_bytes(8, "big")
     with path.open("wb") as out:
         out.write(ftyp + header)
         left = filler - len(header)

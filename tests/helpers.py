@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from teleport_sync.samples import box, video_moov
+
 MIB = 1024 * 1024
 
 
@@ -22,14 +24,21 @@ def make_zip(path: Path, *, images: int = 3, image_bytes: int = 1024, pad: int =
     return path
 
 
-def make_mp4(path: Path, size: int) -> Path:
-    """An MP4-shaped file: ftyp, a free box of filler, and moov; top-level boxes reach EOF."""
+def make_mp4(path: Path, size: int, *, handler: bytes | None = b"vide") -> Path:
+    """An MP4 of `size` bytes: ftyp, an mdat of filler, and a moov (last, as cameras write it)
+    with one track of `handler` (b"vide" video, b"soun" audio-only; None: no track at all)."""
     ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
-    moov = b"\x00\x00\x00\x08moov"
-    filler = max(8, size - len(ftyp) - len(moov))
-    free = filler.to_bytes(4, "big") + b"free" + os.urandom(filler - 8)
-    path.write_bytes(ftyp + free + moov)
+    filler = size - len(ftyp) - len(_moov(handler, 0, 0))
+    moov = _moov(handler, len(ftyp) + 8, filler - 8)
+    mdat = max(8, filler).to_bytes(4, "big") + b"mdat" + os.urandom(filler - 8)
+    path.write_bytes(ftyp + mdat + moov)
     return path
+
+
+def _moov(handler: bytes | None, data_offset: int, data_size: int) -> bytes:
+    if handler is None:
+        return box(b"moov", b"")
+    return video_moov(data_offset=data_offset, data_size=data_size, handler=handler)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

@@ -97,6 +97,19 @@ def test_config_check_reaches_the_api(emulator: EmulatorServer, config_file: Pat
     assert emulator.config.client_secret not in result.stdout
 
 
+def test_config_check_with_a_wrong_secret_is_a_config_error(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml", emulator)
+    config.write_text(config.read_text().replace(emulator.config.client_secret, "not-the-secret"))
+    result = run_cli("--config", str(config), "config", "check")
+    assert result.returncode == 2, result.stdout + result.stderr  # DESIGN §1: config error
+    assert "api access:    ok" not in result.stdout
+    assert "authentication failed" in result.stderr
+    assert f"the secret used came from {config} ([api] client_secret)" in result.stderr
+    assert "not-the-secret" not in result.stdout + result.stderr
+
+
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "nope.toml"), "captures", "list")
     assert result.returncode == 2 and "does not exist" in result.stderr

@@ -219,7 +219,8 @@ def test_bad_inputs_each_get_a_row_and_are_kept(
         archive.writestr("readme.txt", "no pictures")
     _truncated_zip(inbox / "truncated.zip", make_zip(tmp_path / "whole.zip"))
     mp4 = make_mp4(tmp_path / "x.mp4", 50_000).read_bytes()
-    (inbox / "nomoov.mp4").write_bytes(mp4[:-8])  # the helper puts an empty moov last
+    (inbox / "nomoov.mp4").write_bytes(mp4[: mp4.rfind(b"moov") - 4])  # the helper's moov is last
+    make_mp4(inbox / "memo.mp4", 50_000, handler=b"soun")
     (inbox / "link.zip").symlink_to(good)
     (inbox / "folder.zip").mkdir()
     odd_names = ["with space.zip", "ünïcødé-捕获.zip", "new\nline.zip"]
@@ -236,10 +237,23 @@ def test_bad_inputs_each_get_a_row_and_are_kept(
         "noimages.zip": "no images",
         "truncated.zip": "end-of-central-directory",
         "nomoov.mp4": "moov",
+        "memo.mp4": "no video track (only audio); Teleport needs a video",
         "link.zip": "symlink",
         "folder.zip": "folder, not a file",
     }
     uploaded = {*odd_names, "deep.zip"}
+    if shutil.which("ffmpeg") is not None:
+        # Real files too: a tone (audio only) is refused, a test pattern is uploaded.
+        for name, source in (("sine.mp4", "sine"), ("pattern.mp4", "testsrc=duration=3:rate=5")):
+            made = outside / name
+            subprocess.run(
+                ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", source, "-t", "1", made],
+                check=True,
+                timeout=60,
+            )
+            os.rename(made, inbox / name)
+        refused["sine.mp4"] = "no video track (only audio)"
+        uploaded.add("pattern.mp4")
 
     def settled() -> bool:
         rows = status(config)

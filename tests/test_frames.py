@@ -11,6 +11,7 @@ import pytest
 
 from teleport_sync.frames import count_frames
 from teleport_sync.models import InputDataFormat
+from teleport_sync.samples import write_sample_mp4
 
 from .helpers import make_mp4
 
@@ -70,6 +71,17 @@ def test_the_video_track_is_counted_not_the_audio_track(tmp_path: Path) -> None:
     assert counted.duration_seconds == pytest.approx(2.0)
 
 
+def test_the_synthetic_video_track_counts_like_a_real_one(tmp_path: Path) -> None:
+    # The tests' and the demo's MP4s carry one track of 30 samples at 10 fps.
+    counted = count_frames(make_mp4(tmp_path / "clip.mp4", 50_000), InputDataFormat.VIDEO)
+    assert (counted.frames, counted.duration_seconds) == (30, 3.0)
+    sample = write_sample_mp4(tmp_path / "walkaround.mp4", size=10_000)
+    assert count_frames(sample, InputDataFormat.VIDEO) == counted
+    # An audio-only movie has samples too, but no video frames.
+    memo = make_mp4(tmp_path / "memo.mp4", 50_000, handler=b"soun")
+    assert count_frames(memo, InputDataFormat.VIDEO).frames is None
+
+
 @needs_zip
 def test_images_in_a_zip_made_by_the_zip_cli(tmp_path: Path) -> None:
     folder = tmp_path / "shoot"
@@ -90,8 +102,9 @@ def test_zip64_entries_and_unknown_structures(tmp_path: Path) -> None:
                 entry.write(b"\x89PNG" + bytes(64))
         out.mkdir("empty.jpg")  # a folder named like an image is not one
     assert count_frames(archive, InputDataFormat.BULK_IMAGES).frames == 11
-    # An MP4 with no tracks says nothing about frames; that is not an error.
-    shaped = make_mp4(tmp_path / "shaped.mp4", 4096)
+    # An MP4 with no tracks says nothing about frames; that is not an error here (intake
+    # refuses it before it is counted).
+    shaped = make_mp4(tmp_path / "shaped.mp4", 4096, handler=None)
     assert count_frames(shaped, InputDataFormat.VIDEO).frames is None
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK\x03\x04 not really")

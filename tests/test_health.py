@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from teleport_sync.emulator.faults import EmulatorConfig
@@ -19,7 +20,7 @@ from teleport_sync.journal import Journal
 from .conftest import write_config
 from .helpers import MIB, make_mp4, wait_for
 from .test_cli import run_cli
-from .test_daemon import Running, rows, settings_for
+from .test_daemon import Running, free_port, rows, settings_for
 
 
 @pytest.fixture
@@ -178,3 +179,52 @@ def test_sighup_adds_a_watch_path_and_a_bad_config_is_refused(
 def test_the_units_reload_with_sighup() -> None:
     units = sorted((Path(__file__).parent.parent / "systemd").glob("*.service"))
     assert units and all("ExecReload=/bin/kill -HUP $MAINPID" in u.read_text() for u in units)
+
+
+def _console(port: int, token: str) -> int | None:
+    """The console's answer to `token` on `port`, or None when nothing listens there."""
+    try:
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/api/files",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+    except httpx.ConnectError:
+        return None
+    return answer.status_code
+
+
+def test_sighup_restarts_the_web_console_on_a_changed_listen_and_token(
+    emulator: EmulatorServer, tmp_path: Path, daemon_process: list[subprocess.Popen[bytes]]
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    first, second = free_port(), free_port()
+    web = '[watch]\npaths = ["{}"]\n[web]\nlisten = "127.0.0.1:{}"\ntoken = "{}"\n'
+    config = write_config(
+        tmp_path / "config.toml", emulator, extra=web.format(inbox, first, "first-token-1234")
+    )
+    process = start_daemon(config, daemon_process)
+    wait_for(lambda: _console(first, "first-token-1234") == 200, 20, "the console")
+
+    config.write_text(
+        config.read_text()
+        .replace(f"127.0.0.1:{first}", f"127.0.0.1:{second}")
+        .replace("first-token-1234", "second-token-5678")
+    )
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: _console(second, "second-token-5678") == 200, 20, "the console moved")
+    assert _console(second, "first-token-1234") == 401, "the old token no longer opens it"
+    assert _console(first, "first-token-1234") is None, "the old address is closed"
+
+    # The token alone changes: the same port is taken again.
+    config.write_text(config.read_text().replace("second-token-5678", "third-token-9012"))
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: _console(second, "third-token-9012") == 200, 20, "the new token")
+    assert _console(second, "second-token-5678") == 401
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert log.count("web console restarted") == 2
+    assert "token-" not in log, "a console token never reaches the log"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.inputs import check_complete
+from teleport_sync.samples import video_moov
 
 from .helpers import make_mp4, make_zip
 
@@ -106,7 +107,7 @@ def test_mp4_with_64_bit_box_sizes(tmp_path: Path) -> None:
     ftyp = struct.pack(">I4s4sI", 16, b"ftyp", b"isom", 0)
     payload = os.urandom(5000)
     mdat = struct.pack(">I4sQ", 1, b"mdat", 16 + len(payload)) + payload
-    moov = struct.pack(">I4s", 8, b"moov")
+    moov = video_moov(data_offset=32, data_size=len(payload))
     path = tmp_path / "large.mp4"
     path.write_bytes(ftyp + mdat + moov)
     assert check_complete(path).complete
@@ -116,6 +117,38 @@ def test_mp4_with_64_bit_box_sizes(tmp_path: Path) -> None:
 
 def test_synthetic_mp4_helper_is_complete(tmp_path: Path) -> None:
     assert check_complete(make_mp4(tmp_path / "a.mp4", 100_000)).complete
+
+
+def test_an_mp4_without_a_video_track_is_invalid_and_says_the_fix(tmp_path: Path) -> None:
+    audio = check_complete(make_mp4(tmp_path / "memo.mp4", 20_000, handler=b"soun"))
+    assert audio.state == "invalid"
+    assert "no video track (only audio)" in audio.reason
+    assert "Export it with a video track" in audio.reason
+    bare = check_complete(make_mp4(tmp_path / "bare.mp4", 20_000, handler=None))
+    assert bare.state == "invalid" and "no video track (no tracks)" in bare.reason
+
+
+def _ffmpeg(out: Path, *args: str) -> Path:
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args, str(out)], check=True, timeout=60)
+    return out
+
+
+@needs_ffmpeg
+def test_ffmpeg_audio_only_mp4_is_invalid(tmp_path: Path) -> None:
+    audio = _ffmpeg(tmp_path / "sine.mp4", "-f", "lavfi", "-i", "sine", "-t", "1")
+    result = check_complete(audio)
+    assert result.state == "invalid" and "no video track (only audio)" in result.reason
+
+
+@needs_ffmpeg
+def test_ffmpeg_video_mp4_and_a_quicktime_movie_named_mp4_are_complete(tmp_path: Path) -> None:
+    source = ("-f", "lavfi", "-i", "testsrc=duration=3:rate=5")
+    assert check_complete(_ffmpeg(tmp_path / "video.mp4", *source)).complete
+    # A QuickTime movie (as phones record) has a second, data-handler `hdlr` in each track;
+    # it must not hide the video handler.
+    movie = _ffmpeg(tmp_path / "phone.mp4", *source, "-c:v", "mpeg4", "-f", "mov")
+    assert b"dhlr" in movie.read_bytes()
+    assert check_complete(movie).complete
 
 
 @needs_zip

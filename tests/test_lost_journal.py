@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from teleport_sync.config import WatchSettings
+from teleport_sync.control import approve
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.journal import Journal
+from teleport_sync.lostjournal import MARKER, hold_existing
+from teleport_sync.report import status_rows
 
-from .helpers import MIB, make_zip, wait_for
+from .helpers import MIB, make_mp4, make_zip, wait_for
+from .test_cli import run_cli
 from .test_faults import DaemonProcess, daemon_config, status
 
 
@@ -51,10 +57,49 @@ def test_files_already_there_are_held_when_the_journal_is_lost(
         make_zip(inbox / "after.zip")
         wait_for(lambda: ready(config, "after.zip"), 30, "a new file uploaded as usual")
         rows = status(config)
+        names = sorted(c.name for c in emulator.backend.captures.values())
+        assert names == ["after.zip", "before.zip"], "nothing was uploaded twice"
+        # The operator checked the account: the file copied in while stopped is not there.
+        approved = run_cli("--config", str(config), "approve", str(inbox / "while-stopped.zip"))
+        assert approved.returncode == 0, approved.stderr
+        wait_for(lambda: ready(config, "while-stopped.zip"), 30, "the approved file uploaded")
     finally:
         assert second.stop() == 0
     for name in ("before.zip", "while-stopped.zip"):
-        assert rows[name]["upload_state"] == "rejected"
-        assert "held" in str(rows[name]["error"]) and "touch the file" in str(rows[name]["error"])
+        assert rows[name]["upload_state"] == "rejected"  # DESIGN's upload_state has no "held"
+        assert rows[name]["phase"] == "held"
+        assert "approve PATH" in str(rows[name]["reason"])
+        assert "cannot be known" in str(rows[name]["reason"])
+    assert status(config)["before.zip"]["phase"] == "held"
     names = sorted(c.name for c in emulator.backend.captures.values())
-    assert names == ["after.zip", "before.zip"], "nothing was uploaded twice"
+    assert names == ["after.zip", "before.zip", "while-stopped.zip"]
+
+
+def test_approve_releases_a_lost_journal_hold_after_intakes_checks(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / MARKER).write_text("0123456789abcdef\n/elsewhere/journal.sqlite3\n")
+    make_zip(inbox / "chair.zip")
+    make_mp4(inbox / "memo.mp4", 20_000, handler=b"soun")
+    watch = WatchSettings(paths=[inbox])
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        assert hold_existing(journal, watch, "{name}") == 2
+        rows = {Path(r["path"]).name: r for r in status_rows(journal)}
+        assert {rows[n]["phase"] for n in ("chair.zip", "memo.mp4")} == {"held"}
+        generation = journal.control_generation()
+
+        approved, refused = approve(journal, [str(inbox)])
+        assert approved == [str(inbox / "chair.zip")]
+        assert refused == [
+            f"not released: {inbox / 'memo.mp4'}: the MP4 has no video track"
+            " (only audio); Teleport needs a video. Export it with a video track"
+            " and drop it again"
+        ]
+        rows = {Path(r["path"]).name: r for r in status_rows(journal)}
+        assert (rows["chair.zip"]["upload_state"], rows["chair.zip"]["phase"]) == (
+            "pending",
+            "queued",
+        )
+        assert rows["memo.mp4"]["phase"] == "rejected"
+        assert journal.control_generation() > generation, "a running daemon must notice"
+        assert approve(journal, [str(inbox / "chair.zip")])[0] == []  # no longer held

@@ -31,6 +31,7 @@ from teleport_sync.events.formats import to_slack
 from teleport_sync.events.outbox import Deliverer, NotifyMetrics, Outbox
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
+from teleport_sync.phases import LOST_JOURNAL_HOLD
 from teleport_sync.retry import RetryPolicy
 
 from .conftest import write_config
@@ -447,10 +448,16 @@ def test_sweep_queues_what_a_crash_left_out_once(journal: Journal, sink: Sink) -
         bad = journal.reject(
             "/inbox/b.zip", FileIdentity(1, 5, 3, 4, "g"), "bulk-images", "b", "no"
         )
+        # Held by the lost-journal rule: waiting for `approve`, not rejected, so not notified.
+        held = journal.reject(
+            "/inbox/c.zip", FileIdentity(1, 6, 3, 4, "h"), "bulk-images", "c", LOST_JOURNAL_HOLD
+        )
+        hub.file_rejected("/inbox/c.zip")
         hub.sweep()
         hub.sweep()
         assert {row.kind for row in journal.outbox()} == {"ready", "rejected"}
         assert len(journal.outbox()) == 2
+        assert "notify" not in journal.get(held.id).actions_done
         assert "notify" in journal.get(ready.id).actions_done
         assert "notify" in journal.get(bad.id).actions_done
     finally:

@@ -45,6 +45,13 @@ IDENTITY = FileIdentity(1, 2, 300, 4, "f")
             "2026-01-02 03:04:05 UTC",
         ),
         (PhaseFacts(upload_state="rejected", error="no images"), "rejected", "no images"),
+        # Held because the journal is new to the folder: journaled as refused, shown as held.
+        (
+            PhaseFacts(upload_state="rejected", error="held: run `teleport-sync approve PATH`"),
+            "held",
+            "approve PATH",
+        ),
+        (PhaseFacts(upload_state="rejected", error="/in/held: no images"), "rejected", "/in/held"),
     ],
 )
 def test_phase_and_reason(facts: PhaseFacts, phase: str, reason_has: str) -> None:

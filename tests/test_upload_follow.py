@@ -12,6 +12,7 @@ import pytest
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.samples import video_moov
 
 from .conftest import write_config
 from .helpers import MIB, make_mp4, make_zip, set_knobs, wait_for
@@ -46,7 +47,7 @@ def test_upload_follow_exits_1_on_failed(emulator: EmulatorServer, tmp_path: Pat
     # Complete as an MP4 here (ftyp and moov present), but the server wants ftyp first.
     ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
     odd = tmp_path / "odd.mp4"
-    odd.write_bytes(b"\x00\x00\x00\x10free" + bytes(8) + ftyp + b"\x00\x00\x00\x08moov")
+    odd.write_bytes(b"\x00\x00\x00\x10free" + bytes(8) + ftyp + video_moov())
     result = run_cli("--config", str(config), "upload", "--follow", str(odd))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED" in result.stdout

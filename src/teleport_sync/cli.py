@@ -212,7 +212,12 @@ def config_check(app: AppContext) -> None:
 
     with client_from_settings(settings, policy=quick) as client:
         # Listing one capture needs a token first: both the token endpoint and the API answer.
-        client.list_captures(limit=1)
+        try:
+            client.list_captures(limit=1)
+        except AuthenticationError as exc:
+            # Refused credentials are a config error (DESIGN §1: exit 2), not failed work.
+            source = settings.secret_source or "(not set)"
+            fail(f"{exc}; the secret used came from {source}", EXIT_USAGE)
     click.echo("api access:    ok (token issued, captures listed)")
     if problems:
         fail("; ".join(problems), EXIT_USAGE)
@@ -649,7 +654,7 @@ def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
 @pass_app
 @reports_errors
 def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
-    """Release files (or the files below folders) held by a [budget] limit."""
+    """Release files (or the files below folders) held by a [budget] limit or a lost journal."""
     from .compose import open_journal
     from .control import approve as approve_paths
     from .control import normalise
@@ -659,7 +664,7 @@ def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
     for path in approved:
         click.echo(f"approved: {path}")
     if not_held:
-        fail(f"nothing held at: {', '.join(not_held)} (see: teleport-sync status)")
+        fail(f"{'; '.join(not_held)} (see: teleport-sync status)")
 
 
 @main.command()

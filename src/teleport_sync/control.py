@@ -34,6 +34,7 @@ from .limits import (
 )
 from .logging import get_logger
 from .models import InputDataFormat
+from .phases import is_lost_journal_hold
 from .retry import SystemClock
 
 log = get_logger("teleport_sync.control")
@@ -233,7 +234,10 @@ class Control:
 
 
 def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
-    """Release held files at or below `paths`: (approved, not held) paths."""
+    """Release held files at or below `paths` (by a budget, or because the journal was new to
+    their folder): (approved paths, sentences for what was not released)."""
+    from .lostjournal import release  # lostjournal needs the watcher; most callers do not
+
     records = journal.all_files()
     approved, not_held = [], []
     for target in paths:
@@ -242,6 +246,13 @@ def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
         for record in held:
             journal.approve(record.id)
             approved.append(record.path)
-        if not held:
-            not_held.append(target)
+        lost = [r for r in matched if is_lost_journal_hold(r.upload_state, r.error)]
+        for record in lost:
+            problem = release(journal, record)
+            if problem is None:
+                approved.append(record.path)
+            else:
+                not_held.append(f"not released: {problem}")
+        if not held and not lost:
+            not_held.append(f"nothing held at: {target}")
     return approved, not_held

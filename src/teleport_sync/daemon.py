@@ -21,6 +21,7 @@ from typing import Any
 from .authstate import AuthSnapshot
 from .compose import Components, FolderActions, components
 from .config import Settings, load_settings
+from .consolehost import ConsoleHost
 from .events.emitter import EventHub
 from .finishing import Finishing, viewer_url
 from .folders import effective, watch_roots
@@ -84,7 +85,8 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         self.metrics = Metrics()
         self.progress = MetricsProgress(self.metrics)
-        self.web_url: str | None = None
+        # The web console (`[web]`); a reload that changes it restarts it (signals.Reloader).
+        self.console = ConsoleHost(lambda listen, token: start_console(self, listen, token))
         self.actions_retry_seconds = actions_retry_seconds
         self.root_check_seconds = root_check_seconds
         self.auth_backoff = auth_backoff
@@ -94,6 +96,10 @@ class Daemon:
         self.ready = threading.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def web_url(self) -> str | None:
+        return self.console.url
 
     def install_signal_handlers(self) -> None:
         _install_signal_handlers(self.stop, self.request_reload)
@@ -114,14 +120,13 @@ class Daemon:
             if self.settings.metrics.listen:
                 self.metrics.serve(self.settings.metrics.listen)
             self.keeper.started()
-            web = start_console(self) if self.settings.web.listen else None
+            self.console.start(self.settings.web)
             try:
                 # First: a port already taken is a configuration error, before any work starts.
                 self.events.start(self.finishing.on_terminal_soon)
                 return self._run_threads()
             finally:
-                if web is not None:
-                    web.stop()
+                self.console.stop()
                 self.keeper.stopped()
                 self.events.close()
                 self.metrics.close()
@@ -349,17 +354,14 @@ class Daemon:
         self.keeper.report(extra=f"{self.queue.qsize()} waiting for an upload slot")
 
 
-def start_console(daemon: Daemon) -> Any:
-    """The web console (`[web] listen`), or None if it cannot listen (said in the log)."""
+def start_console(daemon: Daemon, listen: str, token: str | None) -> Any:
+    """The web console on `listen`, or None if it cannot listen (said in the log)."""
     from .web.server import ConsoleServer  # its packages load only when it is asked for
 
-    listen = daemon.settings.web.listen
-    assert listen is not None
     try:
-        server = ConsoleServer(daemon, listen, daemon.settings.web.token_value()).start()
+        server = ConsoleServer(daemon, listen, token).start()
     except OSError as exc:
         log.error("web console not started", error=str(exc))
         return None
-    daemon.web_url = server.url
     log.info("web console", url=server.url)
     return server

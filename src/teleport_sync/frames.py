@@ -16,11 +16,9 @@ from typing import BinaryIO
 
 from .inputs import IMAGE_SUFFIXES
 from .models import InputDataFormat
+from .mp4boxes import VIDEO, Track, handler, tracks
 
-# Boxes we descend into on the way to a track's sample tables.
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
 _WANTED = {b"mvhd", b"tkhd", b"mdhd", b"hdlr", b"stsz", b"stz2", b"stts"}
-MAX_TABLE_BYTES = 64 << 20  # a sane bound on the tables we read whole (stts of hours of video)
 
 
 @dataclass(frozen=True)
@@ -49,52 +47,7 @@ def zip_images(path: Path) -> int | None:
         return None
 
 
-def _boxes(handle: BinaryIO, start: int, end: int) -> list[tuple[bytes, int, int]]:
-    """(type, payload offset, payload end) of the boxes between `start` and `end`."""
-    out = []
-    offset = start
-    while offset + 8 <= end:
-        handle.seek(offset)
-        header = handle.read(16)
-        if len(header) < 8:
-            break
-        size, kind = struct.unpack(">I4s", header[:8])
-        payload = offset + 8
-        if size == 1 and len(header) == 16:
-            (size,) = struct.unpack(">Q", header[8:16])
-            payload = offset + 16
-        elif size == 0:
-            size = end - offset
-        if size < payload - offset or offset + size > end:
-            break
-        out.append((kind, payload, offset + size))
-        offset += size
-    return out
-
-
-def _read(handle: BinaryIO, start: int, end: int) -> bytes:
-    handle.seek(start)
-    return handle.read(min(end - start, MAX_TABLE_BYTES))
-
-
-def _tracks(
-    handle: BinaryIO, start: int, end: int, found: dict[bytes, bytes]
-) -> list[dict[bytes, bytes]]:
-    """Walk the container boxes; each `trak` yields the wanted boxes' payloads it holds."""
-    tracks: list[dict[bytes, bytes]] = []
-    for kind, payload, box_end in _boxes(handle, start, end):
-        if kind == b"trak":
-            track: dict[bytes, bytes] = {}
-            _tracks(handle, payload, box_end, track)
-            tracks.append(track)
-        elif kind in _CONTAINERS:
-            tracks.extend(_tracks(handle, payload, box_end, found))
-        elif kind in _WANTED:
-            found[kind] = _read(handle, payload, box_end)
-    return tracks
-
-
-def _sample_count(track: dict[bytes, bytes]) -> int | None:
+def _sample_count(track: Track) -> int | None:
     for kind in (b"stsz", b"stz2"):
         table = track.get(kind)
         if table is not None and len(table) >= 12:
@@ -124,11 +77,9 @@ def _duration(header: bytes | None) -> float | None:
 
 
 def mp4_frames(handle: BinaryIO, size: int) -> FrameCount:
-    movie: dict[bytes, bytes] = {}
-    tracks = _tracks(handle, 0, size, movie)
-    for track in tracks:
-        handler = track.get(b"hdlr", b"")
-        if handler[8:12] != b"vide":
+    movie: Track = {}
+    for track in tracks(handle, 0, size, _WANTED, movie):
+        if handler(track) != VIDEO:
             continue
         duration = _duration(track.get(b"mdhd")) or _duration(movie.get(b"mvhd"))
         return FrameCount(_sample_count(track), duration)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .models import FileIdentity, InputDataFormat
+from .mp4boxes import VIDEO, describe_handlers, handler, tracks
 
 FINGERPRINT_SPAN = 1 << 20
 FORMATS_BY_SUFFIX = {".zip": InputDataFormat.BULK_IMAGES, ".mp4": InputDataFormat.VIDEO}
@@ -227,6 +228,7 @@ def _zip_names(handle: BinaryIO, offset: int, size: int, entries: int) -> list[s
 def _check_mp4(handle: BinaryIO, size: int) -> Completeness:
     offset = 0
     seen: list[bytes] = []
+    moov = (0, 0)
     while offset < size:
         handle.seek(offset)
         header = handle.read(16)
@@ -250,6 +252,8 @@ def _check_mp4(handle: BinaryIO, size: int) -> Completeness:
         elif box_size < 8:
             return _invalid(f"the MP4 has a malformed box at byte {offset}")
         seen.append(box_type)
+        if box_type == b"moov":
+            moov = (offset, offset + box_size)
         offset += box_size
     if offset > size:
         return _incomplete("the MP4's last box runs past the end of the file (still writing?)")
@@ -257,7 +261,19 @@ def _check_mp4(handle: BinaryIO, size: int) -> Completeness:
         return _invalid("not an MP4 video (no ftyp box)")
     if b"moov" not in seen:
         return _incomplete("the MP4 has no moov box yet (the recording is not finalized)")
-    return COMPLETE
+    return _check_video_track(handle, *moov)
+
+
+def _check_video_track(handle: BinaryIO, start: int, end: int) -> Completeness:
+    """Teleport trains on video frames: a movie with no video track (a voice memo, a music
+    export) would cost a capture that can only fail, so it is refused here."""
+    handlers = [handler(track) for track in tracks(handle, start, end, {b"hdlr"})]
+    if VIDEO in handlers:
+        return COMPLETE
+    return _invalid(
+        f"the MP4 has no video track ({describe_handlers(handlers)}); Teleport needs a video. "
+        "Export it with a video track and drop it again"
+    )
 
 
 def _printable(box_type: bytes) -> bool:

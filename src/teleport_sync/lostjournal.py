@@ -2,12 +2,15 @@
 
 Each watch root carries a hidden marker naming the journal that watches it (a random id kept
 in that journal). A daemon that starts with a journal whose id differs from a root's marker is
-looking at a folder some other journal watched, one that was deleted, emptied or replaced: the
-files already in that root may be on the account already. They are *held* (journaled as
-refused, with a sentence saying how to release them) instead of uploaded again; files that
-arrive after the start are uploaded as usual. On a first start no marker exists, so nothing is
-held. `teleport-sync run --upload-existing` skips the hold for one start; touching a held file
-releases it.
+looking at a folder some other journal watched (this one was deleted, emptied, replaced or
+restored from a backup). Files already in that root that this journal has no row for may or may
+not be on the account: the marker says only that another journal watched the folder, not which
+files it uploaded. They are *held* (journaled as refused, with an error beginning
+`phases.LOST_JOURNAL_HOLD` that says how to release them; their phase is `held`) instead of
+uploaded again; files that arrive after the start are uploaded as usual. On a first start no
+marker exists, so nothing is held. `teleport-sync approve PATH` releases a held file (after the
+checks intake would make), as does touching it; `run --upload-existing` skips the hold for one
+start.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import secrets
 from pathlib import Path
 
 from .config import WatchSettings
-from .inputs import InputProblem, capture_name, input_format_for
-from .journal import Journal
+from .inputs import InputProblem, capture_name, check_complete, identify, input_format_for
+from .journal import FileRecord, Journal
 from .logging import get_logger
 from .models import FileIdentity
+from .phases import LOST_JOURNAL_HOLD
 from .watcher import ignore_reason
 
 MARKER = ".teleport-sync-journal"
@@ -64,10 +68,10 @@ def hold_existing(journal: Journal, settings: WatchSettings, name_template: str)
 
 def _hold_root(journal: Journal, root: Path, settings: WatchSettings, template: str) -> int:
     why = (
-        f"held: {root} was watched with another journal ({root / MARKER} names it) that is gone "
-        "or was replaced, so this file may already be on the account; check `teleport-sync "
-        "captures list`, then touch the file to upload it (or start once with `teleport-sync "
-        "run --upload-existing`)"
+        f"{LOST_JOURNAL_HOLD}this journal has no row for the file, and {root / MARKER} says "
+        f"another journal watched {root} (this one was deleted, emptied, replaced or restored "
+        "from a backup); whether that journal uploaded the file cannot be known here: check "
+        "`teleport-sync captures list`, then run `teleport-sync approve PATH` to upload it"
     )
     known = journal.quick_index()
     held = 0
@@ -88,6 +92,31 @@ def _hold_root(journal: Journal, root: Path, settings: WatchSettings, template: 
     if held:
         log.warning("files held: the journal is new to this folder", root=str(root), held=held)
     return held
+
+
+def release(journal: Journal, record: FileRecord) -> str | None:
+    """Release a lost-journal hold (`approve`): None when the file is queued, else why not.
+
+    The hold was placed before intake looked at the file, so intake's checks run here first: a
+    file that turns out broken is refused with its real reason instead of uploaded.
+    """
+    path = Path(record.path)
+    try:
+        completeness = check_complete(path)
+        identity = identify(path)
+    except InputProblem as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    if not completeness.complete:
+        why = f"{path}: {completeness.reason}"
+        journal.reject(record.path, identity, record.input_data_format, record.name, why)
+        return why
+    journal.restart(
+        record.id, identity, record.input_data_format, record.name, "released by approve"
+    )
+    journal.approve(record.id)  # bumps the control generation: a running daemon queues it
+    return None
 
 
 def _mark(root: Path, ours: str, journal_path: Path) -> None:

@@ -9,7 +9,9 @@ settling → incomplete → queued (held | paused) → uploading → completing 
 downloading → done; or failed / rejected.
 
 `held` (a budget holds the file until `approve`) and `paused` (`pause` stops new parts) are
-decided elsewhere; their reasons come in as `held` and `paused`.
+decided elsewhere; their reasons come in as `held` and `paused`. A file held because the journal
+is new to its folder (lostjournal.py) is journaled as refused, with an error that starts with
+LOST_JOURNAL_HOLD; it too is `held`, released by `approve` like a budget hold.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ PHASES = (
     "failed",
     "rejected",
 )
+
+# How a lost-journal hold's error begins. Intake's refusals always begin with the file's path,
+# so they can never be mistaken for one.
+LOST_JOURNAL_HOLD = "held: "
 
 # Capture states that end the server's work (any letter case; ERROR is the webhooks' name).
 READY_STATES = frozenset({"READY"})
@@ -69,12 +75,19 @@ def derive(facts: PhaseFacts) -> tuple[str, str | None]:
         return facts.sighting, facts.sighting_reason
     state = facts.upload_state
     if state == UploadState.REJECTED:
+        if is_lost_journal_hold(state, facts.error):
+            return "held", facts.error
         return "rejected", facts.error or "the file cannot be uploaded as it is"
     if state == UploadState.FAILED:
         return "failed", _failed_upload_reason(facts)
     if state in (UploadState.PENDING, UploadState.UPLOADING):
         return _before_upload_done(facts)
     return _after_upload(facts)
+
+
+def is_lost_journal_hold(upload_state: str, error: str | None) -> bool:
+    """Is this row a file held because the journal is new to its folder?"""
+    return upload_state == UploadState.REJECTED and (error or "").startswith(LOST_JOURNAL_HOLD)
 
 
 def _failed_upload_reason(facts: PhaseFacts) -> str:

@@ -2,7 +2,8 @@
 
 Pure: old and new settings in, the settings to run with and the keys whose change is deferred
 out. The API client, the journal and the metrics listener are built once; so are the pools
-sized by `[upload] concurrency` and `files_at_once`.
+sized by `[upload] concurrency` and `files_at_once`. `[web]` is applied by restarting the
+console (consolehost.py).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ class Reloader:
         new, later = merge_for_reload(daemon.settings, new)
         daemon.settings = new
         configure_logging(new.log.level, new.log.format)
+        daemon.console.reload(new.web)
         daemon.watcher.settings = new.watch
         daemon.watcher.set_roots(watch_roots(new))
         daemon.keeper.roots_changed(daemon.watcher.root_statuses())

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import ConfigError, Settings
 from ..journal import FileRecord, Journal, UploadState
 from ..logging import REDACTOR, get_logger
+from ..phases import is_lost_journal_hold
 from ..timestamps import seconds_since, utc_seconds
 from . import payloads
 from .outbox import Deliverer, NotifyMetrics, Outbox
@@ -156,12 +157,18 @@ class EventHub:
             record is not None
             and record.upload_state == UploadState.REJECTED
             and "notify" not in record.actions_done
+            and not is_lost_journal_hold(record.upload_state, record.error)
         ):
             self.outbox.emit(payloads.rejected(record), file_id=record.id)
 
     def sweep(self) -> None:
-        """Queue what a crash or an old version left out (start-up, after pending actions)."""
+        """Queue what a crash or an old version left out (start-up, after pending actions).
+
+        A file held because the journal is new to its folder is not rejected: it waits for
+        `approve`, and `status`/`health` show it as held (no `rejected` notification)."""
         for record in self.journal.needing_notification():
+            if is_lost_journal_hold(record.upload_state, record.error):
+                continue
             if record.upload_state == UploadState.REJECTED:
                 self.outbox.emit(payloads.rejected(record), file_id=record.id)
             else:

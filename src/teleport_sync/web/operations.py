@@ -64,9 +64,10 @@ def resume(link: DaemonLink, file_id: int | None) -> str:
 
 
 def approve(link: DaemonLink, file_id: int) -> str:
-    """Release a file held by a budget (as `teleport-sync approve PATH`)."""
+    """Release a held file (as `teleport-sync approve PATH`)."""
     path = link.journal.get(file_id).path
-    approved, _not_held = control.approve(link.journal, [path])
+    approved, not_held = control.approve(link.journal, [path])
     if not approved:
-        raise ActionRefused(f"{path} is not held by a budget")
+        problems = [sentence for sentence in not_held if sentence.startswith("not released")]
+        raise ActionRefused(problems[0] if problems else f"{path} is not held")
     return f"approved {path}"

@@ -29,6 +29,8 @@ def make_mp4(path: Path, size: int, *, handler: bytes | None = b"vide") -> Path:
     with one track of `handler` (b"vide" video, b"soun" audio-only; None: no track at all)."""
     ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
     filler = size - len(ftyp) - len(_moov(handler, 0, 0))
+    if filler < 8:
+        raise ValueError(f"{size} bytes cannot hold this MP4's boxes; use handler=None or more")
     moov = _moov(handler, len(ftyp) + 8, filler - 8)
     mdat = max(8, filler).to_bytes(4, "big") + b"mdat" + os.urandom(filler - 8)
     path.write_bytes(ftyp + mdat + moov)

@@ -473,3 +473,41 @@ def test_an_uploaded_file_replaced_by_an_unreadable_one_says_so_and_goes_once_re
     assert row["eid"] != first and emulator.object_bytes(str(row["eid"])) == scan.read_bytes()
     assert first in emulator.backend.captures  # the first version's capture is kept
     assert "IllegalMove" not in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_file_rewritten_into_garbage_mid_upload_stays_refused_and_leaves_no_capture(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    # The intake refuses the new bytes while a worker is still sending the old version's parts;
+    # the worker's next part then fails. That failure must not overrule the refusal (the
+    # refused file was queued again and uploaded), and the attempt's capture must go.
+    # Parts slower than the settle time: the intake's refusal comes before the worker's next part.
+    set_knobs(emulator, put_delay_seconds=2.0)
+    config, inbox = daemon_config(tmp_path, emulator)
+    with config.open("a") as handle:
+        handle.write("[upload]\nconcurrency = 1\n")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", wrapper=[])
+    running.append(daemon)
+    scan = inbox / "scan.zip"
+    make_zip(tmp_path / "scan.zip", pad=2 * emulator.config.chunk_size).rename(scan)
+    wait_for(
+        lambda: int(status(config).get("scan.zip", {}).get("parts_done") or 0) >= 1,
+        30,
+        "the first part acknowledged",
+    )
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    garbage.rename(scan)
+    log = tmp_path / "daemon.log"
+    wait_for(
+        lambda: (
+            "file changed during upload" in log.read_text()
+            or "unexpected error while uploading" in log.read_text()
+        ),
+        30,
+        "the worker's verdict on the rewritten file",
+    )
+    assert "unexpected error while uploading" not in log.read_text()
+    row = status(config)["scan.zip"]
+    assert row["upload_state"] == "rejected" and "not a zip" in str(row["error"])
+    wait_for(lambda: not emulator.backend.captures, 30, "the abandoned capture deleted")

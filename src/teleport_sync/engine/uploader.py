@@ -172,6 +172,8 @@ class Uploader:
         except (InputProblem, UploadFailed) as exc:
             # InputProblem: raised mid-upload when the file vanished or became unreadable.
             # (A stop or pause is a `Stopped`, not a failure: the row stays as it is.)
+            if self.journal.get(record.id).upload_state == UploadState.REJECTED:
+                raise  # refused meanwhile (`_unless_refused`): failing it would queue it again
             retry_at = self.schedule_retry(record.attempts + 1)
             self.journal.mark_failed(record.id, str(exc), retry_at)
             raise
@@ -197,6 +199,26 @@ class Uploader:
         self.ctx.check_gate(path)
         if record.eid is None:
             record = self.creator.ensure(record)
+        try:
+            return self._transfer(path, record, identity)
+        except (InputProblem, UploadFailed) as exc:
+            self._unless_refused(path, record, exc)
+            raise
+
+    def _unless_refused(self, path: Path, record: FileRecord, exc: Exception) -> None:
+        """The daemon's intake refused the file's new bytes (rewritten mid-upload) while this
+        attempt sent the old ones: its verdict stands, and this attempt's capture is deleted
+        (the refusal dropped it from the row)."""
+        if self.journal.get(record.id).upload_state != UploadState.REJECTED:
+            return
+        assert record.eid
+        self.creator.delete_quietly(record.eid, "the file was refused during its upload")
+        raise FileChanged(
+            f"{path} was rewritten while it was being uploaded and is refused as it is now; "
+            f"its capture was deleted ({exc})"
+        ) from exc
+
+    def _transfer(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         assert record.eid and record.chunk_size and record.num_parts
         self.journal.mark_uploading(record.id)
         plan = plan_parts(identity.size, record.chunk_size, record.num_parts)

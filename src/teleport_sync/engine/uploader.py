@@ -21,7 +21,14 @@ from typing import Any
 
 from ..api import NotFoundError
 from ..filebody import BLOCK_SIZE
-from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
+from ..inputs import (
+    InputProblem,
+    capture_name,
+    check_complete,
+    identify,
+    input_format_for,
+    same_file_as,
+)
 from ..journal import FileRecord, Journal, UploadState
 from ..logging import get_logger
 from ..models import FileIdentity
@@ -161,6 +168,8 @@ class Uploader:
         record = self.journal.register(str(path), identity, fmt.value, name)
 
         if record.identity != identity or force:
+            if not force:
+                self._check_whole(path, record)
             why = "forced" if force else "the file changed since it was journaled"
             record = self._start_over(record, identity, fmt.value, name, why)
         elif record.upload_state == UploadState.UPLOADED and record.eid:
@@ -181,6 +190,24 @@ class Uploader:
     def finish_renames(self) -> int:
         """Rename uploaded captures still carrying their token; how many are still pending."""
         return sum(not self.completer.rename(r) for r in self.journal.pending_renames())
+
+    def _check_whole(self, path: Path, record: FileRecord) -> None:
+        """A file changed since it was journaled is uploaded anew only if it is whole now: a
+        retry comes straight from the journal, past the daemon's intake, and must not make a
+        capture of a copy cut short. Otherwise the watcher looks at it again (FileChanged)."""
+        try:
+            completeness = check_complete(path)
+        except OSError as exc:
+            raise InputProblem(
+                f"{path}: cannot read: {exc.strerror or exc}", retryable=True
+            ) from None
+        if completeness.complete:
+            return
+        self.journal.set_next_attempt(record.id, self.schedule_retry(record.attempts + 1))
+        raise FileChanged(
+            f"{path} changed since it was journaled and is not a whole input now "
+            f"({completeness.reason}); it is looked at again once it settles"
+        )
 
     def _start_over(
         self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str

@@ -335,6 +335,29 @@ def test_file_changed_since_journaled_abandons_the_old_capture(
     assert "restarted" in kinds
 
 
+def test_a_file_changed_since_journaled_into_a_partial_one_is_not_uploaded(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    # A failed or interrupted row is retried straight from the journal, not through the
+    # daemon's intake: a file cut short meanwhile must not become a capture of a partial zip.
+    path = make_zip(tmp_path / "scan.zip", pad=12 * MIB)
+    interrupt_after_parts(uploader, 1)
+    with pytest.raises(Stopped):
+        uploader.upload(path)
+    record = journal.by_path(str(path))
+    assert record is not None and record.eid
+    old_eid = record.eid
+
+    with path.open("r+b") as handle:  # cut short, as a copy started again would leave it
+        handle.truncate(7 * MIB)
+    uploader.stop = threading.Event()
+    with pytest.raises(FileChanged, match="end-of-central-directory"):
+        uploader.upload(path)
+    assert list(emulator.backend.captures) == [old_eid]  # nothing new created or sent
+    after = journal.by_path(str(path))
+    assert after is not None and after.eid == old_eid and after.upload_state != "uploaded"
+
+
 def test_file_changed_during_upload_is_detected(
     emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
 ) -> None:

@@ -446,3 +446,82 @@ def test_unreadable_file_is_reported_and_taken_once_readable(
     )
     [capture] = emulator.backend.captures.values()
     assert emulator.object_bytes(capture.eid) == locked.read_bytes()
+
+
+def test_an_uploaded_file_replaced_by_an_unreadable_one_says_so_and_goes_once_readable(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    # An uploaded row whose file is replaced by one the daemon cannot read: the row must say
+    # why (not stay `uploaded` while the intake fails on an illegal uploaded -> failed move).
+    wrapper: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+        wrapper = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    config, inbox = daemon_config(tmp_path, emulator)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", wrapper=wrapper)
+    running.append(daemon)
+    scan = make_zip(inbox / "scan.zip")
+    wait_for(
+        lambda: status(config).get("scan.zip", {}).get("upload_state") == "uploaded",
+        30,
+        "the first version's upload",
+    )
+    first = str(status(config)["scan.zip"]["eid"])
+    second = make_zip(tmp_path / "second.zip", images=4)
+    second.chmod(0o000)
+    second.rename(scan)
+    wait_for(
+        lambda: "permission denied" in str(status(config).get("scan.zip", {}).get("error")),
+        30,
+        "a row saying the new version cannot be read",
+    )
+    assert status(config)["scan.zip"]["upload_state"] == "failed"
+    scan.chmod(0o644)
+    wait_for(
+        lambda: status(config).get("scan.zip", {}).get("upload_state") == "uploaded",
+        30,
+        "the new version's upload once it is readable",
+    )
+    row = status(config)["scan.zip"]
+    assert row["eid"] != first and emulator.object_bytes(str(row["eid"])) == scan.read_bytes()
+    assert first in emulator.backend.captures  # the first version's capture is kept
+    assert "IllegalMove" not in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_file_rewritten_into_garbage_mid_upload_stays_refused_and_leaves_no_capture(
+    emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
+) -> None:
+    # The intake refuses the new bytes while a worker is still sending the old version's parts;
+    # the worker's next part then fails. That failure must not overrule the refusal (the
+    # refused file was queued again and uploaded), and the attempt's capture must go.
+    # Parts slower than the settle time: the intake's refusal comes before the worker's next part.
+    set_knobs(emulator, put_delay_seconds=2.0)
+    config, inbox = daemon_config(tmp_path, emulator)
+    with config.open("a") as handle:
+        handle.write("[upload]\nconcurrency = 1\n")
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", wrapper=[])
+    running.append(daemon)
+    scan = inbox / "scan.zip"
+    make_zip(tmp_path / "scan.zip", pad=2 * emulator.config.chunk_size).rename(scan)
+    wait_for(
+        lambda: int(status(config).get("scan.zip", {}).get("parts_done") or 0) >= 1,
+        30,
+        "the first part acknowledged",
+    )
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    garbage.rename(scan)
+    log = tmp_path / "daemon.log"
+    wait_for(
+        lambda: (
+            "file changed during upload" in log.read_text()
+            or "unexpected error while uploading" in log.read_text()
+        ),
+        30,
+        "the worker's verdict on the rewritten file",
+    )
+    assert "unexpected error while uploading" not in log.read_text()
+    row = status(config)["scan.zip"]
+    assert row["upload_state"] == "rejected" and "not a zip" in str(row["error"])
+    wait_for(lambda: not emulator.backend.captures, 30, "the abandoned capture deleted")

@@ -174,6 +174,10 @@ class Intake:
         self.sightings.ended(path)
         if retry:
             record = self.journal.register(str(path), identity, fmt, name)
+            if record.upload_state in (UploadState.UPLOADED, UploadState.REJECTED):
+                # A new version of a finished (or refused) file: it starts over (the uploaded
+                # capture is kept) and then waits; a finished row cannot be failed as it is.
+                record = self.journal.restart(record.id, identity, fmt, name, "changed")
             self.journal.mark_failed(record.id, message, self._next_attempt(record.attempts + 1))
         else:
             self.journal.reject(str(path), identity, fmt, name, message)

@@ -21,7 +21,14 @@ from typing import Any
 
 from ..api import NotFoundError
 from ..filebody import BLOCK_SIZE
-from ..inputs import InputProblem, capture_name, identify, input_format_for, same_file_as
+from ..inputs import (
+    InputProblem,
+    capture_name,
+    check_complete,
+    identify,
+    input_format_for,
+    same_file_as,
+)
 from ..journal import FileRecord, Journal, UploadState
 from ..logging import get_logger
 from ..models import FileIdentity
@@ -161,6 +168,8 @@ class Uploader:
         record = self.journal.register(str(path), identity, fmt.value, name)
 
         if record.identity != identity or force:
+            if not force:
+                self._check_whole(path, record)
             why = "forced" if force else "the file changed since it was journaled"
             record = self._start_over(record, identity, fmt.value, name, why)
         elif record.upload_state == UploadState.UPLOADED and record.eid:
@@ -172,6 +181,8 @@ class Uploader:
         except (InputProblem, UploadFailed) as exc:
             # InputProblem: raised mid-upload when the file vanished or became unreadable.
             # (A stop or pause is a `Stopped`, not a failure: the row stays as it is.)
+            if self.journal.get(record.id).upload_state == UploadState.REJECTED:
+                raise  # refused meanwhile (`_unless_refused`): failing it would queue it again
             retry_at = self.schedule_retry(record.attempts + 1)
             self.journal.mark_failed(record.id, str(exc), retry_at)
             raise
@@ -179,6 +190,24 @@ class Uploader:
     def finish_renames(self) -> int:
         """Rename uploaded captures still carrying their token; how many are still pending."""
         return sum(not self.completer.rename(r) for r in self.journal.pending_renames())
+
+    def _check_whole(self, path: Path, record: FileRecord) -> None:
+        """A file changed since it was journaled is uploaded anew only if it is whole now: a
+        retry comes straight from the journal, past the daemon's intake, and must not make a
+        capture of a copy cut short. Otherwise the watcher looks at it again (FileChanged)."""
+        try:
+            completeness = check_complete(path)
+        except OSError as exc:
+            raise InputProblem(
+                f"{path}: cannot read: {exc.strerror or exc}", retryable=True
+            ) from None
+        if completeness.complete:
+            return
+        self.journal.set_next_attempt(record.id, self.schedule_retry(record.attempts + 1))
+        raise FileChanged(
+            f"{path} changed since it was journaled and is not a whole input now "
+            f"({completeness.reason}); it is looked at again once it settles"
+        )
 
     def _start_over(
         self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str
@@ -197,6 +226,26 @@ class Uploader:
         self.ctx.check_gate(path)
         if record.eid is None:
             record = self.creator.ensure(record)
+        try:
+            return self._transfer(path, record, identity)
+        except (InputProblem, UploadFailed) as exc:
+            self._unless_refused(path, record, exc)
+            raise
+
+    def _unless_refused(self, path: Path, record: FileRecord, exc: Exception) -> None:
+        """The daemon's intake refused the file's new bytes (rewritten mid-upload) while this
+        attempt sent the old ones: its verdict stands, and this attempt's capture is deleted
+        (the refusal dropped it from the row)."""
+        if self.journal.get(record.id).upload_state != UploadState.REJECTED:
+            return
+        assert record.eid
+        self.creator.delete_quietly(record.eid, "the file was refused during its upload")
+        raise FileChanged(
+            f"{path} was rewritten while it was being uploaded and is refused as it is now; "
+            f"its capture was deleted ({exc})"
+        ) from exc
+
+    def _transfer(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         assert record.eid and record.chunk_size and record.num_parts
         self.journal.mark_uploading(record.id)
         plan = plan_parts(identity.size, record.chunk_size, record.num_parts)

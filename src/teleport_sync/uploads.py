@@ -16,7 +16,7 @@ from .control import Control
 from .engine import FileChanged, StartOver, Stopped, Uploader, UploadFailed
 from .events.emitter import EventHub
 from .inputs import InputProblem
-from .journal import FileRecord, Journal, JournalError, JournalRowError
+from .journal import FileRecord, Journal, JournalError, JournalRowError, UploadState
 from .keeper import HealthKeeper
 from .logging import get_logger
 from .metrics import Metrics
@@ -126,7 +126,7 @@ class Uploads:
             self._input_problem(record, path, exc)
             return
         except StartOver as exc:
-            # The row says why and has no capture now; it is due again at once.
+            # The row says why and has no capture now; its next attempt is scheduled.
             self.metrics.failures.labels("vanished").inc()
             log.warning("capture vanished; starting over", path=str(path), error=str(exc))
             return
@@ -150,15 +150,28 @@ class Uploads:
 
     def _input_problem(self, record: FileRecord, path: Path, exc: InputProblem) -> None:
         self.metrics.failures.labels("input").inc()
+        current = self.journal.get(record.id)
         if not path.exists():
-            why = f"{path} was deleted before its upload finished; its capture was deleted"
-            self.uploader.abandon(self.journal.get(record.id), why)
+            why = f"{path} was deleted before its upload finished"
+            if current.eid and current.upload_state != UploadState.UPLOADED:
+                why += "; its capture was deleted"
+            self.uploader.abandon(current, why)
             self.events.file_rejected(path)
             log.warning("file disappeared before it was uploaded", path=str(path))
         elif exc.retryable:
             self.journal.set_next_attempt(record.id, self._next_attempt(record.attempts + 1))
             log.error("upload failed; will retry", path=str(path), error=str(exc))
         else:
+            if current.upload_state == UploadState.UPLOADED:
+                # A new version replaced an uploaded file and cannot be used: the row starts
+                # over (its finished capture is kept) before it is refused.
+                self.journal.restart(
+                    current.id,
+                    current.identity,
+                    current.input_data_format,
+                    current.name,
+                    "the file changed",
+                )
             self.journal.mark_rejected(record.id, str(exc))
             self.events.file_rejected(path)
             log.error("not uploaded", path=str(path), reason=str(exc))

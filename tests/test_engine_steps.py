@@ -21,6 +21,7 @@ import pytest
 from teleport_sync import api
 from teleport_sync.engine import StartOver, Uploader, UploadFailed, ports, uploading_name
 from teleport_sync.engine.context import EngineContext
+from teleport_sync.inputs import identify
 from teleport_sync.journal import FileRecord, Journal
 
 from .conftest import FakeClock
@@ -470,3 +471,45 @@ def test_a_completion_with_a_part_missing_from_the_journal_asks_nothing(
         uploader.completer.complete(video, record, 4)
 
     assert fake.requests() == []
+
+
+# -- captures cut loose from their rows --------------------------------------------------------
+
+
+def test_a_refused_file_leaves_no_unfinished_capture_on_the_account(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    # An upload failed midway (the row keeps its capture for the next attempt); then the file
+    # was rewritten into something the intake refuses, which restarts the row.
+    record = uploader.creator.ensure(register(journal, video))
+    journal.mark_failed(record.id, "storage went away", None)
+    video.write_bytes(b"not an mp4 any more")
+    refused = journal.reject(
+        str(video), identify(video), record.input_data_format, record.name, "not an MP4"
+    )
+    assert (refused.upload_state, refused.eid) == ("rejected", None)
+    assert journal.discarded_captures() == [("c1", "changed")]
+
+    # The first round's delete meets server errors (the client's own two tries): it stays
+    # queued, with why.
+    fake.script("delete", reply(503, {"detail": "busy"}), reply(503, {"detail": "busy"}))
+    assert uploader.finish_discards() == 1
+    assert "c1" in fake.captures
+    fake.seen.clear()
+    assert uploader.finish_discards() == 0
+    assert fake.requests("delete") == [f"DELETE {CAPTURES}/c1"]
+    assert "c1" not in fake.captures
+    assert journal.discarded_captures() == []
+    assert uploader.finish_discards() == 0  # nothing left: no request
+
+
+def test_a_restarted_uploaded_file_keeps_its_finished_capture(
+    fake: FakeTeleport, uploader: Uploader, journal: Journal, video: Path
+) -> None:
+    record = sent_all_parts(fake, journal, uploader, video)
+    journal.mark_uploaded(record.id)
+    video.write_bytes(video.read_bytes()[::-1])  # a new version of the input
+    journal.restart(record.id, identify(video), record.input_data_format, record.name, "changed")
+    assert journal.discarded_captures() == []
+    assert uploader.finish_discards() == 0
+    assert "c1" in fake.captures and fake.requests("delete") == []

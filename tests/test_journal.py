@@ -192,3 +192,42 @@ def test_every_state_has_a_way_out_and_every_move_target_is_a_state() -> None:
     assert set(MOVES) == set(UploadState)
     for state in UploadState:
         assert state in MOVES[UploadState.PENDING], f"{state} cannot be restarted"
+
+
+def test_a_row_losing_an_unfinished_capture_queues_it_for_deletion(journal: Journal) -> None:
+    changed = FileIdentity(1, 2, 301, 5, "e" * 32)
+    uploading = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
+    journal.mark_create_intent(uploading.id, "tok-a")
+    journal.record_created(uploading.id, "eid-a", 100, 3)
+    done = journal.register("/b.zip", IDENTITY, "bulk-images", "b.zip")
+    journal.mark_create_intent(done.id, "tok-b")
+    journal.record_created(done.id, "eid-b", 100, 3)
+    journal.mark_uploaded(done.id)
+    forgotten = journal.register("/c.zip", IDENTITY, "bulk-images", "c.zip")
+    journal.mark_create_intent(forgotten.id, "tok-c")
+    journal.record_created(forgotten.id, "eid-c", 100, 3)
+    journal.mark_failed(forgotten.id, "network", None)
+
+    journal.restart(uploading.id, changed, "bulk-images", "a.zip", "the file changed")
+    journal.restart(done.id, changed, "bulk-images", "b.zip", "the file changed")
+    journal.forget_paths(["/c.zip"])
+    # The finished capture (b) is the user's model and is kept; the other two are useless.
+    assert journal.discarded_captures() == [
+        ("eid-a", "the file changed"),
+        ("eid-c", "forgotten"),
+    ]
+    journal.discard_failed("eid-a", "the file changed", "HTTP 503")
+    journal.discard_failed("eid-x", "duplicate made by a create that timed out", "HTTP 503")
+    journal.capture_discarded("eid-c")
+    assert journal.discarded_captures() == [
+        ("eid-a", "the file changed"),
+        ("eid-x", "duplicate made by a create that timed out"),
+    ]
+    # Operators see what is left to clean up, and why it is not done yet.
+    from teleport_sync.health import health_report
+
+    left = health_report(journal, [])["captures_to_delete"]
+    assert [(d["eid"], d["attempts"], d["last_error"]) for d in left] == [
+        ("eid-a", 1, "HTTP 503"),
+        ("eid-x", 1, "HTTP 503"),
+    ]

@@ -815,6 +815,12 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
         click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
     if report.get("paused"):
         click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
+    if discards := report.get("captures_to_delete"):
+        last = next((d["last_error"] for d in reversed(discards) if d["last_error"]), None)
+        click.echo(
+            f"cleanup: {len(discards)} unfinished capture(s) still to delete from the account"
+            + (f" (last error: {last})" if last else "")
+        )
     click.echo("healthy" if report["ok"] else "UNHEALTHY")
 
 

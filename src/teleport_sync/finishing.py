@@ -50,16 +50,18 @@ class Finishing:
         self._terminal_lock = threading.Lock()
 
     def finish_renames(self) -> None:
-        """Captures still named with their token get their final name, on a thread of their own:
-        an API that is down must not hold up the start or the main loop."""
+        """Captures still named with their token get their final name, and unfinished captures
+        cut loose from their rows are deleted, on a thread of their own: an API that is down
+        must not hold up the start or the main loop."""
         if self._renaming is not None and self._renaming.is_alive():
             return
 
         def rename() -> None:
             try:
                 self.uploader.finish_renames()
+                self.uploader.finish_discards()
             except Exception:  # retried at the next round
-                log.exception("renaming captures failed; will retry")
+                log.exception("renaming or deleting captures failed; will retry")
 
         self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
         self._renaming.start()

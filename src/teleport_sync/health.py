@@ -87,7 +87,8 @@ def health_report(
     """The `health --json` contract. `journal` is None when there is no journal yet.
 
     With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
-    window is open (additive key `bwlimit`); and what `pause` paused (`paused`).
+    window is open (additive key `bwlimit`); what `pause` paused (`paused`); and unfinished
+    captures still to be deleted from the account (`captures_to_delete`).
     """
     running, pid = daemon_running(journal) if journal is not None else (False, None)
     auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
@@ -109,6 +110,8 @@ def health_report(
         report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
     if journal is not None:
         report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
+        # Unfinished captures cut loose by a restart, not yet deleted from the account.
+        report["captures_to_delete"] = journal.discarded_capture_rows()
     return report
 
 

@@ -171,11 +171,18 @@ class CaptureCreator:
         with self._lock:
             self._ambiguous.add(file_id)
 
-    def delete_quietly(self, eid: str, why: str) -> None:
+    def delete_quietly(self, eid: str, why: str) -> bool:
+        """Delete a capture nobody needs; True once it is gone. A failure is logged and the
+        capture kept in the journal's queue of discarded captures (`Uploader.finish_discards`
+        tries again at the next round)."""
         try:
             self.ctx.client.delete_capture(eid)
             log.info("deleted capture", eid=eid, reason=why)
         except NotFoundError:
             pass
         except ApiError as exc:
-            log.warning("could not delete capture", eid=eid, reason=why, error=str(exc))
+            log.warning("could not delete capture; will retry", eid=eid, reason=why, error=str(exc))
+            self.ctx.journal.discard_failed(eid, why, str(exc))
+            return False
+        self.ctx.journal.capture_discarded(eid)
+        return True

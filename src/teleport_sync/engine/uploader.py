@@ -191,6 +191,14 @@ class Uploader:
         """Rename uploaded captures still carrying their token; how many are still pending."""
         return sum(not self.completer.rename(r) for r in self.journal.pending_renames())
 
+    def finish_discards(self) -> int:
+        """Delete the unfinished captures restarts and refusals cut loose (queued by the
+        journal with the restart itself); how many are still to be deleted."""
+        return sum(
+            not self.creator.delete_quietly(eid, why)
+            for eid, why in self.journal.discarded_captures()
+        )
+
     def _check_whole(self, path: Path, record: FileRecord) -> None:
         """A file changed since it was journaled is uploaded anew only if it is whole now: a
         retry comes straight from the journal, past the daemon's intake, and must not make a
@@ -212,14 +220,18 @@ class Uploader:
     def _start_over(
         self, record: FileRecord, identity: FileIdentity, fmt: str, name: str, why: str
     ) -> FileRecord:
-        if record.eid and record.upload_state != UploadState.UPLOADED:
-            # An unfinished capture of an old version is useless to anyone: delete it.
-            self.creator.delete_quietly(record.eid, f"abandoned: {why}")
-            why = f"{why}; capture {record.eid} deleted"
+        unfinished = record.eid if record.upload_state != UploadState.UPLOADED else None
+        if unfinished:
+            # An unfinished capture of an old version is useless to anyone: the restart queues
+            # it for deletion (so a failed delete is retried), and it is deleted now.
+            why = f"{why}; capture {unfinished} deleted"
         elif record.eid:
             why = f"{why}; capture {record.eid} of the previous version is kept"
         log.info("starting over", path=record.path, reason=why)
-        return self.journal.restart(record.id, identity, fmt, name, why)
+        restarted = self.journal.restart(record.id, identity, fmt, name, why)
+        if unfinished:
+            self.creator.delete_quietly(unfinished, f"abandoned: {why}")
+        return restarted
 
     def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         self.ctx.check_stop()
@@ -271,7 +283,6 @@ class Uploader:
         if identify(path) == identity:
             return
         assert record.eid
-        self.creator.delete_quietly(record.eid, "file changed during upload")
         self.journal.restart(
             record.id,
             identify(path),
@@ -279,6 +290,7 @@ class Uploader:
             record.name,
             "the file changed during upload",
         )
+        self.creator.delete_quietly(record.eid, "file changed during upload")
         raise FileChanged(
             f"{path} changed while it was being uploaded; its capture was deleted and the "
             "file will be uploaded again once it is complete"
@@ -286,8 +298,8 @@ class Uploader:
 
     def abandon(self, record: FileRecord, why: str) -> None:
         """The input is gone: delete its unfinished capture and say why in the journal."""
-        if record.eid and record.upload_state != UploadState.UPLOADED:
-            self.creator.delete_quietly(record.eid, why)
         self.journal.restart(record.id, record.identity, record.input_data_format, record.name, why)
+        if record.eid and record.upload_state != UploadState.UPLOADED:
+            self.creator.delete_quietly(record.eid, why)  # queued by the restart if this fails
         # Not retried: there is nothing to retry until a file appears at this path again.
         self.journal.mark_rejected(record.id, why)

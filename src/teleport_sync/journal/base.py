@@ -210,6 +210,21 @@ class BaseJournal:
             (file_id, utc_now(), kind, shown(msg)),
         )
 
+    @staticmethod
+    def _discard_unfinished_capture(conn: sqlite3.Connection, file_id: int, why: str) -> None:
+        """The row is about to lose its capture id: if that capture never completed, queue it
+        for deletion from the account in the caller's transaction (`discarded_captures`)."""
+        row = conn.execute(
+            "SELECT eid, upload_state FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        if row is None or not row["eid"] or row["upload_state"] == UploadState.UPLOADED:
+            return  # nothing to delete, or a finished capture: the user's model, kept
+        conn.execute(
+            "INSERT INTO discarded_captures (eid, file_id, reason, queued_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(eid) DO NOTHING",
+            (row["eid"], file_id, shown(why), utc_now()),
+        )
+
     def add_event(self, file_id: int | None, kind: str, message: str) -> None:
         with self._transaction() as conn:
             self._event(conn, file_id, kind, message)

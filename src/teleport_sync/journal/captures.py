@@ -80,3 +80,33 @@ class CapturesMixin(BaseJournal):
                 self.record_state(row["id"], "DELETED", source="user")
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]
+
+    # -- captures to delete from the account (queued by `_discard_unfinished_capture`) ------
+
+    def discarded_captures(self) -> list[tuple[str, str]]:
+        """(eid, why) of every unfinished capture still to be deleted, oldest first."""
+        rows = self._query("SELECT eid, reason FROM discarded_captures ORDER BY queued_at")
+        return [(r["eid"], r["reason"] or "") for r in rows]
+
+    def discarded_capture_rows(self) -> list[dict[str, object]]:
+        """The queue as `health --json` shows it: eid, reason, attempts, last_error."""
+        rows = self._query(
+            "SELECT eid, reason, attempts, last_error FROM discarded_captures ORDER BY queued_at"
+        )
+        return [dict(r) for r in rows]
+
+    def capture_discarded(self, eid: str) -> None:
+        """The capture is gone from the account (deleted now, or already)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM discarded_captures WHERE eid = ?", (eid,))
+
+    def discard_failed(self, eid: str, why: str, error: str) -> None:
+        """Deleting a capture nobody needs failed this time: keep it queued (or queue it: a
+        duplicate swept after a timed-out create) for the next round."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO discarded_captures (eid, reason, queued_at, attempts, last_error) "
+                "VALUES (?, ?, ?, 1, ?) ON CONFLICT(eid) DO UPDATE SET "
+                "attempts = attempts + 1, last_error = excluded.last_error",
+                (eid, shown(why), utc_now(), shown(error)),
+            )

@@ -91,6 +91,7 @@ class FilesMixin(BaseJournal):
         """Start this path over as a new file version: forget the capture, parts and states."""
         with self._transaction() as conn:
             self._move(conn, file_id, UploadState.PENDING)
+            self._discard_unfinished_capture(conn, file_id, why)
             conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
             conn.execute(
                 """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,

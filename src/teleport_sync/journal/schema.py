@@ -178,6 +178,25 @@ def _migrate_v6_control(db: Any) -> None:
         db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
 
+def _migrate_v8_discards(db: Any) -> None:
+    # Unfinished captures cut loose from their row by a restart (the file changed, was refused,
+    # vanished) or a `forget`: queued here in the same transaction, deleted from the account by
+    # the daemon and retried until done, so none is left CREATED with nothing pointing at it.
+    db["discarded_captures"].create(
+        {
+            "eid": str,
+            "file_id": int,
+            "reason": str,
+            "queued_at": str,
+            "attempts": int,
+            "last_error": str,
+        },
+        pk="eid",
+        not_null={"queued_at", "attempts"},
+        defaults={"attempts": 0},
+    )
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -187,5 +206,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v5_events,
     _migrate_v6_control,
     _migrate_v7_results,
+    _migrate_v8_discards,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -72,6 +72,7 @@ class SightingsMixin(BaseJournal):
             for path in map(_db_path, paths):
                 row = conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
                 if row is not None:
+                    self._discard_unfinished_capture(conn, row["id"], "forgotten")
                     for table in ("parts", "state_history", "events"):
                         conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (row["id"],))
                     conn.execute("DELETE FROM files WHERE id = ?", (row["id"],))

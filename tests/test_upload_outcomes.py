@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from teleport_sync.authstate import AuthState
 from teleport_sync.engine import Uploader
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import FileRecord, Journal, UploadState
 from teleport_sync.metrics import Metrics
+from teleport_sync.timestamps import parse_utc
+from teleport_sync.uploadqueue import UploadQueue
 from teleport_sync.uploads import Uploads
 
 from .conftest import FakeClock
@@ -49,14 +54,20 @@ def uploader(fake: FakeTeleport, journal: Journal) -> Iterator[Uploader]:
         yield up
 
 
-def outcomes(journal: Journal, uploader: Uploader, events: RecordedEvents) -> Uploads:
-    unused: Any = None  # the queue, control, keeper, watcher and poller: not on these paths
+def outcomes(
+    journal: Journal,
+    uploader: Uploader,
+    events: RecordedEvents,
+    queue: Any = None,
+    keeper: Any = None,
+) -> Uploads:
+    unused: Any = None  # control, watcher and poller: not on these paths
     return Uploads(
-        unused,
+        queue,
         journal,
         uploader,
         unused,
-        unused,
+        keeper,
         watcher=unused,
         poller=unused,
         events=events,  # type: ignore[arg-type]
@@ -111,3 +122,30 @@ def test_a_deleted_file_says_whether_its_capture_was_deleted(
     assert ("its capture was deleted" in (after.error or "")) is not finished
     assert ("c1" in fake.captures) is finished
     assert journal.discarded_captures() == []
+
+
+def test_a_failed_file_held_back_by_the_auth_backoff_shows_its_next_try(
+    tmp_path: Path, journal: Journal, uploader: Uploader
+) -> None:
+    video = make_mp4(tmp_path / "walk.mp4", 100, handler=None)
+    record = register(journal, video)
+    journal.mark_failed(record.id, "authentication failed", None)  # as "retry now" leaves it
+    clock = FakeClock()
+    keeper = SimpleNamespace(auth=AuthState(base_seconds=30.0, clock=clock))
+    keeper.auth.failed("authentication failed at the token endpoint")
+    metrics = Metrics()
+    queue = UploadQueue(journal, metrics)
+    queue.enqueue(record.id)
+    queue.stop_workers(1)
+    before = datetime.now(UTC)
+
+    outcomes(journal, uploader, RecordedEvents(), queue, keeper).worker()
+
+    finished = datetime.now(UTC)
+    after = journal.get(record.id)
+    assert after.upload_state == UploadState.FAILED
+    assert after.next_attempt_at is not None
+    # The backoff's 30 s (on the fake clock), counted from when the worker looked.
+    due = parse_utc(after.next_attempt_at)
+    assert before + timedelta(seconds=30) <= due <= finished + timedelta(seconds=30)
+    assert journal.parts(record.id) == {}  # nothing was sent while authentication fails

@@ -22,6 +22,7 @@ from .logging import get_logger
 from .metrics import Metrics
 from .poller import Poller
 from .retry import RetryPolicy
+from .timestamps import utc_in
 from .uploadqueue import UploadQueue
 from .watcher import Watcher
 
@@ -87,6 +88,7 @@ class Uploads:
                 # Authentication is failing: every upload would fail the same way. Wait for
                 # the backoff instead of calling the API (and counting a failure) per file.
                 self.queue.retry_in_memory(file_id, wait)
+                self._journal_wait(file_id, wait)
                 self.queue.done(file_id)
                 continue
             try:
@@ -105,6 +107,15 @@ class Uploads:
             finally:
                 self.queue.done(file_id)
                 self._report_status()
+
+    def _journal_wait(self, file_id: int, seconds: float) -> None:
+        """A failed row held back by the authentication backoff shows when it goes next (a
+        "retry now" had cleared its time), so `status` never shows a failure with no next try."""
+        try:
+            if self.journal.get(file_id).upload_state == UploadState.FAILED:
+                self.journal.set_next_attempt(file_id, utc_in(seconds))
+        except JournalError as exc:  # the in-memory retry still holds
+            log.warning("cannot journal the next attempt", file_id=file_id, error=str(exc))
 
     def process(self, record: FileRecord) -> None:
         path = Path(record.path)

@@ -154,7 +154,13 @@ def test_every_fault_at_once_and_no_secret_anywhere(
         rows = status(config)
         return names <= set(rows) and all(rows[n]["capture_state"] == "READY" for n in names)
 
+    def all_renamed() -> bool:
+        # A rename that met the faults is retried by the daemon's next round (every 30 s), so
+        # a capture can be READY while still named with its intent's token.
+        return names <= {c.name for c in emulator.backend.captures.values()}
+
     wait_for(all_ready, 180, "every file READY despite the faults")
+    wait_for(all_renamed, 90, "every capture renamed to its file's name")
     assert daemon.alive, daemon.log.read_text()[-3000:]
 
     calls = emulator.stats.snapshot()

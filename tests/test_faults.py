@@ -420,16 +420,22 @@ def test_soak_200_files_with_faults(
     assert daemon.stop() == 0
 
 
+def without_root_powers() -> list[str]:
+    """The command prefix that runs the daemon without root's power to read any file (as a
+    dedicated service user runs), when the tests run as root; nothing otherwise."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
 def test_unreadable_file_is_reported_and_taken_once_readable(
     emulator: EmulatorServer, tmp_path: Path, running: list[DaemonProcess]
 ) -> None:
     # Root reads everything; as root the daemon runs without the capabilities that let it
     # ignore file permissions, as a dedicated service user would be.
-    wrapper: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
-        wrapper = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    wrapper = without_root_powers()
     config, inbox = daemon_config(tmp_path, emulator)
     locked = make_zip(inbox / "locked.zip")
     locked.chmod(0o000)
@@ -459,11 +465,7 @@ def test_an_uploaded_file_replaced_by_an_unreadable_one_says_so_and_goes_once_re
 ) -> None:
     # An uploaded row whose file is replaced by one the daemon cannot read: the row must say
     # why (not stay `uploaded` while the intake fails on an illegal uploaded -> failed move).
-    wrapper: list[str] = []
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
-        wrapper = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    wrapper = without_root_powers()
     config, inbox = daemon_config(tmp_path, emulator)
     daemon = DaemonProcess(config, tmp_path / "daemon.log", wrapper=wrapper)
     running.append(daemon)

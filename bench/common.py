@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from teleport_sync.samples import video_moov
+from teleport_sync.inputs.samples import video_moov
 
 BENCH = Path(__file__).parent
 RESULTS = BENCH / "results"

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common import TELEPORT_SYNC, Sink, save, sink, write_config
+from teleport_sync.inputs.samples import write_sample_mp4
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
-from teleport_sync.samples import write_sample_mp4
 
 SETTLE = 1.0
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from teleport_sync.samples import box, video_moov
+from teleport_sync.inputs.samples import box, video_moov
 
 MIB = 1024 * 1024
 

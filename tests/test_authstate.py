@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from teleport_sync.authstate import AuthSnapshot, AuthState
+from teleport_sync.api.authstate import AuthSnapshot, AuthState
+from teleport_sync.daemon.keeper import HealthKeeper
+from teleport_sync.daemon.sdnotify import SystemdNotifier
 from teleport_sync.journal import Journal
-from teleport_sync.keeper import HealthKeeper
-from teleport_sync.metrics import Metrics
-from teleport_sync.notify import SystemdNotifier
-from teleport_sync.report import ReportOptions
+from teleport_sync.status.metrics import Metrics
+from teleport_sync.status.report import ReportOptions
 
 from .conftest import FakeClock
 

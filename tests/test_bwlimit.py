@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.api import TeleportClient, build_client, default_transport
+from teleport_sync.api.filebody import FileRegion
+from teleport_sync.api.transport import LazyTLSTransport
 from teleport_sync.config import ConfigError, load_settings
 from teleport_sync.control import Control
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.engine import Paused, Uploader
-from teleport_sync.filebody import FileRegion
 from teleport_sync.journal import Journal
 from teleport_sync.limits import BandwidthLimiter, parse_bwlimit
 from teleport_sync.retry import RetryPolicy
-from teleport_sync.transport import LazyTLSTransport
 
 from .conftest import FakeClock, write_config
 from .helpers import MIB, make_zip

@@ -116,7 +116,7 @@ def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_emulator_knobs_from_the_command_line() -> None:
-    from teleport_sync.cli import _set_knobs
+    from teleport_sync.cli.setup import _set_knobs
     from teleport_sync.emulator.faults import EmulatorConfig
 
     config = EmulatorConfig()

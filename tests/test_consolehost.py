@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from teleport_sync.config import WebSettings
-from teleport_sync.consolehost import ConsoleHost
+from teleport_sync.daemon.consolehost import ConsoleHost
 
 
 class FakeServer:

@@ -22,7 +22,7 @@ from teleport_sync.daemon import Daemon
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
-from teleport_sync.report import status_rows
+from teleport_sync.status.report import status_rows
 
 from .conftest import write_config
 from .helpers import MIB, make_mp4, make_zip, wait_for

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.api import TeleportClient, build_client, default_transport
+from teleport_sync.api.transport import LazyTLSTransport
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.emulator.stats import Call
@@ -25,9 +26,8 @@ from teleport_sync.engine import (
 )
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import Journal
-from teleport_sync.report import status_rows
 from teleport_sync.retry import RetryPolicy
-from teleport_sync.transport import LazyTLSTransport
+from teleport_sync.status.report import status_rows
 
 from .conftest import FakeClock
 from .helpers import MIB, make_mp4, make_zip

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.config import Settings
-from teleport_sync.folders import capture_plan, effective, read_sidecar, watch_roots
 from teleport_sync.inputs import InputProblem
+from teleport_sync.watch.folders import capture_plan, effective, read_sidecar, watch_roots
 
 
 def settings(tmp_path: Path) -> Settings:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from teleport_sync.frames import count_frames
+from teleport_sync.inputs.frames import count_frames
+from teleport_sync.inputs.samples import write_sample_mp4
 from teleport_sync.models import InputDataFormat
-from teleport_sync.samples import write_sample_mp4
 
 from .helpers import make_mp4
 

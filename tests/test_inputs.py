@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.inputs import check_complete
-from teleport_sync.samples import video_moov
+from teleport_sync.inputs.samples import video_moov
 
 from .helpers import make_mp4, make_zip
 

@@ -16,7 +16,7 @@ from teleport_sync.journal import (
     UploadState,
 )
 from teleport_sync.models import FileIdentity
-from teleport_sync.report import status_rows
+from teleport_sync.status.report import status_rows
 
 IDENTITY = FileIdentity(1, 2, 300, 4, "f" * 32)
 
@@ -224,7 +224,7 @@ def test_a_row_losing_an_unfinished_capture_queues_it_for_deletion(journal: Jour
         ("eid-x", "duplicate made by a create that timed out"),
     ]
     # Operators see what is left to clean up, and why it is not done yet.
-    from teleport_sync.health import health_report
+    from teleport_sync.status.health import health_report
 
     left = health_report(journal, [])["captures_to_delete"]
     assert [(d["eid"], d["attempts"], d["last_error"]) for d in left] == [

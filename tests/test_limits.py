@@ -191,8 +191,8 @@ def test_estimated_cost_only_with_prices() -> None:
 
 
 def test_health_shows_the_limit_in_force(tmp_path: Path) -> None:
-    from teleport_sync.health import health_report
     from teleport_sync.journal import Journal
+    from teleport_sync.status.health import health_report
 
     with Journal(tmp_path / "journal.sqlite3") as journal:
         journal.set_paused(["/srv/inbox/site"], True)
@@ -227,10 +227,10 @@ def test_a_reloaded_bwlimit_reschedules_the_same_limiter(tmp_path: Path) -> None
 
 
 def test_status_says_why_files_wait_while_the_window_is_closed(tmp_path: Path) -> None:
-    from teleport_sync.health import report_options
     from teleport_sync.inputs import identify
     from teleport_sync.journal import Journal
-    from teleport_sync.report import status_rows
+    from teleport_sync.status.health import report_options
+    from teleport_sync.status.report import status_rows
 
     from .helpers import make_zip
 
@@ -244,7 +244,7 @@ def test_status_says_why_files_wait_while_the_window_is_closed(tmp_path: Path) -
 
 
 def test_the_metrics_gauge_reads_the_limit_in_force() -> None:
-    from teleport_sync.metrics import Metrics
+    from teleport_sync.status.metrics import Metrics
 
     metrics = Metrics()
     gauge = "teleport_sync_bwlimit_bytes_per_second"

@@ -13,8 +13,8 @@ from teleport_sync.control import approve
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
-from teleport_sync.lostjournal import MARKER, hold_existing
-from teleport_sync.report import status_rows
+from teleport_sync.status.report import status_rows
+from teleport_sync.watch.lostjournal import MARKER, hold_existing
 
 from .helpers import MIB, make_mp4, make_zip, wait_for
 from .test_cli import run_cli

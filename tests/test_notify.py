@@ -31,8 +31,8 @@ from teleport_sync.events.formats import to_slack
 from teleport_sync.events.outbox import Deliverer, NotifyMetrics, Outbox
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
-from teleport_sync.phases import LOST_JOURNAL_HOLD
 from teleport_sync.retry import RetryPolicy
+from teleport_sync.status.phases import LOST_JOURNAL_HOLD
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, wait_for

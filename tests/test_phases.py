@@ -8,8 +8,8 @@ import pytest
 
 from teleport_sync.journal import Journal
 from teleport_sync.models import FileIdentity
-from teleport_sync.phases import PHASES, PhaseFacts, derive
-from teleport_sync.report import ReportOptions, phase_counts, status_rows
+from teleport_sync.status.phases import PHASES, PhaseFacts, derive
+from teleport_sync.status.report import ReportOptions, phase_counts, status_rows
 
 IDENTITY = FileIdentity(1, 2, 300, 4, "f")
 

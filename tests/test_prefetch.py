@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from teleport_sync.prefetch import Prefetcher
+from teleport_sync.api.prefetch import Prefetcher
 
 
 def test_values_are_fetched_ahead_in_order_and_each_once() -> None:

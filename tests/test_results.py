@@ -401,9 +401,9 @@ def test_a_failed_download_is_journaled_and_retried_with_backoff(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from teleport_sync.actions import Actions
     from teleport_sync.config import ActionsSettings, ResultsSettings
     from teleport_sync.journal import Journal
+    from teleport_sync.results.actions import Actions
 
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]
     blocker = tmp_path / "results"
@@ -508,9 +508,9 @@ def test_status_shows_download_errors_and_viewer_links(
 def test_previews_that_cannot_be_saved_leave_the_models_done(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    from teleport_sync.actions import Actions
     from teleport_sync.config import ActionsSettings, ResultsSettings
     from teleport_sync.journal import Journal
+    from teleport_sync.results.actions import Actions
 
     inbox = tmp_path / "inbox"
     with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:

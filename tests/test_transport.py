@@ -14,16 +14,16 @@ import httpx
 import pytest
 
 from teleport_sync.api import TransientError, build_client
-from teleport_sync.emulator.faults import MIB
-from teleport_sync.emulator.server import EmulatorServer
-from teleport_sync.filebody import FileEndedEarly, FileRegion, md5_of_region
-from teleport_sync.models import NewCaptureInput, UploadedPart
-from teleport_sync.transport import (
+from teleport_sync.api.filebody import FileEndedEarly, FileRegion, md5_of_region
+from teleport_sync.api.transport import (
     EnvironmentProxies,
     LazyTLSTransport,
     PlainHTTPTransport,
     verified_tls_context,
 )
+from teleport_sync.emulator.faults import MIB
+from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.models import NewCaptureInput, UploadedPart
 
 from .helpers import set_knobs
 

@@ -12,7 +12,7 @@ import pytest
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
-from teleport_sync.samples import video_moov
+from teleport_sync.inputs.samples import video_moov
 
 from .conftest import write_config
 from .helpers import MIB, make_mp4, make_zip, set_knobs, wait_for

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from teleport_sync.authstate import AuthState
+from teleport_sync.api.authstate import AuthState
+from teleport_sync.daemon.queue import UploadQueue
+from teleport_sync.daemon.workers import Uploads
 from teleport_sync.engine import Uploader
 from teleport_sync.inputs import InputProblem
 from teleport_sync.journal import FileRecord, Journal, UploadState
-from teleport_sync.metrics import Metrics
+from teleport_sync.status.metrics import Metrics
 from teleport_sync.timestamps import parse_utc
-from teleport_sync.uploadqueue import UploadQueue
-from teleport_sync.uploads import Uploads
 
 from .conftest import FakeClock
 from .fake_teleport import FakeTeleport, fake_uploader, register

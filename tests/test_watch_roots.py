@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from teleport_sync.config import WatchSettings
-from teleport_sync.mounts import filesystem_type, is_network_fs, parse_mountinfo
-from teleport_sync.watcher import Watcher
+from teleport_sync.watch.mounts import filesystem_type, is_network_fs, parse_mountinfo
+from teleport_sync.watch.watcher import Watcher
 
 from .helpers import wait_for
 

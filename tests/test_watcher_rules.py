@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.config import WatchSettings
-from teleport_sync.watcher import Pending, ignore_reason, settle_step
+from teleport_sync.watch.watcher import Pending, ignore_reason, settle_step
 
 
 def test_a_new_file_is_not_settled_at_once() -> None:
@@ -69,7 +69,7 @@ def test_falls_back_to_polling_when_inotify_is_unavailable(tmp_path: Path) -> No
     from watchdog.observers import Observer
     from watchdog.observers.polling import PollingObserver
 
-    from teleport_sync.watcher import Watcher
+    from teleport_sync.watch.watcher import Watcher
 
     class NoWatchesLeft(Observer):  # type: ignore[misc,valid-type]
         """Like an Observer on a system whose inotify watch limit is used up."""

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from teleport_sync.cli import main
+from teleport_sync.cli.demo import run_demo
 from teleport_sync.config import ConfigError, load_settings
-from teleport_sync.demo import run_demo
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.inputs import identify

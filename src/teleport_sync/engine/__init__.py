@@ -1,7 +1,8 @@
 """Upload one file, as steps: create (intent token, adoption, sweeps), parts, complete.
 
 `Uploader` coordinates them for one file at a time; the names below are what the daemon, the
-CLI and the tests import.
+CLI and the tests import. Imports the API client (through the `ports.TeleportClient` protocol),
+the journal, `inputs` and the helpers; never the daemon, the results or the CLI.
 """
 
 from .context import NoProgress, Progress

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..api import ApiError, NotFoundError, TransientError, UploadUrlExpired
-from ..filebody import FileRegion, md5_of_region
+from ..api.filebody import FileRegion, md5_of_region
+from ..api.prefetch import Prefetcher
 from ..inputs import InputProblem
 from ..journal import FileRecord
 from ..logging import get_logger
-from ..prefetch import Prefetcher
 from .context import EngineContext
 from .errors import UploadFailed
 from .plan import PartPlan

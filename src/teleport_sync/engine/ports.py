@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
-from ..filebody import FileRegion
+from ..api.filebody import FileRegion
 from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput, UploadedPart, UploadUrlOutput
 from ..retry import Pacer
 

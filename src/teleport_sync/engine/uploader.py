@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import NotFoundError
-from ..filebody import BLOCK_SIZE
+from ..api.filebody import BLOCK_SIZE
 from ..inputs import (
     InputProblem,
     capture_name,

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..config import ConfigError, Settings
 from ..journal import FileRecord, Journal, UploadState
+from ..journal.states import is_lost_journal_hold
 from ..logging import REDACTOR, get_logger
-from ..phases import is_lost_journal_hold
 from ..timestamps import seconds_since, utc_seconds
 from . import payloads
 from .outbox import Deliverer, NotifyMetrics, Outbox

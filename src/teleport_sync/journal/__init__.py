@@ -10,6 +10,9 @@ of `MIGRATIONS` (`schema.py`) moves it one version up.
 
 `Journal` is one class to its users, composed of one mixin per concern over `BaseJournal` (the
 connection, transactions and shared plumbing), so each concern's SQL can be read on its own.
+`states` owns the moves of a file's state; `lock` keeps one writer per journal.
+
+Imports only the helpers at the top of the package (`models`, `timestamps`).
 """
 
 from __future__ import annotations

@@ -57,3 +57,19 @@ def check_move(file_id: int, current: str, wanted: UploadState) -> None:
     state = UploadState(current)
     if state not in MOVES[wanted]:
         raise IllegalMove(file_id, state, wanted)
+
+
+# How a lost-journal hold's error begins. Intake's refusals always begin with the file's path,
+# so they can never be mistaken for one.
+LOST_JOURNAL_HOLD = "held: "
+
+# Capture states that end the server's work (any letter case; ERROR is the webhooks' name).
+READY_STATES = frozenset({"READY"})
+FAILED_STATES = frozenset({"FAILED", "ERROR"})
+# Recorded by `captures delete`: the capture no longer exists in the account.
+DELETED_STATE = "DELETED"
+
+
+def is_lost_journal_hold(upload_state: str, error: str | None) -> bool:
+    """Is this row a file held because the journal is new to its folder?"""
+    return upload_state == UploadState.REJECTED and (error or "").startswith(LOST_JOURNAL_HOLD)

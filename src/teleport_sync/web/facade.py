@@ -15,35 +15,23 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ..config import Settings
 from ..control import PAUSE_ALL
-from ..health import AUTH_FACT
-from ..journal import Journal, UploadState, shown_path, utc_now
+from ..journal import UploadState, shown_path, utc_now
 from ..limits import bwlimit_now
 from ..logging import REDACTOR
-from ..metrics import Metrics, MetricsProgress
-from ..phases import PHASES
-from ..report import ReportOptions, status_rows
+from ..status.health import AUTH_FACT
+from ..status.phases import PHASES
+from ..status.report import ReportOptions, status_rows
 from . import operations, views
+from .link import DaemonLink
 from .thumbnail import PlyError, frame, load_splats, png, render
 
 _URL_QUERY = re.compile(r"(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*")
 THROUGHPUT_WINDOW_SECONDS = 5.0
 THUMBNAILS_KEPT = 64
 ROWS_SHOWN = 500
-
-
-class DaemonLink(Protocol):
-    """What the console needs of the daemon (the daemon itself, or a test's stand-in)."""
-
-    settings: Settings
-    journal: Journal
-    metrics: Metrics
-    progress: MetricsProgress
-
-    def retry_now(self, file_id: int) -> None: ...
 
 
 def safe_text(text: str | None) -> str | None:

@@ -1,6 +1,6 @@
 """The console's actions on files: the one place that changes anything.
 
-Each takes the daemon link (see `facade.DaemonLink`) and a journal file id and returns a sentence
+Each takes the daemon link (see `link.DaemonLink`) and a journal file id and returns a sentence
 for the page. Pause, resume and approve are journal writes, as `teleport-sync pause` makes them;
 the running daemon notices them by itself.
 """
@@ -8,15 +8,13 @@ the running daemon notices them by itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import control
 from ..control import PAUSE_ALL
 from ..journal.states import UploadState
-from ..statusview import is_finished
-
-if TYPE_CHECKING:
-    from .facade import DaemonLink
+from ..status.view import is_finished
+from .link import DaemonLink
 
 
 class ActionRefused(Exception):

@@ -1,0 +1,35 @@
+"""The Teleport API client: one typed method per endpoint (`client`), OAuth2 client credentials
+riding the client's own transport (`oauth`), one shared answer to "is authentication working?"
+(`authstate`), the API's errors typed by what to do about them (`errors`), HTTP transports with
+sendfile for part bodies (`transport`), a file range as a request body (`filebody`) and values
+asked for ahead of need (`prefetch`).
+
+Imports only the helpers at the top of the package (`models`, `retry`, `config`, `logging`).
+The names below are what the rest of the package imports.
+"""
+
+from .client import TeleportClient, build_client, default_transport
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    NotFoundError,
+    RequestRejected,
+    TransientError,
+    UploadUrlExpired,
+    redact_url,
+)
+from .oauth import ClientCredentialsAuth
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "ClientCredentialsAuth",
+    "NotFoundError",
+    "RequestRejected",
+    "TeleportClient",
+    "TransientError",
+    "UploadUrlExpired",
+    "build_client",
+    "default_transport",
+    "redact_url",
+]

@@ -1,0 +1,149 @@
+"""Operator control: `pause`, `resume`, `approve` and `forget`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Settings
+from .app import (
+    EXIT_USAGE,
+    AppContext,
+    fail,
+    main,
+    pass_app,
+    reports_errors,
+    stderr,
+)
+from .status import parse_when_option, status_rows_of
+
+
+def _control_paths(paths: tuple[Path, ...]) -> list[str]:
+    from ..control import PAUSE_ALL, normalise
+
+    return [normalise(p) for p in paths] or [PAUSE_ALL]
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Start no new parts (of everything, or of these files and folders) until `resume`.
+
+    Parts in flight finish and stay acknowledged. Kept in the journal: survives restarts, and
+    a running daemon notices within about two seconds.
+    """
+    from ..daemon.compose import open_journal
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, True)
+    click.echo("paused: " + ("everything" if paths == () else ", ".join(targets)))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Undo `pause` (everything, or these files and folders); only missing parts are sent."""
+    from ..control import PAUSE_ALL, paused_by
+    from ..daemon.compose import open_journal
+
+    targets = _control_paths(paths)
+    with open_journal(app.settings) as journal:
+        journal.set_paused(targets, False)
+        still = {paused_by(journal.paused_paths(), t) for t in targets} - {None}
+    click.echo("resumed: " + ("everything" if paths == () else ", ".join(targets)))
+    for entry in sorted(e for e in still if e is not None):
+        what = "everything" if entry == PAUSE_ALL else entry
+        stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_app
+@reports_errors
+def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Release files (or the files below folders) held by a [budget] limit or a lost journal."""
+    from ..control import approve as approve_paths
+    from ..control import normalise
+    from ..daemon.compose import open_journal
+
+    with open_journal(app.settings) as journal:
+        approved, not_held = approve_paths(journal, [normalise(p) for p in paths])
+    for path in approved:
+        click.echo(f"approved: {path}")
+    if not_held:
+        fail(f"{'; '.join(not_held)} (see: teleport-sync status)")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--before", help="Rows last changed before: 2026-11-01, 30d, ...")
+@click.option("--force", is_flag=True, help="Also unfinished rows, and files still being watched.")
+@pass_app
+@reports_errors
+def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: bool) -> None:
+    """Drop finished rows from the journal: these files (or folders), or all older than a date.
+
+    A file still in a watch folder is kept unless --force: forgotten, it would look new at the
+    next scan and be uploaded again.
+    """
+    from ..daemon.compose import open_journal
+    from ..status.view import path_matches
+
+    settings = app.settings
+    if bool(paths) == bool(before):
+        fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
+    when = parse_when_option(before, "--before") if before else None
+    rows = status_rows_of(settings)
+    chosen = [
+        row
+        for row in rows
+        if (when is not None and datetime.fromisoformat(row["updated_at"]) < when)
+        or any(path_matches(row["path"], str(p)) for p in paths)
+    ]
+    if not chosen:
+        click.echo("no row matches; `teleport-sync status` lists what the journal knows")
+        return
+    kept, drop = _forgettable(settings, chosen, force)
+    if drop:
+        with open_journal(settings) as journal:
+            dropped = journal.forget_paths(drop)
+    else:
+        dropped = 0
+    click.echo(f"forgot {dropped} row(s)")
+    if kept:
+        click.echo(f"kept {len(kept)} (use --force to drop them too):")
+        for line in kept:
+            click.echo(f"  {line}")
+
+
+def _forgettable(
+    settings: Settings, rows: list[dict[str, Any]], force: bool
+) -> tuple[list[str], list[str]]:
+    """(lines saying what is kept and why, the real paths to drop). Rows show their paths
+    escaped (`journal.shown_path`); the journal maps them back to the names on disk."""
+    from ..daemon.compose import open_journal
+    from ..journal import shown_path
+    from ..status.view import is_finished
+
+    with open_journal(settings) as journal:
+        real = {shown_path(path): path for path in journal.known_paths()}
+    watched = [p.absolute() for p in settings.watch.paths]
+    kept: list[str] = []
+    drop: list[str] = []
+    for row in rows:
+        path = Path(real.get(row["path"], row["path"]))
+        still_watched = path.exists() and any(path.is_relative_to(root) for root in watched)
+        if not force and (not is_finished(row) or still_watched):
+            why = "still in a watch folder" if is_finished(row) else f"{row['phase']}"
+            kept.append(f"{row['path']} ({why})")
+        else:
+            drop.append(str(path))
+    return kept, drop

@@ -1,0 +1,153 @@
+"""`status` and `health`: what the journal knows, and whether the daemon is well."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from ..config import Settings
+from .app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AppContext,
+    config_source,
+    fail,
+    main,
+    pass_app,
+    reports_errors,
+    stdout,
+)
+
+
+def _phase_choice() -> click.Choice:
+    from ..status.phases import PHASES
+
+    return click.Choice(PHASES)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
+@click.option("--phase", "phases", multiple=True, type=_phase_choice(), help="Only these phases.")
+@click.option("--since", help="Only rows changed since: 2026-11-28, 2026-11-28T10:00, 12h, 7d.")
+@click.option("--path", "path_filter", help="Only files at or below this path, or matching a glob.")
+@pass_app
+@reports_errors
+def status(
+    app: AppContext,
+    as_json: bool,
+    phases: tuple[str, ...],
+    since: str | None,
+    path_filter: str | None,
+) -> None:
+    """What the journal knows: one row per file, from its first event on."""
+    from ..status.view import filter_rows, status_table
+
+    settings = app.settings
+    when = parse_when_option(since, "--since") if since else None
+    rows = filter_rows(status_rows_of(settings), phases=phases, since=when, path=path_filter)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    stdout.print(status_table(rows))
+    _print_viewers(rows)
+    filtered = " (filtered)" if phases or since or path_filter else ""
+    click.echo(f"{len(rows)} file(s){filtered} in {settings.journal.path}")
+    click.echo(f"config: {config_source(settings)}")
+
+
+def status_rows_of(settings: Settings) -> list[dict[str, Any]]:
+    from ..daemon.compose import open_journal
+    from ..status.health import report_options
+    from ..status.report import status_rows
+
+    if not settings.journal.path.exists():
+        return []
+    with open_journal(settings) as journal:
+        options = report_options(
+            journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+        )
+        return status_rows(journal, options)
+
+
+def parse_when_option(text: str, option: str) -> Any:
+    from ..status.view import parse_when
+
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        fail(f"{option}: {exc}", EXIT_USAGE)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON object.")
+@pass_app
+@reports_errors
+def health(app: AppContext, as_json: bool) -> None:
+    """Is the daemon running, does authentication work, which folders are watched.
+
+    Exit 0 when healthy, 1 when not (for monitoring scripts).
+    """
+    from ..daemon.compose import open_journal
+    from ..status.health import health_report, report_options
+    from ..watch.folders import watch_roots
+
+    settings = app.settings
+    roots = watch_roots(settings)
+    bwlimit = settings.upload.bwlimit
+    if settings.journal.path.exists():
+        with open_journal(settings) as journal:
+            options = report_options(
+                journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+            )
+            report = health_report(journal, roots, options, bwlimit=bwlimit)
+    else:
+        report = health_report(None, roots, bwlimit=bwlimit)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_health(report, settings)
+    sys.exit(EXIT_OK if report["ok"] else EXIT_FAILED)
+
+
+def _print_health(report: dict[str, Any], settings: Settings) -> None:
+    daemon, auth = report["daemon"], report["auth"]
+    click.echo(f"config:  {config_source(settings)}")
+    running = f"running (pid {daemon['pid']})" if daemon["running"] else "NOT RUNNING"
+    click.echo(f"daemon:  {running}")
+    if auth["ok"] is None:
+        click.echo("auth:    not known (the daemon has not tried yet, or is not running)")
+    elif auth["ok"]:
+        click.echo(f"auth:    ok since {auth['since']}")
+    else:
+        click.echo(f"auth:    AUTHENTICATION FAILING since {auth['since']}: {auth['error']}")
+    for root in report["roots"]:
+        how = "watched" if root["watched"] else f"NOT WATCHED: {root['problem']}"
+        if root.get("polled"):
+            how += f" (polled: {root.get('filesystem')} is a network file system)"
+        click.echo(f"watch:   {root['path']}: {how}")
+    counts = ", ".join(f"{n} {phase}" for phase, n in report["counts"].items()) or "none"
+    click.echo(f"files:   {counts}")
+    if "bwlimit" in report:
+        click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
+    if report.get("paused"):
+        click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
+    if discards := report.get("captures_to_delete"):
+        last = next((d["last_error"] for d in reversed(discards) if d["last_error"]), None)
+        click.echo(
+            f"cleanup: {len(discards)} unfinished capture(s) still to delete from the account"
+            + (f" (last error: {last})" if last else "")
+        )
+    click.echo("healthy" if report["ok"] else "UNHEALTHY")
+
+
+def _print_viewers(rows: list[dict[str, Any]]) -> None:
+    """Web viewer links of finished captures, one per line, below the table (long URLs)."""
+    for row in rows:
+        if row.get("viewer_url"):
+            stdout.print(escape(f"viewer of {Path(row['path']).name}: {row['viewer_url']}"))

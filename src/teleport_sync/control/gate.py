@@ -1,0 +1,176 @@
+"""The gate the uploader asks before each part, and admission before an upload starts: a paused
+file or a closed upload window starts no part (parts in flight finish and stay acknowledged),
+and an input's frames are counted and charged to the day's budget before its capture is made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import BudgetSettings
+from ..inputs import InputProblem, identify
+from ..inputs.frames import FrameCount, count_frames
+from ..journal import FileRecord, Journal, JournalError, UploadState
+from ..limits import (
+    BandwidthLimiter,
+    Budget,
+    DayUsage,
+    Rate,
+    budget_problem,
+    describe_rate,
+    estimated_cost,
+    parse_bwlimit,
+)
+from ..logging import get_logger
+from ..models import InputDataFormat
+from ..retry import SystemClock
+from .holds import hold_reason, normalise, pause_reason
+
+log = get_logger("teleport_sync.control")
+
+
+def budget_from(settings: BudgetSettings) -> Budget:
+    return Budget(
+        max_frames_per_capture=settings.max_frames_per_capture,
+        max_frames_per_day=settings.max_frames_per_day,
+        max_captures_per_day=settings.max_captures_per_day,
+        price_per_capture=settings.price_per_capture,
+        price_per_frame=settings.price_per_frame,
+        currency=settings.currency,
+    )
+
+
+def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
+    """The shared limiter for `[upload] bwlimit` (or `upload --bwlimit`); None when "off"."""
+    timetable = parse_bwlimit(spec)
+    if timetable.constant and timetable.entries[0][1] is None:
+        return None  # no limit ever: the sending path stays exactly as fast as without one
+
+    def changed(rate: Rate) -> None:
+        log.info("bandwidth limit", limit=describe_rate(rate), bwlimit=spec)
+
+    return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
+
+
+def utc_day() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class Control:
+    """The gate the uploader asks before each part, and admission before an upload starts."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        budget: Budget | None = None,
+        limiter: BandwidthLimiter | None = None,
+        today: Callable[[], str] = utc_day,
+    ) -> None:
+        self.journal = journal
+        self.budget = budget or Budget()
+        self.limiter = limiter
+        self.today = today
+
+    def reconfigure(self, budget: Budget, bwlimit: str) -> BandwidthLimiter | None:
+        """A reloaded config: the new budget, and the limiter following the new `bwlimit`
+        (the same limiter, re-scheduled, so parts in flight keep sharing it)."""
+        self.budget = budget
+        if self.limiter is None:
+            self.limiter = bandwidth_limiter(bwlimit)
+        else:
+            self.limiter.set_timetable(parse_bwlimit(bwlimit))
+        return self.limiter
+
+    def state(self) -> tuple[int, bool]:
+        """(the journal's control generation, is the upload window open)."""
+        window_open = self.limiter is None or self.limiter.window_open
+        return self.journal.control_generation(), window_open
+
+    def start_watching(
+        self, stop: threading.Event, on_change: Callable[[], None], interval: float = 1.0
+    ) -> threading.Thread:
+        """A thread that calls `on_change` within `interval` of a `pause`, `resume` or
+        `approve` (from any process) or of the upload window opening, until `stop` is set."""
+        seen = self.state()  # read now: nothing after this call is missed
+
+        def watch() -> None:
+            nonlocal seen
+            while not stop.wait(interval):
+                try:
+                    now = self.state()
+                    if now != seen and now[1]:
+                        on_change()
+                    seen = now
+                except JournalError as exc:
+                    log.error("journal unavailable; will keep trying", error=str(exc))
+
+        thread = threading.Thread(target=watch, name="control", daemon=True)
+        thread.start()
+        return thread
+
+    def gate(self, path: Path) -> str | None:
+        """None if a new part of `path` may start now, else the sentence why not."""
+        reason = pause_reason(self.journal, normalise(path))
+        if reason is None and self.limiter is not None:
+            reason = self.limiter.closed_reason()
+        return reason
+
+    def admit(self, record: FileRecord, *, force: bool = False) -> str | None:
+        """Before an upload (re)starts: None if it may go, else why it waits (paused, held).
+
+        Counts the input's frames once per version (kept in the journal for `status`) and
+        charges new captures to today's budget, or holds them with the reason.
+        """
+        reason = pause_reason(self.journal, record.path)
+        if reason is not None:
+            return reason
+        if record.upload_state == UploadState.UPLOADED and not force:
+            return None
+        try:
+            current = identify(Path(record.path))
+        except InputProblem:
+            return None  # the uploader says what is wrong with it
+        if current != record.identity:
+            # Changed since journaled: the uploader starts it over as a new capture.
+            record = replace(record, identity=current, eid=None)
+        facts = self._facts(record)
+        if facts["held_reason"] and not facts["approved_at"]:
+            return hold_reason(self.journal, record.id)
+        frames = facts["frames"]
+
+        def check(frames_today: int, captures_today: int) -> str | None:
+            if record.eid is not None:
+                return None  # its capture exists already: it is charged, never held
+            return budget_problem(self.budget, frames, DayUsage(frames_today, captures_today))
+
+        held = self.journal.admit_within_budget(record.id, self.today(), frames or 0, check)
+        if held is not None:
+            log.warning("held by a budget", path=record.path, reason=held)
+            return hold_reason(self.journal, record.id)
+        return None
+
+    def _facts(self, record: FileRecord) -> dict[str, Any]:
+        facts = self.journal.control_facts(record.id)
+        if facts["control_fingerprint"] == record.identity.fingerprint:
+            return facts
+        counted = self._count(record)
+        cost = estimated_cost(self.budget, counted.frames)
+        self.journal.set_input_facts(
+            record.id, record.identity.fingerprint, counted.frames, counted.duration_seconds, cost
+        )
+        return self.journal.control_facts(record.id)
+
+    @staticmethod
+    def _count(record: FileRecord) -> FrameCount:
+        try:
+            return count_frames(Path(record.path), InputDataFormat(record.input_data_format))
+        except (OSError, ValueError) as exc:
+            # Not knowing the frames is no reason to refuse: the upload itself will say more.
+            log.info("frames not counted", path=record.path, error=str(exc))
+            return FrameCount(None)

@@ -1,0 +1,93 @@
+"""Why a file waits: paused by `pause` (everything, or a path at or above it) or held by a
+budget, in the words `status` shows; and `approve`, which releases both kinds of hold.
+
+Everything is kept in the journal, so it survives restarts and works whether the daemon runs or
+not: `pause`, `resume` and `approve` write it and bump a generation number, which a running
+daemon watches (see `gate.Control.start_watching`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..journal import Journal
+from ..journal.states import is_lost_journal_hold
+
+PAUSE_ALL = "*"
+
+
+def normalise(path: Path | str) -> str:
+    """A path as the journal keeps it: absolute, not resolved (symlinks stay as given)."""
+    return os.path.abspath(path)
+
+
+def paused_by(paused: list[str], path: str) -> str | None:
+    """The `pause` entry that covers `path` (itself, a folder above it, or "*"), or None."""
+    for entry in paused:
+        if entry == PAUSE_ALL or path == entry or path.startswith(entry.rstrip("/") + "/"):
+            return entry
+    return None
+
+
+def pause_reason(journal: Journal, path: str) -> str | None:
+    """Why `path` starts no new part (the `phase: paused` sentence), or None."""
+    return _pause_sentence(paused_by(journal.paused_paths(), path))
+
+
+def _pause_sentence(entry: str | None) -> str | None:
+    if entry is None:
+        return None
+    if entry == PAUSE_ALL:
+        return "all uploads are paused (teleport-sync pause); run: teleport-sync resume"
+    return f"paused by: teleport-sync pause {entry}; run: teleport-sync resume {entry}"
+
+
+def is_paused(journal: Journal, path: str) -> bool:
+    return pause_reason(journal, path) is not None
+
+
+def hold_reason(journal: Journal, file_id: int) -> str | None:
+    """Why a budget holds the file (the `phase: held` sentence), or None."""
+    return _hold_sentence(journal.control_facts(file_id))
+
+
+def _hold_sentence(row: dict[str, Any]) -> str | None:
+    if row.get("held_reason") and not row.get("approved_at"):
+        return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
+    return None
+
+
+def report_hooks(
+    journal: Journal,
+) -> tuple[Callable[[dict[str, Any]], str | None], Callable[[dict[str, Any]], str | None]]:
+    """(held, paused): the reasons `report` shows for raw journal rows (one query for all)."""
+    paused = journal.paused_paths()
+    return _hold_sentence, lambda row: _pause_sentence(paused_by(paused, row["path"]))
+
+
+def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Release held files at or below `paths` (by a budget, or because the journal was new to
+    their folder): (approved paths, sentences for what was not released)."""
+    from ..watch.lostjournal import release  # lostjournal needs the watcher; most callers do not
+
+    records = journal.all_files()
+    approved, not_held = [], []
+    for target in paths:
+        matched = [r for r in records if paused_by([target], r.path) is not None]
+        held = [r for r in matched if hold_reason(journal, r.id) is not None]
+        for record in held:
+            journal.approve(record.id)
+            approved.append(record.path)
+        lost = [r for r in matched if is_lost_journal_hold(r.upload_state, r.error)]
+        for record in lost:
+            problem = release(journal, record)
+            if problem is None:
+                approved.append(record.path)
+            else:
+                not_held.append(f"not released: {problem}")
+        if not held and not lost:
+            not_held.append(f"nothing held at: {target}")
+    return approved, not_held

@@ -1,0 +1,99 @@
+"""After an upload: captures renamed to their final name, and the actions of a capture that ended.
+
+A capture's end (READY, FAILED) is seen by the poller, or announced by a webhook; either way its
+actions (downloads, moves, hooks) run here, one capture at a time, followed by its notification.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..api import TeleportClient
+from ..engine import Uploader
+from ..events.emitter import EventHub
+from ..journal import FileRecord, Journal
+from ..logging import get_logger
+from .compose import FolderActions
+
+log = get_logger("teleport_sync.daemon")
+
+
+def viewer_url(client: TeleportClient, record: FileRecord) -> str | None:
+    """The capture's viewer link, for a notification (the journal does not keep it)."""
+    capture = client.find_capture(record.eid) if record.eid else None
+    return capture.viewer_url if capture is not None else None
+
+
+class Finishing:
+    """What follows an upload: renames, and each ended capture's actions and notification."""
+
+    def __init__(
+        self,
+        client: TeleportClient,
+        journal: Journal,
+        uploader: Uploader,
+        actions: FolderActions,
+        events: EventHub,
+        *,
+        report_status: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.uploader = uploader
+        # Replaced by a config reload (`signals.Reloader`): folders' actions may change live.
+        self.actions = actions
+        self.events = events
+        self._report_status = report_status
+        self._renaming: threading.Thread | None = None
+        # Actions for one capture run one at a time (the poller and a webhook may both see it).
+        self._terminal_lock = threading.Lock()
+
+    def finish_renames(self) -> None:
+        """Captures still named with their token get their final name, and unfinished captures
+        cut loose from their rows are deleted, on a thread of their own: an API that is down
+        must not hold up the start or the main loop."""
+        if self._renaming is not None and self._renaming.is_alive():
+            return
+
+        def rename() -> None:
+            try:
+                self.uploader.finish_renames()
+                self.uploader.finish_discards()
+            except Exception:  # retried at the next round
+                log.exception("renaming or deleting captures failed; will retry")
+
+        self._renaming = threading.Thread(target=rename, name="rename", daemon=True)
+        self._renaming.start()
+
+    def on_terminal(self, record: FileRecord) -> None:
+        with self._terminal_lock:
+            self.actions.run_for(record)
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))
+        self._report_status()
+
+    def on_terminal_soon(self, record: FileRecord) -> None:
+        """A webhook's READY/ERROR: answer Teleport at once, download on another thread."""
+
+        def run() -> None:
+            try:
+                self.on_terminal(self._with_sid(record))
+            except Exception:  # logged; the periodic retry of pending actions picks it up
+                log.exception("actions after a webhook failed", path=record.path)
+
+        threading.Thread(target=run, name="webhook-actions", daemon=True).start()
+
+    def _with_sid(self, record: FileRecord) -> FileRecord:
+        """A webhook that named no share id: ask for it, as the download needs it."""
+        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
+            return record
+        capture = self.client.find_capture(record.eid)
+        if capture is not None and capture.sid:
+            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
+        return self.journal.get(record.id)
+
+    def retry_pending_actions(self) -> None:
+        """Actions that failed (results dir not writable, API down) get another go."""
+        for record in self.journal.terminal():
+            self.actions.run_for(record)

@@ -1,0 +1,95 @@
+"""What an input file is: its format (by extension), its identity and its capture name.
+
+Identity is `(dev, inode, size, mtime_ns)` plus a cheap fingerprint (a hash of the size and the
+first and last MiB), so a file rewritten in place with the same size and mtime is still noticed
+at the ends, where zip directories and MP4 `moov` boxes live, without reading gigabytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..models import FileIdentity, InputDataFormat
+
+FINGERPRINT_SPAN = 1 << 20
+FORMATS_BY_SUFFIX = {".zip": InputDataFormat.BULK_IMAGES, ".mp4": InputDataFormat.VIDEO}
+
+
+class InputProblem(Exception):
+    """The file cannot be uploaded as it is; the message names the file and the fix."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        # True when the problem may go away by itself or by a fix outside the file's bytes
+        # (permissions, a file still being written); False when the bytes themselves are wrong.
+        self.retryable = retryable
+
+
+def input_format_for(path: Path) -> InputDataFormat:
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise InputProblem(
+            f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; "
+            "teleport-sync uploads .zip archives of images and .mp4 videos"
+        )
+    return fmt
+
+
+def fingerprint(path: Path, size: int) -> str:
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with path.open("rb") as handle:
+        digest.update(handle.read(FINGERPRINT_SPAN))
+        if size > FINGERPRINT_SPAN:
+            handle.seek(max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN))
+            digest.update(handle.read(FINGERPRINT_SPAN))
+    return digest.hexdigest()
+
+
+def identify(path: Path) -> FileIdentity:
+    """The identity of the file as it is now; raises InputProblem for what cannot be uploaded."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise InputProblem(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputProblem(f"{path}: cannot stat: {exc.strerror}", retryable=True) from None
+    if not path.is_file():
+        raise InputProblem(f"{path}: not a regular file; only files are uploaded")
+    if info.st_size == 0:
+        raise InputProblem(f"{path}: the file is empty (0 bytes); nothing to upload")
+    if not os.access(path, os.R_OK):
+        raise InputProblem(
+            f"{path}: permission denied; let the teleport-sync user read it (chmod o+r or a "
+            "group it is in)",
+            retryable=True,
+        )
+    try:
+        print_ = fingerprint(path, info.st_size)
+    except OSError as exc:
+        raise InputProblem(f"{path}: cannot read: {exc.strerror}", retryable=True) from None
+    return FileIdentity(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, print_)
+
+
+def same_file_as(path: Path, identity: FileIdentity, others: list[str]) -> str | None:
+    """Another path in `others` that is this very file now (one inode reached by a hard link
+    or a symlink): it is uploaded once, under the first path it was journaled as."""
+    for other in others:
+        if other == str(path):
+            continue
+        try:
+            st = os.stat(other)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (identity.dev, identity.inode):
+            return other
+    return None
+
+
+def capture_name(template: str, path: Path) -> str:
+    name = template.format(
+        name=path.name, stem=path.stem, parent=path.parent.name, ext=path.suffix.lstrip(".")
+    )
+    # The API takes UTF-8 text: bytes of a file name that are not UTF-8 become \x escapes.
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -1,0 +1,151 @@
+"""Is the daemon healthy? What it records while it runs, and the `health` report built from it.
+
+The daemon journals three facts, each only when it changes: that it runs (its pid, checked
+against the journal's writer lock), whether authentication works, and which watch roots are
+watched. `health` reads them beside the running daemon, the same way `status` does, and adds
+the count of files per phase. The daemon mirrors the same answers in its metrics gauges and its
+systemd STATUS line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..api.authstate import AuthSnapshot
+from ..journal import Journal
+from ..journal.lock import holder
+from ..limits import bwlimit_now
+from .report import ReportOptions, phase_counts, status_rows
+
+DAEMON_FACT = "daemon"
+AUTH_FACT = "auth"
+ROOTS_FACT = "roots"
+
+
+def record_daemon_started(journal: Journal) -> None:
+    journal.set_fact(DAEMON_FACT, json.dumps({"pid": os.getpid()}))
+
+
+def record_daemon_stopped(journal: Journal) -> None:
+    journal.delete_fact(DAEMON_FACT)
+
+
+def record_auth(journal: Journal, snapshot: AuthSnapshot) -> None:
+    journal.set_fact(AUTH_FACT, json.dumps(asdict(snapshot)))
+
+
+def record_roots(journal: Journal, roots: list[dict[str, Any]]) -> None:
+    journal.set_fact(ROOTS_FACT, json.dumps(roots))
+
+
+def daemon_running(journal: Journal) -> tuple[bool, int | None]:
+    """Whether the daemon runs now on this journal, and its pid.
+
+    The journal's writer lock says that some process writes it now (the kernel drops the lock
+    when a process dies, however it dies); the daemon's fact says whether that writer is the
+    daemon rather than a one-shot `upload`.
+    """
+    writer = holder(journal.path)
+    fact = _json_fact(journal, DAEMON_FACT)
+    pid = fact.get("pid") if isinstance(fact, dict) else None
+    if writer is None or not isinstance(pid, int):
+        return False, None
+    if writer == -1:  # locked, but the lock file names no pid: trust the fact
+        return True, pid
+    return (True, pid) if writer == pid else (False, None)
+
+
+def report_options(
+    journal: Journal | None, *, download_wanted: bool = True, bwlimit: str = "off"
+) -> ReportOptions:
+    """Options for status rows that also say when the running daemon cannot authenticate, or
+    when `[upload] bwlimit` closes the upload window now."""
+    blocked = None
+    if not bwlimit_now(bwlimit, datetime.now())["window_open"]:
+        blocked = f"uploads wait: the upload window is closed by [upload] bwlimit ({bwlimit!r})"
+    if journal is not None and daemon_running(journal)[0]:
+        auth = _json_fact(journal, AUTH_FACT)
+        if isinstance(auth, dict) and auth.get("ok") is False:
+            blocked = (
+                "uploads wait: authentication is failing since "
+                f"{auth.get('since')} (see: teleport-sync health)"
+            )
+    return ReportOptions(download_wanted=download_wanted, blocked=blocked)
+
+
+def health_report(
+    journal: Journal | None,
+    configured_roots: list[Path],
+    options: ReportOptions | None = None,
+    bwlimit: str | None = None,
+) -> dict[str, Any]:
+    """The `health --json` contract. `journal` is None when there is no journal yet.
+
+    With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
+    window is open (additive key `bwlimit`); what `pause` paused (`paused`); and unfinished
+    captures still to be deleted from the account (`captures_to_delete`).
+    """
+    running, pid = daemon_running(journal) if journal is not None else (False, None)
+    auth = _json_fact(journal, AUTH_FACT) if journal is not None and running else None
+    if not isinstance(auth, dict):
+        auth = {"ok": None, "error": None, "since": None}
+    roots = _json_fact(journal, ROOTS_FACT) if journal is not None and running else None
+    if not isinstance(roots, list):
+        roots = [_root_without_daemon(p) for p in configured_roots]
+    counts = phase_counts(status_rows(journal, options)) if journal is not None else {}
+    ok = running and auth.get("ok") is not False and all(r.get("watched") for r in roots)
+    report: dict[str, Any] = {
+        "ok": ok,
+        "daemon": {"running": running, "pid": pid},
+        "auth": {k: auth.get(k) for k in ("ok", "error", "since")},
+        "roots": roots,
+        "counts": {phase: n for phase, n in counts.items() if n},
+    }
+    if bwlimit is not None:
+        report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    if journal is not None:
+        report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
+        # Unfinished captures cut loose by a restart, not yet deleted from the account.
+        report["captures_to_delete"] = journal.discarded_capture_rows()
+    return report
+
+
+def _root_without_daemon(path: Path) -> dict[str, Any]:
+    path = path.absolute()
+    if not path.exists():
+        problem = f"{path} does not exist"
+    elif not path.is_dir():
+        problem = f"{path} is a file, not a folder; fix [watch] paths"
+    else:
+        problem = "the daemon is not running (start it: systemctl start teleport-sync)"
+    return {"path": str(path), "watched": False, "problem": problem}
+
+
+def status_line(counts: dict[str, int], auth: AuthSnapshot, roots: list[dict[str, Any]]) -> str:
+    """The systemd STATUS= text: what is going on, and what is wrong first."""
+    parts = []
+    if auth.ok is False:
+        parts.append(f"AUTHENTICATION FAILING since {auth.since}: {auth.error}")
+    unwatched = [r["path"] for r in roots if not r.get("watched")]
+    if unwatched:
+        parts.append(f"not watched: {', '.join(unwatched)}")
+    busy = ", ".join(f"{n} {phase}" for phase, n in counts.items() if n)
+    parts.append(busy or "no files")
+    return "; ".join(parts)
+
+
+def _json_fact(journal: Journal | None, key: str) -> Any:
+    if journal is None:
+        return None
+    value = journal.fact(key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None

@@ -1,0 +1,169 @@
+"""The `status --json` contract: one object per noticed file, built from the journal's facts.
+
+Kept out of the journal (storage) and the CLI (presentation): the web console, `health` and the
+daemon's STATUS line read the same rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+from typing import Any
+
+from ..inputs import FORMATS_BY_SUFFIX
+from ..journal import Journal, shown, shown_path
+from .phases import PHASES, PhaseFacts, derive
+
+# Given a raw journal row, the sentence saying why the file is held or paused (or None).
+ReasonHook = Callable[[dict[str, Any]], str | None]
+
+
+def _none(row: dict[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the journal alone cannot say: settings and the decisions of budgets and pauses."""
+
+    download_wanted: bool = True
+    # None: as the journal says (`control`: budget holds, `pause`).
+    held: ReasonHook | None = None
+    paused: ReasonHook | None = None
+    # Why no upload can start now (the running daemon's authentication is failing), or None.
+    blocked: str | None = None
+
+
+def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
+    """Every file the journal knows, files being written included, as the contract's objects."""
+    options = options or ReportOptions()
+    if options.held is None or options.paused is None:
+        from ..control.holds import report_hooks
+
+        held, paused = report_hooks(journal)
+        options = replace(options, held=options.held or held, paused=options.paused or paused)
+    return [_printable(_row(raw, options)) for raw in journal.report_rows()]
+
+
+def _printable(row: dict[str, Any]) -> dict[str, Any]:
+    # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes
+    # (and paths one text per file: `journal.shown_path`).
+    for key in ("name", "error", "reason"):
+        if isinstance(row.get(key), str):
+            row[key] = shown(row[key])
+    row["path"] = shown_path(row["path"])
+    row["result_paths"] = [shown_path(p) for p in row["result_paths"]]
+    row["preview_paths"] = [shown_path(p) for p in row.get("preview_paths") or []]
+    row["results_by_profile"] = {
+        profile: [shown_path(p) for p in paths]
+        for profile, paths in (row.get("results_by_profile") or {}).items()
+    }
+    return row
+
+
+def phase_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """`{"<phase>": n}` for every phase (zeros included, so gauges can go back to 0)."""
+    counted = Counter(row["phase"] for row in rows)
+    return {phase: counted.get(phase, 0) for phase in PHASES}
+
+
+def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
+    sighting = raw.get("sighting")
+    if "id" not in raw:  # noticed, never handed to the uploader
+        return _sighting_only(raw["path"], sighting)
+    phase, reason = derive(
+        PhaseFacts(
+            upload_state=raw["upload_state"],
+            capture_state=raw["capture_state"],
+            error=raw["error"],
+            next_attempt_at=raw["next_attempt_at"],
+            parts_done=raw["parts_done"],
+            num_parts=raw["num_parts"],
+            actions_done=tuple(raw["actions_done"]),
+            result_error=raw.get("result_error"),
+            download_wanted=options.download_wanted,
+            sighting=sighting["stage"] if sighting else None,
+            sighting_reason=sighting["reason"] if sighting else None,
+            held=(options.held or _none)(raw),
+            paused=(options.paused or _none)(raw),
+            blocked=options.blocked,
+        )
+    )
+    return {
+        "path": raw["path"],
+        "bytesize": raw["size"],
+        "input_data_format": raw["input_data_format"],
+        "name": raw["name"],
+        "eid": raw["eid"],
+        "sid": raw["sid"],
+        "upload_state": raw["upload_state"],
+        "parts_done": raw["parts_done"],
+        "num_parts": raw["num_parts"],
+        "capture_state": raw["capture_state"],
+        "state_history": raw["state_history"],
+        "error": raw["error"],
+        "attempts": raw["attempts"],
+        "next_attempt_at": raw["next_attempt_at"],
+        "result_paths": raw["result_paths"],
+        "updated_at": _latest(raw["updated_at"], sighting),
+        "phase": phase,
+        "reason": reason,
+        # Filled by frame counting and budgets when they are journaled; null until then.
+        "frames": raw.get("frames"),
+        "duration_seconds": raw.get("duration_seconds"),
+        "estimated_cost": raw.get("estimated_cost"),
+        "result_error": raw.get("result_error"),
+        # Results (README "Results"): every file grouped by profile, previews, the viewer.
+        "results_by_profile": raw["results_by_profile"],
+        "preview_paths": raw["preview_paths"],
+        "result_next_at": raw["result_next_at"],
+        "viewer_url": raw["viewer_url"],
+    }
+
+
+def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
+    phase, reason = derive(
+        PhaseFacts(sighting=sighting["stage"], sighting_reason=sighting["reason"])
+    )
+    return {
+        "path": path,
+        "bytesize": sighting["size"],
+        "input_data_format": _format_of(path),
+        "name": None,
+        "eid": None,
+        "sid": None,
+        "upload_state": "pending",
+        "parts_done": 0,
+        "num_parts": None,
+        "capture_state": None,
+        "state_history": [],
+        "error": None,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "result_paths": [],
+        "updated_at": sighting["updated_at"],
+        "phase": phase,
+        "reason": reason,
+        "frames": None,
+        "duration_seconds": None,
+        "estimated_cost": None,
+        "result_error": None,
+        "results_by_profile": {},
+        "preview_paths": [],
+        "result_next_at": None,
+        "viewer_url": None,
+        "incomplete_since": sighting["incomplete_since"],
+    }
+
+
+def _latest(updated_at: str, sighting: dict[str, Any] | None) -> str:
+    if sighting and sighting["updated_at"] > updated_at:
+        return str(sighting["updated_at"])
+    return updated_at
+
+
+def _format_of(path: str) -> str | None:
+    fmt = FORMATS_BY_SUFFIX.get(PurePath(path).suffix.lower())
+    return fmt.value if fmt is not None else None

@@ -94,7 +94,8 @@ def test_created_and_parts_are_recorded(journal: Journal) -> None:
 
 def test_state_history_appends_only_changes(journal: Journal) -> None:
     record = journal.register("/a.zip", IDENTITY, "bulk-images", "a.zip")
-    assert journal.record_state(record.id, "UPLOADED")
+    journal.record_created(record.id, "e1", 100, 1)
+    journal.mark_uploaded(record.id, "UPLOADED")
     assert not journal.record_state(record.id, "UPLOADED")
     assert journal.record_state(record.id, "PROCESSING", sid="s1")
     assert journal.record_state(record.id, "SOMETHING_NEW")

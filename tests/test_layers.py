@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "retry": 0,
     "logging": 0,
     "config": 0,
+    "private": 0,
     # adapters: the API, what a file is, the journal
     "api": 1,
     "inputs": 1,

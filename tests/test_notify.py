@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from teleport_sync.config import NotifyTarget, Settings
+from teleport_sync.daemon.finishing import Finishing
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.events import payloads
@@ -436,6 +437,13 @@ def test_authentication_failing_is_notified_by_the_daemon(
     assert b"not-the-secret" not in received.body
 
 
+class AllActionsDone:
+    """Stands in for the folder actions: every ended capture's actions are done."""
+
+    def run_for(self, record: Any) -> bool:
+        return True
+
+
 def test_sweep_queues_what_a_crash_left_out_once(journal: Journal, sink: Sink) -> None:
     settings = Settings(
         notify=[{"url": sink.url}],  # type: ignore[list-item]
@@ -455,6 +463,18 @@ def test_sweep_queues_what_a_crash_left_out_once(journal: Journal, sink: Sink) -
         hub.file_rejected("/inbox/c.zip")
         hub.sweep()
         hub.sweep()
+        # An ended capture waits for its actions: the finishing pass queues it, once.
+        assert {row.kind for row in journal.outbox()} == {"rejected"}
+        finishing = Finishing(
+            None,  # type: ignore[arg-type]  (no renames in this test)
+            journal,
+            None,  # type: ignore[arg-type]
+            AllActionsDone(),  # type: ignore[arg-type]
+            hub,
+            report_status=lambda: None,
+        )
+        finishing.retry_pending_actions()
+        finishing.retry_pending_actions()
         assert {row.kind for row in journal.outbox()} == {"ready", "rejected"}
         assert len(journal.outbox()) == 2
         assert "notify" not in journal.get(held.id).actions_done

@@ -392,6 +392,7 @@ def _ready_row(journal: Any, path: Path, eid: str, sid: str) -> Any:
 
     row = journal.register(str(path), FileIdentity(1, 2, 3, 4, "f"), "zip", path.name)
     journal.record_created(row.id, eid, 8 << 20, 1)
+    journal.mark_uploaded(row.id, "UPLOADED")
     journal.record_state(row.id, "READY", sid)
     return row
 
@@ -497,7 +498,8 @@ def test_status_shows_download_errors_and_viewer_links(
         journal.record_viewer_url(row.id, "https://viewer.test/s1")
     shown = run_cli("--config", str(config_file), "status", env={"COLUMNS": "400"})
     assert shown.returncode == 0, shown.stderr
-    assert "download: cannot write /srv/[x]: denied" in shown.stdout  # brackets kept
+    # Phase downloading, and its reason names the error (brackets kept, not markup).
+    assert "the download failed and is retried: cannot write /srv/[x]: denied" in shown.stdout
     assert "viewer of a.zip: https://viewer.test/s1" in shown.stdout
     [as_json] = json.loads(run_cli("--config", str(config_file), "status", "--json").stdout)
     assert as_json["result_error"] == "cannot write /srv/[x]: denied"

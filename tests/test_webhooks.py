@@ -8,6 +8,7 @@ import hmac
 import json
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from teleport_sync.events.webhooks import (
     verify_signature,
 )
 from teleport_sync.journal import FileRecord, Journal
-from teleport_sync.models import FileIdentity
+from teleport_sync.models import CaptureOutput, FileIdentity
 
 from .conftest import write_config
 from .helpers import MIB, make_zip, set_knobs, wait_for
@@ -33,6 +34,7 @@ from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
 SECRET = "whsec-test-0123456789"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
@@ -94,14 +96,32 @@ def uploaded_capture(journal: Journal, eid: str, name: str = "a.zip") -> FileRec
     return journal.get(record.id)
 
 
+class TheApi:
+    """What the API's listing says of each capture (the receiver checks deliveries with it)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[str, str | None]] = {}
+
+    def find_capture(self, eid: str) -> CaptureOutput | None:
+        if eid not in self.states:
+            return None
+        state, sid = self.states[eid]
+        return CaptureOutput(eid=eid, name=eid, state=state, created=NOW, sid=sid)
+
+
 @pytest.fixture
-def receiver(journal: Journal) -> Iterator[tuple[str, list[FileRecord]]]:
+def api() -> TheApi:
+    return TheApi()
+
+
+@pytest.fixture
+def receiver(journal: Journal, api: TheApi) -> Iterator[tuple[str, list[FileRecord]]]:
     ended: list[FileRecord] = []
     server = WebhookReceiver(
         "127.0.0.1:0",
         "/teleport/webhook",
         SECRET,
-        lambda delivery: apply_delivery(journal, delivery, ended.append),
+        lambda delivery: apply_delivery(journal, delivery, api.find_capture, ended.append),
     )
     server.start()
     host, port = server.address
@@ -110,10 +130,11 @@ def receiver(journal: Journal) -> Iterator[tuple[str, list[FileRecord]]]:
 
 
 def test_receiver_answers_each_kind_of_request(
-    journal: Journal, receiver: tuple[str, list[FileRecord]]
+    journal: Journal, receiver: tuple[str, list[FileRecord]], api: TheApi
 ) -> None:
     url, ended = receiver
     record = uploaded_capture(journal, "e-known")
+    api.states["e-known"] = ("READY", "sid-9")
     before = journal.state_history(record.id)
 
     got = httpx.get(url)
@@ -153,7 +174,7 @@ def test_receiver_answers_each_kind_of_request(
 
 
 def test_error_after_a_polled_failure_is_the_same_outcome(
-    journal: Journal, receiver: tuple[str, list[FileRecord]]
+    journal: Journal, receiver: tuple[str, list[FileRecord]], api: TheApi
 ) -> None:
     url, ended = receiver
     record = uploaded_capture(journal, "e-bad")
@@ -201,10 +222,10 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
         wait_for(
             lambda: (
                 "few.zip" in rows(settings)
-                and rows(settings)["few.zip"]["capture_state"] == "ERROR"
+                and rows(settings)["few.zip"]["capture_state"] == "FAILED"
             ),
             30,
-            "ERROR, by webhook",
+            "the failure, by webhook (the API's name for it: FAILED)",
         )
         failed = rows(settings)["few.zip"]["state_history"][-1]  # type: ignore[index]
         assert failed["source"] == "webhook"
@@ -213,6 +234,8 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
             "state": "READY",
             "observed_at": row["state_history"][-1]["observed_at"],  # type: ignore[index]
             "source": "webhook",
+            "applied": True,
+            "note": None,
         }
         model = Path(row["result_paths"][0])  # type: ignore[index]
         assert model.read_bytes().startswith(b"ply\n")
@@ -220,8 +243,9 @@ def test_webhook_brings_ready_and_the_model_while_polling_sleeps(
             ("READY", 200),
             ("ERROR", 200),
         }
-        # One listing right after the uploads, then the poller slept: the webhook did the rest.
-        assert emulator.stats.count("api", "GET", "/api/v1/captures") <= 2
+        # One listing right after the uploads, then the poller slept: the webhooks did the
+        # rest, each checked with one listing of its own.
+        assert emulator.stats.count("api", "GET", "/api/v1/captures") <= 4
 
         # A forged delivery is refused and changes nothing.
         eid = str(row["eid"])

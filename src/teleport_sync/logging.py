@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -81,6 +82,19 @@ class Redactor:
 
 # One process-wide redactor: the API client registers tokens with it as they are issued.
 REDACTOR = Redactor()
+
+
+def redact_url(url: object) -> str:
+    """The URL without its query string: presigned signatures live there."""
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def storable_url(url: str | None) -> str | None:
+    """A URL fit for the journal: without its query when that carries a signature or token."""
+    if not url:
+        return None
+    return url if REDACTOR.redact(url) == url else redact_url(url)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:

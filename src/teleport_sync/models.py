@@ -180,6 +180,14 @@ class CaptureOutput(_Response):
     share_video_url: str | None = None
     is_public: bool = False
 
+    @property
+    def failure_reason(self) -> str:
+        """Why the server failed the capture: its slug first (scripts match on it), then its
+        words."""
+        slug = self.error_reason_slug or self.error_reason
+        words = self.state_description
+        return ": ".join(x for x in (slug, words) if x) or "no reason given"
+
     @field_validator("created", "uploaded")
     @classmethod
     def _assume_utc(cls, value: datetime | None) -> datetime | None:

@@ -30,6 +30,7 @@ from ..models import (
     UploadedPart,
     UploadUrlOutput,
 )
+from ..private import private_dirs, private_file
 from ..retry import (
     Clock,
     Pacer,
@@ -352,7 +353,7 @@ class TeleportClient:
         absent. Memory stays flat: 1 MiB blocks go straight to the file.
         """
         doing = f"downloading {redact_url(url)}"
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(destination.parent)  # [results] mode, if set, opens them up afterwards
         partial = destination.with_name(destination.name + ".part")
         # What the .part holds (URL without its signature, and size): a .part of another file,
         # e.g. the model of an earlier capture of a replaced input, is never continued.
@@ -360,6 +361,7 @@ class TeleportClient:
         holds = f"{redact_url(url)} {expected_size}"
         if partial.exists() and (not origin.exists() or origin.read_text() != holds):
             partial.unlink()
+        private_file(origin)
         origin.write_text(holds)
         size = _call_with_retries(
             lambda: _download_into(self.storage, url, partial, expected_size, doing),
@@ -404,7 +406,9 @@ def _download_into(
                 answer.read()
                 raise error_for(answer, doing)
             start = _resume_offset(answer, have)
-            with partial.open("r+b" if start and partial.exists() else "wb") as out:
+            if not partial.exists():
+                private_file(partial)
+            with partial.open("r+b") as out:
                 out.seek(start)
                 out.truncate()
                 for block in answer.iter_bytes(1 << 20):

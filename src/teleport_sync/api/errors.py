@@ -1,26 +1,23 @@
 """The API's errors, typed by what a caller should do about them, and what the server said.
 
 Kept apart from the client so the OAuth2 flow (`oauth.py`) and the client (`api.py`) can both
-raise them; `api` re-exports every name here.
+raise them; `api` re-exports every name here. `redact_url` lives with the other redaction
+(`logging`) and is handed on from here.
 """
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from urllib.parse import urlsplit
 
 import httpx
 import pydantic
 
+from ..logging import redact_url
 from ..models import HTTPValidationError
 from ..retry import RETRYABLE_STATUS, RetryableError, parse_retry_after
 
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL without its query string: presigned signatures live there."""
-    parts = urlsplit(str(url))
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+__all__ = ["redact_url"]  # re-exported: the API's callers strip signed queries with it
 
 
 class ApiError(Exception):

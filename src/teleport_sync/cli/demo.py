@@ -35,6 +35,7 @@ def _table(rows: list[dict[str, object]]) -> Table:
         history = " → ".join(
             f"{h['state']} (webhook)" if h.get("source") == "webhook" else str(h["state"])
             for h in row["state_history"]  # type: ignore[union-attr]
+            if h["applied"]
         )
         by_profile: dict[str, list[str]] = row.get("results_by_profile") or {}  # type: ignore[assignment]
         results = ", ".join(by_profile)

@@ -62,9 +62,10 @@ class FolderActions:
                 **retry,
             )
 
-    def run_for(self, record: FileRecord) -> None:
+    def run_for(self, record: FileRecord) -> bool:
+        """The capture's due actions (see `Actions.run_for`); True when all are done."""
         folder = folder_for(self.settings, Path(record.path))
-        self._by_folder[folder.path if folder is not None else None].run_for(record)
+        return self._by_folder[folder.path if folder is not None else None].run_for(record)
 
 
 def open_journal(settings: Settings) -> Journal:

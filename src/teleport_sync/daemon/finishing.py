@@ -67,10 +67,10 @@ class Finishing:
         self._renaming.start()
 
     def on_terminal(self, record: FileRecord) -> None:
+        """A capture ended (heard by the poller or a webhook, checked by the journal's state
+        machine): its actions, then, once every one is done, its notification."""
         with self._terminal_lock:
-            self.actions.run_for(record)
-            # After the actions: a `ready` notification names the downloaded models.
-            self.events.capture_ended(self.journal.get(record.id))
+            self._finish(record)
         self._report_status()
 
     def on_terminal_soon(self, record: FileRecord) -> None:
@@ -78,22 +78,22 @@ class Finishing:
 
         def run() -> None:
             try:
-                self.on_terminal(self._with_sid(record))
+                self.on_terminal(record)
             except Exception:  # logged; the periodic retry of pending actions picks it up
                 log.exception("actions after a webhook failed", path=record.path)
 
         threading.Thread(target=run, name="webhook-actions", daemon=True).start()
 
-    def _with_sid(self, record: FileRecord) -> FileRecord:
-        """A webhook that named no share id: ask for it, as the download needs it."""
-        if record.sid or not record.eid or (record.capture_state or "").upper() != "READY":
-            return record
-        capture = self.client.find_capture(record.eid)
-        if capture is not None and capture.sid:
-            self.journal.record_state(record.id, record.capture_state or "READY", capture.sid)
-        return self.journal.get(record.id)
-
     def retry_pending_actions(self) -> None:
-        """Actions that failed (results dir not writable, API down) get another go."""
+        """Actions that failed (results dir not writable, API down) get another go, and a
+        notification a crash left unsent goes out once its actions are done."""
         for record in self.journal.terminal():
-            self.actions.run_for(record)
+            if "notify" in record.actions_done:
+                continue
+            with self._terminal_lock:
+                self._finish(record)
+
+    def _finish(self, record: FileRecord) -> None:
+        if self.actions.run_for(record):
+            # After the actions: a `ready` notification names the downloaded models.
+            self.events.capture_ended(self.journal.get(record.id))

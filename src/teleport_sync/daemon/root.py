@@ -123,7 +123,11 @@ class Daemon:
             self.console.start(self.settings.web)
             try:
                 # First: a port already taken is a configuration error, before any work starts.
-                self.events.start(self.finishing.on_terminal_soon)
+                self.events.start(
+                    self.finishing.on_terminal_soon,
+                    verify=parts.client.find_capture,
+                    on_unverified=self.poller.wake.set,
+                )
                 return self._run_threads()
             finally:
                 self.console.stop()

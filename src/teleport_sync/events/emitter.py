@@ -20,6 +20,7 @@ from ..config import ConfigError, Settings
 from ..journal import FileRecord, Journal, UploadState
 from ..journal.states import is_lost_journal_hold
 from ..logging import REDACTOR, get_logger
+from ..models import CaptureOutput
 from ..timestamps import seconds_since, utc_seconds
 from . import payloads
 from .outbox import Deliverer, NotifyMetrics, Outbox
@@ -67,8 +68,17 @@ class EventHub:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, on_terminal: Callable[[FileRecord], None]) -> None:
-        """Start the receiver (if `[webhooks] listen`) and the sender (if `[[notify]]`)."""
+    def start(
+        self,
+        on_terminal: Callable[[FileRecord], None],
+        *,
+        verify: Callable[[str], CaptureOutput | None],
+        on_unverified: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Start the receiver (if `[webhooks] listen`) and the sender (if `[[notify]]`).
+
+        Deliveries are checked with `verify` (the capture as the API lists it); when the API
+        cannot be asked, `on_unverified` (the poller's wake) hands the check on."""
         hooks = self.settings.webhooks
         if hooks.listen:
             if hooks.secret is None:
@@ -80,7 +90,9 @@ class EventHub:
                     hooks.listen,
                     hooks.path,
                     secret,
-                    lambda delivery: apply_delivery(self.journal, delivery, on_terminal),
+                    lambda delivery: apply_delivery(
+                        self.journal, delivery, verify, on_terminal, on_unverified
+                    ),
                     on_outcome=lambda outcome: self.webhook_outcomes.labels(outcome).inc(),
                 )
             except OSError as exc:
@@ -136,7 +148,7 @@ class EventHub:
         # The server's reason for a failure (poller and webhook both keep it in `error`).
         reason = (record.error or record.capture_state) if kind == "failed" else None
         viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
-        history = self.journal.state_history(record.id)
+        history = self.journal.state_history(record.id, taken_only=True)
         event = payloads.capture_ended(record, history, reason=reason, viewer_url=viewer)
         self.outbox.emit(event, file_id=record.id)
 
@@ -162,17 +174,17 @@ class EventHub:
             self.outbox.emit(payloads.rejected(record), file_id=record.id)
 
     def sweep(self) -> None:
-        """Queue what a crash or an old version left out (start-up, after pending actions).
+        """Queue the `rejected` notifications a crash or an old version left out (start-up).
 
-        A file held because the journal is new to its folder is not rejected: it waits for
-        `approve`, and `status`/`health` show it as held (no `rejected` notification)."""
+        An ended capture's notification waits for its actions (`daemon.finishing`), whose
+        retry pass sends what a crash left out. A file held because the journal is new to its
+        folder is not rejected: it waits for `approve`, and `status`/`health` show it as held
+        (no `rejected` notification)."""
         for record in self.journal.needing_notification():
             if is_lost_journal_hold(record.upload_state, record.error):
                 continue
             if record.upload_state == UploadState.REJECTED:
                 self.outbox.emit(payloads.rejected(record), file_id=record.id)
-            else:
-                self.capture_ended(record)
 
     def auth_result(self, error: str | None) -> None:
         """Authentication failed (`error`) or worked (None); notify on the changes only."""
@@ -201,7 +213,7 @@ class EventHub:
                 record.capture_state or ""
             ).upper() != "PROCESSING" or record.eid in self._stuck_seen:
                 continue
-            history = self.journal.state_history(record.id)
+            history = self.journal.state_history(record.id, taken_only=True)
             since = str(history[-1]["observed_at"]) if history else record.updated_at
             seconds = seconds_since(since, now)
             if seconds >= limit:

@@ -4,24 +4,39 @@ Teleport POSTs `{"eid", "sid", "state": "READY" | "ERROR", "error_reason"}` with
 `X-Teleport-Signature`, an HMAC-SHA256 of the raw body under the organisation's signing secret.
 The signature is checked over the raw bytes, in constant time, before anything is parsed. The
 webhook fires for every capture of the organisation: unknown eids are answered 200 and ignored.
-Deliveries are idempotent (a state already journaled changes nothing), and the poller stays the
-reconciler for deliveries that never arrive.
+
+A delivery is a hint, never the truth: signatures carry no time or nonce, so any delivery ever
+captured can be replayed. One that agrees with the journal changes nothing; one that disagrees
+is checked against the API (the capture as the listing shows it), and only what the API says
+goes through the journal's state machine (`journal.states.judge_capture_state`), share id and
+failure reason included. A delivery for a file whose upload has not completed here moves
+nothing. Every delivery that moved nothing is kept in the state history with why. The poller
+stays the reconciler for deliveries that never arrive or cannot be checked.
+
+The receiver bounds what a client can hold: each connection has `request_seconds` in all to
+send its request, and at most `max_connections` are open at once (a new one closes the oldest
+that is still sending), so a flood of slow clients cannot keep a delivery out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..journal import FileRecord, Journal
+from ..api.errors import ApiError
+from ..journal import FileRecord, Journal, Source, UploadState
+from ..journal.states import NOT_UPLOADED_YET
 from ..logging import get_logger
-from ..models import is_terminal
+from ..models import CaptureOutput, is_terminal
 
 log = get_logger("teleport_sync.webhooks")
 
@@ -82,34 +97,121 @@ def _same_state(journaled: str | None, heard: str) -> bool:
 
 
 def apply_delivery(
-    journal: Journal, delivery: Delivery, on_terminal: Callable[[FileRecord], None]
+    journal: Journal,
+    delivery: Delivery,
+    verify: Callable[[str], CaptureOutput | None],
+    on_terminal: Callable[[FileRecord], None],
+    on_unverified: Callable[[], None] = lambda: None,
 ) -> str:
-    """Journal what the webhook says; returns `ignored`, `duplicate` or `applied`."""
+    """Journal what a delivery is worth; returns the outcome answered to the sender:
+    `ignored` (not our capture), `duplicate` (the journal agrees), `applied` (the API confirmed
+    it and the capture moved), `refused` (it moved nothing; the history says why) or
+    `unverified` (the API could not be asked; the poller is woken to do it)."""
     record = journal.by_eid(delivery.eid)
     if record is None:
         return "ignored"  # another station's or person's capture
     if _same_state(record.capture_state, delivery.state):
-        if delivery.sid and not record.sid:
-            journal.record_state(record.id, record.capture_state or delivery.state, delivery.sid)
         return "duplicate"
-    journal.record_state(record.id, delivery.state, delivery.sid, source="webhook")
-    if delivery.state.upper() in FAILED_STATES:
-        journal.record_capture_error(record.id, delivery.error_reason or "no reason given")
-    log.info(
-        "capture state",
-        path=record.path,
-        eid=delivery.eid,
-        state=delivery.state,
-        source="webhook",
-        reason=delivery.error_reason,
-    )
-    if is_terminal(delivery.state):
+    if record.upload_state != UploadState.UPLOADED:
+        journal.note_state(record.id, delivery.state, Source.WEBHOOK, NOT_UPLOADED_YET)
+        return _refused(record, delivery, NOT_UPLOADED_YET)
+    try:
+        capture = verify(delivery.eid)
+    except ApiError as exc:
+        note = f"not checked with the API ({exc}); the poller will ask"
+        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
+        log.warning("webhook not checked with the API", eid=delivery.eid, error=str(exc))
+        on_unverified()
+        return "unverified"
+    if capture is None:
+        note = "the API does not list this capture"
+        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
+        return _refused(record, delivery, note)
+    verdict = journal.observe_reported(record.id, capture, Source.WEBHOOK)
+    if verdict.applied and is_terminal(capture.state):
         on_terminal(journal.get(record.id))
+    if not _same_state(capture.state, delivery.state):
+        note = f"the API says {capture.state}"
+        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
+        return _refused(record, delivery, note)
+    if not verdict.applied:
+        return _refused(record, delivery, verdict.note or "nothing to change")
+    log.info(
+        "capture state", path=record.path, eid=delivery.eid, state=capture.state, source="webhook"
+    )
     return "applied"
 
 
+def _refused(record: FileRecord, delivery: Delivery, why: str) -> str:
+    log.info(
+        "webhook moved nothing", path=record.path, eid=delivery.eid, state=delivery.state, why=why
+    )
+    return "refused"
+
+
+# A delivery is a few hundred bytes: Teleport sends it in milliseconds. A client still sending
+# after this long is slow on purpose, or broken; either way it gives its place up.
+REQUEST_SECONDS = 10.0
+MAX_CONNECTIONS = 64
+
+
+class _Connections:
+    """The connections still sending their request, and when each must be done.
+
+    A connection over its time, or the oldest one when a new one would pass the limit, is shut
+    down (the handler's read then ends): a slow client cannot hold a thread, and a flood of them
+    cannot keep out a delivery, which arrives, is read and leaves this table in milliseconds."""
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
+        self.limit, self.seconds, self._clock = limit, seconds, clock
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, sock: socket.socket) -> None:
+        with self._lock:
+            while len(self._deadlines) >= self.limit:
+                oldest = min(self._deadlines, key=self._deadlines.__getitem__)
+                self._drop(oldest, "too many connections still sending")
+            self._deadlines[sock] = self._clock() + self.seconds
+
+    def sent(self, sock: socket.socket) -> None:
+        """The request is read (or the connection ended): no deadline any more."""
+        with self._lock:
+            self._deadlines.pop(sock, None)
+
+    def reap(self) -> float:
+        """Shut down the connections past their time; seconds until the next deadline."""
+        now = self._clock()
+        with self._lock:
+            for sock, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    self._drop(sock, "request not sent in time")
+            upcoming = min(self._deadlines.values(), default=now + self.seconds)
+        return max(0.05, upcoming - now)
+
+    def _drop(self, sock: socket.socket, why: str) -> None:
+        del self._deadlines[sock]
+        log.info("webhook connection closed", why=why, seconds=self.seconds)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    connections: _Connections
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections.admit(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.sent(request)
+        super().shutdown_request(request)
+
+
 class WebhookReceiver:
-    """A threaded HTTP server on `listen` that takes POSTs on `path` only."""
+    """A threaded HTTP server on `listen` that takes POSTs on `path` only, bounded as the
+    module says (`request_seconds`, `max_connections`)."""
 
     def __init__(
         self,
@@ -119,14 +221,20 @@ class WebhookReceiver:
         apply: Callable[[Delivery], str],
         *,
         on_outcome: Callable[[str], None] | None = None,
+        request_seconds: float = REQUEST_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         host, _, port = listen.rpartition(":")
         handler = _handler_class(path, secret.encode(), apply, on_outcome or (lambda _o: None))
-        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), handler)
-        self._server.daemon_threads = True
+        handler.timeout = request_seconds
+        self._server = _Server((host.strip("[]"), int(port)), handler)
+        self._server.connections = _Connections(max_connections, request_seconds, clock)
+        self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhooks", daemon=True
         )
+        self._reaper = threading.Thread(target=self._reap, name="webhooks-reaper", daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -135,12 +243,20 @@ class WebhookReceiver:
 
     def start(self) -> None:
         self._thread.start()
+        self._reaper.start()
         log.info("receiving webhooks", address=f"{self.address[0]}:{self.address[1]}")
 
+    def _reap(self) -> None:
+        while not self._stop.wait(self._server.connections.reap()):
+            pass
+
     def close(self) -> None:
+        self._stop.set()
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+        if self._reaper.is_alive():
+            self._reaper.join(timeout=5)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -148,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     server_version = "teleport-sync"
     sys_version = ""
-    timeout = 15  # seconds a client may take to send its request: no thread held forever
+    timeout = REQUEST_SECONDS  # per read; the whole request is bounded by `_Connections`
     route = "/"
     secret = b""
 
@@ -191,7 +307,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is left unread
             self._answer(413, "too_large", f"bodies over {MAX_BODY_BYTES} bytes are refused")
             return None
-        return self.rfile.read(int(length))
+        body = self.rfile.read(int(length))
+        self.server.connections.sent(self.connection)  # type: ignore[attr-defined]
+        return body
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != self.route:

@@ -36,7 +36,7 @@ from .report import ReportMixin
 from .results import ResultsMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION, _migrate_v5_events
 from .sightings import SightingsMixin
-from .states import MOVES, IllegalMove, UploadState
+from .states import MOVES, IllegalMove, Source, UploadState, Verdict
 
 
 class Journal(
@@ -66,8 +66,10 @@ __all__ = [
     "JournalRowError",
     "OutboxRow",
     "PartRecord",
+    "Source",
     "UnreadableRow",
     "UploadState",
+    "Verdict",
     "_migrate_v5_events",
     "shown",
     "shown_path",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..models import FileIdentity
+from ..private import private_dirs, private_file, tighten_path
 from ..timestamps import utc_now
 from .records import FileRecord
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -88,7 +89,8 @@ class BaseJournal:
     def __init__(self, path: Path, *, check_integrity: bool = True) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(path.parent)
+            private_file(path)  # SQLite gives its -wal and -shm the journal's own mode
             conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(
@@ -102,6 +104,8 @@ class BaseJournal:
         try:
             self._conn.execute("PRAGMA busy_timeout = 30000")
             self._conn.execute("PRAGMA journal_mode = WAL")
+            for suffix in ("-wal", "-shm"):  # left by an older version, or made under umask 022
+                tighten_path(path.with_name(path.name + suffix))
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             if check_integrity:

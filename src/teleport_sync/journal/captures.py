@@ -2,57 +2,150 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
+from ..logging import storable_url
+from ..models import CaptureOutput, is_failed, is_terminal
 from .base import BaseJournal, shown, utc_now
 from .records import FileRecord
-from .states import UploadState
+from .states import FAILED_STATES, SEEN, Source, UploadState, Verdict, judge_capture_state
+
+
+def history_entry(row: Any) -> dict[str, Any]:
+    """A `state_history` row as `status --json` shows it."""
+    return {
+        "state": row["state"],
+        "observed_at": row["observed_at"],
+        "source": row["source"],
+        "applied": bool(row["applied"]),
+        "note": row["note"],
+    }
+
+
+def seen_in(
+    conn: sqlite3.Connection,
+    file_id: int,
+    eid: str | None,
+    state: str,
+    source: Source,
+    note: str | None,
+) -> None:
+    """A heard state that moved nothing, kept in the history with why. Once per (state,
+    source, why): a delivery replayed for ever adds one line."""
+    known = conn.execute(
+        "SELECT 1 FROM state_history WHERE file_id = ? AND eid IS ? AND state = ? "
+        "AND source IS ? AND applied = 0 AND note IS ?",
+        (file_id, eid, state, source, note),
+    ).fetchone()
+    if known is None:
+        conn.execute(
+            "INSERT INTO state_history (file_id, eid, state, observed_at, source, applied, note) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (file_id, eid, state, utc_now(), source, note),
+        )
+
+
+def observe_in(
+    conn: sqlite3.Connection,
+    file_id: int,
+    state: str,
+    source: Source,
+    sid: str | None = None,
+    error: str | None = None,
+    viewer_url: str | None = None,
+) -> Verdict:
+    """`CapturesMixin.observe_capture` inside the caller's transaction (completion uses it
+    in the same transaction that marks the file uploaded)."""
+    row = conn.execute(
+        "SELECT upload_state, capture_state, eid FROM files WHERE id = ?", (file_id,)
+    ).fetchone()
+    verdict = judge_capture_state(row["upload_state"], row["capture_state"], state, source)
+    now = utc_now()
+    if verdict.outcome == SEEN:
+        seen_in(conn, file_id, row["eid"], state, source, verdict.note)
+        return verdict
+    if verdict.applied:
+        conn.execute(
+            "INSERT INTO state_history (file_id, eid, state, observed_at, source, applied) "
+            "VALUES (?, ?, ?, ?, ?, 1)",
+            (file_id, row["eid"], state, now, source),
+        )
+        conn.execute(
+            "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
+            (state, now, file_id),
+        )
+        if state.upper() in FAILED_STATES:
+            conn.execute(
+                "UPDATE files SET error = ? WHERE id = ?",
+                (shown(error or "no reason given"), file_id),
+            )
+    # What the API said alongside a state the row holds (now, or already): its share id and
+    # viewer link. Never from a webhook's body: callers pass only what the API answered.
+    if sid is not None:
+        conn.execute("UPDATE files SET sid = ? WHERE id = ?", (sid, file_id))
+    if viewer_url is not None:
+        conn.execute("UPDATE files SET viewer_url = ? WHERE id = ?", (viewer_url, file_id))
+    return verdict
 
 
 class CapturesMixin(BaseJournal):
     """Capture states as heard (poll, webhook, the user), and who still awaits one."""
 
+    def observe_capture(
+        self,
+        file_id: int,
+        state: str,
+        *,
+        source: Source,
+        sid: str | None = None,
+        error: str | None = None,
+        viewer_url: str | None = None,
+    ) -> Verdict:
+        """A capture state heard from `source`, moved (or not) by `states.judge_capture_state`.
+
+        Applied: the history gains the state and the row takes it, with what came with it from
+        the API (`sid`, the failure's `error`, `viewer_url`). Seen: the history keeps it with
+        the note saying why it moved nothing; the row is left as it was. Duplicate: nothing."""
+        with self._transaction() as conn:
+            return observe_in(conn, file_id, state, source, sid, error, viewer_url)
+
+    def observe_reported(self, file_id: int, capture: CaptureOutput, source: Source) -> Verdict:
+        """What the API reported of a capture (a listing's entry), through `observe_capture`:
+        its state, share id, viewer link once it ended (never a signed query), and for a
+        failure the server's reason."""
+        return self.observe_capture(
+            file_id,
+            capture.state,
+            source=source,
+            sid=capture.sid,
+            error=capture.failure_reason if is_failed(capture.state) else None,
+            viewer_url=storable_url(capture.viewer_url) if is_terminal(capture.state) else None,
+        )
+
+    def note_state(self, file_id: int, state: str, source: Source, note: str) -> None:
+        """A state heard but not taken (a webhook the API did not confirm): history only."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT eid FROM files WHERE id = ?", (file_id,)).fetchone()
+            seen_in(conn, file_id, row["eid"], state, source, note)
+
     def record_state(
         self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None
     ) -> bool:
-        """Append `state` to the history if it differs from the last one; keep `sid`.
+        """`observe_capture` for callers that only care whether the capture moved."""
+        heard = Source(source) if source else Source.POLL
+        return self.observe_capture(file_id, state, source=heard, sid=sid).applied
 
-        `source` says how it was heard (`poll`, `webhook`)."""
-        with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT capture_state, eid, sid FROM files WHERE id = ?", (file_id,)
-            ).fetchone()
-            changed = row["capture_state"] != state
-            now = utc_now()
-            if changed:
-                conn.execute(
-                    "INSERT INTO state_history (file_id, eid, state, observed_at, source) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (file_id, row["eid"], state, now, source),
-                )
-                conn.execute(
-                    "UPDATE files SET capture_state = ?, updated_at = ? WHERE id = ?",
-                    (state, now, file_id),
-                )
-            if sid is not None and sid != row["sid"]:
-                conn.execute("UPDATE files SET sid = ? WHERE id = ?", (sid, file_id))
-        return changed
-
-    def record_capture_error(self, file_id: int, reason: str) -> None:
-        """Why the server failed the capture (its error reason slug), in the row's `error`."""
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
-                (shown(reason), utc_now(), file_id),
-            )
-
-    def state_history(self, file_id: int) -> list[dict[str, str | None]]:
+    def state_history(self, file_id: int, *, taken_only: bool = False) -> list[dict[str, Any]]:
+        """Every state heard for the file, oldest first; `applied` false for those seen only
+        (left out with `taken_only`: the states the capture really went through)."""
+        taken = " AND applied = 1" if taken_only else ""
         rows = self._query(
-            "SELECT state, observed_at, source FROM state_history WHERE file_id = ? ORDER BY id",
+            "SELECT state, observed_at, source, applied, note FROM state_history "
+            f"WHERE file_id = ?{taken} ORDER BY id",
             (file_id,),
         )
-        return [
-            {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
-            for r in rows
-        ]
+        return [history_entry(r) for r in rows]
 
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
@@ -77,7 +170,7 @@ class CapturesMixin(BaseJournal):
         rows = self._query("SELECT id, path, upload_state FROM files WHERE eid = ?", (eid,))
         for row in rows:
             if row["upload_state"] == UploadState.UPLOADED:
-                self.record_state(row["id"], "DELETED", source="user")
+                self.observe_capture(row["id"], "DELETED", source=Source.USER)
             self.add_event(row["id"], "capture-deleted", f"capture {eid} deleted by the user")
         return [r["path"] for r in rows]
 

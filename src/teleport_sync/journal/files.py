@@ -6,9 +6,10 @@ import sqlite3
 
 from ..models import FileIdentity
 from .base import BaseJournal, _db_path, _identity_columns, _py_path, shown, utc_now
+from .captures import observe_in
 from .records import FileRecord
 from .results import _FORGET_RESULTS
-from .states import UploadState, check_move
+from .states import Source, UploadState, check_move
 
 # Each transition below checks the row's current state against `states.MOVES` in the same
 # transaction that moves it (`_move`), so the state machine has this one owner.
@@ -205,7 +206,10 @@ class FilesMixin(BaseJournal):
                 (UploadState.UPLOADING, utc_now(), file_id),
             )
 
-    def mark_uploaded(self, file_id: int) -> None:
+    def mark_uploaded(self, file_id: int, state: str | None = None, sid: str | None = None) -> None:
+        """The server acknowledged the upload: the file is `uploaded`, and the capture state
+        its answer gave (`state`, `sid`) is journaled in the same transaction, so processing
+        outcomes heard from then on apply (`states.judge_capture_state`)."""
         with self._transaction() as conn:
             self._move(conn, file_id, UploadState.UPLOADED)
             conn.execute(
@@ -213,6 +217,8 @@ class FilesMixin(BaseJournal):
                        next_attempt_at = NULL, updated_at = ? WHERE id = ?""",
                 (UploadState.UPLOADED, utc_now(), file_id),
             )
+            if state is not None:
+                observe_in(conn, file_id, state, Source.UPLOAD, sid)
 
     def mark_failed(self, file_id: int, error: str, next_attempt_at: str | None = None) -> None:
         """A failure worth retrying later (network, server, permissions the user can fix)."""

@@ -12,7 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from . import JournalError
+from ..private import private_dirs, tighten
+from .base import JournalError
 
 
 class JournalBusy(JournalError):
@@ -41,8 +42,9 @@ class JournalLock:
         """Take the lock or raise JournalBusy (naming the holder's pid) or JournalUnwritable."""
         folder = self.path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dirs(folder)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            tighten(fd)
         except OSError as exc:
             raise JournalUnwritable(
                 f"cannot write beside the journal {self.journal_path} ({self.path}: "

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .base import BaseJournal, _py_path
+from .captures import history_entry
 
 
 class ReportMixin(BaseJournal):
@@ -22,13 +23,12 @@ class ReportMixin(BaseJournal):
             """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
                FROM files f ORDER BY f.id"""
         )
-        history: dict[int, list[dict[str, str | None]]] = {}
+        history: dict[int, list[dict[str, Any]]] = {}
         for r in self._query(
-            "SELECT file_id, state, observed_at, source FROM state_history ORDER BY id"
+            "SELECT file_id, state, observed_at, source, applied, note FROM state_history "
+            "ORDER BY id"
         ):
-            history.setdefault(r["file_id"], []).append(
-                {"state": r["state"], "observed_at": r["observed_at"], "source": r["source"]}
-            )
+            history.setdefault(r["file_id"], []).append(history_entry(r))
         sightings = {
             _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
             for r in self._query("SELECT * FROM sightings")

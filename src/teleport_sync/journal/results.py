@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import json
 
-from .base import BaseJournal, utc_now
+from .base import BaseJournal, _db_path, _py_path, utc_now
+
+
+def _overlap(folder: str, claims: dict[str, str]) -> tuple[str, str] | None:
+    """(claimed folder, its input's path) for a claim that is `folder`, holds it, or lies in
+    it; None when `folder` is free."""
+    for claimed, path in claims.items():
+        if (
+            claimed == folder
+            or claimed.startswith(folder + "/")
+            or folder.startswith(claimed + "/")
+        ):
+            return claimed, path
+    return None
+
+
+def _beside(folder: str, claimed: str, tag: str) -> str:
+    """`folder` moved off `claimed`: the name that meets it gets `.tag` (`x.zip` ->
+    `x.zip.TAG`; below a claimed `x.zip`, `x.zip.TAG/ply`)."""
+    if folder.startswith(claimed + "/"):
+        return f"{claimed}.{tag}{folder[len(claimed) :]}"
+    return f"{folder}.{tag}"
+
 
 # Clears what `_migrate_v7_results` added, for a file that starts over.
 _FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths = '[]',
@@ -54,6 +76,40 @@ class ResultsMixin(BaseJournal):
                 (error, next_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "result_error", error)
+
+    def claim_result_dir(self, file_id: int, wanted: str, tag: str) -> tuple[str, str | None]:
+        """The one folder this file's models go to: its own claim if it has one, else `wanted`,
+        unless another row claims it (or a folder inside or around it): then the name that
+        meets the other claim gets `.tag` (the eid; `.tag.2`, ... if that is taken too).
+        Returns (folder, the path of the input it collided with, or None).
+
+        Claimed in one transaction, so two captures can never be handed the same folder; a
+        new version of the same input keeps its folder (its models replace its own)."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT result_dir FROM files WHERE id = ?", (file_id,)).fetchone()
+            if row["result_dir"]:
+                return _py_path(row["result_dir"]), None
+            claims = {
+                _py_path(r["result_dir"]): _py_path(r["path"])
+                for r in conn.execute(
+                    "SELECT result_dir, path FROM files WHERE result_dir IS NOT NULL AND id != ?",
+                    (file_id,),
+                )
+            }
+            chosen, first = wanted, _overlap(wanted, claims)
+            number = 1
+            while (met := _overlap(chosen, claims)) is not None:
+                # Each step leaves one claim behind for good: at most one step per claim.
+                chosen = _beside(chosen, met[0], tag if number == 1 else f"{tag}.{number}")
+                number += 1
+            conn.execute(
+                "UPDATE files SET result_dir = ? WHERE id = ?", (_db_path(chosen), file_id)
+            )
+            if first is not None:
+                self._event(
+                    conn, file_id, "results-folder", f"{wanted} is {first[1]}'s; using {chosen}"
+                )
+            return chosen, first[1] if first is not None else None
 
     def record_viewer_url(self, file_id: int, url: str | None) -> None:
         with self._transaction() as conn:

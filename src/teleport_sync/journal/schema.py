@@ -7,7 +7,9 @@ sqlite-utils is imported only when a schema is built).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 
@@ -197,6 +199,22 @@ def _migrate_v8_discards(db: Any) -> None:
     )
 
 
+def _migrate_v9_lifecycle(db: Any) -> None:
+    # The capture state machine (states.judge_capture_state): a heard state that moved nothing
+    # (too early, a replay, a rollback) is kept in the history as seen, with why. And each row
+    # claims the one results folder its capture's models go to, so two inputs never share one.
+    db.execute("ALTER TABLE state_history ADD COLUMN applied INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE state_history ADD COLUMN note TEXT")
+    db.execute("ALTER TABLE files ADD COLUMN result_dir TEXT")
+    # Rows that downloaded before claims existed claim the folder they used:
+    # `<folder>/<profile>/<file>`, so a new capture is never handed it.
+    for row in db.execute("SELECT id, results_by_profile FROM files").fetchall():
+        paths = [p for ps in json.loads(row[1] or "{}").values() for p in ps]
+        if paths:
+            folder = str(PurePath(paths[0]).parent.parent)
+            db.execute("UPDATE files SET result_dir = ? WHERE id = ?", (folder, row[0]))
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -207,5 +225,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v6_control,
     _migrate_v7_results,
     _migrate_v8_discards,
+    _migrate_v9_lifecycle,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

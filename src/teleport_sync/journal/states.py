@@ -1,4 +1,9 @@
-"""A file's upload state, and the only moves between states the journal will make.
+"""A file's states, and the only moves between them the journal will make (DESIGN §3a).
+
+Two machines, one owner: a file's upload state (`UploadState`, `MOVES`: below) and its
+capture's state as the server reports it (`judge_capture_state`, further down). Every path that
+moves either (the upload steps, the poller, webhooks, `captures delete`) goes through the
+journal, which asks this module inside the transaction that makes the move.
 
 The journal's `FilesMixin` owns every transition: it checks each move against `MOVES` inside the
 transaction that makes it, so no caller can put a row into a state it cannot leave correctly
@@ -16,6 +21,7 @@ transaction that makes it, so no caller can put a row into a state it cannot lea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -73,3 +79,102 @@ DELETED_STATE = "DELETED"
 def is_lost_journal_hold(upload_state: str, error: str | None) -> bool:
     """Is this row a file held because the journal is new to its folder?"""
     return upload_state == UploadState.REJECTED and (error or "").startswith(LOST_JOURNAL_HOLD)
+
+
+# -- the capture's state, as the server reports it ---------------------------------------------
+
+
+class Source(StrEnum):
+    """How a capture state was heard. Stored in `state_history.source`, shown by `status`."""
+
+    UPLOAD = "upload"  # the answer to this station's own `/uploaded` (or its reconciliation)
+    POLL = "poll"  # the API's listing, asked by the poller
+    WEBHOOK = "webhook"  # a signed delivery, checked against the API before it counts
+    USER = "user"  # `captures delete`
+
+
+APPLIED, DUPLICATE, SEEN = "applied", "duplicate", "seen"
+
+# Where a known state stands in a capture's life; a state never moves to a lower rank. Unknown
+# states rank with PROCESSING: recorded and followed, never taken for an ending.
+_RANKS = {"CREATED": 0, "UPLOADING": 1, "UPLOADED": 2, "PROCESSING": 3}
+_TERMINAL_RANK = 4
+NOT_UPLOADED_YET = "the upload has not completed here yet; the upload goes on"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the journal does with a heard state: `applied` (the capture moved), `duplicate`
+    (it is already there: nothing is written) or `seen` (kept in the history with `note`
+    saying why it moved nothing)."""
+
+    outcome: str
+    note: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == APPLIED
+
+
+def _outcome(state: str | None) -> str | None:
+    """READY, FAILED (also ERROR, the webhooks' name) or DELETED; None while not ended."""
+    upper = (state or "").upper()
+    if upper in READY_STATES:
+        return "READY"
+    if upper in FAILED_STATES:
+        return "FAILED"
+    return "DELETED" if upper == DELETED_STATE else None
+
+
+def _rank(state: str) -> int:
+    if _outcome(state) is not None:
+        return _TERMINAL_RANK
+    return _RANKS.get(state.upper(), _RANKS["PROCESSING"])
+
+
+def judge_capture_state(
+    upload_state: str, current: str | None, heard: str, source: Source
+) -> Verdict:
+    """May a capture whose file is in `upload_state`, last seen `current`, move to `heard`?
+
+    The table (a move it lacks is `seen`: recorded in the history, changing nothing):
+
+    | the row                         | heard                              | verdict   |
+    |---------------------------------|------------------------------------|-----------|
+    | not `uploaded` yet              | any state, from this upload        | applied   |
+    | not `uploaded` yet              | any state, from a poll or webhook  | seen      |
+    | any                             | the state it is in (any case)      | duplicate |
+    | `uploaded`, not ended           | a later state, an unknown one,     | applied   |
+    |                                 | READY, FAILED/ERROR                |           |
+    | `uploaded`, not ended           | an earlier state                   | seen      |
+    | READY                           | anything but a deletion            | seen      |
+    | FAILED/ERROR                    | READY, from the API (poll, or a    | applied   |
+    |                                 | webhook checked against the API)   |           |
+    | FAILED/ERROR                    | anything else but a deletion       | seen      |
+    | `uploaded`, any                 | DELETED, from the user             | applied   |
+    | DELETED                         | anything                           | seen      |
+    """
+    ended = _outcome(current)
+    if current is not None and (
+        current.upper() == heard.upper() or (ended is not None and ended == _outcome(heard))
+    ):
+        return Verdict(DUPLICATE)
+    if upload_state != UploadState.UPLOADED:
+        if source is Source.UPLOAD:
+            return Verdict(APPLIED)
+        return Verdict(SEEN, NOT_UPLOADED_YET)
+    if ended == "DELETED":
+        return Verdict(SEEN, "the capture was deleted from the account")
+    if _outcome(heard) == "DELETED":
+        if source is Source.USER:
+            return Verdict(APPLIED)
+        return Verdict(SEEN, "only `captures delete` records a deletion")
+    if ended == "READY":
+        return Verdict(SEEN, "READY is final: a later or replayed state never undoes it")
+    if ended == "FAILED":
+        if _outcome(heard) == "READY" and source in (Source.POLL, Source.WEBHOOK):
+            return Verdict(APPLIED)
+        return Verdict(SEEN, f"{current} is final unless the API itself says READY")
+    if current is not None and _rank(heard) < _rank(current):
+        return Verdict(SEEN, f"older than {current}: a state never moves back")
+    return Verdict(APPLIED)

@@ -6,6 +6,7 @@ each journaled once).
 Imports the API client, the journal, `inputs` and the helpers; never the daemon or the CLI.
 """
 
+from ..logging import storable_url
 from .downloads import (
     FileAccess,
     ModelOptions,
@@ -16,7 +17,6 @@ from .downloads import (
     plan_models,
     read_models,
     result_folder,
-    storable_url,
 )
 
 __all__ = [

@@ -13,14 +13,15 @@ import subprocess
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from ..api import ApiError, TeleportClient
 from ..config import ActionsSettings, ResultsSettings
 from ..inputs import InputProblem, identify
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, Source
 from ..logging import get_logger
-from ..models import is_failed
+from ..models import is_failed, is_terminal
 from ..timestamps import parse_utc, utc_in
 from .downloads import (
     FileAccess,
@@ -81,43 +82,65 @@ class Actions:
         self._busy: set[int] = set()
         self._busy_lock = threading.Lock()
 
-    def run_for(self, record: FileRecord) -> None:
-        """Every action due for this capture that has not run yet; failures are logged.
+    def run_for(self, record: FileRecord) -> bool:
+        """Every action due for this ended capture that has not run yet, in order; True when
+        all are done (then, and only then, its `ready`/`failed` notification may go out).
 
-        The poller and the daemon's retry pass both call this: a capture whose actions are
-        running in one thread is skipped by the other (two downloads into one `.part` would
-        interleave their bytes).
+        The order is the rule of DESIGN §3a: the models (when `[results] download`), then the
+        move to `done_dir`/`failed_dir`, then the hook. An action that fails stops the ones
+        after it, says why in the journal and the log, and is tried again later: an input is
+        never moved, and `on_ready` never runs, for a model that is not on disk.
+
+        The poller, a webhook and the daemon's retry pass all call this: a capture whose
+        actions are running in one thread is skipped by the others (two downloads into one
+        `.part` would interleave their bytes).
         """
         with self._busy_lock:
             if record.id in self._busy:
-                return
+                return False
             self._busy.add(record.id)
         try:
-            self._run_due(self.journal.get(record.id))
+            return self._run_due(self.journal.get(record.id))
         finally:
             with self._busy_lock:
                 self._busy.discard(record.id)
 
-    def _run_due(self, record: FileRecord) -> None:
+    def _due(self, record: FileRecord) -> list[tuple[str, Callable[[FileRecord], bool]]]:
+        """The capture's actions, in the order they must run."""
         state = (record.capture_state or "").upper()
+        steps: list[tuple[str, Callable[[FileRecord], bool]]] = []
         if state == "READY":
-            if self.results.download and self._download_due(record):
-                self._guard_download(record)
-            if self.settings.done_dir and "move" not in record.actions_done:
-                self._guard(record, "move", lambda r: self._move(r, self.settings.done_dir))
-            if self.settings.on_ready and "hook" not in record.actions_done:
-                self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_ready))
+            if self.results.download:
+                steps.append(("download", self._guard_download))
+            done_dir, hook = self.settings.done_dir, self.settings.on_ready
         elif is_failed(state):
-            if self.settings.failed_dir and "move" not in record.actions_done:
-                self._guard(record, "move", lambda r: self._move(r, self.settings.failed_dir))
-            if self.settings.on_failed and "hook" not in record.actions_done:
-                self._guard(record, "hook", lambda r: self._hook(r, self.settings.on_failed))
+            done_dir, hook = self.settings.failed_dir, self.settings.on_failed
+        else:
+            return steps
+        if done_dir:
+            steps.append(
+                ("move", lambda r: self._guard(r, "move", partial(self._move, r, done_dir)))
+            )
+        if hook:
+            steps.append(("hook", lambda r: self._guard(r, "hook", partial(self._hook, r, hook))))
+        return steps
 
-    def _guard(self, record: FileRecord, action: str, run) -> None:  # type: ignore[no-untyped-def]
+    def _run_due(self, record: FileRecord) -> bool:
+        if not is_terminal(record.capture_state):
+            return False
+        for action, run in self._due(record):
+            if action not in record.actions_done and not run(record):
+                return False
+            record = self.journal.get(record.id)
+        return True
+
+    def _guard(self, record: FileRecord, action: str, run: Callable[[], None]) -> bool:
         try:
-            run(self.journal.get(record.id))
+            run()
+            return True
         except (ApiError, OSError, InputProblem) as exc:
             log.error(f"{action} failed; will try again later", path=record.path, error=str(exc))
+            return False
 
     def _download_due(self, record: FileRecord) -> bool:
         if "download" in record.actions_done:
@@ -126,10 +149,14 @@ class Actions:
             return True
         return parse_utc(record.result_next_at) <= self.now()
 
-    def _guard_download(self, record: FileRecord) -> None:
-        """Download; on failure keep the reason in the journal and schedule the next try."""
+    def _guard_download(self, record: FileRecord) -> bool:
+        """Download when due; on failure keep the reason in the journal and schedule the next
+        try. True once the models are on disk."""
+        if not self._download_due(record):
+            return False
         try:
             self._download(self.journal.get(record.id))
+            return True
         except (ApiError, OSError) as exc:
             error = str(exc)
             if isinstance(exc, OSError) and not isinstance(exc, ApiError) and exc.filename:
@@ -141,13 +168,37 @@ class Actions:
             at = utc_in(delay, self.now())
             self.journal.record_result_error(record.id, error, at)
             log.error("download failed; will try again", path=record.path, error=error, retry_at=at)
+            return False
+
+    def _share_id(self, record: FileRecord) -> str:
+        """The capture's share id, asked of the API when the journal has none yet."""
+        if record.sid:
+            return record.sid
+        capture = self.client.find_capture(record.eid) if record.eid else None
+        if capture is None or not capture.sid:
+            raise ApiError(f"capture {record.eid} is READY but has no share id yet")
+        self.journal.observe_capture(record.id, capture.state, source=Source.POLL, sid=capture.sid)
+        return capture.sid
+
+    def _folder(self, record: FileRecord) -> Path:
+        """This capture's own results folder (`journal.claim_result_dir`): where its input's
+        path says, or, when another input's models already live there, that name with the eid."""
+        wanted = result_folder(self.results_dir, Path(record.path), self.roots)
+        folder, collided = self.journal.claim_result_dir(record.id, str(wanted), str(record.eid))
+        if collided is not None:
+            log.warning(
+                "results folder taken by another input; this capture's models go beside it",
+                path=record.path,
+                taken_by=collided,
+                folder=folder,
+            )
+        return Path(folder)
 
     def _download(self, record: FileRecord) -> None:
-        if not record.sid:
-            raise ApiError(f"capture {record.eid} is READY but has no share id yet")
-        folder = result_folder(self.results_dir, Path(record.path), self.roots)
+        sid = self._share_id(record)
+        folder = self._folder(record)
         plan = plan_models(
-            self.client, record.sid, self.results.profiles, folder, model_options(self.results)
+            self.client, sid, self.results.profiles, folder, model_options(self.results)
         )
         if not plan.files:
             raise ApiError(

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pydantic
 
 from ..api import ApiError, TeleportClient, redact_url
-from ..logging import REDACTOR, get_logger
+from ..logging import get_logger
 from ..models import SegmentModel
 
 log = get_logger("teleport_sync.results")
@@ -172,13 +172,6 @@ def fetch_models(client: TeleportClient, plan: ModelPlan, access: FileAccess | N
             source=redact_url(item.model.url),
         )
     return total
-
-
-def storable_url(url: str | None) -> str | None:
-    """A URL fit for the journal: without its query when that carries a signature or token."""
-    if not url:
-        return None
-    return url if REDACTOR.redact(url) == url else redact_url(url)
 
 
 @dataclass(frozen=True)

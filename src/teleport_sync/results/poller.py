@@ -12,10 +12,9 @@ from collections.abc import Callable
 
 from ..api import ApiError, AuthenticationError, TeleportClient
 from ..api.authstate import AuthState
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, Source
 from ..logging import get_logger
 from ..models import is_failed, is_terminal
-from .downloads import storable_url
 
 log = get_logger("teleport_sync.poller")
 
@@ -74,20 +73,10 @@ class Poller:
                         eid=record.eid,
                     )
                 continue
-            changed = self.journal.record_state(
-                record.id, capture.state, capture.sid, source="poll"
-            )
-            if changed:
+            verdict = self.journal.observe_reported(record.id, capture, Source.POLL)
+            if verdict.applied:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
-            if is_terminal(capture.state):
-                # Kept for `status` and hooks (TELEPORT_VIEWER_URL); never a signed query.
-                self.journal.record_viewer_url(record.id, storable_url(capture.viewer_url))
                 if is_failed(capture.state):
-                    # The reason slug first (scripts match on it), then the server's words.
-                    slug = capture.error_reason_slug or capture.error_reason
-                    words = capture.state_description
-                    reason = ": ".join(x for x in (slug, words) if x) or "no reason given"
-                    self.journal.record_capture_error(record.id, reason)
                     log.warning(
                         "capture failed on the server",
                         path=record.path,
@@ -95,9 +84,10 @@ class Poller:
                         reason=capture.error_reason_slug,
                         description=capture.state_description,
                     )
-                self.on_terminal(self.journal.get(record.id))
-            else:
+            if not is_terminal(capture.state):
                 remaining += 1
+            elif verdict.applied:  # an ending: the rows followed here are all still going
+                self.on_terminal(self.journal.get(record.id))
         return remaining
 
     def run(self) -> None:

@@ -199,7 +199,7 @@ class Console:
         ]
         if len(acks) > 1:
             steps.append(("last part stored", acks[-1]))
-        steps += [(h["state"], h["observed_at"]) for h in row["state_history"]]
+        steps += [(h["state"], h["observed_at"]) for h in row["state_history"] if h["applied"]]
         view["timeline"] = views.timeline(
             steps, utc_now(), finished=view["phase"] in ("done", "failed", "rejected")
         )

@@ -77,7 +77,8 @@ def test_result_folders_never_meet_across_roots() -> None:
     assert result_folder(res, Path("/b/drop/x.zip"), two) == Path("/r/drop/x.zip")
     same_name = [Path("/a/inbox"), Path("/b/inbox")]
     assert result_folder(res, Path("/b/inbox/x.zip"), same_name) == Path("/r/b/inbox/x.zip")
-    assert result_folder(res, Path("/tmp/x.zip"), one) == Path("/r/_elsewhere/tmp/x.zip")
+    # Outside every root (`upload --follow` of a file elsewhere): its name, as a person files it.
+    assert result_folder(res, Path("/tmp/x.zip"), one) == Path("/r/x.zip")
     nested = [Path("/in/vip"), Path("/in")]  # a [[watch.folder]] inside a [watch] path
     assert result_folder(res, Path("/in/vip/x.zip"), nested) == Path("/r/vip/x.zip")
     assert result_folder(res, Path("/in/x.zip"), nested) == Path("/r/x.zip")

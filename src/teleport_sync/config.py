@@ -13,6 +13,7 @@ Every problem is a `ConfigError` whose message names the TOML key or the file, a
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import stat
@@ -475,9 +476,62 @@ def _render_validation_error(error: pydantic.ValidationError, source: str) -> st
             key = f"[{loc[0]}]" if loc else "(top level)"
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            msg = "unknown key (a typo?); see config.example.toml for the keys"
+            key, msg = _unknown_key(item["loc"], item.get("input"))
         problems.append(f"{key}: {msg}")
     return f"invalid configuration in {source}: " + "; ".join(problems)
+
+
+EXAMPLE_HINT = "`teleport-sync config example` prints every key, documented"
+
+
+def _unknown_key(loc: tuple[Any, ...], value: Any) -> tuple[str, str]:
+    """(where, what to do) for a key the settings do not have: the likely one meant."""
+    *table, name = [str(part) for part in loc if not isinstance(part, int)]
+    sections = set(Settings.model_fields) - _NOT_IN_FILE
+    if not table:  # top level: a section, or a key that belongs in one
+        if isinstance(value, dict):
+            return f"[{name}]", f"unknown section{_did_you_mean(name, sections, '[{}]')}; " + (
+                EXAMPLE_HINT
+            )
+        home = sorted(s for s in sections if name in _fields_of((s,)))
+        if home:
+            return name, f"is a key of [{home[0]}]: put it under that section; {EXAMPLE_HINT}"
+        return name, f"unknown key{_did_you_mean(name, sections, '[{}]')}; {EXAMPLE_HINT}"
+    where = f"[{'.'.join(table)}] {name}"
+    if name in sections:
+        return where, (
+            f"[{name}] is a section of its own: write it as [{name}], not as a key here; "
+            f"{EXAMPLE_HINT}"
+        )
+    return where, f"unknown key{_did_you_mean(name, _fields_of(tuple(table)), '`{}`')}; " + (
+        EXAMPLE_HINT
+    )
+
+
+# Settings fields that are not sections of the file (filled in by `load_settings`).
+_NOT_IN_FILE = {"source_path", "secret_source", "webhook_secret_source"}
+
+
+def _fields_of(table: tuple[str, ...]) -> set[str]:
+    """The keys of a section (`("watch", "folder")` for `[[watch.folder]]`), or none."""
+    model: Any = Settings
+    for part in table:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return set()
+        model = field.annotation
+        for inner in getattr(model, "__args__", ()):  # list[FolderSettings], X | None
+            if hasattr(inner, "model_fields"):
+                model = inner
+    return set(getattr(model, "model_fields", {}))
+
+
+def _did_you_mean(name: str, choices: set[str], shape: str) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    if not close:
+        # `path` for `paths`: a prefix is as telling as a spelling.
+        close = [c for c in sorted(choices) if c.startswith(name) or name.startswith(c)][:1]
+    return f" (did you mean {shape.format(close[0])}?)" if close else ""
 
 
 def load_settings(

@@ -61,8 +61,10 @@ def reports_errors(func: F) -> F:
 
 
 class AppContext:
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, verbosity: int = 0) -> None:
         self.config_path = config_path
+        # -v: INFO, -vv: DEBUG, whatever [log] level says (as rclone's -v).
+        self.verbosity = verbosity
         self._settings: Settings | None = None
 
     @property
@@ -73,6 +75,9 @@ class AppContext:
                 REDACTOR.add_secret(
                     self._settings.api.client_secret.get_secret_value(), min_length=4
                 )
+            if self.verbosity:
+                level = "DEBUG" if self.verbosity > 1 else "INFO"
+                self._settings.log.level = level  # type: ignore[assignment]
             configure_logging(self._settings.log.level, self._settings.log.format)
         return self._settings
 
@@ -89,14 +94,21 @@ pass_app = click.make_pass_decorator(AppContext)
     help="Config file (else $TELEPORT_SYNC_CONFIG, $XDG_CONFIG_HOME/teleport-sync/config.toml, "
     "/etc/teleport-sync/config.toml).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    "verbosity",
+    count=True,
+    help="Log more: -v at INFO, -vv at DEBUG (whatever [log] level says).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, verbosity: int) -> None:
     """Turn a folder into a Teleport Gaussian-splatting pipeline.
 
     Drop a .zip of photos or an .mp4 into a watched folder; teleport-sync uploads it, follows the
     capture until it is READY or FAILED, and downloads the finished model.
     """
-    ctx.obj = AppContext(config_path)
+    ctx.obj = AppContext(config_path, verbosity)
 
 
 def config_source(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from .app import (
 )
 
 
-@main.group()
+@main.group(short_help="List, rename and delete captures.")
 def captures() -> None:
     """List, rename and delete the account's captures."""
 
@@ -82,7 +82,7 @@ def captures_delete(app: AppContext, eid: str, yes: bool) -> None:
     click.echo(f"deleted {eid}" + (f" (of {', '.join(paths)})" if paths else ""))
 
 
-@main.command()
+@main.command(short_help="Fetch a finished capture's models.")
 @click.argument("eid")
 @click.option("--profile", "profiles", multiple=True, help="Model profile (repeatable).")
 @click.option(

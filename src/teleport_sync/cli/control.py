@@ -27,7 +27,7 @@ def _control_paths(paths: tuple[Path, ...]) -> list[str]:
     return [normalise(p) for p in paths] or [PAUSE_ALL]
 
 
-@main.command()
+@main.command(short_help="Start no new parts until resume.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @pass_app
 @reports_errors
@@ -45,7 +45,7 @@ def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
     click.echo("paused: " + ("everything" if paths == () else ", ".join(targets)))
 
 
-@main.command()
+@main.command(short_help="Go on after pause.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @pass_app
 @reports_errors
@@ -64,7 +64,7 @@ def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
         stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
 
 
-@main.command()
+@main.command(short_help="Release held files.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_app
 @reports_errors
@@ -82,7 +82,7 @@ def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
         fail(f"{'; '.join(not_held)} (see: teleport-sync status)")
 
 
-@main.command()
+@main.command(short_help="Drop finished rows from the journal.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--before", help="Rows last changed before: 2026-11-01, 30d, ...")
 @click.option("--force", is_flag=True, help="Also unfinished rows, and files still being watched.")

@@ -42,16 +42,15 @@ def follow(
         interval_seconds=interval_seconds or settings.poll.interval_seconds,
         on_terminal=actions.run_for,
         stop=stop,
+        # Ctrl-C sets `stop` from a signal handler: look at it twice a second while waiting.
+        tick_seconds=0.5,
     )
     seen: dict[int, str | None] = {}
     for file_id in file_ids:  # finished before we came (an earlier run): fetch what is missing
         record = parts.journal.get(file_id)
         if is_terminal(record.capture_state):
             actions.run_for(record)
-    while not stop.is_set():
-        # The API busy or away for a moment: the next round asks again.
-        with contextlib.suppress(TransientError):
-            poller.poll_once()
+    while True:
         records = [parts.journal.get(file_id) for file_id in file_ids]
         for record in records:
             if seen.get(record.id, "") != record.capture_state:
@@ -59,5 +58,8 @@ def follow(
                 on_state(record)
         if all(is_terminal(r.capture_state) or r.capture_state == "DELETED" for r in records):
             return records
-        stop.wait(poller.interval)
+        # The API busy or away for a moment: the next due round asks again.
+        with contextlib.suppress(TransientError):
+            if poller.wait_and_poll() is None:
+                break
     return [parts.journal.get(file_id) for file_id in file_ids]

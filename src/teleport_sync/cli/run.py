@@ -19,7 +19,7 @@ from .app import (
 )
 
 
-@main.command()
+@main.command(short_help="Run the daemon in the foreground.")
 @click.option(
     "--upload-existing",
     is_flag=True,

@@ -22,12 +22,12 @@ from .app import (
 )
 
 
-@main.group("config")
+@main.group("config", short_help="Check or print the configuration.")
 def config_group() -> None:
-    """Inspect the configuration."""
+    """Check the configuration, or print the example one."""
 
 
-@config_group.command("check")
+@config_group.command("check", short_help="Validate the config and reach the API.")
 @pass_app
 @reports_errors
 def config_check(app: AppContext) -> None:
@@ -55,7 +55,11 @@ def config_check(app: AppContext) -> None:
         state = "ok" if path.is_dir() else "MISSING"
         click.echo(f"watch:         {path} ({state})")
         if not path.is_dir():
-            problems.append(f"[watch] paths: {path} is not a directory")
+            what = "is a file, not a folder" if path.exists() else "does not exist (yet)"
+            problems.append(
+                f"[watch] paths: {path} {what}; the daemon starts anyway and watches it as soon "
+                "as it is a folder (a share mounted late), as `teleport-sync health` shows"
+            )
     # A check should answer in seconds, not ride out a long outage like the daemon does.
     quick = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=1.0, max_retry_after=5.0)
     from ..daemon.compose import client_from_settings
@@ -73,9 +77,20 @@ def config_check(app: AppContext) -> None:
         fail("; ".join(problems), EXIT_USAGE)
 
 
-@main.group("notify")
+@main.group("notify", short_help="Test the [[notify]] targets.")
 def notify_group() -> None:
     """Outgoing notifications ([[notify]] targets)."""
+
+
+@config_group.command("example", short_help="Print the example config, every key documented.")
+def config_example() -> None:
+    """Print the example configuration: every key, documented, with its default.
+
+    Save it and edit it: `teleport-sync config example > ~/.config/teleport-sync/config.toml`.
+    """
+    from importlib.resources import files
+
+    click.echo(files("teleport_sync").joinpath("config.example.toml").read_text("utf-8"), nl=False)
 
 
 @notify_group.command("test")
@@ -90,7 +105,10 @@ def notify_test(app: AppContext) -> None:
 
     settings = app.settings
     if not settings.notify:
-        fail("no [[notify]] targets configured; see config.example.toml", EXIT_USAGE)
+        fail(
+            "no [[notify]] targets configured; `teleport-sync config example` shows how",
+            EXIT_USAGE,
+        )
     event = trial()
     failed = []
     with httpx.Client(timeout=10.0, follow_redirects=False) as http:
@@ -138,7 +156,7 @@ def _require_emulator_extra() -> None:
         )
 
 
-@main.command()
+@main.command(short_help="Run the local Teleport API (no account).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8787, show_default=True, help="API port.")
 @click.option("--s3-port", default=0, help="Part-storage port (default: any free port).")
@@ -228,7 +246,7 @@ def emulator(**options: Any) -> None:
         server.stop()
 
 
-@main.command()
+@main.command(short_help="See the whole loop on the emulator.")
 @click.option("--timeout", default=180.0, show_default=True, help="Give up after this many s.")
 def demo(timeout: float) -> None:
     """The whole loop on the bundled emulator, in a temp folder: for a first look."""

@@ -31,8 +31,10 @@ def _phase_choice() -> click.Choice:
     return click.Choice(PHASES)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON array.")
+@main.command(short_help="One row per file: phase and reason.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array, one object per file (for scripts)."
+)
 @click.option("--phase", "phases", multiple=True, type=_phase_choice(), help="Only these phases.")
 @click.option("--since", help="Only rows changed since: 2026-11-28, 2026-11-28T10:00, 12h, 7d.")
 @click.option("--path", "path_filter", help="Only files at or below this path, or matching a glob.")
@@ -84,8 +86,8 @@ def parse_when_option(text: str, option: str) -> Any:
         fail(f"{option}: {exc}", EXIT_USAGE)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the contract's JSON object.")
+@main.command(short_help="Is the daemon well? Exit 0 if so.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 @pass_app
 @reports_errors
 def health(app: AppContext, as_json: bool) -> None:

@@ -61,15 +61,31 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
     if completeness.state == "complete":
         return None
     if completeness.state == "incomplete":
-        return f"{path}: {completeness.reason}; it looks unfinished: wait for the copy to end"
+        return _unfinished_or_broken(path, completeness.reason, settings.watch.settle_seconds)
     return f"{path}: {completeness.reason}"
 
 
-@main.command()
+def _unfinished_or_broken(path: Path, reason: str, settle_seconds: float) -> str:
+    """An incomplete file given by name: still being written (changed in the last settle
+    time), or, far more likely for a file someone names on the command line, broken."""
+    import time
+
+    idle = time.time() - path.stat().st_mtime
+    if idle < max(settle_seconds, 2.0):
+        return f"{path}: {reason}; it changed {idle:.0f} s ago: wait for the copy to end"
+    return (
+        f"{path}: {reason}; it has not changed for {idle:.0f} s, so it is broken (cut short, "
+        "or not a finished export): write or copy it again"
+    )
+
+
+@main.command(short_help="Upload files now, with progress bars.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Upload again even if already uploaded unchanged.")
 @click.option("--follow", is_flag=True, help="Then wait for READY/FAILED and download the models.")
-@click.option("-v", "--verbose", is_flag=True, help="Log at [log] level (default: warnings only).")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log as the global -v does (default: warnings only)."
+)
 @click.option(
     "--bwlimit",
     help='Bandwidth limit for this run: "off", a rate ("10M") or a timetable, as [upload] bwlimit.',
@@ -95,8 +111,10 @@ def upload(
     from ..engine import Stopped
     from .progress import RichProgress
 
+    if verbose and not app.verbosity:
+        app.verbosity = 1
     settings = _with_bwlimit(app.settings, bwlimit)
-    if not verbose and settings.log.level in ("DEBUG", "INFO"):
+    if not app.verbosity and settings.log.level in ("DEBUG", "INFO"):
         # The progress bars say what INFO lines would; keep the screen for them.
         configure_logging("WARNING", settings.log.format)
     files = _expand(paths)
@@ -193,8 +211,17 @@ def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]]
     ids = [file_id for _, _, _, file_id in results if file_id is not None]
     click.echo(f"waiting for {len(ids)} capture(s) to be READY or FAILED...")
 
+    import time
+
+    since: dict[int, tuple[str, float]] = {}  # file id -> (state, when it was first seen)
+
     def said(record: Any) -> None:
-        click.echo(f"{Path(record.path).name}: {record.capture_state or 'waiting'}")
+        """Each capture's state as it changes, and how long it stayed in the one before."""
+        state, now = record.capture_state or "waiting for the server", time.monotonic()
+        before = since.get(record.id)
+        after = f" (after {_took(now - before[1])} {before[0]})" if before else ""
+        since[record.id] = (state, now)
+        click.echo(f"{Path(record.path).name}: {state}{after}")
 
     records = follow(parts, ids, stop=stop, on_state=said)
     code = EXIT_OK
@@ -207,9 +234,17 @@ def _follow_uploads(parts: Any, results: list[tuple[Path, str, str, int | None]]
         if not record.result_paths and parts.settings.results.download:
             code = EXIT_FAILED
             click.echo(f"{record.path}: READY, but the download failed (see teleport-sync status)")
+        if record.result_dir:
+            click.echo(f"{record.path}: results in {record.result_dir}")
         for model in record.result_paths:
             click.echo(f"{record.path}: model {model}")
     return code
+
+
+def _took(seconds: float) -> str:
+    """`4 s`, `2 min 5 s`: how long a capture stayed in a state, for `--follow`."""
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
 
 
 def _with_bwlimit(settings: Settings, bwlimit: str | None) -> Settings:

@@ -48,6 +48,7 @@ class Intake:
         enqueue: Callable[[int], None],
         next_attempt: Callable[[int], str],
         recheck_later: Callable[[Path, Path, float], None],
+        closed_unchanged: Callable[[Path, os.stat_result], bool] = lambda path, st: False,
     ) -> None:
         # A getter: a reloaded config (SIGHUP) applies to the next file at once.
         self._settings = settings
@@ -57,6 +58,8 @@ class Intake:
         self._enqueue = enqueue
         self._next_attempt = next_attempt
         self._recheck_later = recheck_later
+        # Did the file's writer close it, unchanged since (the watcher knows, from inotify)?
+        self._closed_unchanged = closed_unchanged
 
     def take(self, path: Path, root: Path) -> None:
         """A settled candidate: reject it, wait for it, skip it, or queue it."""
@@ -135,6 +138,17 @@ class Intake:
         """Not complete yet: look again later; give up once it stopped changing for long."""
         settings = self._settings()
         waited = self.sightings.incomplete(path, root, st, reason)
+        if self._closed_unchanged(path, st):
+            # Its writer closed it and it has settled: nothing more is coming.
+            quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+            self.reject(
+                path,
+                quick,
+                *what,
+                f"{reason}; the program that wrote it has closed it, so it is broken, not still "
+                "being copied (write or copy it again: a changed file is looked at again)",
+            )
+            return
         if waited >= settings.watch.incomplete_timeout_seconds:
             quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
             self.reject(

@@ -23,7 +23,7 @@ from ..config import Settings, load_settings
 from ..events.emitter import EventHub
 from ..journal import JournalError, UploadState
 from ..logging import get_logger
-from ..results.poller import Poller
+from ..results.poller import FIRST_POLL_SECONDS, Poller
 from ..status.metrics import Metrics, MetricsProgress
 from ..status.report import ReportOptions
 from ..timestamps import utc_in
@@ -77,6 +77,7 @@ class Daemon:
         root_check_seconds: float = ROOT_CHECK_SECONDS,
         auth_backoff: tuple[float, float] = (30.0, 900.0),
         reload: Callable[[], Settings] | None = None,
+        first_poll_seconds: float = FIRST_POLL_SECONDS,
     ) -> None:
         self.settings = settings
         # True: files already in the roots are uploaded even when the journal is new to them.
@@ -90,6 +91,8 @@ class Daemon:
         self.actions_retry_seconds = actions_retry_seconds
         self.root_check_seconds = root_check_seconds
         self.auth_backoff = auth_backoff
+        # How soon after an upload its capture is first polled (`results.poller.PollSchedule`).
+        self.first_poll_seconds = first_poll_seconds
         # Reads the config file again (SIGHUP); by default from where it was read first.
         self._reloader = Reloader(reload or (lambda: load_settings(settings.source_path)))
         self._file_retries = file_retry_policy()
@@ -159,6 +162,7 @@ class Daemon:
             on_terminal=lambda record: self.finishing.on_terminal(record),
             stop=self.stop,
             auth=self.keeper.auth,
+            first_poll_seconds=self.first_poll_seconds,
         )
         self.events = EventHub(
             settings,
@@ -195,6 +199,7 @@ class Daemon:
             enqueue=self.queue.enqueue,
             next_attempt=self._next_attempt,
             recheck_later=lambda path, root, delay: self.watcher.recheck_later(path, root, delay),
+            closed_unchanged=lambda path, st: self.watcher.closed_unchanged(path, st),
         )
         self._known = parts.journal.quick_index()
         self.watcher = Watcher(

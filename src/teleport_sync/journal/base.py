@@ -296,6 +296,7 @@ class BaseJournal:
             result_attempts=row["result_attempts"] or 0,
             result_next_at=row["result_next_at"],
             viewer_url=row["viewer_url"],
+            result_dir=_py_path(row["result_dir"]) if row["result_dir"] is not None else None,
         )
 
     def _readable(self, row: sqlite3.Row) -> FileRecord:

@@ -40,6 +40,8 @@ class FileRecord:
     result_attempts: int = 0
     result_next_at: str | None = None
     viewer_url: str | None = None
+    # The one folder this row's models go to, once claimed (`claim_result_dir`, schema v9).
+    result_dir: str | None = None
 
 
 @dataclass(frozen=True)

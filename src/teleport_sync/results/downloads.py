@@ -67,14 +67,16 @@ def result_folder(results_dir: Path, input_path: Path, roots: list[Path]) -> Pat
 
     The path is taken below the outermost watch root holding the input, so a `[[watch.folder]]`
     inside a watched path changes nothing. With several separate roots it starts with the
-    root's name (its whole path when two roots share a name), so `a/x.zip` and `b/x.zip` never
-    meet. An input under no root (`upload` of a file elsewhere): `_elsewhere/<absolute path>`.
+    root's name (its whole path when two roots share a name), so `a/x.zip` and `b/x.zip` mostly
+    never meet. An input under no root (`upload` of a file elsewhere) goes to its name alone,
+    as a person would file it. Where two inputs still meet, the journal's claim of a folder per
+    capture (`journal.claim_result_dir`) gives the later one a folder of its own.
     """
     absolute = Path(os.path.abspath(input_path))
     tops = _outermost([Path(os.path.abspath(r)) for r in roots])
     root = next((r for r in tops if r in absolute.parents), None)
     if root is None:
-        return results_dir / "_elsewhere" / absolute.relative_to(absolute.anchor)
+        return results_dir / absolute.name
     below = absolute.relative_to(root)
     if len(tops) == 1:
         return results_dir / below

@@ -122,7 +122,10 @@ def _root_without_daemon(path: Path) -> dict[str, Any]:
     elif not path.is_dir():
         problem = f"{path} is a file, not a folder; fix [watch] paths"
     else:
-        problem = "the daemon is not running (start it: systemctl start teleport-sync)"
+        problem = (
+            "the daemon is not running (start it: `teleport-sync run`, or "
+            "`systemctl start teleport-sync` where it runs as a service)"
+        )
     return {"path": str(path), "watched": False, "problem": problem}
 
 

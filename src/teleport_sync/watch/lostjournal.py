@@ -124,7 +124,9 @@ def _mark(root: Path, ours: str, journal_path: Path) -> None:
         (root / MARKER).write_text(f"{ours}\n{journal_path}\n", encoding="utf-8")
     except OSError as exc:
         log.warning(
-            "cannot mark the watch root; a lost journal could not be told from a first start",
+            "cannot write the journal's marker into the watch folder: uploads go on, but if this "
+            "journal is ever lost, the files already here will be uploaded again (a new journal "
+            "could not tell it is not a first start); let the daemon write the folder to avoid it",
             root=str(root),
             error=exc.strerror or str(exc),
         )

@@ -47,6 +47,8 @@ POLLING_SECONDS = 5.0
 NETWORK_POLL_SECONDS = 10.0
 # A settled file whose intake failed (journal unwritable, say) is looked at again this much later.
 RECHECK_AFTER_ERROR_SECONDS = 5.0
+# Close events remembered at most (the oldest is forgotten first): one per file being written.
+MAX_CLOSED_REMEMBERED = 10_000
 
 log = get_logger("teleport_sync.watcher")
 
@@ -127,6 +129,9 @@ class _Handler(FileSystemEventHandler):
         self._file(event, event.src_path)
 
     def on_closed(self, event: FileSystemEvent) -> None:
+        # IN_CLOSE_WRITE: the writer is done with the file (a local file system tells us so).
+        if not event.is_directory:
+            self._watcher.closed(Path(os.fsdecode(event.src_path)))
         self._file(event, event.src_path)
 
     def on_attrib(self, event: FileSystemEvent) -> None:
@@ -172,6 +177,8 @@ class Watcher:
         self._on_gone = on_gone
         self._clock = clock or SystemClock()
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
+        # Files their writer closed (IN_CLOSE_WRITE), with their size and mtime then.
+        self._closed: dict[Path, tuple[int, int]] = {}
         self._wake = threading.Condition()
         self._stopped = False
         self._observer: BaseObserver = (observer_factory or Observer)()
@@ -352,6 +359,23 @@ class Watcher:
                 soon = now + self._settle(path)
                 self._pending[path] = (known_root, pending, min(due, soon))
 
+    def closed(self, path: Path) -> None:
+        """The file's writer closed it (inotify's IN_CLOSE_WRITE): remember it as it was then."""
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._wake:
+            if len(self._closed) >= MAX_CLOSED_REMEMBERED:
+                self._closed.pop(next(iter(self._closed)))
+            self._closed[path] = (st.st_size, st.st_mtime_ns)
+
+    def closed_unchanged(self, path: Path, st: os.stat_result) -> bool:
+        """Was `path` closed by its writer, unchanged since (then an incomplete file is broken)?
+        Never on polled roots (network shares): no close event comes there."""
+        with self._wake:
+            return self._closed.get(path) == (st.st_size, st.st_mtime_ns)
+
     def recheck_later(self, path: Path, root: Path, after_seconds: float) -> None:
         """Look at `path` again later (an incomplete file that may still be written)."""
         with self._wake:
@@ -406,6 +430,7 @@ class Watcher:
             except FileNotFoundError:
                 with self._wake:
                     self._pending.pop(path, None)
+                    self._closed.pop(path, None)
                 self._on_gone(path)
                 continue
             except OSError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ..api import TeleportClient
 from ..engine import Uploader
 from ..events.emitter import EventHub
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, StaleCapture, action_key
 from ..logging import get_logger
 from .compose import FolderActions
 
@@ -88,12 +88,18 @@ class Finishing:
         """Actions that failed (results dir not writable, API down) get another go, and a
         notification a crash left unsent goes out once its actions are done."""
         for record in self.journal.terminal():
-            if "notify" in record.actions_done:
+            if action_key(record.capture_state, "notify") in record.actions_done:
                 continue
-            with self._terminal_lock:
-                self._finish(record)
+            try:
+                with self._terminal_lock:
+                    self._finish(record)
+            except Exception:  # one capture must not hold up the others (nor the start)
+                log.exception("actions of an ended capture failed; will retry", path=record.path)
 
     def _finish(self, record: FileRecord) -> None:
         if self.actions.run_for(record):
             # After the actions: a `ready` notification names the downloaded models.
-            self.events.capture_ended(self.journal.get(record.id))
+            try:
+                self.events.capture_ended(self.journal.get(record.id))
+            except StaleCapture:
+                log.info("the file started over; no notification for its old capture")

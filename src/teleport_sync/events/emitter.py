@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import ConfigError, Settings
-from ..journal import FileRecord, Journal, UploadState
+from ..journal import FileRecord, Journal, UploadState, action_key
 from ..journal.states import is_lost_journal_hold
 from ..logging import REDACTOR, get_logger
 from ..models import CaptureOutput
@@ -141,8 +141,10 @@ class EventHub:
         return any(kind in target.events for target in self.settings.notify)
 
     def capture_ended(self, record: FileRecord) -> None:
-        """Queue `ready` / `failed` once the capture's actions have had their go."""
-        if "notify" in record.actions_done:
+        """Queue `ready` / `failed` once the capture's actions are done; once per outcome, and
+        only while the row still has this capture (`StaleCapture` otherwise)."""
+        mark = action_key(record.capture_state, "notify")
+        if mark in record.actions_done:
             return
         kind = "ready" if (record.capture_state or "").upper() == "READY" else "failed"
         # The server's reason for a failure (poller and webhook both keep it in `error`).
@@ -150,7 +152,7 @@ class EventHub:
         viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
         history = self.journal.state_history(record.id, taken_only=True)
         event = payloads.capture_ended(record, history, reason=reason, viewer_url=viewer)
-        self.outbox.emit(event, file_id=record.id)
+        self.outbox.emit(event, file_id=record.id, mark=mark, eid=record.eid)
 
     def _viewer_url(self, record: FileRecord) -> str | None:
         if record.viewer_url:  # journaled from the listing by the poller

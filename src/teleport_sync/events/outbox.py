@@ -16,13 +16,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..config import NotifyTarget
-from ..journal import Journal, OutboxRow
+from ..journal import Journal, OutboxRow, shown
 from ..logging import REDACTOR, get_logger
 from ..retry import RetryPolicy
 from ..timestamps import seconds_since, utc_in, utc_now
@@ -106,16 +107,37 @@ class Outbox:
         self.targets = targets
         self.wake = threading.Event()
 
-    def emit(self, event: Event, *, file_id: int | None = None) -> int:
+    def emit(
+        self,
+        event: Event,
+        *,
+        file_id: int | None = None,
+        mark: str = "notify",
+        eid: str | None = None,
+    ) -> int:
+        """Queue `event` for every target that wants it; with `file_id`, mark the file
+        notified (`mark`), only while it still has capture `eid` (`StaleCapture` otherwise)."""
         keys = [target_key(t) for t in self.targets if event.kind in t.events]
-        payload = json.dumps(event.payload(), ensure_ascii=False)
+        # A file name that is not UTF-8 reaches the payload as text with surrogates: shown
+        # with \x escapes, as `status` shows it, so the event is valid UTF-8 JSON.
+        payload = json.dumps(_printable(event.payload()), ensure_ascii=False)
         added = self.journal.enqueue_notification(
-            file_id, event.event_id, event.kind, payload, keys
+            file_id, event.event_id, event.kind, payload, keys, mark=mark, eid=eid
         )
         if added:
             log.info("notification queued", notification=event.kind, id=event.event_id)
             self.wake.set()
         return added
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
 
 
 class Deliverer:

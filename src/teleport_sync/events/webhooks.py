@@ -33,8 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..api.errors import ApiError
-from ..journal import FileRecord, Journal, Source, UploadState
-from ..journal.states import NOT_UPLOADED_YET
+from ..journal import FileRecord, Journal, Source
+from ..journal.states import SEEN, judge_capture_state
 from ..logging import get_logger
 from ..models import CaptureOutput, is_terminal
 
@@ -96,6 +96,12 @@ def _same_state(journaled: str | None, heard: str) -> bool:
     return a == b or (a in FAILED_STATES and b in FAILED_STATES)
 
 
+# Checks against the API at once, across all deliveries: a flood of replays (each a listing
+# of the account) cannot pile up; a delivery over the limit is left to the poller.
+MAX_CHECKS_AT_ONCE = 4
+_checks = threading.BoundedSemaphore(MAX_CHECKS_AT_ONCE)
+
+
 def apply_delivery(
     journal: Journal,
     delivery: Delivery,
@@ -112,34 +118,53 @@ def apply_delivery(
         return "ignored"  # another station's or person's capture
     if _same_state(record.capture_state, delivery.state):
         return "duplicate"
-    if record.upload_state != UploadState.UPLOADED:
-        journal.note_state(record.id, delivery.state, Source.WEBHOOK, NOT_UPLOADED_YET)
-        return _refused(record, delivery, NOT_UPLOADED_YET)
+
+    def refuse(note: str) -> str:
+        journal.note_state(record.id, delivery.eid, delivery.state, Source.WEBHOOK, note)
+        return _refused(record, delivery, note)
+
+    # What the state machine would say even if the API confirmed the delivery: when that is
+    # no, the API need not be asked (a replay of an old delivery costs no listing).
+    could = judge_capture_state(
+        record.upload_state, record.capture_state, delivery.state, Source.WEBHOOK
+    )
+    if could.outcome == SEEN:
+        return refuse(could.note or "nothing to change")
+    if not _checks.acquire(blocking=False):
+        return _unverified(journal, record, delivery, "too many checks at once", on_unverified)
     try:
         capture = verify(delivery.eid)
     except ApiError as exc:
-        note = f"not checked with the API ({exc}); the poller will ask"
-        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
-        log.warning("webhook not checked with the API", eid=delivery.eid, error=str(exc))
-        on_unverified()
-        return "unverified"
+        return _unverified(journal, record, delivery, str(exc), on_unverified)
+    finally:
+        _checks.release()
     if capture is None:
-        note = "the API does not list this capture"
-        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
-        return _refused(record, delivery, note)
+        return refuse("the API does not list this capture")
     verdict = journal.observe_reported(record.id, capture, Source.WEBHOOK)
     if verdict.applied and is_terminal(capture.state):
         on_terminal(journal.get(record.id))
     if not _same_state(capture.state, delivery.state):
-        note = f"the API says {capture.state}"
-        journal.note_state(record.id, delivery.state, Source.WEBHOOK, note)
-        return _refused(record, delivery, note)
+        return refuse(f"the API says {capture.state}")
     if not verdict.applied:
         return _refused(record, delivery, verdict.note or "nothing to change")
     log.info(
         "capture state", path=record.path, eid=delivery.eid, state=capture.state, source="webhook"
     )
     return "applied"
+
+
+def _unverified(
+    journal: Journal,
+    record: FileRecord,
+    delivery: Delivery,
+    why: str,
+    on_unverified: Callable[[], None],
+) -> str:
+    note = f"not checked with the API ({why}); the poller will ask"
+    journal.note_state(record.id, delivery.eid, delivery.state, Source.WEBHOOK, note)
+    log.warning("webhook not checked with the API", eid=delivery.eid, why=why)
+    on_unverified()
+    return "unverified"
 
 
 def _refused(record: FileRecord, delivery: Delivery, why: str) -> str:

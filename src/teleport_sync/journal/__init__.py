@@ -21,6 +21,7 @@ from .base import (
     BaseJournal,
     JournalError,
     JournalRowError,
+    StaleCapture,
     UnreadableRow,
     shown,
     shown_path,
@@ -36,7 +37,7 @@ from .report import ReportMixin
 from .results import ResultsMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION, _migrate_v5_events
 from .sightings import SightingsMixin
-from .states import MOVES, IllegalMove, Source, UploadState, Verdict
+from .states import MOVES, IllegalMove, Source, UploadState, Verdict, action_key
 
 
 class Journal(
@@ -67,10 +68,12 @@ __all__ = [
     "OutboxRow",
     "PartRecord",
     "Source",
+    "StaleCapture",
     "UnreadableRow",
     "UploadState",
     "Verdict",
     "_migrate_v5_events",
+    "action_key",
     "shown",
     "shown_path",
     "utc_now",

@@ -31,6 +31,15 @@ class JournalRowError(JournalError):
     """One file's row cannot be read; the message says how to start that file over."""
 
 
+class StaleCapture(Exception):
+    """A write about capture `eid` for a row that no longer has it: its file started over (a
+    new version, a new capture) while the write was on its way. Nothing was written."""
+
+    def __init__(self, file_id: int, eid: str) -> None:
+        super().__init__(f"file {file_id} no longer has capture {eid}: it started over")
+        self.file_id, self.eid = file_id, eid
+
+
 class UnreadableRow(Exception):
     """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
 
@@ -207,6 +216,16 @@ class BaseJournal:
     def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._conn.execute(sql, params))
+
+    @staticmethod
+    def _still_has(conn: sqlite3.Connection, file_id: int, eid: str | None) -> None:
+        """Raise `StaleCapture` unless the row still has capture `eid` (None: no check), inside
+        the caller's transaction, so the check and the write are one."""
+        if eid is None:
+            return
+        row = conn.execute("SELECT eid FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None or row["eid"] != eid:
+            raise StaleCapture(file_id, eid)
 
     def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
         conn.execute(

@@ -9,7 +9,15 @@ from ..logging import storable_url
 from ..models import CaptureOutput, is_failed, is_terminal
 from .base import BaseJournal, shown, utc_now
 from .records import FileRecord
-from .states import FAILED_STATES, SEEN, Source, UploadState, Verdict, judge_capture_state
+from .states import (
+    FAILED_STATES,
+    SEEN,
+    STALE,
+    Source,
+    UploadState,
+    Verdict,
+    judge_capture_state,
+)
 
 
 def history_entry(row: Any) -> dict[str, Any]:
@@ -54,12 +62,16 @@ def observe_in(
     sid: str | None = None,
     error: str | None = None,
     viewer_url: str | None = None,
+    eid: str | None = None,
 ) -> Verdict:
     """`CapturesMixin.observe_capture` inside the caller's transaction (completion uses it
-    in the same transaction that marks the file uploaded)."""
+    in the same transaction that marks the file uploaded). With `eid`, only while the row
+    still has that capture (a report read before its file started over is `stale`)."""
     row = conn.execute(
         "SELECT upload_state, capture_state, eid FROM files WHERE id = ?", (file_id,)
     ).fetchone()
+    if eid is not None and row["eid"] != eid:
+        return Verdict(STALE, f"about capture {eid}; the file started over with another")
     verdict = judge_capture_state(row["upload_state"], row["capture_state"], state, source)
     now = utc_now()
     if verdict.outcome == SEEN:
@@ -101,14 +113,16 @@ class CapturesMixin(BaseJournal):
         sid: str | None = None,
         error: str | None = None,
         viewer_url: str | None = None,
+        eid: str | None = None,
     ) -> Verdict:
         """A capture state heard from `source`, moved (or not) by `states.judge_capture_state`.
 
         Applied: the history gains the state and the row takes it, with what came with it from
         the API (`sid`, the failure's `error`, `viewer_url`). Seen: the history keeps it with
-        the note saying why it moved nothing; the row is left as it was. Duplicate: nothing."""
+        the note saying why it moved nothing; the row is left as it was. Duplicate: nothing.
+        With `eid`: only while the row still has that capture (else `stale`, nothing)."""
         with self._transaction() as conn:
-            return observe_in(conn, file_id, state, source, sid, error, viewer_url)
+            return observe_in(conn, file_id, state, source, sid, error, viewer_url, eid)
 
     def observe_reported(self, file_id: int, capture: CaptureOutput, source: Source) -> Verdict:
         """What the API reported of a capture (a listing's entry), through `observe_capture`:
@@ -121,13 +135,16 @@ class CapturesMixin(BaseJournal):
             sid=capture.sid,
             error=capture.failure_reason if is_failed(capture.state) else None,
             viewer_url=storable_url(capture.viewer_url) if is_terminal(capture.state) else None,
+            eid=capture.eid,  # a report counts only for the row that still has this capture
         )
 
-    def note_state(self, file_id: int, state: str, source: Source, note: str) -> None:
-        """A state heard but not taken (a webhook the API did not confirm): history only."""
+    def note_state(self, file_id: int, eid: str, state: str, source: Source, note: str) -> None:
+        """A state heard but not taken (a webhook the API did not confirm): history only,
+        and only while the row still has capture `eid`."""
         with self._transaction() as conn:
             row = conn.execute("SELECT eid FROM files WHERE id = ?", (file_id,)).fetchone()
-            seen_in(conn, file_id, row["eid"], state, source, note)
+            if row["eid"] == eid:
+                seen_in(conn, file_id, eid, state, source, note)
 
     def record_state(
         self, file_id: int, state: str, sid: str | None = None, *, source: str | None = None

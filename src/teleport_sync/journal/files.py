@@ -117,9 +117,12 @@ class FilesMixin(BaseJournal):
             self._event(conn, file_id, "restarted", why)
         return self.get(file_id)
 
-    def update_location(self, file_id: int, path: str, identity: FileIdentity) -> None:
+    def update_location(
+        self, file_id: int, path: str, identity: FileIdentity, *, eid: str | None = None
+    ) -> None:
         """The input was moved (done_dir / failed_dir): follow it, so it is not seen as new."""
         with self._transaction() as conn:
+            self._still_has(conn, file_id, eid)
             conn.execute(
                 """UPDATE files SET path = ?, dev = ?, inode = ?, size = ?, mtime_ns = ?,
                        updated_at = ? WHERE id = ?""",

@@ -26,14 +26,25 @@ class OutboxMixin(BaseJournal):
         return [self._record(r) for r in rows]
 
     def enqueue_notification(
-        self, file_id: int | None, event_id: str, kind: str, payload: str, targets: list[str]
+        self,
+        file_id: int | None,
+        event_id: str,
+        kind: str,
+        payload: str,
+        targets: list[str],
+        *,
+        mark: str = "notify",
+        eid: str | None = None,
     ) -> int:
-        """Queue one event for each target, once per event id; with a file, mark it notified.
+        """Queue one event for each target, once per event id; with a file, mark it notified
+        (`mark` in its actions; with `eid`, only while the row still has that capture).
 
         One transaction: a crash leaves either the queued rows and the mark, or neither."""
         now = utc_now()
         added = 0
         with self._transaction() as conn:
+            if file_id is not None:
+                self._still_has(conn, file_id, eid)
             for target in targets:
                 cursor = conn.execute(
                     """INSERT INTO outbox (event_id, target, kind, payload, created_at,
@@ -47,8 +58,8 @@ class OutboxMixin(BaseJournal):
                     "SELECT actions_done FROM files WHERE id = ?", (file_id,)
                 ).fetchone()
                 done = json.loads(row["actions_done"] or "[]") if row else []
-                if row and "notify" not in done:
-                    done.append("notify")
+                if row and mark not in done:
+                    done.append(mark)
                     conn.execute(
                         "UPDATE files SET actions_done = ? WHERE id = ?",
                         (json.dumps(done), file_id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from .base import BaseJournal, _db_path, _py_path, utc_now
 
@@ -37,9 +38,18 @@ _FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths =
 class ResultsMixin(BaseJournal):
     """What was done with an ended capture, and where its results are."""
 
-    def mark_action(self, file_id: int, action: str, result_paths: list[str] | None = None) -> None:
-        """Record that `action` ran (or began, for actions that must never run twice)."""
+    def mark_action(
+        self,
+        file_id: int,
+        action: str,
+        result_paths: list[str] | None = None,
+        *,
+        eid: str | None = None,
+    ) -> None:
+        """Record that `action` ran (or began, for actions that must never run twice); with
+        `eid`, only while the row still has that capture (`StaleCapture` otherwise)."""
         with self._transaction() as conn:
+            self._still_has(conn, file_id, eid)
             row = conn.execute(
                 "SELECT actions_done, result_paths FROM files WHERE id = ?", (file_id,)
             ).fetchone()
@@ -57,19 +67,28 @@ class ResultsMixin(BaseJournal):
             self._event(conn, file_id, "action", action)
 
     def record_results(
-        self, file_id: int, by_profile: dict[str, list[str]], previews: list[str]
+        self,
+        file_id: int,
+        by_profile: dict[str, list[str]],
+        previews: list[str],
+        *,
+        eid: str | None = None,
     ) -> None:
         """The models (and previews) are on disk: keep where, clear any download error."""
         with self._transaction() as conn:
+            self._still_has(conn, file_id, eid)
             conn.execute(
                 """UPDATE files SET results_by_profile = ?, preview_paths = ?, result_error = NULL,
                        result_attempts = 0, result_next_at = NULL, updated_at = ? WHERE id = ?""",
                 (json.dumps(by_profile), json.dumps(previews), utc_now(), file_id),
             )
 
-    def record_result_error(self, file_id: int, error: str, next_at: str | None) -> None:
+    def record_result_error(
+        self, file_id: int, error: str, next_at: str | None, *, eid: str | None = None
+    ) -> None:
         """A download failed: why, one more attempt counted, and when to try again."""
         with self._transaction() as conn:
+            self._still_has(conn, file_id, eid)
             conn.execute(
                 """UPDATE files SET result_error = ?, result_attempts = result_attempts + 1,
                        result_next_at = ?, updated_at = ? WHERE id = ?""",
@@ -77,11 +96,19 @@ class ResultsMixin(BaseJournal):
             )
             self._event(conn, file_id, "result_error", error)
 
-    def claim_result_dir(self, file_id: int, wanted: str, tag: str) -> tuple[str, str | None]:
+    def claim_result_dir(
+        self,
+        file_id: int,
+        wanted: str,
+        tag: str,
+        *,
+        in_use: Callable[[str], bool] = lambda folder: False,
+    ) -> tuple[str, str | None]:
         """The one folder this file's models go to: its own claim if it has one, else `wanted`,
-        unless another row claims it (or a folder inside or around it): then the name that
-        meets the other claim gets `.tag` (the eid; `.tag.2`, ... if that is taken too).
-        Returns (folder, the path of the input it collided with, or None).
+        unless another row claims it (or a folder inside or around it) or `in_use` says it
+        holds files already (models of a capture this journal no longer knows: a `forget`,
+        a lost journal): then the name that meets the other gets `.tag` (the eid; `.tag.2`,
+        ... if that is taken too). Returns (folder, what it collided with, or None).
 
         Claimed in one transaction, so two captures can never be handed the same folder; a
         new version of the same input keeps its folder (its models replace its own)."""
@@ -96,9 +123,10 @@ class ResultsMixin(BaseJournal):
                     (file_id,),
                 )
             }
-            chosen, first = wanted, _overlap(wanted, claims)
-            number = 1
-            while (met := _overlap(chosen, claims)) is not None:
+            unknown = "models of a capture this journal does not know"
+            first = _overlap(wanted, claims) or ((wanted, unknown) if in_use(wanted) else None)
+            chosen, number = wanted, 1
+            while met := _overlap(chosen, claims) or ((chosen, "") if in_use(chosen) else None):
                 # Each step leaves one claim behind for good: at most one step per claim.
                 chosen = _beside(chosen, met[0], tag if number == 1 else f"{tag}.{number}")
                 number += 1
@@ -107,7 +135,10 @@ class ResultsMixin(BaseJournal):
             )
             if first is not None:
                 self._event(
-                    conn, file_id, "results-folder", f"{wanted} is {first[1]}'s; using {chosen}"
+                    conn,
+                    file_id,
+                    "results-folder",
+                    f"{wanted} is taken ({first[1]}); using {chosen}",
                 )
             return chosen, first[1] if first is not None else None
 

@@ -215,6 +215,18 @@ def _migrate_v9_lifecycle(db: Any) -> None:
             db.execute("UPDATE files SET result_dir = ? WHERE id = ?", (folder, row[0]))
 
 
+def _migrate_v10_failed_actions(db: Any) -> None:
+    # An ended capture's actions are journaled per outcome (`states.action_key`): a failure's
+    # move, hook and notification are `failed:move`, ... so that a capture the API later
+    # reports READY still gets its READY actions. Rows that failed before keep what they did.
+    for file_id, done in db.execute(
+        "SELECT id, actions_done FROM files WHERE UPPER(capture_state) IN ('FAILED', 'ERROR')"
+    ).fetchall():
+        actions = json.loads(done or "[]")
+        renamed = [f"failed:{a}" if a in ("move", "hook", "notify") else a for a in actions]
+        db.execute("UPDATE files SET actions_done = ? WHERE id = ?", (json.dumps(renamed), file_id))
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -226,5 +238,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v7_results,
     _migrate_v8_discards,
     _migrate_v9_lifecycle,
+    _migrate_v10_failed_actions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

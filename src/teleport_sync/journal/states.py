@@ -93,7 +93,7 @@ class Source(StrEnum):
     USER = "user"  # `captures delete`
 
 
-APPLIED, DUPLICATE, SEEN = "applied", "duplicate", "seen"
+APPLIED, DUPLICATE, SEEN, STALE = "applied", "duplicate", "seen", "stale"
 
 # Where a known state stands in a capture's life; a state never moves to a lower rank. Unknown
 # states rank with PROCESSING: recorded and followed, never taken for an ending.
@@ -105,8 +105,9 @@ NOT_UPLOADED_YET = "the upload has not completed here yet; the upload goes on"
 @dataclass(frozen=True)
 class Verdict:
     """What the journal does with a heard state: `applied` (the capture moved), `duplicate`
-    (it is already there: nothing is written) or `seen` (kept in the history with `note`
-    saying why it moved nothing)."""
+    (it is already there: nothing is written), `seen` (kept in the history with `note`
+    saying why it moved nothing) or `stale` (about a capture the row no longer has: its file
+    started over meanwhile; nothing is written)."""
 
     outcome: str
     note: str | None = None
@@ -178,3 +179,13 @@ def judge_capture_state(
     if current is not None and _rank(heard) < _rank(current):
         return Verdict(SEEN, f"older than {current}: a state never moves back")
     return Verdict(APPLIED)
+
+
+def action_key(capture_state: str | None, action: str) -> str:
+    """The name an ended capture's action is journaled under in `files.actions_done`.
+
+    Keyed by outcome: a capture that FAILED and that the API later reports READY still gets
+    its READY actions (models, `done_dir`, `on_ready`, `ready`), each once. READY's keep the
+    plain names (`download`, `move`, `hook`, `notify`); a failure's are `failed:<action>`.
+    """
+    return f"failed:{action}" if _outcome(capture_state) == "FAILED" else action

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..api import ApiError, TeleportClient
 from ..config import ActionsSettings, ResultsSettings
 from ..inputs import InputProblem, identify
-from ..journal import FileRecord, Journal, Source
+from ..journal import FileRecord, Journal, Source, StaleCapture, action_key
 from ..logging import get_logger
 from ..models import is_failed, is_terminal
 from ..timestamps import parse_utc, utc_in
@@ -55,6 +55,14 @@ def relative_to_roots(path: Path, roots: list[Path]) -> Path:
         except ValueError:
             continue
     return Path(path.name)
+
+
+def _holds_files(folder: str) -> bool:
+    """Does `folder` hold any file already (another capture's models, not ours to replace)?"""
+    try:
+        return any(path.is_file() for path in Path(folder).rglob("*"))
+    except OSError:
+        return False
 
 
 class Actions:
@@ -106,10 +114,10 @@ class Actions:
                 self._busy.discard(record.id)
 
     def _due(self, record: FileRecord) -> list[tuple[str, Callable[[FileRecord], bool]]]:
-        """The capture's actions, in the order they must run."""
-        state = (record.capture_state or "").upper()
+        """The capture's actions, in the order they must run, each under its journal name."""
+        state = record.capture_state
         steps: list[tuple[str, Callable[[FileRecord], bool]]] = []
-        if state == "READY":
+        if (state or "").upper() == "READY":
             if self.results.download:
                 steps.append(("download", self._guard_download))
             done_dir, hook = self.settings.done_dir, self.settings.on_ready
@@ -118,25 +126,32 @@ class Actions:
         else:
             return steps
         if done_dir:
-            steps.append(
-                ("move", lambda r: self._guard(r, "move", partial(self._move, r, done_dir)))
-            )
+            move = partial(self._move, destination_root=done_dir)
+            steps.append((action_key(state, "move"), lambda r: self._guard(r, "move", move)))
         if hook:
-            steps.append(("hook", lambda r: self._guard(r, "hook", partial(self._hook, r, hook))))
+            run_hook = partial(self._hook, argv=hook)
+            steps.append((action_key(state, "hook"), lambda r: self._guard(r, "hook", run_hook)))
         return steps
 
     def _run_due(self, record: FileRecord) -> bool:
         if not is_terminal(record.capture_state):
             return False
-        for action, run in self._due(record):
-            if action not in record.actions_done and not run(record):
-                return False
-            record = self.journal.get(record.id)
+        eid = record.eid
+        try:
+            for action, run in self._due(record):
+                if action not in record.actions_done and not run(record):
+                    return False
+                record = self.journal.get(record.id)
+                if record.eid != eid:
+                    raise StaleCapture(record.id, str(eid))
+        except StaleCapture:
+            log.info("the file started over; the old capture's actions stop", path=record.path)
+            return False
         return True
 
-    def _guard(self, record: FileRecord, action: str, run: Callable[[], None]) -> bool:
+    def _guard(self, record: FileRecord, action: str, run: Callable[[FileRecord], None]) -> bool:
         try:
-            run()
+            run(record)
             return True
         except (ApiError, OSError, InputProblem) as exc:
             log.error(f"{action} failed; will try again later", path=record.path, error=str(exc))
@@ -166,7 +181,7 @@ class Actions:
                 )
             delay = result_retry_delay(record.result_attempts, self.retry_base_seconds)
             at = utc_in(delay, self.now())
-            self.journal.record_result_error(record.id, error, at)
+            self.journal.record_result_error(record.id, error, at, eid=record.eid)
             log.error("download failed; will try again", path=record.path, error=error, retry_at=at)
             return False
 
@@ -177,14 +192,16 @@ class Actions:
         capture = self.client.find_capture(record.eid) if record.eid else None
         if capture is None or not capture.sid:
             raise ApiError(f"capture {record.eid} is READY but has no share id yet")
-        self.journal.observe_capture(record.id, capture.state, source=Source.POLL, sid=capture.sid)
+        self.journal.observe_reported(record.id, capture, Source.POLL)
         return capture.sid
 
     def _folder(self, record: FileRecord) -> Path:
         """This capture's own results folder (`journal.claim_result_dir`): where its input's
         path says, or, when another input's models already live there, that name with the eid."""
         wanted = result_folder(self.results_dir, Path(record.path), self.roots)
-        folder, collided = self.journal.claim_result_dir(record.id, str(wanted), str(record.eid))
+        folder, collided = self.journal.claim_result_dir(
+            record.id, str(wanted), str(record.eid), in_use=_holds_files
+        )
         if collided is not None:
             log.warning(
                 "results folder taken by another input; this capture's models go beside it",
@@ -215,34 +232,46 @@ class Actions:
             except (ApiError, OSError) as exc:
                 notes.append(f"previews not saved: {exc}")
         by_profile = plan.by_profile()
-        self.journal.record_results(record.id, by_profile, previews)
+        self.journal.record_results(record.id, by_profile, previews, eid=record.eid)
         if notes:
-            self.journal.record_result_error(record.id, "; ".join(notes), None)
+            self.journal.record_result_error(record.id, "; ".join(notes), None, eid=record.eid)
             log.warning("; ".join(notes), path=record.path, eid=record.eid)
         written = [p for paths in by_profile.values() for p in paths] + previews
-        self.journal.mark_action(record.id, "download", written)
+        self.journal.mark_action(record.id, "download", written, eid=record.eid)
 
-    def _move(self, record: FileRecord, destination_root: Path | None) -> None:
-        assert destination_root is not None
+    def _move(self, record: FileRecord, destination_root: Path) -> None:
+        done = action_key(record.capture_state, "move")
         source = Path(record.path)
         if not source.exists():
             log.warning("input no longer exists; nothing to move", path=record.path)
-            self.journal.mark_action(record.id, "move")
+            self.journal.mark_action(record.id, done, eid=record.eid)
             return
-        relative = relative_to_roots(source, self.roots)
+        # Its home: a watch root, or where a move of ours put it (a failure the API later
+        # reports READY goes from failed_dir to done_dir, keeping its path below them).
+        homes = [
+            *self.roots,
+            *(p.absolute() for p in (self.settings.done_dir, self.settings.failed_dir) if p),
+        ]
+        if not any(home in source.absolute().parents for home in homes):
+            # `upload` of a file kept elsewhere: it is the user's, where they keep it.
+            log.info("input is outside the watch folders; not moved", path=record.path)
+            self.journal.mark_action(record.id, done, eid=record.eid)
+            return
+        relative = relative_to_roots(source.absolute(), homes)
         target = destination_root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             target = target.with_name(f"{target.stem}.{record.eid}{target.suffix}")
         shutil.move(source, target)
-        self.journal.update_location(record.id, str(target), identify(target))
-        self.journal.mark_action(record.id, "move")
+        self.journal.update_location(record.id, str(target), identify(target), eid=record.eid)
+        self.journal.mark_action(record.id, done, eid=record.eid)
         log.info("input moved", source=str(source), target=str(target))
 
-    def _hook(self, record: FileRecord, argv: list[str] | None) -> None:
-        assert argv
+    def _hook(self, record: FileRecord, argv: list[str]) -> None:
         # Recorded first: a hook may have side effects a user never wants twice.
-        self.journal.mark_action(record.id, "hook")
+        self.journal.mark_action(
+            record.id, action_key(record.capture_state, "hook"), eid=record.eid
+        )
         env = dict(os.environ)
         env.update(
             TELEPORT_EID=record.eid or "",

@@ -145,7 +145,10 @@ class Poller:
             if not is_terminal(capture.state):
                 remaining += 1
             elif verdict.applied:  # an ending: the rows followed here are all still going
-                self.on_terminal(self.journal.get(record.id))
+                try:
+                    self.on_terminal(self.journal.get(record.id))
+                except Exception:  # one capture's actions must not stop the others' states
+                    log.exception("handling an ended capture failed", path=record.path)
         return remaining
 
     def run(self) -> None:

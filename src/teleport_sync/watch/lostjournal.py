@@ -121,7 +121,10 @@ def release(journal: Journal, record: FileRecord) -> str | None:
 
 def _mark(root: Path, ours: str, journal_path: Path) -> None:
     try:
-        (root / MARKER).write_text(f"{ours}\n{journal_path}\n", encoding="utf-8")
+        # Private like the journal it names (DESIGN §3a): the station's id and journal path.
+        fd = os.open(root / MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as marker:
+            marker.write(f"{ours}\n{journal_path}\n")
     except OSError as exc:
         log.warning(
             "cannot write the journal's marker into the watch folder: uploads go on, but if this "

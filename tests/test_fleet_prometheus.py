@@ -1,7 +1,8 @@
 """A fleet watched by a real Prometheus: Debian's `prometheus` binary on loopback scrapes two
 real daemons (each its own journal and `[metrics] listen`, one emulated account), evaluates the
 shipped rules with their `for:` durations shortened, and raises the alerts the faults call for:
-the station whose token is refused, and the station that stops."""
+the station whose token is refused, and the station that stops. Debian's Alertmanager, with
+the shipped config, routes them to Slack: a loopback sink that records what Slack would get."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -22,15 +23,19 @@ from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 
 from .helpers import MIB, make_zip, set_knobs, wait_for
+from .sink import Sink
 from .test_daemon import Running, free_port, settings_for
 from .test_fleet_dashboard import panel_queries
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "teleport-sync.rules.yml"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager")
 pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None,
-    reason="the prometheus binary is not installed (Debian's `prometheus`; .ci/system-packages)",
+    PROMETHEUS is None or ALERTMANAGER is None,
+    reason="prometheus or its alertmanager is not installed (Debian's `prometheus` and "
+    "`prometheus-alertmanager`; .ci/system-packages installs them)",
 )
 
 
@@ -52,46 +57,32 @@ def fast_rules(path: Path) -> Path:
     return path
 
 
-class Prometheus:
-    """Debian's prometheus on 127.0.0.1, a temporary data folder, 1 s scrapes and evaluations."""
+class Server:
+    """A Debian binary (prometheus, alertmanager) on 127.0.0.1, its log in its home folder."""
 
-    def __init__(self, home: Path, targets: list[str]) -> None:
+    def __init__(self, binary: str, home: Path) -> None:
         home.mkdir()
+        self.binary = binary
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        every = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
-        config = {
-            "global": every,
-            "rule_files": [str(fast_rules(home / "rules.yml"))],
-            "scrape_configs": [
-                {"job_name": "teleport-sync", "static_configs": [{"targets": targets}]}
-            ],
-        }
-        (home / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Prometheus:
-        assert PROMETHEUS is not None
-        self.log = (self.home / "prometheus.log").open("wb")
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.log = (self.home / "server.log").open("wb")
         self.process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={self.home / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.home / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            [self.binary, *self.arguments()], stdout=self.log, stderr=subprocess.STDOUT
         )
-        wait_for(self._ready, 30, "prometheus to be ready")
+        wait_for(self._ready, 30, f"{Path(self.binary).name} to be ready")
         return self
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError((self.home / "prometheus.log").read_text())
+            raise AssertionError((self.home / "server.log").read_text())
         try:
             return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
         except httpx.TransportError:
@@ -106,6 +97,55 @@ class Prometheus:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+class Alertmanager(Server):
+    """The shipped Alertmanager config, its Slack webhook URL pointed at `slack` and its
+    waits cut to a second; no cluster port (gossip would listen on every address)."""
+
+    def __init__(self, home: Path, slack: str) -> None:
+        super().__init__(ALERTMANAGER or "", home)
+        config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+        (home / "slack-webhook-url").write_text(slack, encoding="utf-8")
+        for receiver in config["receivers"]:
+            for slack_config in receiver["slack_configs"]:
+                slack_config["api_url_file"] = str(home / "slack-webhook-url")
+        config["route"].update(group_wait="1s", group_interval="1s")
+        (home / "alertmanager.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def arguments(self) -> list[str]:
+        return [
+            f"--config.file={self.home / 'alertmanager.yml'}",
+            f"--storage.path={self.home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
+
+
+class Prometheus(Server):
+    """1 s scrapes and evaluations of the stations, the shipped rules with `for:` at 1 s."""
+
+    def __init__(self, home: Path, targets: list[str], alertmanager: str) -> None:
+        super().__init__(PROMETHEUS or "", home)
+        every = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+        config = {
+            "global": every,
+            "rule_files": [str(fast_rules(home / "rules.yml"))],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+            "scrape_configs": [
+                {"job_name": "teleport-sync", "static_configs": [{"targets": targets}]}
+            ],
+        }
+        (home / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def arguments(self) -> list[str]:
+        return [
+            f"--config.file={self.home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
 
     def api(self, path: str, **params: str) -> Any:
         answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=5).json()
@@ -148,7 +188,14 @@ def test_prometheus_scrapes_the_fleet_and_alerts_on_the_failing_station(
     emulator: EmulatorServer, tmp_path: Path, stations: list[tuple[Running, str]]
 ) -> None:
     (a, a_address), (b, b_address) = stations
-    with Prometheus(tmp_path / "prometheus", [a_address, b_address]) as prometheus:
+    with ExitStack() as stack:
+        slack = stack.enter_context(Sink())
+        alertmanager = stack.enter_context(Alertmanager(tmp_path / "alertmanager", slack.url))
+        prometheus = stack.enter_context(
+            Prometheus(
+                tmp_path / "prometheus", [a_address, b_address], f"127.0.0.1:{alertmanager.port}"
+            )
+        )
         wait_for(
             lambda: prometheus.target_health() == {a_address: "up", b_address: "up"},
             20,
@@ -173,12 +220,24 @@ def test_prometheus_scrapes_the_fleet_and_alerts_on_the_failing_station(
             30,
             "TeleportSyncAuthFailing for station a alone",
         )
-        assert b_address not in prometheus.firing("TeleportSyncAuthFailing")
+        # Alertmanager routes it (critical) to the on-call channel, naming the station.
+        wait_for(lambda: slack_messages(slack, "TeleportSyncAuthFailing"), 20, "the Slack message")
+        [message] = slack_messages(slack, "TeleportSyncAuthFailing")
+        assert message["channel"] == "#capture-oncall"
+        [attachment] = message["attachments"]
+        assert attachment["text"].startswith(f"{a_address}: the token endpoint refuses")
+        assert "Runbook: README.md#troubleshooting" in attachment["text"]
+        assert b_address not in json.dumps(message)
 
         # The secret is put back: the station's probe succeeds and the alert ends.
         set_knobs(emulator, client_secret=secret)
         wait_for(
             lambda: not prometheus.firing("TeleportSyncAuthFailing"), 20, "the alert to resolve"
+        )
+        wait_for(
+            lambda: slack_messages(slack, "TeleportSyncAuthFailing", "RESOLVED"),
+            20,
+            "Slack told it is resolved",
         )
 
         # Station b stops: Prometheus sees it down and says which.
@@ -190,3 +249,9 @@ def test_prometheus_scrapes_the_fleet_and_alerts_on_the_failing_station(
         )
         series = prometheus.api("query", query='ALERTS{alertname="TeleportSyncDown"}')["result"]
         assert [s["metric"]["instance"] for s in series] == [b_address], json.dumps(series)
+
+
+def slack_messages(slack: Sink, alertname: str, status: str = "FIRING") -> list[dict[str, Any]]:
+    """What Alertmanager posted to the Slack webhook about `alertname` (firing or resolved)."""
+    titles = [(r.json(), r.json()["attachments"][0]["title"]) for r in slack.received]
+    return [m for m, title in titles if title.startswith(f"[{status}] {alertname}: ")]

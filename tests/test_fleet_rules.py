@@ -16,7 +16,9 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RULES = DEPLOY / "prometheus" / "teleport-sync.rules.yml"
 RULES_TEST = DEPLOY / "prometheus" / "tests" / "rules_test.yml"
 README = DEPLOY.parent / "README.md"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
 PROMTOOL = shutil.which("promtool")
+AMTOOL = shutil.which("amtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None,
     reason="promtool is not installed (Debian's `prometheus` package; .ci/system-packages)",
@@ -85,6 +87,35 @@ def test_a_broken_expectation_fails_the_unit_tests(tmp_path: Path) -> None:
     result = promtool("test", "rules", str(tmp_path / "tests" / RULES_TEST.name))
     assert result.returncode != 0
     assert "TeleportSyncUploadsStalled" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    AMTOOL is None,
+    reason="amtool is not installed (Debian's `prometheus-alertmanager`; .ci/system-packages)",
+)
+def test_the_alertmanager_example_is_valid_and_pages_only_for_critical_alerts() -> None:
+    assert AMTOOL is not None
+    checked = subprocess.run(
+        [AMTOOL, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    def receiver(*labels: str) -> str:
+        routed = subprocess.run(
+            [AMTOOL, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert routed.returncode == 0, routed.stderr
+        return routed.stdout.strip()
+
+    for rule in alerts():
+        labels = [f"alertname={rule['alert']}", f"severity={rule['labels']['severity']}"]
+        urgent = rule["labels"]["severity"] == "critical"
+        assert receiver(*labels, "instance=station-a:9464") == (
+            "capture-ops-urgent" if urgent else "capture-ops"
+        ), rule["alert"]
 
 
 def test_every_alert_says_what_where_and_which_readme_row() -> None:

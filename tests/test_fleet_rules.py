@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,25 @@ def test_the_alertmanager_example_is_valid_and_pages_only_for_critical_alerts() 
         assert receiver(*labels, "instance=station-a:9464") == (
             "capture-ops-urgent" if urgent else "capture-ops"
         ), rule["alert"]
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool is not installed (prometheus-alertmanager)")
+def test_the_readme_alertmanager_snippet_is_a_valid_config(tmp_path: Path) -> None:
+    assert AMTOOL is not None
+    text = README.read_text(encoding="utf-8").split("**Alerts to Slack.**", 1)[1]
+    snippet = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "alertmanager.yml").write_text(textwrap.dedent(snippet), encoding="utf-8")
+    # The README's route is the shipped file's (who gets paged is decided in one place).
+    shown = yaml.safe_load((tmp_path / "alertmanager.yml").read_text(encoding="utf-8"))
+    shipped = yaml.safe_load(ALERTMANAGER.read_text(encoding="utf-8"))
+    assert shown["route"]["routes"] == shipped["route"]["routes"]
+    checked = subprocess.run(
+        [AMTOOL, "check-config", str(tmp_path / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_every_alert_says_what_where_and_which_readme_row() -> None:

@@ -29,6 +29,8 @@ RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 # STATE_DIRECTORY puts the journal in its volume (as systemd's StateDirectory= does);
 # CREDENTIALS_DIRECTORY is where the daemon looks for `client_secret` (and `webhook_secret`).
+# The environment wins over config.toml: to watch more folders, mount them and set
+# TELEPORT_SYNC_WATCH__PATHS to a JSON list of them (or add [[watch.folder]] tables).
 ENV TELEPORT_SYNC_CONFIG=/etc/teleport-sync/config.toml \
     STATE_DIRECTORY=/var/lib/teleport-sync \
     CREDENTIALS_DIRECTORY=/run/secrets \

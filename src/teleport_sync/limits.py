@@ -109,6 +109,16 @@ class Timetable:
         target = later[0] if later else self.entries[0][0] + MINUTES_PER_WEEK
         return target - minute
 
+    def opens_in(self, when: datetime) -> int | None:
+        """Minutes from `when` until the window opens (0: open now; None: no slot opens it)."""
+        if self.rate_at(when) != 0:
+            return 0
+        minute = when.weekday() * 1440 + when.hour * 60 + when.minute
+        # The entries after now this week, then next week's from the start: one lap round.
+        ahead = [(at - minute, rate) for at, rate in self.entries if at > minute]
+        ahead += [(at + MINUTES_PER_WEEK - minute, rate) for at, rate in self.entries]
+        return next((distance for distance, rate in ahead if rate != 0), None)
+
 
 def parse_bwlimit(text: str) -> Timetable:
     """A rate or a timetable (see the module's doc); raises LimitError naming the bad part."""
@@ -213,6 +223,15 @@ class BandwidthLimiter:
     @property
     def window_open(self) -> bool:
         return self.rate != 0
+
+    def opens_in_seconds(self) -> float | None:
+        """Seconds until the timetable opens the window (0 while open; None: it never does)."""
+        now = self._now()
+        minutes = self.timetable.opens_in(now)
+        if minutes is None:
+            return None
+        # Slots start on the minute: what is left of the current minute is already gone.
+        return max(0.0, minutes * 60.0 - now.second - now.microsecond / 1e6) if minutes else 0.0
 
     def closed_reason(self) -> str | None:
         """Why no new part may start now, or None."""

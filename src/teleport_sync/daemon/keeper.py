@@ -18,6 +18,7 @@ from ..api import (
 from ..api.authstate import AuthSnapshot, AuthState
 from ..journal import Journal, JournalError
 from ..logging import get_logger
+from ..status.ages import oldest_by_phase
 from ..status.health import (
     record_auth,
     record_daemon_started,
@@ -104,7 +105,9 @@ class HealthKeeper:
         now = time.monotonic()
         if not force and now < self._next_report:
             return
-        counts = phase_counts(status_rows(self.journal, self._options()))
+        rows = status_rows(self.journal, self._options())
+        counts = phase_counts(rows)
+        self._fleet_gauges(rows)
         took = time.monotonic() - now
         self._next_report = now + max(REPORT_EVERY_SECONDS, took / REPORT_SHARE)
         for phase, n in counts.items():
@@ -116,6 +119,13 @@ class HealthKeeper:
         self.metrics.healthy.set(int(auth.ok is not False and unwatched == 0))
         line = status_line(counts, auth, self.roots)
         self.notifier.status(f"{line}; {extra}" if extra else line)
+
+    def _fleet_gauges(self, rows: list[dict[str, Any]]) -> None:
+        """How long files wait, and the cleanup backlog: from the rows just read, so the
+        gauges and the phase counts describe the same moment."""
+        for phase, seconds in oldest_by_phase(rows, self.journal.failing_since()).items():
+            self.metrics.oldest.labels(phase).set(seconds)
+        self.metrics.captures_to_delete.set(len(self.journal.discarded_captures()))
 
     # -- the authentication probe ---------------------------------------------------------------
 

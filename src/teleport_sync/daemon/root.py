@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ..api.authstate import AuthSnapshot
@@ -146,6 +147,7 @@ class Daemon:
         self.uploader = parts.uploader
         self.control = parts.control
         self.metrics.watch_bwlimit(parts.control.limiter)
+        self.metrics.watch_journal_disk(Path(parts.journal.path).parent)
         self.keeper = HealthKeeper(
             parts.journal,
             parts.client,

@@ -146,8 +146,17 @@ class Uploads:
             return
         self.keeper.auth.succeeded()
         if not result.already_uploaded:
-            self.metrics.files_uploaded.inc()
+            self._count_uploaded(record.id)
         self.poller.wake.set()
+
+    def _count_uploaded(self, file_id: int) -> None:
+        """One more capture in the metrics, with the frames and estimated cost intake counted
+        (the fleet dashboard's captures and spend per day)."""
+        try:
+            facts = self.journal.control_facts(file_id)
+        except (KeyError, JournalError):  # forgotten meanwhile, or the disk: count it bare
+            facts = {}
+        self.metrics.count_uploaded(facts.get("frames"), facts.get("estimated_cost"))
 
     def _changed(self, path: Path, exc: FileChanged) -> None:
         log.warning(

@@ -58,3 +58,33 @@ class ReportMixin(BaseJournal):
     def counts_by_state(self) -> dict[str, int]:
         rows = self._query("SELECT upload_state, COUNT(*) AS n FROM files GROUP BY upload_state")
         return {r["upload_state"]: r["n"] for r in rows}
+
+    def failing_since(self) -> dict[str, str]:
+        """For each failed file (by path): when its current run of failures began.
+
+        `attempts` counts the failures since the file last got through (or started over), and
+        each failure journals a `failed` event: the run began at the oldest of the last
+        `attempts` of them. A retried file's `updated_at` moves on at every attempt, so it
+        cannot say how long the file has been failing.
+        """
+        failed = {
+            r["id"]: (r["path"], max(1, r["attempts"] or 0))
+            for r in self._query(
+                "SELECT id, path, attempts FROM files WHERE upload_state = 'failed'"
+            )
+        }
+        if not failed:  # the usual case: no scan of the events at all
+            return {}
+        since: dict[str, str] = {}
+        seen: dict[int, int] = {}
+        for r in self._query(
+            "SELECT file_id, at FROM events WHERE kind = 'failed' AND file_id IN "
+            "(SELECT id FROM files WHERE upload_state = 'failed') ORDER BY id DESC"
+        ):
+            if r["file_id"] not in failed:  # failed since the first query: next time
+                continue
+            path, attempts = failed[r["file_id"]]
+            seen[r["file_id"]] = n = seen.get(r["file_id"], 0) + 1
+            if n <= attempts:
+                since[_py_path(path)] = r["at"]
+        return since

@@ -1,14 +1,21 @@
 """Prometheus metrics, served only when `[metrics] listen` is set.
 
-Each daemon gets its own registry, so tests can run several daemons in one process.
+Each daemon gets its own registry, so tests can run several daemons in one process. A fleet's
+alert rules and dashboard (deploy/) read only what is defined here; every name is
+`teleport_sync_*` and has its HELP text.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from .. import __version__
 from ..limits import BandwidthLimiter
 
 
@@ -59,6 +66,9 @@ class Metrics:
         )
         self.bwlimit = _bwlimit_gauge(self.registry)
         self._health_gauges()
+        self._fleet_metrics()
+        self.window = UploadWindow()
+        self._window_gauges()
         self._server = None
 
     def _health_gauges(self) -> None:
@@ -85,10 +95,95 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _fleet_metrics(self) -> None:
+        """What a fleet's alerts ask of each station beyond `health` (deploy/prometheus)."""
+        self.oldest = Gauge(
+            "teleport_sync_oldest_seconds",
+            "Seconds the longest-waiting file has been in this phase (failed: since its upload "
+            "began failing or the server failed it; processing: since its upload completed; "
+            "others: since it got there); 0 when no file is in it",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.last_part = Gauge(
+            "teleport_sync_last_part_timestamp_seconds",
+            "Unix time storage last acknowledged a part (the daemon's start before the first)",
+            registry=self.registry,
+        )
+        self.last_part.set(time.time())
+        self.captures_to_delete = Gauge(
+            "teleport_sync_captures_to_delete",
+            "Unfinished captures cut loose from their rows, not yet deleted from the account",
+            registry=self.registry,
+        )
+        self.frames_uploaded = Counter(
+            "teleport_sync_frames_uploaded",
+            "Frames (zip images, video frames) of the files uploaded completely",
+            registry=self.registry,
+        )
+        self.estimated_cost = Counter(
+            "teleport_sync_estimated_cost",
+            "Estimated cost of the captures uploaded completely, in [budget] currency "
+            "(stays 0 unless [budget] prices are set)",
+            registry=self.registry,
+        )
+        self.journal_free = Gauge(
+            "teleport_sync_journal_disk_free_bytes",
+            "Bytes this user may still write on the journal's file system",
+            registry=self.registry,
+        )
+        self.journal_size = Gauge(
+            "teleport_sync_journal_disk_size_bytes",
+            "Size in bytes of the journal's file system",
+            registry=self.registry,
+        )
+        Gauge(
+            "teleport_sync_build_info",
+            "Always 1; `version` names the teleport-sync this station runs",
+            ["version"],
+            registry=self.registry,
+        ).labels(__version__).set(1)
+
+    def _window_gauges(self) -> None:
+        """The upload window of `[upload] bwlimit`, read from the limiter at each scrape."""
+        window = self.window
+        Gauge(
+            "teleport_sync_upload_window_open",
+            "1 while new parts may start, 0 while a bwlimit slot of 0 closes the upload window",
+            registry=self.registry,
+        ).set_function(lambda: float(window.is_open()))
+        Gauge(
+            "teleport_sync_upload_window_closed_seconds",
+            "Seconds the upload window has been closed without a break (as this daemon saw "
+            "it; 0 while open)",
+            registry=self.registry,
+        ).set_function(window.closed_seconds)
+        Gauge(
+            "teleport_sync_upload_window_opens_in_seconds",
+            "Seconds until the bwlimit timetable opens the closed upload window (0 while "
+            "open, +Inf when no slot opens it)",
+            registry=self.registry,
+        ).set_function(window.opens_in_seconds)
+
     def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
         """Read the limiter's rate when scraped (it follows its timetable by itself)."""
+        self.window.follow(limiter)
         if limiter is not None:
             self.bwlimit.set_function(lambda: -1.0 if limiter.rate is None else limiter.rate)
+
+    def watch_journal_disk(self, folder: Path) -> None:
+        """Free and total bytes of the journal's file system, asked of the OS at each scrape
+        (a full disk stops every journal write: the daemon cannot record progress)."""
+        self.journal_free.set_function(_statvfs(folder, lambda st: st.f_bavail * st.f_frsize))
+        self.journal_size.set_function(_statvfs(folder, lambda st: st.f_blocks * st.f_frsize))
+
+    def count_uploaded(self, frames: int | None, cost: float | None) -> None:
+        """A file uploaded completely: one more capture, its frames and its estimated cost."""
+        self.files_uploaded.inc()
+        if frames:
+            self.frames_uploaded.inc(frames)
+        if cost:
+            self.estimated_cost.inc(cost)
 
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
@@ -101,6 +196,51 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _statvfs(folder: Path, pick: Callable[[os.statvfs_result], int]) -> Callable[[], float]:
+    def read() -> float:
+        try:
+            return float(pick(os.statvfs(folder)))
+        except OSError:  # the folder is gone or unreadable: no figure rather than a wrong one
+            return math.nan
+
+    return read
+
+
+class UploadWindow:
+    """Whether the upload window is open, since when it is closed and when it opens again.
+
+    Read at each scrape: the closing is noticed by the first scrape that sees it (a daemon
+    restarted while closed counts from its start, as it cannot know better)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._limiter: BandwidthLimiter | None = None
+        self._closed_since: float | None = None
+
+    def follow(self, limiter: BandwidthLimiter | None) -> None:
+        self._limiter = limiter
+
+    def is_open(self) -> bool:
+        limiter = self._limiter
+        is_open = limiter is None or limiter.window_open
+        if is_open:
+            self._closed_since = None
+        elif self._closed_since is None:
+            self._closed_since = self._clock()
+        return is_open
+
+    def closed_seconds(self) -> float:
+        if self.is_open() or self._closed_since is None:
+            return 0.0
+        return max(0.0, self._clock() - self._closed_since)
+
+    def opens_in_seconds(self) -> float:
+        if self.is_open() or self._limiter is None:
+            return 0.0
+        seconds = self._limiter.opens_in_seconds()
+        return math.inf if seconds is None else seconds
 
 
 def _bwlimit_gauge(registry: CollectorRegistry) -> Gauge:
@@ -135,3 +275,4 @@ class MetricsProgress:
 
     def part_done(self, path: Path, number: int) -> None:
         self._metrics.parts_uploaded.inc()
+        self._metrics.last_part.set(time.time())

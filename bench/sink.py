@@ -50,6 +50,9 @@ class Handler(BaseHTTPRequestHandler):
     sink: Sink
     port: int
     scheme: str
+    # Where clients reach this sink (the upload URLs it hands out point there): itself, or a
+    # proxy in front of it (bench/wan.py's delay line).
+    public: str
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -186,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             self._body_json()
             eid, part = path.split("/")[4], path.rsplit("/", 1)[1]
             url_out = (
-                f"{self.scheme}://127.0.0.1:{self.port}/bucket/{eid}?partNumber={part}"
+                f"{self.public}/bucket/{eid}?partNumber={part}"
                 f"&uploadId=u-{eid}&X-Amz-Signature=bench"
             )
             self._json({"eid": eid, "upload_url": url_out, "chunk_size": self.sink.chunk_size})
@@ -211,10 +214,15 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    port: int, chunk_size: int, tls: tuple[str, str] | None = None, md5_etags: bool = False
+    port: int,
+    chunk_size: int,
+    tls: tuple[str, str] | None = None,
+    md5_etags: bool = False,
+    host: str = "127.0.0.1",
+    public: str | None = None,
 ) -> ThreadingHTTPServer:
     sink = Sink(chunk_size, md5_etags)
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -223,6 +231,7 @@ def serve(
     Handler.sink = sink
     Handler.port = server.server_address[1]
     Handler.scheme = "https" if tls else "http"
+    Handler.public = public or f"{Handler.scheme}://127.0.0.1:{Handler.port}"
     return server
 
 
@@ -233,9 +242,11 @@ def main() -> None:
     parser.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
     parser.add_argument("--tls-key", help="... and this key")
     parser.add_argument("--md5-etags", action="store_true", help="answer parts with MD5 ETags")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--public", help="base URL clients reach it by (a proxy in front)")
     args = parser.parse_args()
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = serve(args.port, args.chunk_size, tls, args.md5_etags)
+    server = serve(args.port, args.chunk_size, tls, args.md5_etags, args.host, args.public)
     print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -110,6 +110,7 @@ def components(
                 journal,
                 concurrency=settings.upload.concurrency,
                 max_parts_in_flight=settings.upload.max_parts_in_flight,
+                adaptive=settings.upload.adaptive,
                 schedule_retry=schedule_retry,
                 name_template=settings.upload.name_template,
                 training_parameters=settings.upload.training_parameters,
@@ -167,7 +168,8 @@ def client_from_settings(
 
 def _parts_at_once(settings: Settings) -> int:
     upload = settings.upload
-    return min(upload.concurrency * upload.files_at_once, upload.max_parts_in_flight)
+    widest = upload.max_parts_in_flight if upload.adaptive else upload.concurrency
+    return min(max(upload.concurrency, widest) * upload.files_at_once, upload.max_parts_in_flight)
 
 
 def _log_retry(doing: str, attempt: int, error: BaseException, delay: float) -> None:

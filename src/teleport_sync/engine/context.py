@@ -64,6 +64,9 @@ class EngineContext:
     # One bound on parts in flight across every file this engine uploads at once
     # ([upload] max_parts_in_flight); None: only each file's own `concurrency`.
     in_flight: threading.BoundedSemaphore | None = None
+    # How wide one file's window of parts in flight may grow (`window.FlightWindow`); 0: it
+    # stays at `concurrency`.
+    max_width: int = 0
 
     @property
     def etag_fact(self) -> str:

@@ -3,9 +3,10 @@
 Parts are sent as `FileRegion`s: by sendfile over plain http, in `block_size` blocks otherwise,
 so memory does not grow with part size. Each attempt's MD5 is computed anew and checked against
 MD5-shaped ETags (so a file rewritten in place between attempts is caught at once instead of
-being reported as corruption attempt after attempt): in a hashing thread beside the sending once
-storage is known to answer with MD5s, after the PUT while that is not yet known, never for
-storage whose ETags are not MD5s (nothing could check it).
+being reported as corruption attempt after attempt): beside the sending once storage is known to
+answer with MD5s, after the PUT while that is not yet known, never for storage whose ETags are
+not MD5s (nothing could check it). The hashing is `api.hashing`'s: the parts in flight hashed
+together in the lanes of one AVX2 core where it can, else by hashlib on threads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..api import ApiError, NotFoundError, TransientError, UploadUrlExpired
-from ..api.filebody import FileRegion, md5_of_region
+from ..api.filebody import FileRegion
+from ..api.hashing import PartHasher, part_hasher
 from ..api.prefetch import Prefetcher
 from ..inputs import InputProblem
 from ..journal import FileRecord
@@ -25,6 +27,7 @@ from ..logging import get_logger
 from .context import EngineContext
 from .errors import UploadFailed
 from .plan import PartPlan
+from .window import FlightWindow
 
 _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -39,8 +42,9 @@ class FileRun:
     record: FileRecord
     bytesize: int
     abort: threading.Event
-    hashers: ThreadPoolExecutor
+    hasher: PartHasher
     urls: Prefetcher[int, str]
+    window: FlightWindow
     # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
     stop_hashing: threading.Event = field(default_factory=threading.Event)
     # The first part failure in time: the one the upload reports.
@@ -56,7 +60,12 @@ class FileRun:
 
 
 class _Again(Exception):
-    """This attempt did not land; try the part again (with a fresh URL and hash)."""
+    """This attempt did not land; try the part again (with a fresh URL and hash). `congested`:
+    the path failed it (a server error, a reset, a timeout), so fewer parts go at once."""
+
+    def __init__(self, congested: bool = False) -> None:
+        super().__init__()
+        self.congested = congested
 
 
 class PartSender:
@@ -70,29 +79,38 @@ class PartSender:
             return
         assert record.eid
         eid, client = record.eid, self.ctx.client
-        workers = min(self.ctx.concurrency, len(todo))
-        # Hashing has its own threads so it runs beside the sending, not before it; part URLs
-        # are asked for one round ahead so no PUT waits for its URL.
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
-            ThreadPoolExecutor(workers, thread_name_prefix="md5") as hashers,
-            ThreadPoolExecutor(workers, thread_name_prefix="url") as url_pool,
-        ):
-            # One attempt per URL request: the part attempt that takes it is the retry unit.
-            urls = Prefetcher(
-                lambda n: client.create_upload_url(eid, n, bytesize, retry=False).upload_url,
-                [part.number for part in todo],
-                ahead=workers,
-                executor=url_pool,
+        # The parts in flight start at `concurrency` and may widen to `max_width` (window.py);
+        # a thread per slot it may reach. Hashing runs beside the sending, not before it; part
+        # URLs are asked for as far ahead as the window may reach, so no PUT waits for its URL.
+        workers = min(max(self.ctx.concurrency, self.ctx.max_width), len(todo))
+        window = FlightWindow(start=self.ctx.concurrency, cap=workers)
+        hasher = part_hasher(workers)
+        try:
+            with (
+                ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
+                ThreadPoolExecutor(min(workers, 8), thread_name_prefix="url") as url_pool,
+            ):
+                # One attempt per URL request: the part attempt that takes it is the retry unit.
+                urls = Prefetcher(
+                    lambda n: client.create_upload_url(eid, n, bytesize, retry=False).upload_url,
+                    [part.number for part in todo],
+                    ahead=workers,
+                    executor=url_pool,
+                )
+                run = FileRun(path, record, bytesize, threading.Event(), hasher, urls, window)
+                futures = [pool.submit(self.send_one, run, part) for part in todo]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                if run.failure is not None:
+                    # Parts not yet started are skipped (`run.abort`); those in flight finish.
+                    urls.cancel()
+                    for future in futures:
+                        future.cancel()
+        finally:
+            hasher.close()
+        if window.limit != self.ctx.concurrency:
+            log.info(
+                "parts in flight", path=str(path), started=self.ctx.concurrency, ended=window.limit
             )
-            run = FileRun(path, record, bytesize, threading.Event(), hashers, urls)
-            futures: list[Future[None]] = [pool.submit(self.send_one, run, part) for part in todo]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if run.failure is not None:
-                # Parts not yet started are skipped (`run.abort`); those in flight finish.
-                urls.cancel()
-                for future in futures:
-                    future.cancel()
         if run.failure is not None:
             raise run.failure
 
@@ -108,16 +126,25 @@ class PartSender:
 
     def _send_until_acknowledged(self, run: FileRun, part: PartPlan) -> None:
         attempt = 0
+        clock = self.ctx.clock
         while not run.abort.is_set():
             self.ctx.check_stop()
             self.ctx.check_gate(run.path)
+            if not run.window.acquire(lambda: run.abort.is_set() or self.ctx.stop.is_set()):
+                continue  # stopped or aborted while waiting: the loop says which
             attempt += 1
             try:
                 with self.ctx.part_slot():
+                    epoch = run.window.part_started(clock.monotonic())
                     self._attempt(run, part, attempt)
+                run.window.part_done(part.size, clock.monotonic(), epoch)
                 return
-            except _Again:
+            except _Again as again:
+                if again.congested:
+                    run.window.part_failed()  # the path failed it: fewer in flight
                 continue
+            finally:
+                run.window.release()
 
     def _label(self, run: FileRun, part: PartPlan) -> str:
         return f"part {part.number}/{run.record.num_parts} of {run.path.name}"
@@ -156,14 +183,7 @@ class PartSender:
     def _start_hash(self, run: FileRun, part: PartPlan) -> Future[str] | None:
         if self.ctx.etags_are_md5 is not True:
             return None
-        return run.hashers.submit(
-            md5_of_region,
-            run.path,
-            part.offset,
-            part.size,
-            block_size=self.ctx.block_size,
-            stop=run.stop_hashing,
-        )
+        return run.hasher.submit(run.path, part.offset, part.size, run.stop_hashing)
 
     def _put(self, run: FileRun, part: PartPlan, attempt: int, body: FileRegion, label: str) -> str:
         """One PUT with a URL of its own; `_Again` for what another attempt may fix.
@@ -202,7 +222,7 @@ class PartSender:
             delay = pacer.failed(attempt - 1, exc.retry_after, policy=policy)
             log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
             ctx.on_retry("part")
-            raise _Again from exc
+            raise _Again(congested=True) from exc
         except NotFoundError:
             raise
         except ApiError as exc:
@@ -222,9 +242,9 @@ class PartSender:
             return ""
         try:
             # Not hashed yet, or a hash cut short (""): compute it now.
-            md5 = (hashing.result() if hashing is not None else "") or md5_of_region(
-                run.path, part.offset, part.size, block_size=self.ctx.block_size
-            )
+            md5 = (hashing.result() if hashing is not None else "") or run.hasher.submit(
+                run.path, part.offset, part.size
+            ).result()
         except OSError as exc:
             raise _unreadable(run.path, label, exc) from exc
         return md5 if bare.lower() == md5 else None

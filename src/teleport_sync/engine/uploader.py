@@ -64,6 +64,7 @@ class Uploader:
         *,
         concurrency: int = 4,
         max_parts_in_flight: int | None = None,
+        adaptive: bool = False,
         name_template: str = "{name}",
         training_parameters: dict[str, Any] | None = None,
         part_policy: RetryPolicy | None = None,
@@ -98,6 +99,7 @@ class Uploader:
             in_flight=(
                 threading.BoundedSemaphore(max_parts_in_flight) if max_parts_in_flight else None
             ),
+            max_width=max(concurrency, max_parts_in_flight or 0) if adaptive else 0,
         )
         # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
         # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),

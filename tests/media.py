@@ -19,8 +19,13 @@ SCENE_SIZE = (3200, 1200)
 PHOTO_SIZE = (960, 720)
 STEP = 60  # pixels the view moves between photos (7.5 % of a photo's width)
 
+
+def have_tools() -> bool:
+    return shutil.which("ffmpeg") is not None and shutil.which("zip") is not None
+
+
 needs_tools = pytest.mark.skipif(
-    shutil.which("ffmpeg") is None or shutil.which("zip") is None,
+    not have_tools(),
     reason="ffmpeg and zip are needed (Debian: apt-get install ffmpeg zip)",
 )
 

@@ -358,7 +358,7 @@ class WebhooksSettings(_Section):
         return value
 
 
-NOTIFY_EVENTS = ("ready", "failed", "rejected", "auth", "stuck")
+NOTIFY_EVENTS = ("ready", "failed", "rejected", "held", "auth", "stuck")
 
 
 class NotifyTarget(_Section):
@@ -366,7 +366,7 @@ class NotifyTarget(_Section):
 
     url: str
     format: Literal["json", "slack"] = "json"
-    events: list[Literal["ready", "failed", "rejected", "auth", "stuck"]] = Field(
+    events: list[Literal["ready", "failed", "rejected", "held", "auth", "stuck"]] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS)
     )
     # Signs our own requests (X-Teleport-Sync-Signature), so the receiver can trust them.

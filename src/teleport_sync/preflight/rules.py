@@ -17,6 +17,8 @@ from ..config import PreflightSettings
 from .frames import MATCH_PEAK, FrameMeasure, Neighbours
 
 WORST_SHOWN = 6
+# Neighbours that moved less than this (one pixel of the 64-pixel motion thumbnails) stood still.
+STILL = 1 / 64
 NAMES_IN_A_REASON = 3
 
 
@@ -278,13 +280,17 @@ def _duplicates(
     if not pairs:
         return Measure("duplicates", None, "duplicates: not judged", "needs 2 frames", None), []
     names = {f.index: f.name for f in judged}
-    same = [p for p in pairs if p.distance <= bits]
+    # The view did not move either: a slow, steady pan can look alike to a 64-bit hash.
+    same = [p for p in pairs if p.distance <= bits and p.moved < STILL]
     limit, ok = _share_rule(settings, len(same), len(pairs))
     shown = f"{len(same)} of {len(pairs)} neighbours near-identical"
     if same:
         stood = _named([names.get(p.index, str(p.index)) for p in same])
         shown += f" ({stood}: the camera stood still?)"
-    rule = f"near-identical = perceptual hashes at most {bits} bits apart (duplicate_distance); "
+    rule = (
+        f"near-identical = perceptual hashes at most {bits} bits apart (duplicate_distance) "
+        "and no measurable motion; "
+    )
     worst = [
         WorstFrame(
             names.get(p.index, str(p.index)),

@@ -92,7 +92,7 @@ def test_a_hold_keeps_the_file_back_until_approve(
 def test_a_warn_uploads_with_its_reasons_in_status(
     emulator: EmulatorServer, tmp_path: Path, scene: Path
 ) -> None:
-    settings = settings_for(emulator, tmp_path)
+    settings = settings_for(emulator, tmp_path, web={"listen": "127.0.0.1:0"})
     tripod = photo_zip(scene, tmp_path / "made", "tripod", 21, still_after=11)
     walk = photo_zip(scene, tmp_path / "made", "walk", 21)
     with Running(settings) as running:
@@ -102,6 +102,9 @@ def test_a_warn_uploads_with_its_reasons_in_status(
         scraped = running.daemon.metrics.registry.get_sample_value
         assert scraped("teleport_sync_preflight_verdicts_total", {"verdict": "warn"}) == 1
         assert scraped("teleport_sync_preflight_verdicts_total", {"verdict": "ok"}) == 1
+        page, strip = _console_strip(running, "tripod.zip")
+    assert "Pre-flight" in page and "verdict-warn" in page and "neighbours near-identical" in page
+    assert strip and all(jpeg.startswith(b"\xff\xd8") for jpeg in strip)  # small JPEGs
     status = rows(settings)
     warned = status["tripod.zip"]["preflight"]
     assert warned["verdict"] == "warn"
@@ -110,6 +113,21 @@ def test_a_warn_uploads_with_its_reasons_in_status(
     assert warned["worst_frames"][0]["name"].startswith("photos/IMG_00")
     assert status["walk.zip"]["preflight"]["verdict"] == "ok"
     assert status["walk.zip"]["preflight"]["reasons"] == []
+
+
+def _console_strip(running: Running, name: str) -> tuple[str, list[bytes]]:
+    """The capture page of `name` in the web console, and the worst-frame pictures it shows."""
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=str(running.daemon.web_url), timeout=10) as http:
+        listing = http.get("/files").text
+        found = re.search(rf'href="/files/(\d+)"[^>]*>[^<]*{re.escape(name)}', listing)
+        assert found, listing
+        page = http.get(f"/files/{found.group(1)}").text
+        sources = re.findall(r'src="(/files/\d+/preflight/\d+\.jpg)"', page)
+        return page, [http.get(src).content for src in sources]
 
 
 def test_without_the_extra_the_daemon_uploads_and_health_says_why(

@@ -227,3 +227,17 @@ def test_zip_members_are_read_in_name_order(scene: Path, tmp_path: Path) -> None
 
     with zipfile.ZipFile(archive) as opened:
         assert [i.filename for i in image_members(opened)] == [f"p/{p.name}" for p in shot]
+
+
+def test_heic_photos_are_judged_with_pillow_heif(scene: Path, tmp_path: Path) -> None:
+    heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
+    from PIL import Image
+
+    heif.register_heif_opener()
+    folder = tmp_path / "heic"
+    folder.mkdir()
+    for photo in photos(scene, tmp_path, 21):
+        Image.open(photo).save(folder / photo.with_suffix(".heic").name, "HEIF", quality=80)
+    checked = check(zip_folder(folder, tmp_path / "iphone.zip"))
+    assert checked.result.figures["judged"] == 21 and checked.result.figures["skipped"] == 0
+    assert checked.result.verdict == "ok", checked.result.reasons

@@ -101,6 +101,7 @@ def test_notify_targets_and_stuck_threshold_load(tmp_path: Path, clean_env: None
         "ready",
         "failed",
         "rejected",
+        "held",  # pre-flight holds (added with pre-flight; every kind is the default)
         "auth",
         "stuck",
     }

@@ -76,6 +76,37 @@ def check_name_template(value: str) -> str:
     return value
 
 
+class PreflightSettings(_Section):
+    """`[preflight]`: judge the pictures before an upload costs money (`teleport_sync.preflight`).
+
+    Each threshold is one rule; 0 turns that rule off. A capture that breaks a rule gets a
+    reason, and `action` says what a capture with reasons gets: uploaded with the reasons shown
+    ("warn"), or kept back until `teleport-sync approve PATH` ("hold").
+    """
+
+    enabled: bool = True
+    action: Literal["warn", "hold"] = "warn"
+    # Frames decoded from a video, spread evenly over it (a zip's images are all judged).
+    sample_frames: int = Field(default=60, ge=2, le=2000)
+    # The API documents no minimum: this floor is ours (images in a zip, frames in a video).
+    min_frames: int = Field(default=20, ge=0)
+    # The shortest side, in pixels, below which the model trains on too little detail.
+    min_short_side: int = Field(default=720, ge=0)
+    # A frame is blurred when its sharpness is below this fraction of the set's median.
+    blur_ratio: float = Field(default=0.35, ge=0, lt=1)
+    # A frame is badly exposed when this fraction of its pixels is crushed black or blown white.
+    clipped_fraction: float = Field(default=0.3, ge=0, le=1)
+    # Neighbours whose perceptual hashes (64 bits) differ in at most this many bits are one view.
+    duplicate_distance: int = Field(default=3, ge=0, le=64)
+    # Neighbour photos that moved more than this fraction of the frame (or match nowhere) leave
+    # a gap the reconstruction cannot bridge.
+    max_shift: float = Field(default=0.4, ge=0, le=1)
+    # Blurred, badly exposed, duplicate frames and gaps may each be this share of the set.
+    max_bad_fraction: float = Field(default=0.2, ge=0, le=1)
+    min_video_seconds: float = Field(default=5.0, ge=0)
+    min_fps: float = Field(default=15.0, ge=0)
+
+
 class FolderSettings(_Section):
     """One `[[watch.folder]]`: a watched folder whose keys override the defaults below it."""
 
@@ -89,6 +120,8 @@ class FolderSettings(_Section):
     failed_dir: Path | None = None
     on_ready: list[str] | None = None
     on_failed: list[str] | None = None
+    # `[watch.folder.preflight]`: the keys it sets replace `[preflight]`'s for this folder.
+    preflight: PreflightSettings | None = None
 
     @field_validator("name_template")
     @classmethod
@@ -329,7 +362,7 @@ class WebhooksSettings(_Section):
         return value
 
 
-NOTIFY_EVENTS = ("ready", "failed", "rejected", "auth", "stuck")
+NOTIFY_EVENTS = ("ready", "failed", "rejected", "held", "auth", "stuck")
 
 
 class NotifyTarget(_Section):
@@ -337,7 +370,7 @@ class NotifyTarget(_Section):
 
     url: str
     format: Literal["json", "slack"] = "json"
-    events: list[Literal["ready", "failed", "rejected", "auth", "stuck"]] = Field(
+    events: list[Literal["ready", "failed", "rejected", "held", "auth", "stuck"]] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS)
     )
     # Signs our own requests (X-Teleport-Sync-Signature), so the receiver can trust them.
@@ -373,6 +406,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     notify: list[NotifyTarget] = Field(default_factory=list)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)
 
     # Where the file and the secret came from, for messages; not config keys.
     source_path: Path | None = Field(default=None, exclude=True)

@@ -69,7 +69,9 @@ def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
 @pass_app
 @reports_errors
 def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
-    """Release files (or the files below folders) held by a [budget] limit or a lost journal."""
+    """Release files (or the files below folders) held by pre-flight, a [budget] limit or a
+    lost journal. A pre-flight hold is released for that version of the file: it is not
+    checked again (a changed file is)."""
     from ..control import approve as approve_paths
     from ..control import normalise
     from ..daemon.compose import open_journal

@@ -14,13 +14,14 @@ from pathlib import Path
 from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import Settings
 from ..daemon import Daemon
 from ..emulator.faults import MIB, EmulatorConfig
 from ..emulator.server import EmulatorServer
-from ..inputs.samples import write_sample_mp4, write_sample_zip
+from ..inputs.samples import write_demo_mp4, write_demo_zip
 from ..journal import Journal
 from ..logging import REDACTOR, configure_logging
 from ..status.report import status_rows
@@ -30,7 +31,7 @@ DEMO_PROFILES = ["ply", "sogs-sh0", "fragment-float16"]
 
 
 def _table(rows: list[dict[str, object]]) -> Table:
-    table = Table("file", "upload", "parts", "capture", "history", "result")
+    table = Table("file", "pre-flight", "upload", "parts", "capture", "history", "result")
     for row in rows:
         history = " → ".join(
             f"{h['state']} (webhook)" if h.get("source") == "webhook" else str(h["state"])
@@ -40,8 +41,10 @@ def _table(rows: list[dict[str, object]]) -> Table:
         by_profile: dict[str, list[str]] = row.get("results_by_profile") or {}  # type: ignore[assignment]
         results = ", ".join(by_profile)
         parts = f"{row['parts_done']}/{row['num_parts']}" if row["num_parts"] else ""
+        preflight: dict[str, object] = row.get("preflight") or {}  # type: ignore[assignment]
         table.add_row(
             Path(str(row["path"])).name,
+            str(preflight.get("verdict", "")),
             str(row["upload_state"]),
             parts,
             str(row["capture_state"] or ""),
@@ -105,11 +108,30 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
         console.print("[bold red]the demo did not finish[/] (see the table above)")
         return 1
     console.print("\n[bold green]Both captures are READY and their models are downloaded.[/]")
+    _print_preflight(console, settings)
     for model in sorted(p for p in (workdir / "results").rglob("*") if p.is_file()):
         console.print(f"  result:  {model} ({model.stat().st_size} bytes)")
     console.print(f"  journal: {settings.journal.path}")
     console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
     return 0
+
+
+def _print_preflight(console: Console, settings: Settings) -> None:
+    """What pre-flight said of the samples (a warning for the photos of a camera that stood
+    still), or why it was off."""
+    from ..preflight import load_decoders
+
+    found = load_decoders()
+    if not found.ok:
+        console.print(f"  pre-flight: off ({found.reason})")
+        return
+    with Journal(settings.journal.path) as journal:
+        for row in status_rows(journal):
+            preflight = row.get("preflight") or {}
+            verdict = preflight.get("verdict", "not checked")
+            console.print(f"  pre-flight of {Path(row['path']).name}: {verdict}")
+            for reason in preflight.get("reasons", []):
+                console.print(f"    {escape(reason)}", highlight=False)
 
 
 def _demo_settings(
@@ -160,8 +182,8 @@ def _run_daemon(console: Console, settings: Settings, inbox: Path, timeout: floa
             f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it is up {lasts})\n"
         )
     console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
-    write_sample_zip(inbox / "scan.zip")
-    write_sample_mp4(inbox / "site-b" / "walkaround.mp4")
+    write_demo_zip(inbox / "scan.zip")
+    write_demo_mp4(inbox / "site-b" / "walkaround.mp4")
     ok = _follow(console, settings, thread, timeout)
     if ok and daemon.web_url and sys.stdin.isatty():
         _linger(console, daemon.web_url)

@@ -102,19 +102,31 @@ def health(app: AppContext, as_json: bool) -> None:
     settings = app.settings
     roots = watch_roots(settings)
     bwlimit = settings.upload.bwlimit
+    preflight = _preflight_here(settings)
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
             options = report_options(
                 journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
             )
-            report = health_report(journal, roots, options, bwlimit=bwlimit)
+            report = health_report(journal, roots, options, bwlimit=bwlimit, preflight=preflight)
     else:
-        report = health_report(None, roots, bwlimit=bwlimit)
+        report = health_report(None, roots, bwlimit=bwlimit, preflight=preflight)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         _print_health(report, settings)
     sys.exit(EXIT_OK if report["ok"] else EXIT_FAILED)
+
+
+def _preflight_here(settings: Settings) -> dict[str, Any]:
+    """Whether pre-flight would be on in this environment (when no daemon says): the config,
+    then the extra's decoders (only looked for when the config wants them)."""
+    if not settings.preflight.enabled:
+        return {"enabled": False, "reason": "[preflight] enabled = false"}
+    from ..preflight import load_decoders
+
+    found = load_decoders()
+    return {"enabled": found.ok, "reason": found.reason}
 
 
 def _print_health(report: dict[str, Any], settings: Settings) -> None:
@@ -139,6 +151,9 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
         click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
     if report.get("paused"):
         click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
+    if preflight := report.get("preflight"):
+        on = "on" if preflight["enabled"] else f"OFF: {preflight['reason']}"
+        click.echo(f"checks:  pre-flight {on}")
     if discards := report.get("captures_to_delete"):
         last = next((d["last_error"] for d in reversed(discards) if d["last_error"]), None)
         click.echo(

@@ -29,7 +29,7 @@ from ..limits import (
 from ..logging import get_logger
 from ..models import InputDataFormat
 from ..retry import SystemClock
-from .holds import hold_reason, normalise, pause_reason
+from .holds import hold_reason, normalise, pause_reason, preflight_sentence
 
 log = get_logger("teleport_sync.control")
 
@@ -57,6 +57,11 @@ def bandwidth_limiter(spec: str) -> BandwidthLimiter | None:
     return BandwidthLimiter(timetable, clock=SystemClock(), now=datetime.now, on_change=changed)
 
 
+# Pre-flight, as admission asks it (`preflight.gate.PreflightGate` is the daemon's): judge the
+# file's current version once (journaled) and return the reasons when it holds it, else None.
+Preflight = Callable[[FileRecord], str | None]
+
+
 def utc_day() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
@@ -71,8 +76,10 @@ class Control:
         budget: Budget | None = None,
         limiter: BandwidthLimiter | None = None,
         today: Callable[[], str] = utc_day,
+        preflight: Preflight | None = None,
     ) -> None:
         self.journal = journal
+        self.preflight = preflight
         self.budget = budget or Budget()
         self.limiter = limiter
         self.today = today
@@ -124,8 +131,9 @@ class Control:
     def admit(self, record: FileRecord, *, force: bool = False) -> str | None:
         """Before an upload (re)starts: None if it may go, else why it waits (paused, held).
 
-        Counts the input's frames once per version (kept in the journal for `status`) and
-        charges new captures to today's budget, or holds them with the reason.
+        Runs pre-flight (once per version, when one is wired in), counts the input's frames
+        once per version (kept in the journal for `status`) and charges new captures to today's
+        budget, or holds them with the reason.
         """
         reason = pause_reason(self.journal, record.path)
         if reason is not None:
@@ -139,6 +147,12 @@ class Control:
         if current != record.identity:
             # Changed since journaled: the uploader starts it over as a new capture.
             record = replace(record, identity=current, eid=None)
+        if self.preflight is not None and record.eid is None:
+            # Before its capture exists (a capture made is charged and never held), and before
+            # the budget: a capture pre-flight holds costs no budget until it is approved.
+            held_by_preflight = self.preflight(record)
+            if held_by_preflight is not None:
+                return preflight_sentence(held_by_preflight)
         facts = self._facts(record)
         if facts["held_reason"] and not facts["approved_at"]:
             return hold_reason(self.journal, record.id)

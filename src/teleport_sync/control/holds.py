@@ -1,5 +1,5 @@
-"""Why a file waits: paused by `pause` (everything, or a path at or above it) or held by a
-budget, in the words `status` shows; and `approve`, which releases both kinds of hold.
+"""Why a file waits: paused by `pause` (everything, or a path at or above it), held by
+pre-flight or by a budget, in the words `status` shows; and `approve`, which releases holds.
 
 Everything is kept in the journal, so it survives restarts and works whether the daemon runs or
 not: `pause`, `resume` and `approve` write it and bump a generation number, which a running
@@ -50,11 +50,29 @@ def is_paused(journal: Journal, path: str) -> bool:
 
 
 def hold_reason(journal: Journal, file_id: int) -> str | None:
-    """Why a budget holds the file (the `phase: held` sentence), or None."""
+    """Why pre-flight or a budget holds the file (the `phase: held` sentence), or None."""
     return _hold_sentence(journal.control_facts(file_id))
 
 
+def preflight_holds(row: dict[str, Any]) -> bool:
+    """Does the row's pre-flight result (for its current version) hold it?"""
+    return (
+        row.get("preflight_verdict") == "hold"
+        and not row.get("preflight_approved_at")
+        and row.get("preflight_fingerprint") == row.get("fingerprint")
+    )
+
+
+def preflight_sentence(summary: str | None) -> str:
+    return (
+        f"held by pre-flight: {summary or 'it broke a [preflight] rule'}; look at it "
+        "(teleport-sync check PATH), then to upload it anyway run: teleport-sync approve PATH"
+    )
+
+
 def _hold_sentence(row: dict[str, Any]) -> str | None:
+    if preflight_holds(row):
+        return preflight_sentence(row.get("preflight_summary"))
     if row.get("held_reason") and not row.get("approved_at"):
         return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
     return None
@@ -69,8 +87,8 @@ def report_hooks(
 
 
 def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
-    """Release held files at or below `paths` (by a budget, or because the journal was new to
-    their folder): (approved paths, sentences for what was not released)."""
+    """Release held files at or below `paths` (by pre-flight, a budget, or because the journal
+    was new to their folder): (approved paths, sentences for what was not released)."""
     from ..watch.lostjournal import release  # lostjournal needs the watcher; most callers do not
 
     records = journal.all_files()

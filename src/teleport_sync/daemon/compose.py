@@ -19,6 +19,8 @@ from ..engine import Progress, Uploader
 from ..journal import FileRecord, Journal, JournalError
 from ..journal.lock import JournalLock, JournalUnwritable
 from ..logging import REDACTOR, get_logger
+from ..preflight.deps import Importer
+from ..preflight.gate import OnChecked, PreflightGate
 from ..results.actions import Actions
 from ..retry import Clock, RetryPolicy
 from ..watch.folders import capture_plan, effective, folder_for, watch_roots
@@ -31,6 +33,7 @@ class Components:
     journal: Journal
     uploader: Uploader
     control: Control
+    preflight: PreflightGate
 
 
 class FolderActions:
@@ -84,8 +87,13 @@ def components(
     stop: threading.Event | None = None,
     on_retry: Callable[[str], None] | None = None,
     schedule_retry: Callable[[int], str | None] | None = None,
+    preflight_importer: Importer | None = None,
+    on_preflight: OnChecked | None = None,
 ) -> Iterator[Components]:
     """Client, journal and uploader for `settings`, closed on exit.
+
+    Admission runs pre-flight (`[preflight]`, per folder) before each new capture; its decoders
+    are looked for with `preflight_importer` (tests make an import fail through it).
 
     Holds the journal's writer lock for the whole time (raises JournalBusy when another
     process holds it) and checks the journal can be written (JournalUnwritable).
@@ -103,7 +111,15 @@ def components(
         except JournalError as exc:
             raise JournalUnwritable(str(exc)) from None
         limiter = bandwidth_limiter(settings.upload.bwlimit)
-        control = Control(journal, budget=budget_from(settings.budget), limiter=limiter)
+        preflight = PreflightGate(
+            journal,
+            lambda path: effective(settings, path).preflight,
+            importer=preflight_importer,
+            on_checked=on_preflight,
+        )
+        control = Control(
+            journal, budget=budget_from(settings.budget), limiter=limiter, preflight=preflight
+        )
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,
@@ -121,7 +137,7 @@ def components(
                 plan_for=lambda path: capture_plan(settings, path),
                 throttle=limiter.consume if limiter is not None else None,
             )
-            yield Components(settings, client, journal, uploader, control)
+            yield Components(settings, client, journal, uploader, control, preflight)
     finally:
         journal.close()
         lock.release()

@@ -23,6 +23,7 @@ from ..status.health import (
     record_auth,
     record_daemon_started,
     record_daemon_stopped,
+    record_preflight,
     record_roots,
     status_line,
 )
@@ -77,6 +78,13 @@ class HealthKeeper:
             record_daemon_stopped(self.journal)
         except JournalError as exc:
             log.warning("cannot journal that the daemon stopped", error=str(exc))
+
+    def preflight_changed(self, enabled: bool, reason: str | None) -> None:
+        """Pre-flight is on, or off and why (at start and on reload): journaled for `health`."""
+        record_preflight(self.journal, enabled, reason)
+        self.metrics.preflight_enabled.set(1 if enabled else 0)
+        if not enabled:
+            log.warning("pre-flight is off; uploads go on unjudged", reason=reason)
 
     def roots_changed(self, roots: list[dict[str, Any]]) -> None:
         self.roots = roots

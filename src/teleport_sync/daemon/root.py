@@ -21,9 +21,11 @@ from typing import Any
 
 from ..api.authstate import AuthSnapshot
 from ..config import Settings, load_settings
+from ..control.holds import preflight_sentence
 from ..events.emitter import EventHub
-from ..journal import JournalError, UploadState
+from ..journal import FileRecord, JournalError, PreflightRow, UploadState
 from ..logging import get_logger
+from ..preflight.deps import Importer
 from ..results.poller import FIRST_POLL_SECONDS, Poller
 from ..status.metrics import Metrics, MetricsProgress
 from ..status.report import ReportOptions
@@ -79,8 +81,11 @@ class Daemon:
         auth_backoff: tuple[float, float] = (30.0, 900.0),
         reload: Callable[[], Settings] | None = None,
         first_poll_seconds: float = FIRST_POLL_SECONDS,
+        preflight_importer: Importer | None = None,
     ) -> None:
         self.settings = settings
+        # How pre-flight's decoders are imported (tests make one fail: pre-flight is then off).
+        self.preflight_importer = preflight_importer
         # True: files already in the roots are uploaded even when the journal is new to them.
         self.upload_existing = upload_existing
         self.stop = stop or threading.Event()
@@ -119,11 +124,14 @@ class Daemon:
             stop=self.stop,
             on_retry=lambda what: self.metrics.retries.labels(what).inc(),
             schedule_retry=self._next_attempt,
+            preflight_importer=self.preflight_importer,
+            on_preflight=partial(_preflight_checked, self),
         ) as parts:
             self._build(parts)
             if self.settings.metrics.listen:
                 self.metrics.serve(self.settings.metrics.listen)
             self.keeper.started()
+            self.keeper.preflight_changed(*self.preflight.state())
             self.console.start(self.settings.web)
             try:
                 # First: a port already taken is a configuration error, before any work starts.
@@ -146,6 +154,7 @@ class Daemon:
         self.client = parts.client
         self.uploader = parts.uploader
         self.control = parts.control
+        self.preflight = parts.preflight
         self.metrics.watch_bwlimit(parts.control.limiter)
         self.metrics.watch_journal_disk(Path(parts.journal.path).parent)
         self.keeper = HealthKeeper(
@@ -183,7 +192,7 @@ class Daemon:
             self.events,
             report_status=self._report_status,
         )
-        self.keeper.on_auth_change = self._auth_changed
+        self.keeper.on_auth_change = partial(_auth_changed, self.events)
         self._build_pipeline(parts)
 
     def _build_pipeline(self, parts: Components) -> None:
@@ -345,13 +354,6 @@ class Daemon:
         self._next[chore] = now + every
         return True
 
-    def _auth_changed(self, snapshot: AuthSnapshot) -> None:
-        """Authentication started failing or works again: an `auth` notification."""
-        try:
-            self.events.auth_result(snapshot.error if snapshot.ok is False else None)
-        except JournalError as exc:
-            log.error("cannot record the authentication state", error=str(exc))
-
     def _next_attempt(self, attempts: int) -> str:
         delay = self._file_retries.backoff(max(0, attempts - 1))
         return utc_in(delay)
@@ -363,6 +365,23 @@ class Daemon:
         for state, n in self.journal.capture_counts().items():
             self.metrics.captures.labels(state).set(n)
         self.keeper.report(extra=f"{self.queue.qsize()} waiting for an upload slot")
+
+
+def _preflight_checked(
+    daemon: Daemon, record: FileRecord, row: PreflightRow, seconds: float
+) -> None:
+    """A file version judged: counted, and announced when it is held."""
+    daemon.metrics.preflight_checked(row.verdict, seconds)
+    if row.holds:
+        daemon.events.file_held(record, row, preflight_sentence(row.summary))
+
+
+def _auth_changed(events: EventHub, snapshot: AuthSnapshot) -> None:
+    """Authentication started failing or works again: an `auth` notification."""
+    try:
+        events.auth_result(snapshot.error if snapshot.ok is False else None)
+    except JournalError as exc:
+        log.error("cannot record the authentication state", error=str(exc))
 
 
 def start_console(daemon: Daemon, listen: str, token: str | None) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..config import ConfigError, Settings
 from ..control import budget_from
 from ..logging import configure_logging, get_logger
-from ..watch.folders import capture_plan, watch_roots
+from ..watch.folders import capture_plan, effective, watch_roots
 from .compose import FolderActions
 from .reload import merge_for_reload
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..engine import Uploader
     from ..events.emitter import EventHub
     from ..journal import Journal
+    from ..preflight.gate import PreflightGate
     from ..results.poller import Poller
     from ..status.metrics import Metrics
     from ..watch.watcher import Watcher
@@ -66,6 +67,7 @@ class RunningDaemon(Protocol):
     events: EventHub
     uploader: Uploader
     control: Control
+    preflight: PreflightGate
     metrics: Metrics
     actions_retry_seconds: float
 
@@ -106,6 +108,9 @@ class Reloader:
         daemon.events.reload(new)
         # Names and training parameters per folder and sidecar, from the new settings.
         daemon.uploader.plan_for = lambda path: capture_plan(new, path)
+        # Pre-flight's rules per folder; results already journaled stand for their versions.
+        daemon.preflight.settings_for = lambda path: effective(new, path).preflight
+        daemon.keeper.preflight_changed(*daemon.preflight.state())
         limiter = daemon.control.reconfigure(budget_from(new.budget), new.upload.bwlimit)
         daemon.uploader.ctx.throttle = limiter.consume if limiter is not None else None
         daemon.metrics.watch_bwlimit(limiter)

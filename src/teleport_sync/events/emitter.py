@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import ConfigError, Settings
-from ..journal import FileRecord, Journal, UploadState, action_key
+from ..journal import FileRecord, Journal, PreflightRow, UploadState, action_key
 from ..journal.states import is_lost_journal_hold
 from ..logging import REDACTOR, get_logger
 from ..models import CaptureOutput
@@ -151,8 +151,18 @@ class EventHub:
         reason = (record.error or record.capture_state) if kind == "failed" else None
         viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
         history = self.journal.state_history(record.id, taken_only=True)
-        event = payloads.capture_ended(record, history, reason=reason, viewer_url=viewer)
+        event = payloads.capture_ended(
+            record, history, reason=reason, viewer_url=viewer, preflight=self._preflight(record)
+        )
         self.outbox.emit(event, file_id=record.id, mark=mark, eid=record.eid)
+
+    def _preflight(self, record: FileRecord) -> dict[str, object] | None:
+        return payloads.preflight_summary(self.journal.preflight_of(record.id), record)
+
+    def file_held(self, record: FileRecord, row: PreflightRow, reason: str) -> None:
+        """Queue `held` once per file version pre-flight holds. Not a file's final word, so
+        the file is not marked notified (its `ready`/`failed` comes later, after `approve`)."""
+        self.outbox.emit(payloads.held(record, row, reason))
 
     def _viewer_url(self, record: FileRecord) -> str | None:
         if record.viewer_url:  # journaled from the listing by the poller
@@ -173,7 +183,7 @@ class EventHub:
             and "notify" not in record.actions_done
             and not is_lost_journal_hold(record.upload_state, record.error)
         ):
-            self.outbox.emit(payloads.rejected(record), file_id=record.id)
+            self.outbox.emit(payloads.rejected(record, self._preflight(record)), file_id=record.id)
 
     def sweep(self) -> None:
         """Queue the `rejected` notifications a crash or an old version left out (start-up).
@@ -186,7 +196,8 @@ class EventHub:
             if is_lost_journal_hold(record.upload_state, record.error):
                 continue
             if record.upload_state == UploadState.REJECTED:
-                self.outbox.emit(payloads.rejected(record), file_id=record.id)
+                event = payloads.rejected(record, self._preflight(record))
+                self.outbox.emit(event, file_id=record.id)
 
     def auth_result(self, error: str | None) -> None:
         """Authentication failed (`error`) or worked (None); notify on the changes only."""

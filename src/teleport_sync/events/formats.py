@@ -17,6 +17,7 @@ TITLES = {
     "ready": ":white_check_mark: Capture ready",
     "failed": ":x: Capture failed",
     "rejected": ":no_entry: File rejected",
+    "held": ":raised_hand: File held by pre-flight",
     "auth": ":key: Authentication",
     "stuck": ":hourglass: Capture stuck",
     "test": ":wave: teleport-sync test",

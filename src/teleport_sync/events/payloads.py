@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..journal import FileRecord
+from ..journal import FileRecord, PreflightRow
 from ..timestamps import utc_seconds
 
-EVENT_KINDS = ("ready", "failed", "rejected", "auth", "stuck", "test")
+EVENT_KINDS = ("ready", "failed", "rejected", "held", "auth", "stuck", "test")
 _NAMESPACE = uuid.UUID("5d4b3c1e-7f0a-4a6e-9d0c-6b1f2e3a4c5d")
 
 
@@ -81,12 +81,43 @@ def _about(record: FileRecord) -> dict[str, Any]:
     }
 
 
+def preflight_summary(row: PreflightRow | None, record: FileRecord) -> dict[str, Any] | None:
+    """What pre-flight said of this version of the file (verdict, reasons, worst frames)."""
+    if row is None or row.fingerprint != record.identity.fingerprint:
+        return None
+    return {
+        "verdict": row.verdict,
+        "reasons": list(row.report.get("reasons") or []),
+        "worst_frames": list(row.report.get("worst_frames") or []),
+        "approved_at": row.approved_at,
+    }
+
+
+def held(record: FileRecord, row: PreflightRow, reason: str) -> Event:
+    """`held`: pre-flight keeps this version of the file from upload until `approve`."""
+    return Event(
+        "held",
+        stable_id(f"held:{record.id}:{row.fingerprint}"),
+        {
+            "occurred_at": row.checked_at,
+            **_about(record),
+            "state": "held",
+            "reason": reason,
+            "viewer_url": None,
+            "result_paths": [],
+            "preflight": preflight_summary(row, record),
+            "timings": {"noticed_at": record.created_at, "held_at": row.checked_at},
+        },
+    )
+
+
 def capture_ended(
     record: FileRecord,
     history: list[dict[str, Any]],
     *,
     reason: str | None,
     viewer_url: str | None,
+    preflight: dict[str, Any] | None = None,
 ) -> Event:
     """`ready` or `failed` for a capture that reached a terminal state."""
     state = (record.capture_state or "").upper()
@@ -102,12 +133,14 @@ def capture_ended(
             "reason": reason,
             "viewer_url": safe_url(viewer_url),
             "result_paths": list(record.result_paths),
+            # What pre-flight predicted (a FAILED capture it warned about, say), or None.
+            "preflight": preflight,
             "timings": timings(record, history),
         },
     )
 
 
-def rejected(record: FileRecord) -> Event:
+def rejected(record: FileRecord, preflight: dict[str, Any] | None = None) -> Event:
     ident = record.identity
     key = f"rejected:{record.id}:{ident.dev}:{ident.inode}:{ident.size}:{ident.mtime_ns}"
     return Event(
@@ -120,6 +153,7 @@ def rejected(record: FileRecord) -> Event:
             "reason": record.error,
             "viewer_url": None,
             "result_paths": [],
+            "preflight": preflight,
             "timings": {"noticed_at": record.created_at, "rejected_at": record.updated_at},
         },
     )

@@ -1,4 +1,10 @@
-"""Sample inputs for `teleport-sync demo`: a zip of images and an MP4-structured video."""
+"""Sample inputs for `teleport-sync demo`: a zip of images and an MP4-structured video.
+
+`write_demo_zip` and `write_demo_mp4` make real pictures (`pictures`: photos with a camera
+that stood still at the end, which pre-flight warns about, and a steady walk) when the
+preflight extra is installed; without it, and for tests that need only the structure, the
+`write_sample_*` stand-ins hold bytes shaped like the formats (not decodable pictures).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,26 @@ import os
 import struct
 import zipfile
 from pathlib import Path
+
+
+def write_demo_zip(path: Path) -> Path:
+    """The demo's photo zip: real photos when they can be made, else the stand-in."""
+    try:
+        from .pictures import write_photo_zip
+
+        return write_photo_zip(path)
+    except ImportError:
+        return write_sample_zip(path)
+
+
+def write_demo_mp4(path: Path) -> Path:
+    """The demo's video: a real H.264 walk when it can be made, else the stand-in."""
+    try:
+        from .pictures import write_walk_mp4
+
+        return write_walk_mp4(path)
+    except ImportError:
+        return write_sample_mp4(path)
 
 
 def write_sample_zip(path: Path, images: int = 24, image_bytes: int = 48 * 1024) -> Path:

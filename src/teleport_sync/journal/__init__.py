@@ -32,6 +32,7 @@ from .control import CONTROL_GENERATION, ControlMixin
 from .files import FilesMixin
 from .outbox import OutboxMixin
 from .parts import PartsMixin
+from .preflight import PreflightRow
 from .records import FileRecord, OutboxRow, PartRecord
 from .report import ReportMixin
 from .results import ResultsMixin
@@ -67,6 +68,7 @@ __all__ = [
     "JournalRowError",
     "OutboxRow",
     "PartRecord",
+    "PreflightRow",
     "Source",
     "StaleCapture",
     "UnreadableRow",

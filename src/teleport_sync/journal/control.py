@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import BaseJournal, utc_now
+from .preflight import PREFLIGHT_COLUMNS, PREFLIGHT_JOIN, PreflightMixin
 
 # The facts key that pause, resume and approve bump, so a running daemon notices them.
 CONTROL_GENERATION = "control-generation"
 
 
-class ControlMixin(BaseJournal):
+class ControlMixin(PreflightMixin, BaseJournal):
     """Pauses, the control generation a running daemon watches, input facts and budgets."""
 
     def paused_paths(self) -> list[str]:
@@ -50,10 +51,12 @@ class ControlMixin(BaseJournal):
 
     def control_facts(self, file_id: int) -> dict[str, Any]:
         """frames, duration_seconds, estimated_cost, held_reason, approved_at, budget_day and
-        the fingerprint they belong to (all None until the input was looked at)."""
+        the fingerprint they belong to (all None until the input was looked at); the file's
+        `fingerprint` and its pre-flight result (`preflight_*`, None until checked)."""
         rows = self._query(
-            "SELECT frames, duration_seconds, estimated_cost, held_reason, approved_at, "
-            "budget_day, control_fingerprint FROM files WHERE id = ?",
+            "SELECT f.frames, f.duration_seconds, f.estimated_cost, f.held_reason, "
+            f"f.approved_at, f.budget_day, f.control_fingerprint, f.fingerprint, "
+            f"{PREFLIGHT_COLUMNS} FROM files f {PREFLIGHT_JOIN} WHERE f.id = ?",
             (file_id,),
         )
         if not rows:
@@ -78,15 +81,20 @@ class ControlMixin(BaseJournal):
             )
 
     def approve(self, file_id: int) -> None:
-        """Release a held file: it is uploaded whatever the budget says."""
+        """Release a held file: from its pre-flight hold (this version is not checked again),
+        or, when pre-flight does not hold it, from its budget hold (it is uploaded whatever the
+        budget says). A file held by pre-flight has not met its budget yet: that comes next."""
         now = utc_now()
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE files SET held_reason = NULL, approved_at = ?, updated_at = ? WHERE id = ?",
-                (now, now, file_id),
-            )
+            if not self._release_preflight_hold(conn, file_id, now):
+                conn.execute(
+                    "UPDATE files SET held_reason = NULL, approved_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (now, now, file_id),
+                )
+                self._event(conn, file_id, "approved", "released from its budget hold")
+            conn.execute("UPDATE files SET updated_at = ? WHERE id = ?", (now, file_id))
             self._bump_control(conn)
-            self._event(conn, file_id, "approved", "released from its budget hold")
 
     def day_usage(self, day: str) -> tuple[int, int]:
         """(frames, captures) counted on UTC `day` (YYYY-MM-DD)."""

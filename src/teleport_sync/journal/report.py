@@ -7,6 +7,7 @@ from typing import Any
 
 from .base import BaseJournal, _py_path
 from .captures import history_entry
+from .preflight import PREFLIGHT_COLUMNS, PREFLIGHT_JOIN
 
 
 class ReportMixin(BaseJournal):
@@ -15,13 +16,15 @@ class ReportMixin(BaseJournal):
     def report_rows(self) -> list[dict[str, Any]]:
         """Raw facts for the status report: every file and every sighting, in three queries.
 
-        Each dict has the files table's columns plus `parts_done`, `state_history` and
-        `sighting` (the sighting's stage, reason and times, or None); sightings of paths with no
-        file row come as dicts with only `path` and `sighting` set.
+        Each dict has the files table's columns plus `parts_done`, `state_history`, the
+        pre-flight result's columns (`preflight_*`, None until checked) and `sighting` (the
+        sighting's stage, reason and times, or None); sightings of paths with no file row come
+        as dicts with only `path` and `sighting` set.
         """
         files = self._query(
-            """SELECT f.*, (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id) AS parts_done
-               FROM files f ORDER BY f.id"""
+            f"""SELECT f.*, (SELECT COUNT(*) FROM parts pt WHERE pt.file_id = f.id) AS parts_done,
+                   {PREFLIGHT_COLUMNS}
+               FROM files f {PREFLIGHT_JOIN} ORDER BY f.id"""
         )
         history: dict[int, list[dict[str, Any]]] = {}
         for r in self._query(

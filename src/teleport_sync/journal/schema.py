@@ -227,6 +227,32 @@ def _migrate_v10_failed_actions(db: Any) -> None:
         db.execute("UPDATE files SET actions_done = ? WHERE id = ?", (json.dumps(renamed), file_id))
 
 
+def _migrate_v11_preflight(db: Any) -> None:
+    # Pre-flight (teleport_sync.preflight): one result per file, for the version whose
+    # fingerprint it names (a changed file is checked again); its approval (`approve` of a
+    # pre-flight hold) belongs to that version too. `report` is the JSON `status` shows;
+    # `summary` its reasons in one sentence (for hold reasons). `preflight_frames`: small JPEGs
+    # of the worst frames, for the console. Both go with their file row (ON DELETE CASCADE).
+    db.execute(
+        """CREATE TABLE preflight (
+               file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+               fingerprint TEXT NOT NULL,
+               verdict TEXT NOT NULL,
+               summary TEXT,
+               report TEXT NOT NULL,
+               checked_at TEXT NOT NULL,
+               approved_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE preflight_frames (
+               file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+               rank INTEGER NOT NULL,
+               name TEXT NOT NULL,
+               jpeg BLOB NOT NULL,
+               PRIMARY KEY (file_id, rank))"""
+    )
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -239,5 +265,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v8_discards,
     _migrate_v9_lifecycle,
     _migrate_v10_failed_actions,
+    _migrate_v11_preflight,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

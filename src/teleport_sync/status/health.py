@@ -25,6 +25,7 @@ from .report import ReportOptions, phase_counts, status_rows
 DAEMON_FACT = "daemon"
 AUTH_FACT = "auth"
 ROOTS_FACT = "roots"
+PREFLIGHT_FACT = "preflight"
 
 
 def record_daemon_started(journal: Journal) -> None:
@@ -41,6 +42,10 @@ def record_auth(journal: Journal, snapshot: AuthSnapshot) -> None:
 
 def record_roots(journal: Journal, roots: list[dict[str, Any]]) -> None:
     journal.set_fact(ROOTS_FACT, json.dumps(roots))
+
+
+def record_preflight(journal: Journal, enabled: bool, reason: str | None) -> None:
+    journal.set_fact(PREFLIGHT_FACT, json.dumps({"enabled": enabled, "reason": reason}))
 
 
 def daemon_running(journal: Journal) -> tuple[bool, int | None]:
@@ -83,8 +88,12 @@ def health_report(
     configured_roots: list[Path],
     options: ReportOptions | None = None,
     bwlimit: str | None = None,
+    preflight: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `health --json` contract. `journal` is None when there is no journal yet.
+
+    Also (additive key `preflight`): whether pre-flight is on and, when off, why: as the
+    running daemon journaled it, else `preflight` (what this process finds: config, extra).
 
     With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
     window is open (additive key `bwlimit`); what `pause` paused (`paused`); and unfinished
@@ -108,6 +117,10 @@ def health_report(
     }
     if bwlimit is not None:
         report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
+    fact = _json_fact(journal, PREFLIGHT_FACT) if running else None
+    found = fact if isinstance(fact, dict) else preflight
+    if found is not None:
+        report["preflight"] = {"enabled": found.get("enabled"), "reason": found.get("reason")}
     if journal is not None:
         report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
         # Unfinished captures cut loose by a restart, not yet deleted from the account.

@@ -65,6 +65,7 @@ class Metrics:
             registry=self.registry,
         )
         self.bwlimit = _bwlimit_gauge(self.registry)
+        self._preflight_metrics()
         self._health_gauges()
         self._fleet_metrics()
         self.window = UploadWindow()
@@ -164,6 +165,28 @@ class Metrics:
             "open, +Inf when no slot opens it)",
             registry=self.registry,
         ).set_function(window.opens_in_seconds)
+
+    def _preflight_metrics(self) -> None:
+        self.preflight_verdicts = Counter(
+            "teleport_sync_preflight_verdicts",
+            "Pre-flight checks by verdict (ok, warn, hold), one per file version",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.preflight_seconds = Counter(
+            "teleport_sync_preflight_seconds",
+            "Seconds spent judging inputs before upload",
+            registry=self.registry,
+        )
+        self.preflight_enabled = Gauge(
+            "teleport_sync_preflight_enabled",
+            "1 when pre-flight judges inputs, 0 when it is off (`health` says why)",
+            registry=self.registry,
+        )
+
+    def preflight_checked(self, verdict: str, seconds: float) -> None:
+        self.preflight_verdicts.labels(verdict).inc()
+        self.preflight_seconds.inc(seconds)
 
     def watch_bwlimit(self, limiter: BandwidthLimiter | None) -> None:
         """Read the limiter's rate when scraped (it follows its timetable by itself)."""

@@ -6,6 +6,7 @@ daemon's STATUS line read the same rows.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -120,6 +121,21 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
         "preview_paths": raw["preview_paths"],
         "result_next_at": raw["result_next_at"],
         "viewer_url": raw["viewer_url"],
+        "preflight": preflight_object(raw),
+    }
+
+
+def preflight_object(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The `preflight` object of a row: verdict, reasons, measures (each figure with the rule
+    that judged it), figures, worst frames, when it was checked and approved; None until the
+    file's current version was checked (or when pre-flight is off)."""
+    report = raw.get("preflight_report")
+    if not report or raw.get("preflight_fingerprint") != raw.get("fingerprint"):
+        return None
+    return {
+        **json.loads(report),
+        "checked_at": raw.get("preflight_checked_at"),
+        "approved_at": raw.get("preflight_approved_at"),
     }
 
 
@@ -154,6 +170,7 @@ def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
         "preview_paths": [],
         "result_next_at": None,
         "viewer_url": None,
+        "preflight": None,
         "incomplete_since": sighting["incomplete_since"],
     }
 

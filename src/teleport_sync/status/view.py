@@ -102,6 +102,10 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
             cell.append(f"\nerror: {error}", style="red")
         if row["result_error"] and row["result_error"] not in (reason or ""):
             cell.append(f"\ndownload: {row['result_error']}", style="red")
+        preflight = row.get("preflight") or {}
+        if preflight.get("verdict") == "warn" and preflight.get("reasons"):
+            # A held file's reason already says it; a warned one was uploaded: say why here.
+            cell.append(f"\npre-flight warns: {'; '.join(preflight['reasons'])}", style="yellow")
         if row["eid"]:
             cell.append(f"\ncapture {row['eid']}", style="cyan")
         phase = Text(row["phase"], style=_PHASE_STYLE.get(row["phase"], ""))

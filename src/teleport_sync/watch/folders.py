@@ -12,13 +12,14 @@ range rejects its input, with the reason.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import (
     ActionsSettings,
     FolderSettings,
+    PreflightSettings,
     ResultsSettings,
     Settings,
     check_name_template,
@@ -41,6 +42,7 @@ class FileSettings:
     results: ResultsSettings
     actions: ActionsSettings
     folder: Path | None  # the `[[watch.folder]]` path that applies, or None
+    preflight: PreflightSettings = field(default_factory=PreflightSettings)
 
 
 def folder_for(settings: Settings, path: Path) -> FolderSettings | None:
@@ -65,6 +67,7 @@ def effective(settings: Settings, path: Path) -> FileSettings:
             settings.results,
             settings.actions,
             None,
+            settings.preflight,
         )
     given = folder.model_dump(exclude_unset=True)
     results = settings.results.model_copy(
@@ -82,7 +85,16 @@ def effective(settings: Settings, path: Path) -> FileSettings:
         results,
         actions,
         folder.path,
+        _preflight_of(settings, folder),
     )
+
+
+def _preflight_of(settings: Settings, folder: FolderSettings) -> PreflightSettings:
+    """`[preflight]` with the keys the folder's `[watch.folder.preflight]` sets (only those)."""
+    if folder.preflight is None:
+        return settings.preflight
+    given = folder.preflight.model_dump(exclude_unset=True)
+    return settings.preflight.model_copy(update=given)
 
 
 def watch_roots(settings: Settings) -> list[Path]:

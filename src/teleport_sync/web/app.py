@@ -134,6 +134,14 @@ class Pages:
             return PlainTextResponse("no model to draw yet\n", 404)
         return Response(png, media_type="image/png")
 
+    async def preflight_frame(self, request: Request) -> Response:
+        jpeg = self.console.preflight_frame(
+            request.path_params["file_id"], request.path_params["n"]
+        )
+        if jpeg is None:
+            return PlainTextResponse("no such pre-flight frame\n", 404)
+        return Response(jpeg, media_type="image/jpeg")
+
     async def result(self, request: Request) -> Response:
         path = self.console.result_path(request.path_params["file_id"], request.path_params["n"])
         if path is None:
@@ -188,6 +196,7 @@ def create_app(console: Console, guard: Guard, *, vendor: Path | None = None) ->
         Route("/fragments/files/{file_id:int}", pages.capture_fragment),
         Route("/files/{file_id:int}/thumbnail.png", pages.thumbnail),
         Route("/files/{file_id:int}/preview", pages.preview),
+        Route("/files/{file_id:int}/preflight/{n:int}.jpg", pages.preflight_frame),
         Route("/files/{file_id:int}/results/{n:int}/{name}", pages.result),
         Route("/actions/{action}", pages.action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static", check_dir=True), name="static"),

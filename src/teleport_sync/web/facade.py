@@ -214,7 +214,32 @@ class Console:
         view["name"] = row.get("name")
         view["advice"] = views.advice(view["phase"], row["upload_state"], row.get("error"))
         view["attempts"] = record.attempts
+        view["preflight"] = self._preflight(file_id, row.get("preflight"))
         return view
+
+    def _preflight(self, file_id: int, found: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What pre-flight said, and its worst frames as a strip of thumbnails (by rank)."""
+        if not found:
+            return None
+        why = {w["name"]: w["why"] for w in found.get("worst_frames", [])}
+        names = self.link.journal.preflight_frame_names(file_id)
+        return {
+            "verdict": found["verdict"],
+            "reasons": [safe_text(r) for r in found.get("reasons", [])],
+            "measures": found.get("measures", []),
+            "frames": [
+                {"rank": rank, "name": name, "why": why.get(name, "")}
+                for rank, name in enumerate(names)
+            ],
+            "approved_at": views.short_time(found["approved_at"])
+            if found.get("approved_at")
+            else None,
+        }
+
+    def preflight_frame(self, file_id: int, rank: int) -> bytes | None:
+        """The JPEG of the `rank`-th worst frame pre-flight found, or None."""
+        found = self.link.journal.preflight_frame(file_id, rank)
+        return found[1] if found else None
 
     @staticmethod
     def _result(index: int, path: str) -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""`check`: pre-flight by hand. Judge photos and video frames as the daemon would before an
+upload, with the settings that apply to each path (`[preflight]`, its `[[watch.folder]]`).
+
+Exit codes: 0 when nothing would be held (every input ok or warn), 1 when some input would be
+held or cannot be read, 2 for usage errors and when pre-flight cannot run (the extra missing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppContext, fail, main, pass_app, stdout
+from .upload import _expand
+
+VERDICT_STYLE = {"ok": "green", "warn": "yellow", "hold": "red", "error": "red"}
+
+
+@main.command(short_help="Pre-flight: judge photos and video frames before upload.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@pass_app
+def check(app: AppContext, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Judge .zip and .mp4 files (or those below folders): frame count, resolution, blur,
+    exposure, near-duplicates, gaps, video length and rate. Nothing is uploaded or journaled.
+
+    Each input gets a verdict: ok, warn (it would be uploaded, with the reasons shown) or hold
+    (it would wait for `teleport-sync approve`), with every figure, the rule that judged it,
+    and its worst frames by name.
+    """
+    from ..config import ConfigError
+    from ..preflight import load_decoders
+
+    try:
+        settings = app.settings
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    found = load_decoders()
+    if not found.ok:
+        fail(f"pre-flight cannot run: {found.reason}", EXIT_USAGE)
+    files = _expand(paths)
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}", EXIT_USAGE)
+    results = [_check_one(settings, path.absolute()) for path in files]
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        _print(results)
+    held = any(r["verdict"] in ("hold", "error") for r in results)
+    raise SystemExit(EXIT_FAILED if held else EXIT_OK)
+
+
+def _check_one(settings: Any, path: Path) -> dict[str, Any]:
+    """One input's `preflight` object (as in `status --json`), with its path; or its error."""
+    from ..inputs import InputProblem
+    from ..preflight.check import check_file
+    from ..watch.folders import effective
+
+    applied = effective(settings, path).preflight
+    try:
+        checked = check_file(path, applied)
+    except InputProblem as exc:
+        return {"path": str(path), "verdict": "error", "reasons": [str(exc)]}
+    except OSError as exc:
+        return {"path": str(path), "verdict": "error", "reasons": [f"{path}: cannot read: {exc}"]}
+    out = {"path": str(path), **checked.as_json()}
+    if not applied.enabled:
+        out["note"] = "[preflight] enabled = false for this path: the daemon would not check it"
+    return out
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        style = VERDICT_STYLE.get(result["verdict"], "")
+        stdout.print(
+            f"[bold]{escape(result['path'])}[/]: [{style}]{result['verdict']}[/]", highlight=False
+        )
+        for reason in result.get("reasons", []):
+            stdout.print(f"  reason: {escape(reason)}", highlight=False)
+        if result.get("measures"):
+            stdout.print(_measures_table(result), highlight=False)
+        for worst in result.get("worst_frames", []):
+            stdout.print(f"  worst: {escape(worst['name'])}: {escape(worst['why'])}")
+        if result.get("note"):
+            stdout.print(f"  note: {escape(result['note'])}")
+
+
+def _measures_table(result: dict[str, Any]) -> Table:
+    table = Table("measure", "figure", "rule", "", box=None, padding=(0, 1))
+    for m in result["measures"]:
+        mark = {True: "[green]ok[/]", False: "[red]no[/]", None: "[dim]-[/]"}[m["ok"]]
+        table.add_row(m["measure"], escape(m["shown"]), escape(m["rule"]), mark)
+    return table

@@ -6,6 +6,8 @@ sink's ceiling (zero-copy PUTs with no API calls), to show the sink is not what 
     python bench/throughput.py --tls ...   # the same over https (writes throughput-tls.json)
     python bench/throughput.py --md5-etags ...   # storage answers MD5 ETags, as S3 does by
                                                  # default (writes throughput-md5.json)
+    python bench/throughput.py --md5-etags --check   # the regression check: exit 1 unless
+        # `upload` is >= 1.05x the better s3transfer setting by wall clock, with no more CPU
 
 Prints a table and writes bench/results/throughput.json. Wall time includes each program's
 start-up (what a user waits for); "wire" is first to last body byte as the sink saw them.
@@ -22,6 +24,7 @@ verifies anything.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -53,6 +56,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--md5-etags", action="store_true", help="storage answers MD5 ETags (as S3 by default)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless upload >= 1.05x the better s3transfer row, with no more CPU per GiB",
     )
     args = parser.parse_args()
     part = args.part_mib * MIB
@@ -127,6 +135,10 @@ def main() -> None:
                     runs[name].append(timed(argv, s, env=env))
             medians = {name: median_run(r) for name, r in runs.items()}
             curl = medians["curl -T (one PUT)"]
+            best = min(
+                (run for name, run in medians.items() if name.startswith("s3transfer")),
+                key=lambda run: run.seconds,
+            )
             for name, run in medians.items():
                 row = {
                     "size_mib": size_mib,
@@ -134,6 +146,8 @@ def main() -> None:
                     "seconds": round(run.seconds, 3),
                     "mib_per_s": round(size_mib / run.seconds, 1),
                     "ratio_to_curl": round(curl.seconds / run.seconds, 3),
+                    "ratio_to_best_s3transfer": round(best.seconds / run.seconds, 3),
+                    "best_s3transfer_cpu_s_per_gib": round(best.cpu_seconds / (size_mib / 1024), 2),
                     "wire_mib_per_s": round(size_mib / run.wire_seconds, 1)
                     if run.wire_seconds
                     else None,
@@ -146,13 +160,14 @@ def main() -> None:
                 }
                 results.append(row)
     print(
-        f"{'size':>6} {'client':<28} {'s':>7} {'MiB/s':>8} {'x curl':>7} "
+        f"{'size':>6} {'client':<28} {'s':>7} {'MiB/s':>8} {'x curl':>7} {'x s3t':>6} "
         f"{'wire MiB/s':>11} {'wire x curl':>11} {'RSS MiB':>8} {'CPU s/GiB':>9}"
     )
     for r in results:
         print(
             f"{r['size_mib']:>6} {r['client']:<28} {r['seconds']:>7} {r['mib_per_s']:>8} "
-            f"{r['ratio_to_curl']:>7} {r['wire_mib_per_s']!s:>11} "
+            f"{r['ratio_to_curl']:>7} {r['ratio_to_best_s3transfer']:>6} "
+            f"{r['wire_mib_per_s']!s:>11} "
             f"{r['wire_ratio_to_curl']!s:>11} {r['peak_rss_mib']:>8} {r['cpu_s_per_gib']:>9}"
         )
     print(
@@ -168,6 +183,25 @@ def main() -> None:
             },
         ),
     )
+    if args.check:
+        sys.exit(_check(results))
+
+
+def _check(results: list[dict[str, object]]) -> int:
+    """The goal of the MD5 series: ahead of the better s3transfer setting, on less CPU."""
+    failed = 0
+    for row in results:
+        if row["client"] != "teleport-sync upload":
+            continue
+        ratio, cpu = float(row["ratio_to_best_s3transfer"]), float(row["cpu_s_per_gib"])  # type: ignore[arg-type]
+        theirs = float(row["best_s3transfer_cpu_s_per_gib"])  # type: ignore[arg-type]
+        ok = ratio >= 1.05 and cpu <= theirs
+        failed += not ok
+        print(
+            f"check {row['size_mib']} MiB: {ratio}x the better s3transfer (goal >= 1.05), "
+            f"{cpu} CPU s/GiB against its {theirs}: {'ok' if ok else 'REGRESSED'}"
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

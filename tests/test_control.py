@@ -52,7 +52,10 @@ def acknowledged(settings: Settings, name: str) -> int:
 def test_pause_stops_new_parts_and_resume_sends_only_the_missing_ones(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    settings = settings_for(emulator, tmp_path, upload={"concurrency": 2, "files_at_once": 1})
+    # Two parts at a time, not widened by the adaptive window: a pause leaves parts unsent.
+    settings = settings_for(
+        emulator, tmp_path, upload={"concurrency": 2, "files_at_once": 1, "adaptive": False}
+    )
     inbox = settings.watch.paths[0]
     # 16 parts of 5 MiB, two at a time at 0.6 s each: ~4 s still to go when the pause is given,
     # more than the `pause` process and the daemon's ~2 s notice take on a busy machine.

@@ -82,7 +82,11 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def console(emulator: EmulatorServer, tmp_path: Path) -> Iterator[Running]:
     settings = settings_for(
-        emulator, tmp_path, web={"listen": "127.0.0.1:0"}, upload={"concurrency": 1}
+        emulator,
+        tmp_path,
+        web={"listen": "127.0.0.1:0"},
+        # One part at a time, not widened: a pause then leaves parts unsent.
+        upload={"concurrency": 1, "adaptive": False},
     )
     with Running(settings) as running:
         yield running

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..api import TeleportClient, build_client
 from ..config import ConfigError, Settings
@@ -124,12 +125,8 @@ def components(
             uploader = Uploader(
                 client,
                 journal,
-                concurrency=settings.upload.concurrency,
-                max_parts_in_flight=settings.upload.max_parts_in_flight,
-                adaptive=settings.upload.adaptive,
+                **_engine_settings(settings),
                 schedule_retry=schedule_retry,
-                name_template=settings.upload.name_template,
-                training_parameters=settings.upload.training_parameters,
                 progress=progress,
                 stop=stop,
                 on_retry=on_retry,
@@ -141,6 +138,18 @@ def components(
     finally:
         journal.close()
         lock.release()
+
+
+def _engine_settings(settings: Settings) -> dict[str, Any]:
+    """The `[upload]` keys the engine takes as they are."""
+    upload = settings.upload
+    return {
+        "concurrency": upload.concurrency,
+        "max_parts_in_flight": upload.max_parts_in_flight,
+        "adaptive": upload.adaptive,
+        "name_template": upload.name_template,
+        "training_parameters": upload.training_parameters,
+    }
 
 
 def client_from_settings(

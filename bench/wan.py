@@ -201,7 +201,7 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
             f'[api]\nbase_url = "{url}"\nauth_url = "{url}/oauth2/token"\n'
             'client_id = "bench"\nclient_secret = "bench-secret"\n'
             f'[journal]\npath = "{work / f"j-{rate}-{rtt_ms}.sqlite3"}"\n'
-            '[log]\nlevel = "WARNING"\n'
+            '[log]\nlevel = "WARNING"\n[preflight]\nenabled = false\n'
         )
         config.chmod(0o600)
         clients = {

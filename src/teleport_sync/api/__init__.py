@@ -1,8 +1,9 @@
 """The Teleport API client: one typed method per endpoint (`client`), OAuth2 client credentials
 riding the client's own transport (`oauth`), one shared answer to "is authentication working?"
 (`authstate`), the API's errors typed by what to do about them (`errors`), HTTP transports with
-sendfile for part bodies (`transport`), a file range as a request body (`filebody`) and values
-asked for ahead of need (`prefetch`).
+sendfile for part bodies (`transport`), a file range as a request body (`filebody`), values
+asked for ahead of need (`prefetch`) and parts' MD5s, several at once (`hashing`, with the
+optional `_md5lanes` C extension).
 
 Imports only the helpers at the top of the package (`models`, `retry`, `config`, `logging`).
 The names below are what the rest of the package imports.

@@ -152,6 +152,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         url = urlsplit(self.path)
+        if url.path.startswith("/api/v1/captures/"):
+            # The capture's final name, as the API's edit answers it: a real round trip.
+            body = self._body_json()
+            eid = url.path.split("/")[4]
+            with self.sink.lock:
+                capture = self.sink.captures.get(eid)
+                if capture is None:
+                    self._json({"detail": "not found"}, 404)
+                    return
+                capture["name"] = body.get("name", capture["name"])
+                state = str(capture.get("state", "CREATED"))
+            self._json(self._capture(eid, state))
+            return
         query = parse_qs(url.query)
         kind = "part" if "partNumber" in query else "object"
         etag = self._drain(kind)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from teleport_sync.config import WatchSettings
-from teleport_sync.watch.watcher import Pending, ignore_reason, settle_step
+from teleport_sync.watch.candidates import ignore_reason
+from teleport_sync.watch.watcher import Pending, settle_step
 
 
 def test_a_new_file_is_not_settled_at_once() -> None:

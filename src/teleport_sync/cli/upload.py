@@ -42,7 +42,7 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
     """Why the daemon would not take `path` now (its ignore rules, format and completeness
     checks), in the daemon's words; None when it would. Nothing is created for a refused file."""
     from ..inputs import InputProblem, check_complete, input_format_for
-    from ..watch.watcher import ignore_reason
+    from ..watch.candidates import ignore_reason
 
     path = path.absolute()
     root = next((r for r in settings.watch.paths if path.is_relative_to(r)), path.parent)

@@ -42,10 +42,21 @@ class PreflightGate:
         self.journal = journal
         # Per path: `[preflight]` with its `[[watch.folder]]`'s keys (a reload swaps it).
         self.settings_for = settings_for
-        self.availability = load_decoders(importer)
+        self._importer = importer
+        self._availability: Availability | None = None
         self.on_checked = on_checked
         self._check = check
         self._lock = threading.Lock()  # one check at a time: decoding is CPU-bound anyway
+        self._finding = threading.Lock()
+
+    @property
+    def availability(self) -> Availability:
+        # Looked for on first need, not at start: importing the decoders (numpy, PyAV, Pillow)
+        # costs ~0.1 s and ~40 MiB, which a one-shot `upload` with pre-flight off never needs.
+        with self._finding:
+            if self._availability is None:
+                self._availability = load_decoders(self._importer)
+            return self._availability
 
     def __call__(self, record: FileRecord) -> str | None:
         """The reasons when pre-flight holds this version of the file, else None."""

@@ -25,7 +25,7 @@ from ..journal import FileRecord, Journal
 from ..journal.states import LOST_JOURNAL_HOLD
 from ..logging import get_logger
 from ..models import FileIdentity
-from .watcher import ignore_reason
+from .candidates import ignore_reason
 
 MARKER = ".teleport-sync-journal"
 JOURNAL_ID_FACT = "journal-id"

@@ -8,7 +8,6 @@ the next pending file is due.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -36,11 +35,10 @@ from watchdog.observers.polling import PollingObserver
 from ..config import WatchSettings
 from ..logging import get_logger
 from ..retry import Clock, SystemClock
+from .candidates import ignore_reason
 from .roots import RootKeeper
 
 # Always ignored, whatever the include patterns say: partial downloads and editor temp files.
-TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
-
 # How often the fallback observer (when inotify cannot be used) rescans the folders.
 POLLING_SECONDS = 5.0
 # How often roots on network file systems (NFS, SMB, FUSE) are polled for changes.
@@ -69,24 +67,6 @@ def settle_step(
     if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
         return Pending(size, mtime_ns, now), settle_seconds <= 0
     return previous, now - previous.stable_since >= settle_seconds
-
-
-def ignore_reason(path: Path, root: Path, settings: WatchSettings) -> str | None:
-    """Why `path` is not a candidate, or None if it is one."""
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        return "outside the watch root"
-    if any(part.startswith(".") for part in relative.parts):
-        return "hidden"
-    name = path.name
-    if any(fnmatch.fnmatch(name, pattern) for pattern in TEMPORARY_PATTERNS):
-        return "temporary"
-    if not any(fnmatch.fnmatch(name.lower(), p.lower()) for p in settings.include):
-        return "not an included type"
-    if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(str(relative), p) for p in settings.exclude):
-        return "excluded"
-    return None
 
 
 class _Handler(FileSystemEventHandler):

@@ -2,7 +2,7 @@
 (same part size and concurrency) and a naive sequential client, on the same local sink; plus the
 sink's ceiling (zero-copy PUTs with no API calls), to show the sink is not what limits anyone.
 
-    python bench/throughput.py [--sizes 1024,4096] [--runs 3] [--part-mib 32] [--concurrency 4]
+    python bench/throughput.py [--sizes 1024,4096] [--runs 3] [--part-mib 32] [--concurrency 8]
     python bench/throughput.py --tls ...   # the same over https (writes throughput-tls.json)
     python bench/throughput.py --md5-etags ...   # storage answers MD5 ETags, as S3 does by
                                                  # default (writes throughput-md5.json)
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,4096", help="file sizes in MiB")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--part-mib", type=int, default=32)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument(
         "--tls", action="store_true", help="https to the sink (self-signed certificate)"

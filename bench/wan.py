@@ -15,7 +15,7 @@ by the link's rate. Each point of the grid builds one:
 - optionally the line drops connections (`--loss-per-gib`: on average that many resets per GiB
   sent), as flaky paths do.
 
-teleport-sync runs with its defaults (4 parts in flight to start, widened while throughput
+teleport-sync runs with its defaults (8 parts in flight to start, widened while throughput
 grows, up to 32) and the sink's part size; s3transfer with boto3's defaults (8 MiB parts, 10
 threads). Each client runs `--runs` times per point, interleaved; the median is reported, as a
 ratio to s3transfer. Needs root (network namespaces) and iproute2; without them it says so and

@@ -25,7 +25,7 @@ def make(path: Path, text: str, mode: int = 0o600) -> Path:
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     settings = load_settings(None, environ={"XDG_CONFIG_HOME": str(tmp_path)})
     assert settings.source_path in (None, Path("/etc/teleport-sync/config.toml"))
-    assert settings.upload.concurrency == 4
+    assert settings.upload.concurrency == 8
     assert settings.results.profiles == ["ply"]
 
 

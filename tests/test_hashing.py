@@ -7,13 +7,24 @@ import hashlib
 import os
 import random
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from teleport_sync.api.hashing import CHUNK, LaneHasher, ThreadHasher, lanes_available, part_hasher
+from teleport_sync.api.hashing import (
+    CHUNK,
+    HashesAhead,
+    LaneHasher,
+    ThreadHasher,
+    lanes_available,
+    lanes_kernel,
+    part_hasher,
+)
 
 needs_lanes = pytest.mark.skipif(not lanes_available(), reason="no AVX2, or the kernel not built")
+# Every kernel this CPU can run: the best one (None), and AVX2 where the best is AVX-512VL.
+KERNELS = [None, "avx2"] if lanes_kernel() == "avx512vl" else [None]
 
 
 @pytest.fixture
@@ -34,9 +45,12 @@ def regions(size: int) -> list[tuple[int, int]]:
 
 
 @needs_lanes
-def test_the_lanes_give_hashlibs_digest_for_every_length(data: tuple[Path, bytes]) -> None:
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k or "best")
+def test_the_lanes_give_hashlibs_digest_for_every_length(
+    data: tuple[Path, bytes], kernel: str | None
+) -> None:
     path, body = data
-    hasher = LaneHasher()
+    hasher = LaneHasher(kernel)
     try:
         wanted = regions(len(body))
         futures = [hasher.submit(path, o, n) for o, n in wanted]  # more than 8: they queue
@@ -100,9 +114,64 @@ def test_without_the_kernel_parts_are_hashed_by_hashlib(data: tuple[Path, bytes]
         hasher.close()
 
 
+@needs_lanes
+def test_both_kernels_give_the_same_state_for_every_lane() -> None:
+    from teleport_sync.api import _md5lanes  # type: ignore[attr-defined]
+
+    if lanes_kernel() != "avx512vl":
+        pytest.skip("this CPU runs the AVX2 kernel only")
+    rng = random.Random(11)
+    start = bytes(rng.randrange(256) for _ in range(128))
+    buffers = [rng.randbytes(64 * 37) for _ in range(8)]
+    states = []
+    for kernel in (None, "avx2"):
+        state = bytearray(start)
+        _md5lanes.blocks(state, buffers, 37, kernel)
+        states.append(bytes(state))
+    assert states[0] == states[1] != start
+
+
 def test_the_kernel_is_built_where_ci_runs() -> None:
     # CI machines are x86_64 with a C compiler: a build that lost the kernel would slow every
     # upload's checks to hashlib's speed without a word; say so here instead.
     if os.uname().machine != "x86_64" or "avx2" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("not an AVX2 machine")
     assert lanes_available()
+
+
+class _RecordingHasher:
+    """Hashes with hashlib at once, and remembers what was asked, in order."""
+
+    width = 2
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.asked: list[tuple[int, int]] = []
+
+    def submit(
+        self, path: Path, offset: int, length: int, stop: threading.Event | None = None
+    ) -> Future[str]:
+        self.asked.append((offset, length))
+        future: Future[str] = Future()
+        future.set_result(hashlib.md5(self.body[offset : offset + length]).hexdigest())
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+def test_hashes_are_asked_for_ahead_of_their_parts_in_order(data: tuple[Path, bytes]) -> None:
+    path, body = data
+    hasher = _RecordingHasher(body)
+    regions = [(n, (n - 1) * 1000, 1000) for n in range(1, 7)]
+    ahead = HashesAhead(hasher, path, regions, ahead=3)
+    assert hasher.asked == [(0, 1000), (1000, 1000), (2000, 1000)]  # before any PUT asked
+    first = ahead.take(1, 0, 1000)
+    assert first.result() == hashlib.md5(body[0:1000]).hexdigest()
+    assert hasher.asked[-1] == (3000, 1000)  # one taken, one more asked
+    # A part taken out of order (its turn not come yet) is hashed on the spot, once.
+    sixth = ahead.take(6, 5000, 1000)
+    assert sixth.result() == hashlib.md5(body[5000:6000]).hexdigest()
+    for n in (2, 3, 4, 5):
+        ahead.take(n, (n - 1) * 1000, 1000)
+    assert sorted(hasher.asked) == [(o, 1000) for o in range(0, 6000, 1000)]

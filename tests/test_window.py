@@ -1,7 +1,8 @@
-"""The rule for parts in flight (engine/window.py), on a fake clock: wider while throughput
-grows (twice as wide while it grows in proportion), held once the link is full, halved at a
-failure, never past its cap or below one. Each test drives it with a simulated link: parts
-share the throughput the link gives at their number, and start as slots free up."""
+"""The rule for parts in flight (engine/window.py), on a fake clock: wider while throughput grows
+(twice as wide while it grows in proportion), held once the link is full or when each part
+already runs fast, halved at a failure, never past its cap or below one. Each test drives it
+with a simulated link: parts share the throughput the link gives at their number, and start as
+slots free up."""
 
 from __future__ import annotations
 
@@ -52,28 +53,53 @@ def test_a_very_long_path_reaches_the_cap_and_stays_there() -> None:
     assert window.limit == 32
 
 
-def test_a_cpu_bound_link_goes_back_to_where_it_started() -> None:
+def test_a_full_link_goes_back_to_where_it_started() -> None:
     window = FlightWindow(start=4, cap=32)
-    widths = simulate(window, lambda n: 1e9, 200)
+    # 60 MB/s however many parts share it: 15 MB/s a part, slow enough to be worth a probe.
+    widths = simulate(window, lambda n: 60e6, 200)
     assert widths == [4, 8, 4]  # the probe twice as wide showed no gain
+
+
+def test_parts_that_already_run_fast_are_not_probed_wider() -> None:
+    # 250 MB/s a part (a LAN, or loopback with the CPU the limit): their round trips hold
+    # nothing back, and a round at twice the width would only share the same CPU.
+    window = FlightWindow(start=4, cap=32)
+    assert simulate(window, lambda n: 1e9, 200) == [4]
+    # After a failure growth may start again, and the same judgment holds it again.
+    window.part_failed(window.part_started(0.0))
+    assert simulate(window, lambda n: 1e9, 200) == [2]
 
 
 def test_a_failure_halves_it_and_growth_starts_again() -> None:
     window = FlightWindow(start=4, cap=32)
     simulate(window, long_path(1e6, 125e6), 400)
-    window.part_failed()
+    window.part_failed(window.part_started(0.0))
     assert window.limit == 16
-    for _ in range(5):
-        window.part_failed()
+    for _ in range(5):  # five failures in a row, each of a part started after the one before
+        window.part_failed(window.part_started(0.0))
     assert window.limit == 1  # never below one
     simulate(window, long_path(1e6, 125e6), 400)
     assert window.limit == 32
 
 
+def test_parts_in_flight_together_that_fail_together_narrow_it_once() -> None:
+    window = FlightWindow(start=4, cap=32)
+    simulate(window, long_path(1e6, 125e6), 400)
+    assert window.limit == 32
+    # Every connection reset at once: 32 parts of the same epoch fail.
+    epochs = [window.part_started(10.0) for _ in range(32)]
+    for epoch in epochs:
+        window.part_failed(epoch)
+    assert window.limit == 16
+    # Their retries start after the narrowing: a failure among them narrows again.
+    window.part_failed(window.part_started(11.0))
+    assert window.limit == 8
+
+
 def test_parts_started_before_a_failure_do_not_judge_the_width_after_it() -> None:
     window = FlightWindow(start=4, cap=32)
     old = window.part_started(0.0)
-    window.part_failed()
+    window.part_failed(old)
     for _ in range(10):
         window.part_done(PART, 1.0, old)
     assert window.limit == 2

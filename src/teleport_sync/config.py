@@ -152,7 +152,7 @@ class WatchSettings(_Section):
 
 class UploadSettings(_Section):
     # Parts in flight per file to start with; widened while throughput grows (`adaptive`).
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=64)
     files_at_once: int = Field(default=2, ge=1, le=32)
     # Parts in flight across all files together, and how wide one file's window may grow.
     max_parts_in_flight: int = Field(default=32, ge=1, le=1024)

@@ -11,7 +11,9 @@
  * a0..a7, b0..b7, c0..c7, d0..d7 (lane i's MD5 state is a[i], b[i], c[i], d[i]). `buffers` is a
  * sequence of 1 to 8 bytes-like objects, each holding at least nblocks * 64 bytes; lane i reads
  * buffers[i]. Lanes without a buffer read zeros, and their state is meaningless. The GIL is
- * released while the blocks are hashed.
+ * released while the blocks are hashed. Two kernels give the same digests: AVX2, and where the
+ * CPU has AVX-512VL the same eight lanes with its one-instruction rotations and round
+ * functions (kernel() says which runs here).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,12 +43,8 @@ static const uint32_t K[64] = {
 
 #if HAVE_AVX2_KERNEL
 
-#define ROTL(x, s) _mm256_or_si256(_mm256_slli_epi32((x), (s)), _mm256_srli_epi32((x), 32 - (s)))
-#define F1(b, c, d) _mm256_or_si256(_mm256_and_si256((b), (c)), _mm256_andnot_si256((b), (d)))
-#define F2(b, c, d) _mm256_or_si256(_mm256_and_si256((d), (b)), _mm256_andnot_si256((d), (c)))
-#define F3(b, c, d) _mm256_xor_si256(_mm256_xor_si256((b), (c)), (d))
-#define F4(b, c, d) _mm256_xor_si256((c), _mm256_or_si256((b), _mm256_xor_si256((d), ones)))
-/* One MD5 step: a = b + rotl(a + f(b, c, d) + K[i] + M[g], s). */
+/* One MD5 step: a = b + rotl(a + f(b, c, d) + K[i] + M[g], s). ROTL and F1..F4 are defined
+ * per instruction set below, before each kernel is written out from MD5_BLOCKS. */
 #define STEP(f, a, b, c, d, i, g, s)                                                        \
     do {                                                                                    \
         __m256i t = _mm256_add_epi32(_mm256_add_epi32((a), f((b), (c), (d))),               \
@@ -75,80 +73,125 @@ __attribute__((target("avx2"))) static inline void transpose8(__m256i r[8]) {
     r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
+/* The 64 steps of one block, in all eight lanes. */
+#define MD5_64_STEPS \
+    STEP(F1, a, b, c, d, 0, 0, 7);   STEP(F1, d, a, b, c, 1, 1, 12); \
+    STEP(F1, c, d, a, b, 2, 2, 17);  STEP(F1, b, c, d, a, 3, 3, 22); \
+    STEP(F1, a, b, c, d, 4, 4, 7);   STEP(F1, d, a, b, c, 5, 5, 12); \
+    STEP(F1, c, d, a, b, 6, 6, 17);  STEP(F1, b, c, d, a, 7, 7, 22); \
+    STEP(F1, a, b, c, d, 8, 8, 7);   STEP(F1, d, a, b, c, 9, 9, 12); \
+    STEP(F1, c, d, a, b, 10, 10, 17); STEP(F1, b, c, d, a, 11, 11, 22); \
+    STEP(F1, a, b, c, d, 12, 12, 7); STEP(F1, d, a, b, c, 13, 13, 12); \
+    STEP(F1, c, d, a, b, 14, 14, 17); STEP(F1, b, c, d, a, 15, 15, 22); \
+    STEP(F2, a, b, c, d, 16, 1, 5);  STEP(F2, d, a, b, c, 17, 6, 9); \
+    STEP(F2, c, d, a, b, 18, 11, 14); STEP(F2, b, c, d, a, 19, 0, 20); \
+    STEP(F2, a, b, c, d, 20, 5, 5);  STEP(F2, d, a, b, c, 21, 10, 9); \
+    STEP(F2, c, d, a, b, 22, 15, 14); STEP(F2, b, c, d, a, 23, 4, 20); \
+    STEP(F2, a, b, c, d, 24, 9, 5);  STEP(F2, d, a, b, c, 25, 14, 9); \
+    STEP(F2, c, d, a, b, 26, 3, 14); STEP(F2, b, c, d, a, 27, 8, 20); \
+    STEP(F2, a, b, c, d, 28, 13, 5); STEP(F2, d, a, b, c, 29, 2, 9); \
+    STEP(F2, c, d, a, b, 30, 7, 14); STEP(F2, b, c, d, a, 31, 12, 20); \
+    STEP(F3, a, b, c, d, 32, 5, 4);  STEP(F3, d, a, b, c, 33, 8, 11); \
+    STEP(F3, c, d, a, b, 34, 11, 16); STEP(F3, b, c, d, a, 35, 14, 23); \
+    STEP(F3, a, b, c, d, 36, 1, 4);  STEP(F3, d, a, b, c, 37, 4, 11); \
+    STEP(F3, c, d, a, b, 38, 7, 16); STEP(F3, b, c, d, a, 39, 10, 23); \
+    STEP(F3, a, b, c, d, 40, 13, 4); STEP(F3, d, a, b, c, 41, 0, 11); \
+    STEP(F3, c, d, a, b, 42, 3, 16); STEP(F3, b, c, d, a, 43, 6, 23); \
+    STEP(F3, a, b, c, d, 44, 9, 4);  STEP(F3, d, a, b, c, 45, 12, 11); \
+    STEP(F3, c, d, a, b, 46, 15, 16); STEP(F3, b, c, d, a, 47, 2, 23); \
+    STEP(F4, a, b, c, d, 48, 0, 6);  STEP(F4, d, a, b, c, 49, 7, 10); \
+    STEP(F4, c, d, a, b, 50, 14, 15); STEP(F4, b, c, d, a, 51, 5, 21); \
+    STEP(F4, a, b, c, d, 52, 12, 6); STEP(F4, d, a, b, c, 53, 3, 10); \
+    STEP(F4, c, d, a, b, 54, 10, 15); STEP(F4, b, c, d, a, 55, 1, 21); \
+    STEP(F4, a, b, c, d, 56, 8, 6);  STEP(F4, d, a, b, c, 57, 15, 10); \
+    STEP(F4, c, d, a, b, 58, 6, 15); STEP(F4, b, c, d, a, 59, 13, 21); \
+    STEP(F4, a, b, c, d, 60, 4, 6);  STEP(F4, d, a, b, c, 61, 11, 10); \
+    STEP(F4, c, d, a, b, 62, 2, 15); STEP(F4, b, c, d, a, 63, 9, 21);
+
+/* The body of a kernel: nblocks blocks of every lane, the state loaded and stored once. */
+#define MD5_BLOCKS(state, p, nblocks)                                                       \
+    do {                                                                                    \
+        __m256i a = _mm256_loadu_si256((const __m256i *)((state) + 0));                     \
+        __m256i b = _mm256_loadu_si256((const __m256i *)((state) + 8));                     \
+        __m256i c = _mm256_loadu_si256((const __m256i *)((state) + 16));                    \
+        __m256i d = _mm256_loadu_si256((const __m256i *)((state) + 24));                    \
+        const __m256i ones = _mm256_set1_epi32(-1);                                         \
+        (void)ones;                                                                         \
+        for (Py_ssize_t n = 0; n < (nblocks); n++) {                                        \
+            __m256i m[16];                                                                  \
+            for (int half = 0; half < 2; half++) {                                          \
+                for (int j = 0; j < LANES; j++)                                             \
+                    m[half * 8 + j] =                                                       \
+                        _mm256_loadu_si256((const __m256i *)((p)[j] + n * BLOCK + half * 32)); \
+                transpose8(m + half * 8);                                                   \
+            }                                                                               \
+            __m256i aa = a, bb = b, cc = c, dd = d;                                         \
+            MD5_64_STEPS;                                                                   \
+            a = _mm256_add_epi32(a, aa);                                                    \
+            b = _mm256_add_epi32(b, bb);                                                    \
+            c = _mm256_add_epi32(c, cc);                                                    \
+            d = _mm256_add_epi32(d, dd);                                                    \
+        }                                                                                   \
+        _mm256_storeu_si256((__m256i *)((state) + 0), a);                                   \
+        _mm256_storeu_si256((__m256i *)((state) + 8), b);                                   \
+        _mm256_storeu_si256((__m256i *)((state) + 16), c);                                  \
+        _mm256_storeu_si256((__m256i *)((state) + 24), d);                                  \
+    } while (0)
+
+/* AVX2: a rotation is two shifts and an or; the round functions two or three operations. */
+#define ROTL(x, s) _mm256_or_si256(_mm256_slli_epi32((x), (s)), _mm256_srli_epi32((x), 32 - (s)))
+#define F1(b, c, d) _mm256_or_si256(_mm256_and_si256((b), (c)), _mm256_andnot_si256((b), (d)))
+#define F2(b, c, d) _mm256_or_si256(_mm256_and_si256((d), (b)), _mm256_andnot_si256((d), (c)))
+#define F3(b, c, d) _mm256_xor_si256(_mm256_xor_si256((b), (c)), (d))
+#define F4(b, c, d) _mm256_xor_si256((c), _mm256_or_si256((b), _mm256_xor_si256((d), ones)))
+
 __attribute__((target("avx2"))) static void blocks_avx2(uint32_t *state, const uint8_t *const *p,
                                                         Py_ssize_t nblocks) {
-    __m256i a = _mm256_loadu_si256((const __m256i *)(state + 0));
-    __m256i b = _mm256_loadu_si256((const __m256i *)(state + 8));
-    __m256i c = _mm256_loadu_si256((const __m256i *)(state + 16));
-    __m256i d = _mm256_loadu_si256((const __m256i *)(state + 24));
-    const __m256i ones = _mm256_set1_epi32(-1);
-    for (Py_ssize_t n = 0; n < nblocks; n++) {
-        __m256i m[16];
-        for (int half = 0; half < 2; half++) {
-            for (int j = 0; j < LANES; j++)
-                m[half * 8 + j] = _mm256_loadu_si256((const __m256i *)(p[j] + n * BLOCK + half * 32));
-            transpose8(m + half * 8);
-        }
-        __m256i aa = a, bb = b, cc = c, dd = d;
-        STEP(F1, a, b, c, d, 0, 0, 7);   STEP(F1, d, a, b, c, 1, 1, 12);
-        STEP(F1, c, d, a, b, 2, 2, 17);  STEP(F1, b, c, d, a, 3, 3, 22);
-        STEP(F1, a, b, c, d, 4, 4, 7);   STEP(F1, d, a, b, c, 5, 5, 12);
-        STEP(F1, c, d, a, b, 6, 6, 17);  STEP(F1, b, c, d, a, 7, 7, 22);
-        STEP(F1, a, b, c, d, 8, 8, 7);   STEP(F1, d, a, b, c, 9, 9, 12);
-        STEP(F1, c, d, a, b, 10, 10, 17); STEP(F1, b, c, d, a, 11, 11, 22);
-        STEP(F1, a, b, c, d, 12, 12, 7); STEP(F1, d, a, b, c, 13, 13, 12);
-        STEP(F1, c, d, a, b, 14, 14, 17); STEP(F1, b, c, d, a, 15, 15, 22);
-        STEP(F2, a, b, c, d, 16, 1, 5);  STEP(F2, d, a, b, c, 17, 6, 9);
-        STEP(F2, c, d, a, b, 18, 11, 14); STEP(F2, b, c, d, a, 19, 0, 20);
-        STEP(F2, a, b, c, d, 20, 5, 5);  STEP(F2, d, a, b, c, 21, 10, 9);
-        STEP(F2, c, d, a, b, 22, 15, 14); STEP(F2, b, c, d, a, 23, 4, 20);
-        STEP(F2, a, b, c, d, 24, 9, 5);  STEP(F2, d, a, b, c, 25, 14, 9);
-        STEP(F2, c, d, a, b, 26, 3, 14); STEP(F2, b, c, d, a, 27, 8, 20);
-        STEP(F2, a, b, c, d, 28, 13, 5); STEP(F2, d, a, b, c, 29, 2, 9);
-        STEP(F2, c, d, a, b, 30, 7, 14); STEP(F2, b, c, d, a, 31, 12, 20);
-        STEP(F3, a, b, c, d, 32, 5, 4);  STEP(F3, d, a, b, c, 33, 8, 11);
-        STEP(F3, c, d, a, b, 34, 11, 16); STEP(F3, b, c, d, a, 35, 14, 23);
-        STEP(F3, a, b, c, d, 36, 1, 4);  STEP(F3, d, a, b, c, 37, 4, 11);
-        STEP(F3, c, d, a, b, 38, 7, 16); STEP(F3, b, c, d, a, 39, 10, 23);
-        STEP(F3, a, b, c, d, 40, 13, 4); STEP(F3, d, a, b, c, 41, 0, 11);
-        STEP(F3, c, d, a, b, 42, 3, 16); STEP(F3, b, c, d, a, 43, 6, 23);
-        STEP(F3, a, b, c, d, 44, 9, 4);  STEP(F3, d, a, b, c, 45, 12, 11);
-        STEP(F3, c, d, a, b, 46, 15, 16); STEP(F3, b, c, d, a, 47, 2, 23);
-        STEP(F4, a, b, c, d, 48, 0, 6);  STEP(F4, d, a, b, c, 49, 7, 10);
-        STEP(F4, c, d, a, b, 50, 14, 15); STEP(F4, b, c, d, a, 51, 5, 21);
-        STEP(F4, a, b, c, d, 52, 12, 6); STEP(F4, d, a, b, c, 53, 3, 10);
-        STEP(F4, c, d, a, b, 54, 10, 15); STEP(F4, b, c, d, a, 55, 1, 21);
-        STEP(F4, a, b, c, d, 56, 8, 6);  STEP(F4, d, a, b, c, 57, 15, 10);
-        STEP(F4, c, d, a, b, 58, 6, 15); STEP(F4, b, c, d, a, 59, 13, 21);
-        STEP(F4, a, b, c, d, 60, 4, 6);  STEP(F4, d, a, b, c, 61, 11, 10);
-        STEP(F4, c, d, a, b, 62, 2, 15); STEP(F4, b, c, d, a, 63, 9, 21);
-        a = _mm256_add_epi32(a, aa);
-        b = _mm256_add_epi32(b, bb);
-        c = _mm256_add_epi32(c, cc);
-        d = _mm256_add_epi32(d, dd);
-    }
-    _mm256_storeu_si256((__m256i *)(state + 0), a);
-    _mm256_storeu_si256((__m256i *)(state + 8), b);
-    _mm256_storeu_si256((__m256i *)(state + 16), c);
-    _mm256_storeu_si256((__m256i *)(state + 24), d);
+    MD5_BLOCKS(state, p, nblocks);
+}
+
+#undef ROTL
+#undef F1
+#undef F2
+#undef F3
+#undef F4
+
+/* AVX-512VL on the same 256-bit registers: a rotation is one instruction (vprold), and each
+ * round function one ternary-logic instruction (vpternlogd; the immediate is the function's
+ * truth table over b, c, d): about six operations a step instead of ten. */
+#define ROTL(x, s) _mm256_rol_epi32((x), (s))
+#define F1(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0xCA) /* b ? c : d */
+#define F2(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0xE4) /* d ? b : c */
+#define F3(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0x96) /* b ^ c ^ d */
+#define F4(b, c, d) _mm256_ternarylogic_epi32((b), (c), (d), 0x39) /* c ^ (b | ~d) */
+
+__attribute__((target("avx2,avx512f,avx512vl"))) static void blocks_avx512vl(
+    uint32_t *state, const uint8_t *const *p, Py_ssize_t nblocks) {
+    MD5_BLOCKS(state, p, nblocks);
 }
 
 #endif /* HAVE_AVX2_KERNEL */
 
-static int avx2_usable(void) {
+/* The best kernel this CPU runs: 2 AVX-512VL, 1 AVX2, 0 none. */
+static int cpu_level(void) {
 #if HAVE_AVX2_KERNEL
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
 #else
     return 0;
 #endif
 }
 
+static int avx2_usable(void) { return cpu_level() >= 1; }
+
 static PyObject *md5lanes_blocks(PyObject *self, PyObject *args) {
     Py_buffer state;
     PyObject *buffers;
     Py_ssize_t nblocks;
-    if (!PyArg_ParseTuple(args, "w*On", &state, &buffers, &nblocks))
+    const char *kernel = NULL; /* "avx2" asks for the AVX2 kernel where a faster one exists */
+    if (!PyArg_ParseTuple(args, "w*On|z", &state, &buffers, &nblocks, &kernel))
         return NULL;
     PyObject *seq = PySequence_Fast(buffers, "buffers must be a sequence");
     if (seq == NULL) {
@@ -192,8 +235,13 @@ static PyObject *md5lanes_blocks(PyObject *self, PyObject *args) {
     for (Py_ssize_t j = count; j < LANES; j++)
         p[j] = pad != NULL ? pad : zeros;
 #if HAVE_AVX2_KERNEL
-    Py_BEGIN_ALLOW_THREADS blocks_avx2((uint32_t *)state.buf, p, nblocks);
-    Py_END_ALLOW_THREADS
+    if (cpu_level() >= 2 && (kernel == NULL || strcmp(kernel, "avx2") != 0)) {
+        Py_BEGIN_ALLOW_THREADS blocks_avx512vl((uint32_t *)state.buf, p, nblocks);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_BEGIN_ALLOW_THREADS blocks_avx2((uint32_t *)state.buf, p, nblocks);
+        Py_END_ALLOW_THREADS
+    }
 #endif
     result = Py_None;
     Py_INCREF(result);
@@ -210,10 +258,21 @@ static PyObject *md5lanes_available(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(avx2_usable());
 }
 
+static PyObject *md5lanes_kernel(PyObject *self, PyObject *unused) {
+    static const char *names[] = {NULL, "avx2", "avx512vl"};
+    int level = cpu_level();
+    if (level == 0)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(names[level]);
+}
+
 static PyMethodDef methods[] = {
     {"blocks", md5lanes_blocks, METH_VARARGS,
-     "blocks(state, buffers, nblocks): hash nblocks 64-byte blocks of up to 8 buffers."},
+     "blocks(state, buffers, nblocks[, kernel]): hash nblocks 64-byte blocks of up to 8 "
+     "buffers; kernel=\"avx2\" asks for the AVX2 kernel even where AVX-512VL is there."},
     {"available", md5lanes_available, METH_NOARGS, "Can this CPU run the 8-lane kernel?"},
+    {"kernel", md5lanes_kernel, METH_NOARGS,
+     "The kernel blocks() uses here: \"avx512vl\", \"avx2\", or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,9 +5,11 @@ of every byte sent: on a fast link that is most of the upload's CPU (OpenSSL's M
 ~0.7 GB/s a core, while sendfile moves the bytes for almost nothing). One MD5 stream cannot be
 split, but an upload's parts are independent streams: `LaneHasher` feeds up to eight of them
 through the eight 32-bit lanes of an AVX2 register (the `_md5lanes` extension), block for block
-in step, on one thread. With four parts in flight that is ~2x OpenSSL's speed on one core; with
-eight, ~4x. Where the extension is not built or the CPU has no AVX2, `ThreadHasher` hashes each
-part with hashlib on a thread of its own, as before. Both give hashlib's digest, byte for byte.
+in step, on one thread; where the CPU has AVX-512VL, the same lanes with its one-instruction
+rotations and round functions. With eight parts in flight (the default) that is ~2.9x
+OpenSSL's speed on one core with AVX2, ~4x with AVX-512VL (docs/BENCHMARKS.md). Where the
+extension is not built or the CPU has no AVX2, `ThreadHasher` hashes each part with hashlib on
+a thread of its own, as before. Both give hashlib's digest, byte for byte.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ _INITIAL = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476)
 class PartHasher(Protocol):
     """Hashes file regions; "" for a region whose `stop` was set before it was done."""
 
+    # Regions hashed at once: lanes, or threads (more asked for wait their turn, in order).
+    width: int
+
     def submit(
         self, path: Path, offset: int, length: int, stop: threading.Event | None = None
     ) -> Future[str]: ...
@@ -48,6 +53,11 @@ class PartHasher(Protocol):
 def lanes_available() -> bool:
     """Is the eight-lane kernel built, and can this CPU run it?"""
     return _md5lanes is not None and bool(_md5lanes.available())
+
+
+def lanes_kernel() -> str | None:
+    """The lanes kernel this CPU runs ("avx512vl" or "avx2"), None without one."""
+    return _md5lanes.kernel() if _md5lanes is not None else None
 
 
 def part_hasher(workers: int, *, lanes: bool | None = None) -> PartHasher:
@@ -61,7 +71,10 @@ class ThreadHasher:
     """hashlib's MD5, one region per thread (the GIL is released while it hashes)."""
 
     def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="md5")
+        # No more threads than cores: more would only slice the same CPU finer, and starve the
+        # sending of it.
+        self.width = max(1, min(workers, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="md5")
 
     def submit(
         self, path: Path, offset: int, length: int, stop: threading.Event | None = None
@@ -83,7 +96,7 @@ class _Lane:
     future: Future[str]
     handle: BinaryIO | None = None
     left: int = 0  # bytes of the region not read yet
-    buffer: bytearray = field(default_factory=lambda: bytearray(CHUNK))
+    buffer: bytearray = field(default_factory=bytearray)  # CHUNK bytes once seated in a lane
     filled: int = 0  # bytes of `buffer` that hold data
     used: int = 0  # of those, bytes already hashed
 
@@ -92,12 +105,16 @@ class _Lane:
 
 
 class LaneHasher:
-    """Up to eight regions hashed in step by one thread with the AVX2 kernel."""
+    """Up to eight regions hashed in step by one thread with the lanes kernel.
 
-    def __init__(self) -> None:
+    `kernel="avx2"` keeps to the AVX2 kernel where a faster one exists (tests compare both)."""
+
+    def __init__(self, kernel: str | None = None) -> None:
         if not lanes_available():
             raise RuntimeError("the MD5 lanes kernel is not available here")
         self._kernel: Any = _md5lanes
+        self._kernel_name = kernel
+        self.width = LANES
         self._state = bytearray(4 * 4 * LANES)  # a0..a7 b0..b7 c0..c7 d0..d7 (uint32)
         self._words = memoryview(self._state).cast("I")
         self._lanes: list[_Lane | None] = [None] * LANES
@@ -147,6 +164,8 @@ class LaneHasher:
         for word, value in enumerate(_INITIAL):
             self._words[word * LANES + index] = value
         try:
+            # The buffer only now: regions asked for ahead wait in the queue without one.
+            lane.buffer = bytearray(CHUNK)
             lane.handle = lane.path.open("rb", buffering=0)
             lane.handle.seek(lane.offset)
         except OSError as exc:
@@ -176,7 +195,7 @@ class LaneHasher:
                 else self._idle
                 for lane in self._lanes
             ]
-            self._kernel.blocks(self._state, buffers, blocks)
+            self._kernel.blocks(self._state, buffers, blocks, self._kernel_name)
             for lane in active:
                 lane.used += blocks * 64
 
@@ -204,7 +223,7 @@ class LaneHasher:
         padded = tail + b"\x80" + bytes((55 - len(tail)) % 64) + struct.pack("<Q", lane.length * 8)
         others = bytes(self._state)
         buffers = [padded if i == index else bytes(len(padded)) for i in range(LANES)]
-        self._kernel.blocks(self._state, buffers, len(padded) // 64)
+        self._kernel.blocks(self._state, buffers, len(padded) // 64, self._kernel_name)
         digest = struct.pack("<4I", *(self._words[w * LANES + index] for w in range(4))).hex()
         self._state[:] = others
         return digest
@@ -231,3 +250,47 @@ class LaneHasher:
                 self._finish(index, "")
         while self._waiting:
             self._waiting.popleft().future.set_result("")
+
+
+class HashesAhead:
+    """One file's part hashes asked of a hasher `ahead` parts before their PUTs need them.
+
+    Hashing only beside each PUT leaves the hasher idle whenever it is ahead of the sending,
+    and what it lost then shows at the end, as a wait for the last parts' hashes after their
+    bytes have gone (~0.2 s a GiB against a CPU-bound sink). Asked ahead, it never idles while
+    parts remain, and its digests are ready when their ETags come. `take(key)` is for a part's
+    first attempt; a retry hashes anew (the file may have changed in between).
+    """
+
+    def __init__(
+        self,
+        hasher: PartHasher,
+        path: Path,
+        regions: list[tuple[int, int, int]],  # (key, offset, length), in sending order
+        *,
+        ahead: int,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._hasher, self._path, self._stop = hasher, path, stop
+        self._lock = threading.Lock()
+        self._waiting = deque(regions)
+        self._asked: dict[int, Future[str]] = {}
+        for _ in range(ahead):
+            self._ask_next()
+
+    def _ask_next(self) -> None:
+        with self._lock:
+            if not self._waiting:
+                return
+            key, offset, length = self._waiting.popleft()
+            self._asked[key] = self._hasher.submit(self._path, offset, length, self._stop)
+
+    def take(self, key: int, offset: int, length: int) -> Future[str]:
+        with self._lock:
+            future = self._asked.pop(key, None)
+            if future is None:
+                self._waiting = deque(r for r in self._waiting if r[0] != key)
+        self._ask_next()
+        if future is None:
+            future = self._hasher.submit(self._path, offset, length, self._stop)
+        return future

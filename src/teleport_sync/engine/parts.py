@@ -4,9 +4,10 @@ Parts are sent as `FileRegion`s: by sendfile over plain http, in `block_size` bl
 so memory does not grow with part size. Each attempt's MD5 is computed anew and checked against
 MD5-shaped ETags (so a file rewritten in place between attempts is caught at once instead of
 being reported as corruption attempt after attempt): beside the sending once storage is known to
-answer with MD5s, after the PUT while that is not yet known, never for storage whose ETags are
-not MD5s (nothing could check it). The hashing is `api.hashing`'s: the parts in flight hashed
-together in the lanes of one AVX2 core where it can, else by hashlib on threads.
+answer with MD5s (first attempts' hashes asked ahead of their PUTs, so the hasher never idles),
+after the PUT while that is not yet known, never for storage whose ETags are not MD5s (nothing
+could check it). The hashing is `api.hashing`'s: parts hashed together in the lanes of one
+AVX2 core where it can, else by hashlib on threads.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ..api import ApiError, NotFoundError, TransientError, UploadUrlExpired
 from ..api.filebody import FileRegion
-from ..api.hashing import PartHasher, part_hasher
+from ..api.hashing import HashesAhead, PartHasher, part_hasher
 from ..api.prefetch import Prefetcher
 from ..inputs import InputProblem
 from ..journal import FileRecord
@@ -47,6 +48,8 @@ class FileRun:
     window: FlightWindow
     # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
     stop_hashing: threading.Event = field(default_factory=threading.Event)
+    # First attempts' hashes, asked ahead of their PUTs (storage known to answer MD5s).
+    hashes: HashesAhead | None = None
     # The first part failure in time: the one the upload reports.
     failure: BaseException | None = None
     _failure_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,6 +101,14 @@ class PartSender:
                     executor=url_pool,
                 )
                 run = FileRun(path, record, bytesize, threading.Event(), hasher, urls, window)
+                if self.ctx.etags_are_md5 is True:
+                    run.hashes = HashesAhead(
+                        hasher,
+                        path,
+                        [(part.number, part.offset, part.size) for part in todo],
+                        ahead=workers,  # queued: the hasher takes them as lanes or threads free
+                        stop=run.stop_hashing,
+                    )
                 futures = [pool.submit(self.send_one, run, part) for part in todo]
                 wait(futures, return_when=FIRST_EXCEPTION)
                 if run.failure is not None:
@@ -133,6 +144,7 @@ class PartSender:
             if not run.window.acquire(lambda: run.abort.is_set() or self.ctx.stop.is_set()):
                 continue  # stopped or aborted while waiting: the loop says which
             attempt += 1
+            epoch = -1
             try:
                 with self.ctx.part_slot():
                     epoch = run.window.part_started(clock.monotonic())
@@ -141,7 +153,7 @@ class PartSender:
                 return
             except _Again as again:
                 if again.congested:
-                    run.window.part_failed()  # the path failed it: fewer in flight
+                    run.window.part_failed(epoch)  # the path failed it: fewer in flight
                 continue
             finally:
                 run.window.release()
@@ -154,7 +166,7 @@ class PartSender:
         assert record.eid
         # This attempt's MD5: beside the sending when storage is known to answer with MD5
         # ETags; otherwise only if the ETag turns out MD5-shaped.
-        hashing = self._start_hash(run, part)
+        hashing = self._start_hash(run, part, attempt)
         body = FileRegion(
             path,
             part.offset,
@@ -180,9 +192,11 @@ class PartSender:
         self.ctx.journal.record_part(record.id, part.number, part.size, md5, etag)
         self.ctx.progress.part_done(path, part.number)
 
-    def _start_hash(self, run: FileRun, part: PartPlan) -> Future[str] | None:
+    def _start_hash(self, run: FileRun, part: PartPlan, attempt: int) -> Future[str] | None:
         if self.ctx.etags_are_md5 is not True:
             return None
+        if attempt == 1 and run.hashes is not None:
+            return run.hashes.take(part.number, part.offset, part.size)
         return run.hasher.submit(run.path, part.offset, part.size, run.stop_hashing)
 
     def _put(self, run: FileRun, part: PartPlan, attempt: int, body: FileRegion, label: str) -> str:

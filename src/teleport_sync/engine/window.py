@@ -1,15 +1,17 @@
 """How many parts of one file are in flight: widened while throughput grows, narrowed on errors.
 
-On a fast local link four parts fill it; on a long path each connection is held back by its
+On a fast local link a few parts fill it; on a long path each connection is held back by its
 round trip (a TCP window's worth of bytes per RTT), and only more connections in flight fill the
-link. So the window starts at `[upload] concurrency` and works in rounds: a round lasts until
-as many parts as the width (at least `settle`) are acknowledged, and its throughput (bytes
-acknowledged over its time) is set against the round before. The first round probes twice
-as wide. Then: throughput grew nearly in proportion to the width (`burst` of it: each
-connection is window-limited, more of them is all it takes), twice as wide again, as TCP's
-slow start doubles; grew by at least `gain`, one more; did not grow, the link (or the CPU) is
-full: back to the narrower width, and hold it. A part that failed or timed out halves it
-(never below one), and growth starts again. It never passes `cap` (`[upload]
+link. So the window starts at `[upload] concurrency` and works in rounds: a round lasts until as
+many parts as the width (at least `settle`) are acknowledged, and its throughput (bytes
+acknowledged over its time) is set against the round before. The first round probes twice as
+wide, unless each part in it already moved faster than `unbound` (a LAN, or loopback: no round
+trip holds it back, and a wider round would only share the same link or CPU). Then: throughput
+grew nearly in proportion to the width (`burst` of it: each connection is window-limited, more
+of them is all it takes), twice as wide again, as TCP's slow start doubles; grew by at least
+`gain`, one more; did not grow, the link (or the CPU) is full: back to the narrower width, and
+hold it. A part that failed or timed out halves it (never below one; once for the parts that
+were in flight together), and growth starts again. It never passes `cap` (`[upload]
 max_parts_in_flight`).
 
 Pure rule plus a slot counter: time is passed in (`now`), so the rule is tested with a fake
@@ -30,6 +32,10 @@ class FlightWindow:
     settle: int = 2
     gain: float = 0.08
     burst: float = 0.75
+    # A part moving faster than this (bytes/s) is not held back by its round trip: TCP's
+    # window is not what limits it, so more parts in flight would only share the same link or
+    # CPU (probing wider there costs a round at a width that is slower, not faster).
+    unbound: float = 32 * 1024 * 1024
     limit: int = field(init=False)
     _in_flight: int = field(default=0, init=False)
     # Parts started before the last failure say nothing of the width after it.
@@ -87,6 +93,8 @@ class FlightWindow:
 
     def _judge(self, rate: float) -> None:
         width, last, before = self.limit, self._last_rate, self._last_limit
+        if self._growing and not last and rate / width >= self.unbound:
+            self._growing = False  # each part already runs free: nothing to gain from width
         if self._growing and width < self.cap:
             grew = rate / last if last else 0.0
             widened = width / before if before else 1.0
@@ -100,9 +108,17 @@ class FlightWindow:
         self._last_rate, self._last_limit = rate, width
         self._cond.notify_all()
 
-    def part_failed(self) -> None:
-        """A part failed or timed out: half as many in flight; growth may start again."""
+    def part_failed(self, epoch: int) -> None:
+        """A part failed or timed out: half as many in flight; growth may start again.
+
+        Once per event, as TCP narrows once per window of losses: the parts in flight together
+        when a path drops or stalls fail together, and those started before the last narrowing
+        (an older `epoch`) say nothing new, so a reset of every connection at once halves the
+        width once, not down to one.
+        """
         with self._cond:
+            if epoch != self._epoch:
+                return
             self.limit = max(1, self.limit // 2)
             self._growing = True
             self._last_rate, self._last_limit = 0.0, 0

@@ -7,14 +7,12 @@ import hashlib
 import os
 import random
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from teleport_sync.api.hashing import (
     CHUNK,
-    HashesAhead,
     LaneHasher,
     ThreadHasher,
     lanes_available,
@@ -137,41 +135,3 @@ def test_the_kernel_is_built_where_ci_runs() -> None:
     if os.uname().machine != "x86_64" or "avx2" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("not an AVX2 machine")
     assert lanes_available()
-
-
-class _RecordingHasher:
-    """Hashes with hashlib at once, and remembers what was asked, in order."""
-
-    width = 2
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.asked: list[tuple[int, int]] = []
-
-    def submit(
-        self, path: Path, offset: int, length: int, stop: threading.Event | None = None
-    ) -> Future[str]:
-        self.asked.append((offset, length))
-        future: Future[str] = Future()
-        future.set_result(hashlib.md5(self.body[offset : offset + length]).hexdigest())
-        return future
-
-    def close(self) -> None:
-        pass
-
-
-def test_hashes_are_asked_for_ahead_of_their_parts_in_order(data: tuple[Path, bytes]) -> None:
-    path, body = data
-    hasher = _RecordingHasher(body)
-    regions = [(n, (n - 1) * 1000, 1000) for n in range(1, 7)]
-    ahead = HashesAhead(hasher, path, regions, ahead=3)
-    assert hasher.asked == [(0, 1000), (1000, 1000), (2000, 1000)]  # before any PUT asked
-    first = ahead.take(1, 0, 1000)
-    assert first.result() == hashlib.md5(body[0:1000]).hexdigest()
-    assert hasher.asked[-1] == (3000, 1000)  # one taken, one more asked
-    # A part taken out of order (its turn not come yet) is hashed on the spot, once.
-    sixth = ahead.take(6, 5000, 1000)
-    assert sixth.result() == hashlib.md5(body[5000:6000]).hexdigest()
-    for n in (2, 3, 4, 5):
-        ahead.take(n, (n - 1) * 1000, 1000)
-    assert sorted(hasher.asked) == [(o, 1000) for o in range(0, 6000, 1000)]

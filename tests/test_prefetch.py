@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -48,3 +48,37 @@ def test_a_failed_fetch_is_raised_by_take_and_cancel_stops_scheduling() -> None:
         prefetch.cancel()
         assert prefetch.take(4) == "4"  # never scheduled any more: fetched on the spot
     assert 4 in calls and calls.count(4) == 1
+
+
+def test_without_an_executor_fetch_is_called_as_keys_are_scheduled() -> None:
+    # As the engine asks a hasher for parts' MD5s ahead of their PUTs: `fetch` only queues work
+    # and returns its future, so it is called in place, `ahead` keys before each is taken.
+    asked: list[int] = []
+
+    def fetch(key: int) -> Future[str]:
+        asked.append(key)
+        future: Future[str] = Future()
+        future.set_result(f"md5-{key}")
+        return future
+
+    prefetch = Prefetcher(fetch, [1, 2, 3, 4, 5, 6], ahead=3, executor=None)
+    assert asked == [1, 2, 3]  # before anything was taken
+    assert prefetch.take(1).result() == "md5-1"
+    assert asked == [1, 2, 3, 4]  # one taken, one more asked
+    assert prefetch.take(6).result() == "md5-6"  # out of turn: asked on the spot, once
+    for key in (2, 3, 4, 5):
+        prefetch.take(key)
+    assert sorted(asked) == [1, 2, 3, 4, 5, 6]
+
+
+def test_without_an_executor_a_failing_fetch_is_raised_by_take() -> None:
+    def fetch(key: int) -> str:
+        if key == 2:
+            raise OSError("cannot open the file")
+        return str(key)
+
+    prefetch = Prefetcher(fetch, [1, 2, 3], ahead=2, executor=None)
+    assert prefetch.take(1) == "1"
+    with pytest.raises(OSError, match="cannot open"):
+        prefetch.take(2)
+    assert prefetch.take(3) == "3"

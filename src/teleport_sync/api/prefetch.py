@@ -22,7 +22,9 @@ class Prefetcher(Generic[K, V]):
 
     `take(key)` returns the prefetched value (or its exception), or fetches it on the spot if
     the key was never scheduled. Each key is prefetched at most once: a retry must `fetch`
-    anew, because a value may be spent (a URL that expired, say).
+    anew, because a value may be spent (a URL that expired, say). Without an executor `fetch`
+    is called as its key is scheduled: for a `fetch` that only starts work and returns at once
+    (a hasher's `submit`, whose value is its own future).
     """
 
     def __init__(
@@ -31,7 +33,7 @@ class Prefetcher(Generic[K, V]):
         order: Iterable[K],
         *,
         ahead: int,
-        executor: Executor,
+        executor: Executor | None,
     ) -> None:
         self._fetch = fetch
         self._executor = executor
@@ -46,7 +48,15 @@ class Prefetcher(Generic[K, V]):
             if not self._waiting:
                 return
             key = self._waiting.popleft()
-            self._fetching[key] = self._executor.submit(self._fetch, key)
+            if self._executor is not None:
+                self._fetching[key] = self._executor.submit(self._fetch, key)
+                return
+            future: Future[V] = Future()
+            self._fetching[key] = future
+        try:
+            future.set_result(self._fetch(key))
+        except Exception as exc:
+            future.set_exception(exc)
 
     def take(self, key: K) -> V:
         with self._lock:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..api import ApiError, NotFoundError, TransientError, UploadUrlExpired
 from ..api.filebody import FileRegion
-from ..api.hashing import HashesAhead, PartHasher, part_hasher
+from ..api.hashing import PartHasher, part_hasher
 from ..api.prefetch import Prefetcher
 from ..inputs import InputProblem
 from ..journal import FileRecord
@@ -48,8 +48,10 @@ class FileRun:
     window: FlightWindow
     # Set when an ETag shows storage no longer answers with MD5s: hashes still running stop.
     stop_hashing: threading.Event = field(default_factory=threading.Event)
-    # First attempts' hashes, asked ahead of their PUTs (storage known to answer MD5s).
-    hashes: HashesAhead | None = None
+    # First attempts' hashes, asked ahead of their PUTs (storage known to answer MD5s): the
+    # hasher never idles while parts remain, and the last parts do not wait for their digests
+    # after their bytes have gone (~0.2 s a GiB against a CPU-bound sink).
+    hashes: Prefetcher[int, Future[str]] | None = None
     # The first part failure in time: the one the upload reports.
     failure: BaseException | None = None
     _failure_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,12 +104,12 @@ class PartSender:
                 )
                 run = FileRun(path, record, bytesize, threading.Event(), hasher, urls, window)
                 if self.ctx.etags_are_md5 is True:
-                    run.hashes = HashesAhead(
-                        hasher,
-                        path,
-                        [(part.number, part.offset, part.size) for part in todo],
+                    regions = {part.number: (part.offset, part.size) for part in todo}
+                    run.hashes = Prefetcher(
+                        lambda n: hasher.submit(path, *regions[n], run.stop_hashing),
+                        list(regions),
                         ahead=workers,  # queued: the hasher takes them as lanes or threads free
-                        stop=run.stop_hashing,
+                        executor=None,  # submit only queues the work
                     )
                 futures = [pool.submit(self.send_one, run, part) for part in todo]
                 wait(futures, return_when=FIRST_EXCEPTION)
@@ -196,7 +198,7 @@ class PartSender:
         if self.ctx.etags_are_md5 is not True:
             return None
         if attempt == 1 and run.hashes is not None:
-            return run.hashes.take(part.number, part.offset, part.size)
+            return run.hashes.take(part.number)
         return run.hasher.submit(run.path, part.offset, part.size, run.stop_hashing)
 
     def _put(self, run: FileRun, part: PartPlan, attempt: int, body: FileRegion, label: str) -> str:

@@ -40,9 +40,6 @@ _INITIAL = (0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476)
 class PartHasher(Protocol):
     """Hashes file regions; "" for a region whose `stop` was set before it was done."""
 
-    # Regions hashed at once: lanes, or threads (more asked for wait their turn, in order).
-    width: int
-
     def submit(
         self, path: Path, offset: int, length: int, stop: threading.Event | None = None
     ) -> Future[str]: ...
@@ -73,8 +70,8 @@ class ThreadHasher:
     def __init__(self, workers: int) -> None:
         # No more threads than cores: more would only slice the same CPU finer, and starve the
         # sending of it.
-        self.width = max(1, min(workers, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="md5")
+        threads = max(1, min(workers, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="md5")
 
     def submit(
         self, path: Path, offset: int, length: int, stop: threading.Event | None = None
@@ -114,7 +111,6 @@ class LaneHasher:
             raise RuntimeError("the MD5 lanes kernel is not available here")
         self._kernel: Any = _md5lanes
         self._kernel_name = kernel
-        self.width = LANES
         self._state = bytearray(4 * 4 * LANES)  # a0..a7 b0..b7 c0..c7 d0..d7 (uint32)
         self._words = memoryview(self._state).cast("I")
         self._lanes: list[_Lane | None] = [None] * LANES

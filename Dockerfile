@@ -10,6 +10,13 @@
 
 # Build the wheel apart, so the image carries neither the sources nor the build tools.
 FROM python:3.11-slim-bookworm AS build
+# A C compiler for the optional MD5 lanes kernel (src/teleport_sync/api/_md5lanes.c: parts'
+# ETag checks several times faster); only in this stage, the image carries none. Debian's
+# current gcc is what is wanted, not a pinned build of it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
@@ -25,7 +32,13 @@ RUN groupadd --system --gid 10001 teleport-sync \
     && install -d -m 0755 -o teleport-sync -g teleport-sync /inbox /results \
     && install -d -m 0755 /etc/teleport-sync
 COPY --from=build /wheels /tmp/wheels
-RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
+# With the preflight extra (numpy, Pillow, PyAV: wheels that bring their own codecs), as the
+# README's first command installs it: photos and frames are checked before money is spent.
+# The wheel is this project's own, its dependencies bounded by its pyproject.toml.
+# hadolint ignore=DL3013
+RUN wheel="$(find /tmp/wheels -name 'teleport_sync-*.whl')" \
+    && pip install --no-cache-dir "${wheel}[preflight]" \
+    && rm -rf /tmp/wheels
 
 # STATE_DIRECTORY puts the journal in its volume (as systemd's StateDirectory= does);
 # CREDENTIALS_DIRECTORY is where the daemon looks for `client_secret` (and `webhook_secret`).

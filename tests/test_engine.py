@@ -534,6 +534,38 @@ def test_a_part_rewritten_in_place_between_attempts_is_hashed_anew(
     assert sum(emulator.stats.successful_puts(result.eid).values()) == 3
 
 
+def test_a_part_rewritten_after_its_hash_was_asked_ahead_is_sent_again_and_lands(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """Parts' first hashes are asked for ahead of their PUTs: part 3 is hashed while part 2 is
+    still being sent, then rewritten in place (identity kept) before its own PUT. Its ETag then
+    disagrees with the early hash; the part is sent again and hashed anew, and the capture
+    holds the file's bytes as they are now."""
+    journal.set_fact(f"storage-etags-are-md5 {uploader.client.api.base_url}", "yes")
+    retried: list[str] = []
+    fresh = Uploader(uploader.client, journal, concurrency=1, clock=FakeClock())
+    fresh.on_retry = retried.append
+    path = make_mp4(tmp_path / "v.mp4", 15 * MIB)
+    before = os.stat(path)
+    rewritten: list[bool] = []
+
+    def rewrite_part_three_after_part_two(call: Call) -> None:
+        if call.kind == "put" and call.part == 2 and call.status == 200 and not rewritten:
+            time.sleep(0.3)  # part 3's early hash has long finished
+            with path.open("r+b") as f:
+                f.seek(12 * MIB)
+                f.write(os.urandom(4096))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            rewritten.append(True)
+
+    on_call(emulator, rewrite_part_three_after_part_two)
+    result = fresh.upload(path)
+    assert rewritten == [True]
+    assert emulator.object_bytes(result.eid) == path.read_bytes()
+    assert retried == ["etag-mismatch"]
+    assert emulator.stats.successful_puts(result.eid) == {1: 1, 2: 1, 3: 2}
+
+
 def test_a_failed_rename_is_journaled_and_retried_until_done(
     emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
 ) -> None:

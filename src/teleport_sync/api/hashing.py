@@ -8,8 +8,8 @@ through the eight 32-bit lanes of an AVX2 register (the `_md5lanes` extension), 
 in step, on one thread; where the CPU has AVX-512VL, the same lanes with its one-instruction
 rotations and round functions. With eight parts in flight (the default) that is ~2.9x
 OpenSSL's speed on one core with AVX2, ~4x with AVX-512VL (docs/BENCHMARKS.md). Where the
-extension is not built or the CPU has no AVX2, `ThreadHasher` hashes each part with hashlib on
-a thread of its own, as before. Both give hashlib's digest, byte for byte.
+extension is not built or the CPU has no AVX2, `ThreadHasher` hashes parts with hashlib, at
+most one thread per core. Both give hashlib's digest, byte for byte.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def part_hasher(workers: int, *, lanes: bool | None = None) -> PartHasher:
 
 
 class ThreadHasher:
-    """hashlib's MD5, one region per thread (the GIL is released while it hashes)."""
+    """hashlib's MD5, one region per thread, at most a thread per core (the GIL is released
+    while it hashes)."""
 
     def __init__(self, workers: int) -> None:
         # No more threads than cores: more would only slice the same CPU finer, and starve the

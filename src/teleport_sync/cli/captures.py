@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from ..inputs import InputProblem
+from ..journal import Journal, StaleCapture
 from .app import (
     AppContext,
     fail,
@@ -78,8 +80,25 @@ def captures_delete(app: AppContext, eid: str, yes: bool) -> None:
     paths: list[str] = []
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
+            _unless_replaced(journal, eid)
             paths = journal.mark_capture_deleted(eid)
     click.echo(f"deleted {eid}" + (f" (of {', '.join(paths)})" if paths else ""))
+
+
+def _unless_replaced(journal: Journal, eid: str) -> None:
+    """A file replaced since capture `eid` was made of it is a new version: its row starts
+    over (to be uploaded anew) instead of recording the old capture's deletion on it."""
+    from ..results.actions import version_on_disk
+
+    record = journal.by_eid(eid)
+    if record is None:
+        return
+    try:
+        journal.confirm_version(
+            record.id, eid, version_on_disk(Path(record.path)), "deleting its capture"
+        )
+    except (StaleCapture, InputProblem) as exc:
+        click.echo(f"{record.path}: {exc}", err=True)
 
 
 @main.command(short_help="Fetch a finished capture's models.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from .base import (
     BaseJournal,
+    FileReplaced,
     JournalError,
     JournalRowError,
     StaleCapture,
@@ -62,6 +63,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BaseJournal",
     "FileRecord",
+    "FileReplaced",
     "IllegalMove",
     "Journal",
     "JournalError",

@@ -40,6 +40,17 @@ class StaleCapture(Exception):
         self.file_id, self.eid = file_id, eid
 
 
+class FileReplaced(StaleCapture):
+    """The file on disk is not the version capture `eid` was made of (rewritten or replaced
+    after its upload): the row has just started over as a new version, and no act of the old
+    capture (model, move, hook, notification) may touch the new bytes."""
+
+    def __init__(self, file_id: int, eid: str, why: str) -> None:
+        super().__init__(file_id, eid)
+        self.args = (why,)
+        self.why = why
+
+
 class UnreadableRow(Exception):
     """A journal row holds text that is not UTF-8 where only UTF-8 can be used."""
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import sqlite3
 
 from ..models import FileIdentity
-from .base import BaseJournal, _db_path, _identity_columns, _py_path, shown, utc_now
+from .base import (
+    BaseJournal,
+    FileReplaced,
+    _db_path,
+    _identity_columns,
+    _py_path,
+    shown,
+    utc_now,
+)
 from .captures import observe_in
 from .records import FileRecord
 from .results import _FORGET_RESULTS
-from .states import Source, UploadState, check_move
+from .states import NEW_VERSION, Source, UploadState, check_move, judge_version
 
 # Each transition below checks the row's current state against `states.MOVES` in the same
 # transaction that moves it (`_move`), so the state machine has this one owner.
@@ -91,31 +99,59 @@ class FilesMixin(BaseJournal):
     ) -> FileRecord:
         """Start this path over as a new file version: forget the capture, parts and states."""
         with self._transaction() as conn:
-            self._move(conn, file_id, UploadState.PENDING)
-            self._discard_unfinished_capture(conn, file_id, why)
-            conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
-            conn.execute(
-                """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
-                       input_data_format = ?, name = ?, eid = NULL, sid = NULL,
-                       chunk_size = NULL, num_parts = NULL, upload_state = ?,
-                       capture_state = NULL, error = NULL, intent_at = NULL,
-                       intent_nonce = NULL, renamed_at = NULL, attempts = 0,
-                       next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
-                       updated_at = ?
-                   WHERE id = ?""",
-                (
-                    *_identity_columns(identity),
-                    input_data_format,
-                    name,
-                    UploadState.PENDING,
-                    utc_now(),
-                    file_id,
-                ),
-            )
-            conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
-            conn.execute(_FORGET_RESULTS, (file_id,))
-            self._event(conn, file_id, "restarted", why)
+            self._restart_in(conn, file_id, identity, (input_data_format, name), why)
         return self.get(file_id)
+
+    def confirm_version(
+        self, file_id: int, eid: str | None, on_disk: FileIdentity | None, act: str
+    ) -> FileRecord:
+        """Before `act` on the file of capture `eid`: is the file still the version the capture
+        holds (`states.judge_version`)? The row as it is when it is (or the file is gone);
+        when it is not, the row starts over as a new version in this same transaction (the
+        uploaded capture is kept, an unfinished one queued for deletion) and `FileReplaced` is
+        raised: the act must not happen. `StaleCapture` when the row no longer has `eid`."""
+        with self._transaction() as conn:
+            self._still_has(conn, file_id, eid)
+            record = self._record(
+                conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            )
+            if on_disk is None or judge_version(record.identity, on_disk) != NEW_VERSION:
+                return record
+            kept = f"capture {eid} of the previous version is kept" if eid else "no capture yet"
+            why = (
+                f"the file was replaced after its upload (noticed before {act}): the new bytes "
+                f"are a new version and are uploaded anew; {kept}"
+            )
+            what = (record.input_data_format, record.name)
+            self._restart_in(conn, file_id, on_disk, what, why)
+        raise FileReplaced(file_id, eid or "", why)
+
+    def _restart_in(
+        self,
+        conn: sqlite3.Connection,
+        file_id: int,
+        identity: FileIdentity,
+        what: tuple[str, str],
+        why: str,
+    ) -> None:
+        """`restart`'s writes, inside the caller's transaction. `what`: (format, name)."""
+        self._move(conn, file_id, UploadState.PENDING)
+        self._discard_unfinished_capture(conn, file_id, why)
+        conn.execute("DELETE FROM parts WHERE file_id = ?", (file_id,))
+        conn.execute(
+            """UPDATE files SET dev = ?, inode = ?, size = ?, mtime_ns = ?, fingerprint = ?,
+                   input_data_format = ?, name = ?, eid = NULL, sid = NULL,
+                   chunk_size = NULL, num_parts = NULL, upload_state = ?,
+                   capture_state = NULL, error = NULL, intent_at = NULL,
+                   intent_nonce = NULL, renamed_at = NULL, attempts = 0,
+                   next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
+                   updated_at = ?
+               WHERE id = ?""",
+            (*_identity_columns(identity), *what, UploadState.PENDING, utc_now(), file_id),
+        )
+        conn.execute("DELETE FROM state_history WHERE file_id = ?", (file_id,))
+        conn.execute(_FORGET_RESULTS, (file_id,))
+        self._event(conn, file_id, "restarted", why)
 
     def update_location(
         self, file_id: int, path: str, identity: FileIdentity, *, eid: str | None = None

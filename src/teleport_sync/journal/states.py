@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..models import FileIdentity
+
 
 class UploadState(StrEnum):
     """Where a file's upload stands. The values are the strings stored in `files.upload_state`
@@ -63,6 +65,36 @@ def check_move(file_id: int, current: str, wanted: UploadState) -> None:
     state = UploadState(current)
     if state not in MOVES[wanted]:
         raise IllegalMove(file_id, state, wanted)
+
+
+# -- a file's version: checked before every act on it --------------------------------------------
+
+SAME_VERSION, NEW_VERSION, NO_FILE = "same", "new", "gone"
+
+
+def judge_version(journaled: FileIdentity, on_disk: FileIdentity | None) -> str:
+    """Is the file on disk still the version the row's capture was made of?
+
+    The one rule for every step that acts on a file after its upload (attributing a model to
+    it, moving it to `done_dir`/`failed_dir`, running a hook, deleting its capture), asked by
+    `FilesMixin.confirm_version` in the transaction that would start the row over:
+
+    | on disk                                          | verdict | what the journal does        |
+    |--------------------------------------------------|---------|------------------------------|
+    | the journaled identity (dev, inode, size,        | same    | nothing: the act goes on     |
+    | mtime_ns, fingerprint)                           |         |                              |
+    | anything else (rewritten in place, replaced by   | new     | the row starts over as a new |
+    | a rename, truncated, a special file now)         |         | version; the uploaded        |
+    |                                                  |         | capture is kept; the act and |
+    |                                                  |         | every later one stop         |
+    | nothing                                          | gone    | nothing: the act decides     |
+
+    Identity, not the settle rule, is what counts: a replacement the watcher has not seen
+    settle yet is already not the capture's bytes, and is never filed as done.
+    """
+    if on_disk is None:
+        return NO_FILE
+    return SAME_VERSION if on_disk == journaled else NEW_VERSION
 
 
 # How a lost-journal hold's error begins. Intake's refusals always begin with the file's path,

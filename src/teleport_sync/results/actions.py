@@ -19,9 +19,9 @@ from pathlib import Path
 from ..api import ApiError, TeleportClient
 from ..config import ActionsSettings, ResultsSettings
 from ..inputs import InputProblem, identify
-from ..journal import FileRecord, Journal, Source, StaleCapture, action_key
+from ..journal import FileRecord, FileReplaced, Journal, Source, StaleCapture, action_key
 from ..logging import get_logger
-from ..models import is_failed, is_terminal
+from ..models import FileIdentity, is_failed, is_terminal
 from ..timestamps import parse_utc, utc_in
 from .downloads import (
     FileAccess,
@@ -55,6 +55,28 @@ def relative_to_roots(path: Path, roots: list[Path]) -> Path:
         except ValueError:
             continue
     return Path(path.name)
+
+
+def version_on_disk(path: Path) -> FileIdentity | None:
+    """The identity of what is at `path` now, to compare with the journaled version: None when
+    nothing is there; a special file, an empty or a non-regular one gets its stat identity (with
+    no fingerprint, so it is never the capture's version). Raises InputProblem (retryable) when
+    it cannot be read: then nothing may be done to it until it can."""
+    try:
+        return identify(path)
+    except InputProblem as exc:
+        if exc.retryable:
+            raise
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+
+
+def _same_bytes(a: FileIdentity, b: FileIdentity) -> bool:
+    """The same version's bytes, wherever they live (a move changes dev and inode)."""
+    return (a.size, a.mtime_ns, a.fingerprint) == (b.size, b.mtime_ns, b.fingerprint)
 
 
 def _holds_files(folder: str) -> bool:
@@ -144,10 +166,25 @@ class Actions:
                 record = self.journal.get(record.id)
                 if record.eid != eid:
                     raise StaleCapture(record.id, str(eid))
+        except FileReplaced as exc:
+            log.warning(
+                "the input was replaced after its upload; the old capture's actions stop",
+                path=record.path,
+                eid=eid,
+                reason=exc.why,
+            )
+            return False
         except StaleCapture:
             log.info("the file started over; the old capture's actions stop", path=record.path)
             return False
         return True
+
+    def _confirm(self, record: FileRecord, act: str) -> FileRecord:
+        """The row, once the file at its path is known to be the capture's version (or gone);
+        `FileReplaced` when it is another version (the row has started over: nothing of the
+        old capture may be done to the new bytes). `states.judge_version` is the rule."""
+        on_disk = version_on_disk(Path(record.path))
+        return self.journal.confirm_version(record.id, record.eid, on_disk, act)
 
     def _guard(self, record: FileRecord, action: str, run: Callable[[FileRecord], None]) -> bool:
         try:
@@ -172,7 +209,7 @@ class Actions:
         try:
             self._download(self.journal.get(record.id))
             return True
-        except (ApiError, OSError) as exc:
+        except (ApiError, OSError, InputProblem) as exc:
             error = str(exc)
             if isinstance(exc, OSError) and not isinstance(exc, ApiError) and exc.filename:
                 error = (
@@ -212,6 +249,7 @@ class Actions:
         return Path(folder)
 
     def _download(self, record: FileRecord) -> None:
+        self._confirm(record, "downloading its models")
         sid = self._share_id(record)
         folder = self._folder(record)
         plan = plan_models(
@@ -232,6 +270,9 @@ class Actions:
             except (ApiError, OSError) as exc:
                 notes.append(f"previews not saved: {exc}")
         by_profile = plan.by_profile()
+        # The download took a while: the models are this file's only if it is still the
+        # version they were made of (else they stay on disk, the old capture's, unattributed).
+        self._confirm(record, "attributing the models to it")
         self.journal.record_results(record.id, by_profile, previews, eid=record.eid)
         if notes:
             self.journal.record_result_error(record.id, "; ".join(notes), None, eid=record.eid)
@@ -242,6 +283,7 @@ class Actions:
     def _move(self, record: FileRecord, destination_root: Path) -> None:
         done = action_key(record.capture_state, "move")
         source = Path(record.path)
+        record = self._confirm(record, f"moving it to {destination_root}")
         if not source.exists():
             log.warning("input no longer exists; nothing to move", path=record.path)
             self.journal.mark_action(record.id, done, eid=record.eid)
@@ -263,11 +305,32 @@ class Actions:
         if target.exists():
             target = target.with_name(f"{target.stem}.{record.eid}{target.suffix}")
         shutil.move(source, target)
-        self.journal.update_location(record.id, str(target), identify(target), eid=record.eid)
+        moved = identify(target)
+        if not _same_bytes(moved, record.identity):
+            self._put_back(record, target, source)
+        self.journal.update_location(record.id, str(target), moved, eid=record.eid)
         self.journal.mark_action(record.id, done, eid=record.eid)
         log.info("input moved", source=str(source), target=str(target))
 
+    def _put_back(self, record: FileRecord, moved: Path, source: Path) -> None:
+        """The file was replaced between the check and the move: what was moved is a new
+        version, not a finished input. It goes back where it was, and the row starts over
+        (`FileReplaced`, raised by the journal's check of what is there now)."""
+        if source.exists():
+            log.error(
+                "a new version was moved by mistake (replaced during the move, and its path "
+                "is taken again); move it back to upload it",
+                moved=str(moved),
+                path=str(source),
+            )
+        else:
+            shutil.move(moved, source)
+        self.journal.confirm_version(record.id, record.eid, version_on_disk(source), "its move")
+        raise OSError(f"{source} changed while it was being moved; looked at again later")
+
     def _hook(self, record: FileRecord, argv: list[str]) -> None:
+        # The hook is told this file is the capture's input: only while it is.
+        record = self._confirm(record, "running its hook")
         # Recorded first: a hook may have side effects a user never wants twice.
         self.journal.mark_action(
             record.id, action_key(record.capture_state, "hook"), eid=record.eid

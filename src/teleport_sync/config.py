@@ -264,6 +264,10 @@ class ResultsSettings(_Section):
     mode: int | None = None
     group: str | None = None
     previews: bool = False
+    # The most one download without a size in its metadata (a preview) may bring, and the free
+    # space every download leaves on the results disk (`api.bounded`).
+    max_download_mib: int = Field(default=8192, gt=0)
+    min_free_mib: int = Field(default=256, ge=0)
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -2,13 +2,14 @@
 riding the client's own transport (`oauth`), one shared answer to "is authentication working?"
 (`authstate`), the API's errors typed by what to do about them (`errors`), HTTP transports with
 sendfile for part bodies (`transport`), a file range as a request body (`filebody`), values
-asked for ahead of need (`prefetch`) and parts' MD5s, several at once (`hashing`, with the
-optional `_md5lanes` C extension).
+asked for ahead of need (`prefetch`), a download's body read within bounds (`bounded`) and
+parts' MD5s, several at once (`hashing`, with the optional `_md5lanes` C extension).
 
 Imports only the helpers at the top of the package (`models`, `retry`, `config`, `logging`).
 The names below are what the rest of the package imports.
 """
 
+from .bounded import BodyTooLong, DownloadBounds, NotEnoughSpace
 from .client import TeleportClient, build_client, default_transport
 from .errors import (
     ApiError,
@@ -24,7 +25,10 @@ from .oauth import ClientCredentialsAuth
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "BodyTooLong",
     "ClientCredentialsAuth",
+    "DownloadBounds",
+    "NotEnoughSpace",
     "NotFoundError",
     "RequestRejected",
     "TeleportClient",

@@ -38,6 +38,13 @@ from ..retry import (
     SystemClock,
 )
 from ..retry import call_with_retries as _call_with_retries
+from .bounded import (
+    BodyTooLong,
+    DownloadBounds,
+    ensure_space,
+    refuse_announced,
+    write_bounded,
+)
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -97,7 +104,10 @@ class TeleportClient:
         clock: Clock | None = None,
         max_connections: int = 16,
         on_retry: Callable[[str, int, BaseException, float], None] | None = None,
+        download_bounds: DownloadBounds | None = None,
     ) -> None:
+        # How much one download may bring and what it leaves free (`bounded.py`).
+        self.download_bounds = download_bounds or DownloadBounds()
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 15.0))
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
@@ -353,38 +363,69 @@ class TeleportClient:
         absent. Memory stays flat: 1 MiB blocks go straight to the file.
         """
         doing = f"downloading {redact_url(url)}"
-        private_dirs(destination.parent)  # [results] mode, if set, opens them up afterwards
-        partial = destination.with_name(destination.name + ".part")
-        # What the .part holds (URL without its signature, and size): a .part of another file,
-        # e.g. the model of an earlier capture of a replaced input, is never continued.
-        origin = destination.with_name(destination.name + ".part.src")
-        holds = f"{redact_url(url)} {expected_size}"
-        if partial.exists() and (not origin.exists() or origin.read_text() != holds):
-            partial.unlink()
-        private_file(origin)
-        origin.write_text(holds)
-        size = _call_with_retries(
-            lambda: _download_into(self.storage, url, partial, expected_size, doing),
+        partial, origin = _claim_partial(url, destination, expected_size)
+        have = partial.stat().st_size if partial.exists() else 0
+        needed = max(0, (expected_size or 0) - have)
+        ensure_space(self.download_bounds, partial.parent, url, needed)
+        try:
+            size = self._download_retried(url, partial, expected_size, doing)
+        except BodyTooLong:
+            partial.unlink(missing_ok=True)  # a misbehaving server's bytes: never resumed
+            origin.unlink(missing_ok=True)
+            raise
+        _settle_partial(partial, destination, origin)
+        return size
+
+    def _download_retried(
+        self, url: str, partial: Path, expected_size: int | None, doing: str
+    ) -> int:
+        bounds = self.download_bounds
+        return _call_with_retries(
+            lambda: _download_into(self.storage, url, partial, expected_size, doing, bounds),
             policy=self.policy,
             clock=self.clock,
             on_retry=self._reporter(doing),
             pacer=self.storage_pacer,
         )
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        partial.replace(destination)
-        _fsync_dir(destination.parent)
-        origin.unlink(missing_ok=True)
-        return size
+
+
+def _claim_partial(url: str, destination: Path, expected_size: int | None) -> tuple[Path, Path]:
+    """The `.part` for this download and its `.part.src`, which says what the `.part` holds
+    (URL without its signature, and size): a `.part` of another file, e.g. the model of an
+    earlier capture of a replaced input, is never continued."""
+    private_dirs(destination.parent)  # [results] mode, if set, opens them up afterwards
+    partial = destination.with_name(destination.name + ".part")
+    origin = destination.with_name(destination.name + ".part.src")
+    holds = f"{redact_url(url)} {expected_size}"
+    if partial.exists() and (not origin.exists() or origin.read_text() != holds):
+        partial.unlink()
+    private_file(origin)
+    origin.write_text(holds)
+    return partial, origin
+
+
+def _settle_partial(partial: Path, destination: Path, origin: Path) -> None:
+    """Flush the whole `.part` to disk and rename it in one step: whole or absent."""
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    partial.replace(destination)
+    _fsync_dir(destination.parent)
+    origin.unlink(missing_ok=True)
 
 
 def _download_into(
-    storage: httpx.Client, url: str, partial: Path, expected_size: int | None, doing: str
+    storage: httpx.Client,
+    url: str,
+    partial: Path,
+    expected_size: int | None,
+    doing: str,
+    bounds: DownloadBounds,
 ) -> int:
-    """One attempt: continue `partial` from its current size; returns its size at the end."""
+    """One attempt: continue `partial` from its current size; returns its size at the end.
+    The body is read within `bounds` (`bounded.write_bounded`): never past the size promised."""
     have = partial.stat().st_size if partial.exists() else 0
     if expected_size is not None and have > expected_size:
         have = 0  # not the file the metadata describes: start over
@@ -406,13 +447,23 @@ def _download_into(
                 answer.read()
                 raise error_for(answer, doing)
             start = _resume_offset(answer, have)
+            announced = answer.headers.get("Content-Length", "")
+            length = int(announced) if announced.isdigit() else None
+            refuse_announced(bounds, url, expected_size, start, length)
             if not partial.exists():
                 private_file(partial)
             with partial.open("r+b") as out:
                 out.seek(start)
                 out.truncate()
-                for block in answer.iter_bytes(1 << 20):
-                    out.write(block)
+                write_bounded(
+                    answer.iter_bytes(1 << 20),
+                    out,
+                    bounds=bounds,
+                    url=url,
+                    expected_size=expected_size,
+                    start=start,
+                    folder=partial.parent,
+                )
     except httpx.TransportError as exc:
         raise TransientError(
             f"{doing} failed: {type(exc).__name__}: {exc}; resuming from "
@@ -465,6 +516,7 @@ def build_client(
     on_token: Callable[[str], None] | None = None,
     on_retry: Callable[[str, int, BaseException, float], None] | None = None,
     transport: Callable[[httpx.Limits], httpx.BaseTransport] = default_transport,
+    download_bounds: DownloadBounds | None = None,
 ) -> TeleportClient:
     """A client with real transports: the composition used by the CLI and the daemon.
 
@@ -488,4 +540,5 @@ def build_client(
         policy=policy,
         max_connections=max_connections,
         on_retry=on_retry,
+        download_bounds=download_bounds,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..api import TeleportClient, build_client
+from ..api import DownloadBounds, TeleportClient, build_client
 from ..config import ConfigError, Settings
 from ..control import Control, bandwidth_limiter, budget_from
 from ..engine import Progress, Uploader
@@ -188,6 +188,10 @@ def client_from_settings(
         on_token=REDACTOR.add_secret,
         on_retry=retried,
         policy=policy,
+        download_bounds=DownloadBounds(
+            cap_bytes=settings.results.max_download_mib << 20,
+            reserve_bytes=settings.results.min_free_mib << 20,
+        ),
     )
 
 

@@ -47,13 +47,16 @@ def make_scene(path: Path) -> Path:
     return path
 
 
-def make_photos(scene: Path, folder: Path, count: int, *, suffix: str = "jpg") -> list[Path]:
-    """`count` photos along the scene: IMG_0001.jpg, ... each STEP pixels on."""
+def make_photos(
+    scene: Path, folder: Path, count: int, *, suffix: str = "jpg", vf: Sequence[str] = ()
+) -> list[Path]:
+    """`count` photos along the scene: IMG_0001.jpg, ... each STEP pixels on (`vf`: more
+    ffmpeg filters for every photo, e.g. gblur for a set blurred throughout)."""
     folder.mkdir(parents=True, exist_ok=True)
     width, height = PHOTO_SIZE
     ffmpeg(
         "-loop", "1", "-i", str(scene),
-        "-vf", f"crop={width}:{height}:x='n*{STEP}':y=300",
+        "-vf", ",".join([f"crop={width}:{height}:x='n*{STEP}':y=300", *vf]),
         "-frames:v", str(count), "-q:v", "3", str(folder / f"IMG_%04d.{suffix}"),
     )  # fmt: skip
     return sorted(folder.glob(f"IMG_*.{suffix}"))

@@ -77,6 +77,34 @@ def test_a_few_blurred_photos_are_figures_not_reasons(scene: Path, tmp_path: Pat
     assert checked.as_json()["worst_frames"][0]["name"] == "photos/IMG_0004.jpg"
 
 
+def test_photos_blurred_throughout_are_named_by_the_absolute_floor(
+    scene: Path, tmp_path: Path
+) -> None:
+    sharp = check(zip_folder(photos(scene, tmp_path)[0].parent, tmp_path / "sharp.zip"))
+    make_photos(scene, tmp_path / "smeared", 24, vf=["gblur=sigma=8"])
+    archive = zip_folder(tmp_path / "smeared", tmp_path / "smeared.zip")
+    checked = check(archive)
+    # Relative to its own median nothing stands out: only the floor sees it.
+    assert measure(checked, "blur")["ok"] is True and measure(checked, "blur")["value"] == 0
+    floor = measure(checked, "sharpness")
+    assert floor["ok"] is False and measure(sharp, "sharpness")["ok"] is True
+    assert float(measure(sharp, "sharpness")["value"]) > 100 * float(floor["value"])
+    assert checked.result.verdict == "warn"
+    [reason] = checked.result.reasons
+    assert reason.startswith("most photos are smeared or blurred throughout: median sharpness ")
+    assert ", 24 of 24 under 10 (smeared/IMG_" in reason
+    assert reason.endswith("at least 10, an absolute floor (min_sharpness)")
+    assert all(w["why"].startswith("smeared: sharpness") for w in checked.as_json()["worst_frames"])
+    assert check(archive, min_sharpness=0).result.verdict == "ok"  # 0 turns the floor off
+    assert check(archive, min_sharpness=1).result.verdict == "ok"
+
+
+def test_the_floor_default_is_the_measured_one() -> None:
+    from teleport_sync.preflight.measures import SHARPNESS_FLOOR
+
+    assert PreflightSettings().min_sharpness == SHARPNESS_FLOOR
+
+
 def test_dark_photos_and_the_hold_action(scene: Path, tmp_path: Path) -> None:
     shot = photos(scene, tmp_path)
     for photo in shot[:8]:

@@ -64,12 +64,18 @@ def test_check_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_folder_preflight_keys_override_only_what_they_set(tmp_path: Path) -> None:
     settings = Settings(
-        preflight={"min_frames": 50, "blur_ratio": 0.5},
-        watch={"folder": [{"path": tmp_path / "drone", "preflight": {"action": "hold"}}]},
+        preflight={"min_frames": 50, "blur_ratio": 0.5, "min_sharpness": 25},
+        watch={
+            "folder": [
+                {"path": tmp_path / "drone", "preflight": {"action": "hold", "min_sharpness": 0}}
+            ]
+        },
     )
     drone = effective(settings, tmp_path / "drone" / "a.zip").preflight
     assert (drone.action, drone.min_frames, drone.blur_ratio) == ("hold", 50, 0.5)
-    assert effective(settings, tmp_path / "other.zip").preflight.action == "warn"
+    assert drone.min_sharpness == 0  # a foggy site's folder may turn the floor off
+    other = effective(settings, tmp_path / "other.zip").preflight
+    assert (other.action, other.min_sharpness) == ("warn", 25)
 
 
 def test_a_misspelt_preflight_key_names_the_key(tmp_path: Path) -> None:

@@ -94,6 +94,10 @@ class PreflightSettings(_Section):
     min_short_side: int = Field(default=720, ge=0)
     # A frame is blurred when its sharpness is below this fraction of the set's median.
     blur_ratio: float = Field(default=0.35, ge=0, lt=1)
+    # The absolute floor beside it: a set whose median sharpness (variance of the Laplacian at
+    # 1000 pixels) is below this is smeared or blurred throughout. The default is
+    # `preflight.measures.SHARPNESS_FLOOR` (why 10: there; a test keeps the two equal).
+    min_sharpness: float = Field(default=10.0, ge=0)
     # A frame is badly exposed when this fraction of its pixels is crushed black or blown white.
     clipped_fraction: float = Field(default=0.3, ge=0, le=1)
     # Neighbours whose perceptual hashes (64 bits) differ in at most this many bits are one view.

@@ -31,6 +31,12 @@ class FrameMeasure:
     def judged(self) -> bool:
         return self.error is None and self.skipped is None
 
+    def smeared(self, floor: float) -> bool:
+        """Judged, and under the absolute sharpness `floor` (`[preflight] min_sharpness`; 0: no
+        floor): smeared or blurred whatever the rest of its set looks like. The scale is
+        `measures.sharpness` at the analysis size; the default's figures are in `measures`."""
+        return self.judged and floor > 0 and self.sharpness < floor
+
 
 @dataclass(frozen=True)
 class Neighbours:

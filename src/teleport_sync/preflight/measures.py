@@ -4,7 +4,9 @@ Every frame is judged at one analysis size (its long side scaled to `ANALYSIS_LO
 sharpness figures of a set are comparable whatever the cameras wrote:
 - sharpness: the variance of the Laplacian of the grey image (edges make it large, blur small);
   judged relative to the set's own median, since a foggy field and a brick wall differ more
-  than a sharp and a blurred photo of either;
+  than a sharp and a blurred photo of either; and against an absolute floor
+  (`SHARPNESS_FLOOR`, `FrameMeasure.smeared`), since a set blurred throughout has no sharp
+  median to be compared with;
 - exposure: the fractions of pixels crushed black (<= `DARK`) or blown white (>= `BRIGHT`);
 - a 64-bit difference hash (dHash) of a 9x8 thumbnail: neighbours a few bits apart show the
   same view (a tripod left standing, a burst);
@@ -28,6 +30,13 @@ from .frames import FrameMeasure
 ANALYSIS_LONG_SIDE = 1000
 DARK, BRIGHT = 8, 247
 MOTION_SIZE = 64
+# The default absolute sharpness floor (`[preflight] min_sharpness`), on `sharpness`'s scale at
+# the analysis size, measured by `bench/sharpness.py` (15 real photos from scikit-image's wheel,
+# the demo's and the tests' scenes): sharp, 25 (a retina: smooth, low contrast) and 64 (the
+# moon) to 5300 (grass), the median 1190; the same pictures blurred throughout at this size,
+# Gaussian sigma 8: 0.9-2.6, sigma 4: 1.3-4.4, sigma 2: 2.7-23. So 10 names any set smeared
+# by sigma 4 or more, with 3.8x to spare at sigma 8, and sits 2.5x under the softest real photo.
+SHARPNESS_FLOOR = 10.0
 # Pillow's BOX filter averages every source pixel into the thumbnail: no aliasing.
 BOX = Image.Resampling.BOX
 

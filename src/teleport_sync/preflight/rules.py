@@ -113,6 +113,9 @@ def judge(
         measure, bad = rule(settings, among)
         measures.append(measure)
         worst += bad
+    measure, bad = _smear(settings, facts, exposed)
+    measures.append(measure)
+    worst += bad
     for pair_rule in (_duplicates, _gaps):
         measure, bad = pair_rule(settings, facts, judged, pairs)
         measures.append(measure)
@@ -241,6 +244,39 @@ def _blur(
         if median > 0
     ]
     return Measure("blur", len(blurred), shown, rule + limit, ok), worst
+
+
+def _smear(
+    settings: PreflightSettings, facts: Facts, judged: list[FrameMeasure]
+) -> tuple[Measure, list[WorstFrame]]:
+    """The absolute floor: the relative blur rule cannot see a set blurred throughout (its
+    median is as smeared as every frame), so the set's median is held to `min_sharpness`."""
+    floor = settings.min_sharpness
+    if not floor or not judged:
+        why = "off (min_sharpness = 0)" if not floor else "nothing decoded"
+        return Measure("sharpness", None, "sharpness: not judged", why, None), []
+    median = statistics.median(f.sharpness for f in judged)
+    rule = (
+        f"the set's median sharpness must be at least {floor:g}, an absolute floor (min_sharpness)"
+    )
+    shown = f"median sharpness {median:.1f}"
+    if median >= floor:
+        return Measure("sharpness", round(median, 1), shown, rule, True), []
+    smeared = sorted((f for f in judged if f.smeared(floor)), key=lambda f: f.sharpness)
+    unit = "photos" if facts.kind == "images" else "frames"
+    shown = (
+        f"most {unit} are smeared or blurred throughout: {shown}, {len(smeared)} of "
+        f"{len(judged)} under {floor:g} ({_named([f.name for f in smeared])})"
+    )
+    worst = [
+        WorstFrame(
+            f.name,
+            f"smeared: sharpness {f.sharpness:.1f}, under the floor of {floor:g}",
+            8 * (1 - f.sharpness / floor),
+        )
+        for f in smeared
+    ]
+    return Measure("sharpness", round(median, 1), shown, rule, False), worst
 
 
 def _exposure(

@@ -339,8 +339,11 @@ def test_same_stem_inputs_keep_every_profile_apart(
         assert largest.startswith(b"\x89PNG") and b"IHDR\x00\x00\x03\x81\x00\x00\x04\xac" in largest
         assert (folder / "preview.gif").read_bytes().startswith(b"GIF89a")
         assert row["preview_paths"] == [str(folder / "preview.png"), str(folder / "preview.gif")]
-        all_paths = [p for paths in expected.values() for p in paths] + row["preview_paths"]
-        assert row["result_paths"] == all_paths
+        # Metadata v2's extras beside the models, 0640 like them.
+        extras = [str(folder / "metadata.json"), str(folder / "cameras.json")]
+        assert all(stat.S_IMODE(Path(p).stat().st_mode) == 0o640 for p in extras)
+        all_paths = [p for paths in expected.values() for p in paths] + extras
+        assert row["result_paths"] == all_paths + row["preview_paths"]
         assert str(row["viewer_url"]).startswith(emulator.url)
         assert row["result_error"] is None
     assert sorted(hook_log.read_text().split()) == sorted(

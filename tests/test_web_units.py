@@ -207,7 +207,7 @@ def test_the_3d_view_starts_where_the_model_is() -> None:
 @pytest.mark.parametrize(
     ("phase", "upload_state", "error", "says"),
     [
-        ("failed", "uploaded", "NOT_ENOUGH_FRAMES: too few images", "more overlapping"),
+        ("failed", "uploaded", "NOT_ENOUGH_FRAMES: too few images", "more overlap"),
         ("failed", "uploaded", "no-images: the zip archive contains no images", "no photos"),
         ("failed", "uploaded", "SOMETHING_NEW: words", "Upload a new version"),
         ("failed", "failed", "HTTP 500 from storage", "retried by itself"),

@@ -119,6 +119,9 @@ class FolderSettings(_Section):
     training_parameters: dict[str, Any] | None = None
     profiles: list[str] | None = None
     quality: Literal["sd", "hd"] | None = None
+    metadata: Literal["auto", "v2", "v1"] | None = None
+    crop_variant: str | None = None
+    coord_system: str | None = None
     settle_seconds: float | None = Field(default=None, ge=0)
     done_dir: Path | None = None
     failed_dir: Path | None = None
@@ -272,6 +275,11 @@ class ResultsSettings(_Section):
     # space every download leaves on the results disk (`api.bounded`).
     max_download_mib: int = Field(default=8192, gt=0)
     min_free_mib: int = Field(default=256, ge=0)
+    # Capture Metadata v2 (results/metadata.py): "auto" asks v2 and falls back to v1 (and
+    # remembers an account without v2); "v2" or "v1" only. v2's own options, sent as given.
+    metadata: Literal["auto", "v2", "v1"] = "auto"
+    crop_variant: str | None = None
+    coord_system: str | None = None
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -7,9 +7,11 @@ fields (the API grows) and keeps `state` an open string, because the reference l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,6 +69,100 @@ def is_failed(state: str | None) -> bool:
 def is_terminal(state: str | None) -> bool:
     # Case is not trusted: a server saying "ready" means READY.
     return state is not None and state.upper() in TERMINAL_STATES
+
+
+# Teleport's failure slugs (webhook docs, NOTES "What public clients show"; the list goes on:
+# an unknown slug is shown as the text it is), and the emulator's, as what an operator can do.
+FAILURE_ADVICE = {
+    "NOT_ENOUGH_FRAMES": "the service found too few usable frames; capture more, with more "
+    "overlap (or a longer video), and drop the new file in",
+    "INPUT_VALIDATION_FAILED": "the service could not read the input; check that the zip holds "
+    "JPEG or PNG photos, or that the video plays, then replace the file",
+    "CONVERSION_FAILED": "the service could not convert the input; re-export the video as an "
+    "H.264 MP4 (or the photos as JPEG) and replace the file",
+    "POSE_REFINEMENT_FAILED": "the service could not work out where the camera was; capture "
+    "again moving more slowly, with more overlap and more texture in view",
+    "DENSIFICATION_FAILED": "the service posed the cameras but could not build the model; "
+    "capture again with more overlap and steadier exposure",
+    "NO_IMAGES": "the zip holds no photos; put the JPEG or PNG images in it and replace the file",
+    "INVALID_ARCHIVE": "the file is not a readable zip; create it again and replace the file",
+    "INVALID_VIDEO": "the file is not an MP4 video; export it as MP4 and replace the file",
+}
+_SLUG = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[_-][A-Za-z0-9]+)+$|^[A-Z][A-Z0-9]+$")
+
+
+def failure_slug(reason: str | None) -> str | None:
+    """The slug a failure reason starts with (`NOT_ENOUGH_FRAMES: ...` as `CaptureOutput.
+    failure_reason` words it), upper case with `_`; None when it starts with plain words."""
+    head = (reason or "").split(":", 1)[0].strip()
+    if not head or not _SLUG.match(head):
+        return None
+    return head.upper().replace("-", "_")
+
+
+def failure_advice(reason: str | None) -> str | None:
+    """What an operator can do about a failure, for the slugs known; None for others (their
+    text is shown as it is)."""
+    slug = failure_slug(reason)
+    return FAILURE_ADVICE.get(slug) if slug else None
+
+
+def failure_sentence(reason: str | None) -> str:
+    """`NOT_ENOUGH_FRAMES: the service found too few usable frames; capture more, ...`: the
+    slug and the advice for known slugs; the server's own text for any other."""
+    advice = failure_advice(reason)
+    slug = failure_slug(reason)
+    if advice is None or slug is None:
+        return reason or "no reason given"
+    words = (reason or "").split(":", 1)[1].strip() if ":" in (reason or "") else ""
+    said = f" (the service said: {words})" if words and words.lower() not in advice else ""
+    return f"{slug}: {advice}{said}"
+
+
+# How many names a sentence lists before "and N more" (the JSON has them all).
+NAMES_IN_SENTENCE = 8
+
+
+@dataclass(frozen=True)
+class TeleportPosed:
+    """`status --json`'s `teleport_posed`: posed of frames, the frames left out by name.
+
+    `frames` is None and `matched` false when the service's names cannot be matched to the
+    input (a video whose frame names carry no number): then only `posed` is known.
+    """
+
+    posed: int
+    frames: int | None
+    left_out: list[str] = field(default_factory=list)
+    matched: bool = True
+    kind: str = "photos"  # "photos" | "video frames"
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TeleportPosed:
+        known = {
+            k: data[k] for k in ("posed", "frames", "left_out", "matched", "kind") if k in data
+        }
+        return cls(**known)
+
+    def sentence(self) -> str:
+        """ "Teleport posed 87 of 100 photos; left out: IMG_0412, IMG_0413, ... and 5 more"."""
+        if not self.matched or self.frames is None:
+            return (
+                f"Teleport posed {self.posed} {self.kind}; their names cannot be matched to "
+                "the input, so none is named"
+            )
+        if not self.left_out:
+            return f"Teleport posed all {self.frames} {self.kind}"
+        shown = [PurePosixPath(n).stem for n in self.left_out[:NAMES_IN_SENTENCE]]
+        more = len(self.left_out) - len(shown)
+        tail = f" and {more} more" if more > 0 else ""
+        return (
+            f"Teleport posed {self.posed} of {self.frames} {self.kind}; "
+            f"left out: {', '.join(shown)}{tail}"
+        )
 
 
 @dataclass(frozen=True)
@@ -213,7 +309,9 @@ class LodAabb(_Response):
 
 class SegmentModel(_Response):
     url: str
-    size: int
+    # Required by the reference; metadata v2 may not say it (then the download is not checked
+    # against a size it does not know).
+    size: int | None = None
     id: str | int | None = None
     aabb: LodAabb | None = None
     resolution_range: list[float] | None = None

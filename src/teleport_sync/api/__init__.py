@@ -10,7 +10,13 @@ The names below are what the rest of the package imports.
 """
 
 from .bounded import BodyTooLong, DownloadBounds, NotEnoughSpace
-from .client import TeleportClient, build_client, default_transport
+from .client import (
+    TeleportClient,
+    account_of,
+    build_client,
+    default_transport,
+    metadata_v2_json,
+)
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -34,7 +40,9 @@ __all__ = [
     "TeleportClient",
     "TransientError",
     "UploadUrlExpired",
+    "account_of",
     "build_client",
     "default_transport",
+    "metadata_v2_json",
     "redact_url",
 ]

@@ -70,9 +70,11 @@ __all__ = [
     "TeleportClient",
     "TransientError",
     "UploadUrlExpired",
+    "account_of",
     "build_client",
     "default_transport",
     "error_for",
+    "metadata_v2_json",
     "redact_url",
     "server_message",
 ]
@@ -318,14 +320,12 @@ class TeleportClient:
         for key, flag in (("lod", lod), ("use_cdn", use_cdn)):
             if flag is not None:
                 params.append((key, "true" if flag else "false"))
-        response = self._request("GET", f"/share/{sid}/metadata", doing, params=params)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ApiError(f"{doing}: the server's answer was not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(f"{doing}: expected a JSON object, got {type(body).__name__}")
-        return body
+        return self.get_json_object(f"/share/{sid}/metadata", doing, params)
+
+    def get_json_object(self, path: str, doing: str, params: Any) -> dict[str, Any]:
+        """GET an API path that answers one JSON object, kept whole (unknown fields too)."""
+        response = self._request("GET", path, doing, params=params)
+        return _json_object(response, doing)
 
     # -- storage (presigned and CDN URLs: no Authorization header) --------------------------
 
@@ -414,6 +414,43 @@ def _settle_partial(partial: Path, destination: Path, origin: Path) -> None:
     partial.replace(destination)
     _fsync_dir(destination.parent)
     origin.unlink(missing_ok=True)
+
+
+def _json_object(response: httpx.Response, doing: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise ApiError(f"{doing}: the server's answer was not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(f"{doing}: expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def account_of(client: TeleportClient) -> str:
+    """Which account a client speaks for: the base URL and the client id (never the secret).
+    What the journal's per-account facts are keyed by (metadata v2 or v1)."""
+    auth = client.api.auth
+    client_id = auth.client_id if isinstance(auth, ClientCredentialsAuth) else ""
+    return f"{client.base_url} {client_id}".strip()
+
+
+def metadata_v2_json(
+    client: TeleportClient,
+    resource_id: str,
+    *,
+    content_profile: str,
+    crop_variant: str | None = None,
+    coord_system: str | None = None,
+) -> dict[str, Any]:
+    """Capture Metadata v2 (NOTES "Metadata v2") as the server sent it, unknown fields kept:
+    `resource_id` is the `sid`, or `{sid}-{segment}` for one segment. A 404/405 raises
+    `NotFoundError`/`RequestRejected`, for the caller to fall back to v1."""
+    doing = f"reading the v2 metadata of {resource_id} ({content_profile})"
+    params = {"content_profile": content_profile}
+    for key, value in (("crop_variant", crop_variant), ("coord_system", coord_system)):
+        if value:
+            params[key] = value
+    return client.get_json_object(f"/api/v2/captures/{resource_id}/metadata", doing, params)
 
 
 def _download_into(

@@ -73,6 +73,11 @@ class ClientCredentialsAuth(httpx.Auth):
 
     # -- httpx's hooks ----------------------------------------------------------------------
 
+    @property
+    def client_id(self) -> str:
+        """The account's client id (public; the secret never leaves this object)."""
+        return self._client_id
+
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:

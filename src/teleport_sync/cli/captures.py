@@ -143,6 +143,8 @@ def download(
         except WouldOverwrite as exc:
             fail(str(exc))
     for item in plan.files:
-        click.echo(f"{item.profile}\t{item.target} ({item.model.size} bytes)")
+        click.echo(f"{item.profile}\t{item.target} ({item.target.stat().st_size} bytes)")
+    if plan.cameras_url and plan.folder is not None:
+        click.echo(f"cameras\t{plan.folder / 'cameras.json'}")
     if plan.missing:
         fail(f"capture {eid} has no models for profiles {', '.join(plan.missing)}")

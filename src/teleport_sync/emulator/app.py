@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from .backend import Backend, Capture, EmulatorError
 from .faults import EmulatorConfig
+from .metadata_v2 import add_metadata_v2_routes
 from .results import add_result_routes, preview_fields, profile_models
 from .stats import EmulatorStats
 
@@ -267,6 +268,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
             body.bytesize,
             body.input_data_format,
             params.model_dump(exclude_none=True) if params is not None else None,
+            body.num_frames,
         )
         return NewCaptureOutput(
             eid=capture.eid, chunk_size=capture.chunk_size, num_parts=capture.num_parts
@@ -358,6 +360,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
     # -- for tests and the demo; not part of the API ------------------------------------------
 
     add_result_routes(app, backend, stats, public_url)
+    add_metadata_v2_routes(app, backend, public_url, auth)
 
     @app.get("/_emulator/stats", include_in_schema=False)
     def stats_json() -> Any:

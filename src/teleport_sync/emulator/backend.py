@@ -48,6 +48,7 @@ class Capture:
     verdict_text: str | None = None
     # As sent with `POST /captures`, for tests to check what reached the server.
     training_parameters: dict[str, Any] | None = None
+    num_frames: int | None = None
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Backend:
         bytesize: int,
         input_data_format: str,
         training_parameters: dict[str, Any] | None = None,
+        num_frames: int | None = None,
     ) -> Capture:
         if bytesize <= 0:
             raise EmulatorError(422, "bytesize must be a positive number of bytes")
@@ -103,6 +105,7 @@ class Backend:
             chunk_size=chunk,
             num_parts=num_parts,
             training_parameters=training_parameters,
+            num_frames=num_frames,
         )
         with self._lock:
             self.captures[eid] = capture

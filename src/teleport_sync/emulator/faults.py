@@ -74,6 +74,13 @@ class EmulatorConfig:
     fail_processing_with: str = ""
     # The largest page `GET /captures` returns, whatever `limit` asks (0: no cap).
     list_page_cap: int = 0
+    # Capture Metadata v2 (`metadata_v2.py`): 200 serves it; any other status is the answer to
+    # every v2 request (an account without v2: 404 as a missing route, or 405).
+    metadata_v2_status: int = 200
+    # The frames the camera list leaves out (as the service does with frames it cannot pose):
+    # these names (file names, any case), else every Nth frame (0: none).
+    cameras_left_out: list[str] = field(default_factory=list)
+    cameras_leave_out_every: int = 8
 
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)

@@ -14,12 +14,14 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..api import ApiError, AuthenticationError, NotFoundError, TransientError
+from ..inputs.frames import count_frames
 from ..journal import FileRecord
 from ..logging import get_logger
-from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput
+from ..models import CaptureOutput, InputDataFormat, NewCaptureInput, NewCaptureOutput
 from .context import EngineContext
 from .errors import StartOver, UploadFailed
 
@@ -86,6 +88,7 @@ class CaptureCreator:
             bytesize=record.identity.size,
             input_data_format=record.input_data_format,
             training_parameters=self.training_parameters(record.path),
+            num_frames=self._frames(record),
         )
         policy, attempt = self.ctx.policy, 0
         while True:
@@ -103,6 +106,18 @@ class CaptureCreator:
                     return None
             except ApiError as exc:
                 raise UploadFailed(f"{record.path}: {exc}") from exc
+
+    def _frames(self, record: FileRecord) -> int | None:
+        """`num_frames` for the create: the zip's images or the video's frames, as counted at
+        intake for this version of the file, else counted now (cheap: structure only)."""
+        facts = self.ctx.journal.control_facts(record.id)
+        if facts["control_fingerprint"] == record.identity.fingerprint and facts["frames"]:
+            return int(facts["frames"])
+        try:
+            fmt = InputDataFormat(record.input_data_format)
+            return count_frames(Path(record.path), fmt).frames or None
+        except (OSError, ValueError):
+            return None
 
     def _carrying(self, token: str, path: str) -> list[CaptureOutput]:
         """Captures of the account carrying `token`, oldest first, each once."""

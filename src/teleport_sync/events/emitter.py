@@ -147,8 +147,9 @@ class EventHub:
         if mark in record.actions_done:
             return
         kind = "ready" if (record.capture_state or "").upper() == "READY" else "failed"
-        # The server's reason for a failure (poller and webhook both keep it in `error`).
-        reason = (record.error or record.capture_state) if kind == "failed" else None
+        # The server's reason for a failure (poller and webhook both keep it in `error`), with
+        # what to do for a known slug; for `ready`, what Teleport did with the frames.
+        reason = payloads.ended_reason(record, kind)
         viewer = self._viewer_url(record) if kind == "ready" and self._wanted(kind) else None
         history = self.journal.state_history(record.id, taken_only=True)
         event = payloads.capture_ended(

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..journal import FileRecord, PreflightRow
+from ..models import TeleportPosed, failure_sentence, failure_slug
 from ..timestamps import utc_seconds
 
 EVENT_KINDS = ("ready", "failed", "rejected", "held", "auth", "stuck", "test")
@@ -111,6 +112,17 @@ def held(record: FileRecord, row: PreflightRow, reason: str) -> Event:
     )
 
 
+def ended_reason(record: FileRecord, kind: str) -> str | None:
+    """The sentence of a `ready`/`failed`: a failure's slug with what to do (unknown slugs as
+    the server's text); for `ready`, "Teleport posed 87 of 100 photos; left out: ..." when the
+    camera list was read, else None."""
+    if kind == "failed":
+        return failure_sentence(record.error or record.capture_state)
+    if record.teleport_posed:
+        return TeleportPosed.from_json(record.teleport_posed).sentence()
+    return None
+
+
 def capture_ended(
     record: FileRecord,
     history: list[dict[str, Any]],
@@ -135,6 +147,9 @@ def capture_ended(
             "result_paths": list(record.result_paths),
             # What pre-flight predicted (a FAILED capture it warned about, say), or None.
             "preflight": preflight,
+            # What Teleport did with the frames (metadata v2's camera list), or None.
+            "teleport_posed": record.teleport_posed,
+            "failure_slug": failure_slug(record.error) if kind == "failed" else None,
             "timings": timings(record, history),
         },
     )

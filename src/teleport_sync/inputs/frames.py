@@ -36,13 +36,19 @@ def count_frames(path: Path, fmt: InputDataFormat) -> FrameCount:
 
 
 def zip_images(path: Path) -> int | None:
+    names = zip_image_names(path)
+    return None if names is None else len(names)
+
+
+def zip_image_names(path: Path) -> list[str] | None:
+    """The images of a zip, by their path in it, in the archive's order; None if unreadable."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return sum(
-                1
+            return [
+                info.filename
                 for info in archive.infolist()
                 if not info.is_dir() and info.filename.lower().endswith(IMAGE_SUFFIXES)
-            )
+            ]
     except (zipfile.BadZipFile, ValueError):
         return None
 

@@ -32,6 +32,7 @@ from .captures import CapturesMixin
 from .control import CONTROL_GENERATION, ControlMixin
 from .files import FilesMixin
 from .outbox import OutboxMixin
+from .outcomes import FileOutcome, OutcomesMixin
 from .parts import PartsMixin
 from .preflight import PreflightRow
 from .records import FileRecord, OutboxRow, PartRecord
@@ -51,6 +52,7 @@ class Journal(
     OutboxMixin,
     ControlMixin,
     ReportMixin,
+    OutcomesMixin,
     BaseJournal,
 ):
     """One connection, guarded by a lock: the engine's worker threads share it."""
@@ -62,6 +64,7 @@ __all__ = [
     "MOVES",
     "SCHEMA_VERSION",
     "BaseJournal",
+    "FileOutcome",
     "FileRecord",
     "FileReplaced",
     "IllegalMove",

@@ -327,6 +327,7 @@ class BaseJournal:
             result_next_at=row["result_next_at"],
             viewer_url=row["viewer_url"],
             result_dir=_py_path(row["result_dir"]) if row["result_dir"] is not None else None,
+            teleport_posed=json.loads(row["teleport_posed"]) if row["teleport_posed"] else None,
         )
 
     def _readable(self, row: sqlite3.Row) -> FileRecord:

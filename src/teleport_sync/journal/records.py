@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..models import FileIdentity
 from .states import UploadState
@@ -42,6 +43,8 @@ class FileRecord:
     viewer_url: str | None = None
     # The one folder this row's models go to, once claimed (`claim_result_dir`, schema v9).
     result_dir: str | None = None
+    # What Teleport did with the frames (metadata v2's camera list; `results.cameras`).
+    teleport_posed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

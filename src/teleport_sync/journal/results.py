@@ -31,8 +31,8 @@ def _beside(folder: str, claimed: str, tag: str) -> str:
 
 # Clears what `_migrate_v7_results` added, for a file that starts over.
 _FORGET_RESULTS = """UPDATE files SET results_by_profile = '{}', preview_paths = '[]',
-    result_error = NULL, result_attempts = 0, result_next_at = NULL, viewer_url = NULL
-    WHERE id = ?"""
+    result_error = NULL, result_attempts = 0, result_next_at = NULL, viewer_url = NULL,
+    teleport_posed = NULL WHERE id = ?"""
 
 
 class ResultsMixin(BaseJournal):

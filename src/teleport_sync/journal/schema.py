@@ -253,6 +253,14 @@ def _migrate_v11_preflight(db: Any) -> None:
     )
 
 
+def _migrate_teleport_posed(db: Any) -> None:
+    # What Teleport did with the frames (metadata v2's camera list read against the input):
+    # JSON {posed, frames, left_out, matched, kind}, beside pre-flight's verdict so the two can
+    # be compared (`Journal.outcomes`). Only if absent: other branches add columns too.
+    if "teleport_posed" not in db["files"].columns_dict:
+        db.execute("ALTER TABLE files ADD COLUMN teleport_posed TEXT")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -266,5 +274,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v9_lifecycle,
     _migrate_v10_failed_actions,
     _migrate_v11_preflight,
+    _migrate_teleport_posed,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

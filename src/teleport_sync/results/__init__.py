@@ -1,7 +1,8 @@
 """After an upload: follow each capture until it ends (`poller`), put its models on disk
 (`downloads`: where each input's results go, both metadata shapes, the one model-download path,
-previews, file modes), and the actions of an ended capture (`actions`: download, move, hooks,
-each journaled once).
+previews, file modes; `metadata`: v2 or v1, and the account's answer remembered; `cameras`:
+what Teleport posed, read against the input), and the actions of an ended capture (`actions`:
+download, move, hooks, each journaled once).
 
 Imports the API client, the journal, `inputs` and the helpers; never the daemon or the CLI.
 """
@@ -12,6 +13,7 @@ from .downloads import (
     ModelOptions,
     WouldOverwrite,
     download_capture,
+    fetch_cameras,
     fetch_models,
     file_names,
     plan_models,
@@ -24,6 +26,7 @@ __all__ = [
     "ModelOptions",
     "WouldOverwrite",
     "download_capture",
+    "fetch_cameras",
     "fetch_models",
     "file_names",
     "plan_models",

@@ -19,18 +19,22 @@ from pathlib import Path
 from ..api import ApiError, TeleportClient
 from ..config import ActionsSettings, ResultsSettings
 from ..inputs import InputProblem, identify
+from ..inputs.frames import zip_image_names
 from ..journal import FileRecord, FileReplaced, Journal, Source, StaleCapture, action_key
 from ..logging import get_logger
-from ..models import FileIdentity, is_failed, is_terminal
+from ..models import FileIdentity, InputDataFormat, is_failed, is_terminal
 from ..timestamps import parse_utc, utc_in
+from .cameras import CAMERAS_FILE, load_cameras, summarize
 from .downloads import (
     FileAccess,
     ModelOptions,
+    fetch_cameras,
     fetch_models,
     fetch_previews,
     plan_models,
     result_folder,
 )
+from .metadata import MetadataChoice
 
 log = get_logger("teleport_sync.actions")
 
@@ -44,7 +48,10 @@ def result_retry_delay(attempts: int, base: float = RESULT_RETRY_BASE_SECONDS) -
 
 
 def model_options(results: ResultsSettings) -> ModelOptions:
-    return ModelOptions(quality=results.quality, lod=results.lod, use_cdn=results.use_cdn)
+    choice = MetadataChoice(results.metadata, results.crop_variant, results.coord_system)
+    return ModelOptions(
+        quality=results.quality, lod=results.lod, use_cdn=results.use_cdn, metadata=choice
+    )
 
 
 def relative_to_roots(path: Path, roots: list[Path]) -> Path:
@@ -253,7 +260,12 @@ class Actions:
         sid = self._share_id(record)
         folder = self._folder(record)
         plan = plan_models(
-            self.client, sid, self.results.profiles, folder, model_options(self.results)
+            self.client,
+            sid,
+            self.results.profiles,
+            folder,
+            model_options(self.results),
+            facts=self.journal,
         )
         if not plan.files:
             raise ApiError(
@@ -262,23 +274,47 @@ class Actions:
         fetch_models(self.client, plan, self.access)
         notes = [f"the server had no models for profiles {', '.join(plan.missing)}"]
         notes = notes if plan.missing else []
-        previews: list[str] = []
+        extras: list[str] = []
+        # Extras: a failure is noted, never a reason to fetch the models again.
+        try:
+            extras = fetch_cameras(self.client, plan, self.access)
+        except (ApiError, OSError) as exc:
+            notes.append(f"the camera list was not saved: {exc}")
         if self.results.previews and record.eid:
-            # Extras: a failure is noted, never a reason to fetch the models again.
             try:
-                previews = fetch_previews(self.client, record.eid, folder, self.access)
+                extras += fetch_previews(self.client, record.eid, folder, self.access)
             except (ApiError, OSError) as exc:
                 notes.append(f"previews not saved: {exc}")
         by_profile = plan.by_profile()
         # The download took a while: the models are this file's only if it is still the
         # version they were made of (else they stay on disk, the old capture's, unattributed).
         self._confirm(record, "attributing the models to it")
+        previews = [p for p in extras if Path(p).name.startswith("preview.")]
+        # The camera list is read against this version's names (confirmed just above).
+        self._record_posed(record, folder)
         self.journal.record_results(record.id, by_profile, previews, eid=record.eid)
         if notes:
             self.journal.record_result_error(record.id, "; ".join(notes), None, eid=record.eid)
             log.warning("; ".join(notes), path=record.path, eid=record.eid)
-        written = [p for paths in by_profile.values() for p in paths] + previews
+        written = [p for paths in by_profile.values() for p in paths] + extras
         self.journal.mark_action(record.id, "download", written, eid=record.eid)
+
+    def _record_posed(self, record: FileRecord, folder: Path) -> None:
+        """Read the saved camera list against the input: what Teleport posed, what it left
+        out (journaled beside pre-flight's verdict; shown by status, console, `ready`)."""
+        cameras_file = folder / CAMERAS_FILE
+        if not cameras_file.is_file():
+            return
+        photos = None
+        if record.input_data_format == InputDataFormat.BULK_IMAGES:
+            photos = zip_image_names(Path(record.path)) or []
+        try:
+            posed = summarize(load_cameras(cameras_file), photos)
+        except OSError as exc:  # the input cannot be read: the count alone, said why
+            log.warning("cannot read the input's names", path=record.path, error=str(exc))
+            posed = summarize(load_cameras(cameras_file), [])
+        self.journal.record_teleport_posed(record.id, posed.as_json(), eid=record.eid)
+        log.info(posed.sentence(), path=record.path, eid=record.eid)
 
     def _move(self, record: FileRecord, destination_root: Path) -> None:
         done = action_key(record.capture_state, "move")

@@ -5,14 +5,17 @@ extension included, so `chair.zip` and `chair.mp4` never share one; inside, a fo
 
     <results>/<relative input path>/<profile>/model.ply | model.zip | 0.bin, 1.bin, ...
     <results>/<relative input path>/preview.png, preview.gif      ([results] previews)
+    <results>/<relative input path>/cameras.json    (metadata v2: the cameras Teleport posed)
+    <results>/<relative input path>/metadata.json   (metadata v2's answers, URLs without queries)
 
 `plan_models` + `fetch_models` are the only way models are downloaded (daemon, `download`,
-`upload --follow`): when the metadata v2 endpoint's shape is known, it goes in here.
+`upload --follow`); which metadata endpoint they come through (v2 or v1) is `metadata.py`'s.
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import re
 import stat
@@ -24,23 +27,33 @@ from urllib.parse import urlsplit
 
 import pydantic
 
-from ..api import ApiError, TeleportClient, redact_url
+from ..api import ApiError, TeleportClient, account_of, metadata_v2_json, redact_url
 from ..logging import get_logger
 from ..models import SegmentModel
+from ..private import private_dirs, private_file
+from .cameras import CAMERAS_FILE
+from .metadata import FactStore, MetadataChoice, MetadataRoute, is_fallback, read_v2
 
 log = get_logger("teleport_sync.results")
 
+METADATA_FILE = "metadata.json"
 # Profiles whose files are chunks: always numbered, even when there is one.
 CHUNKED_PREFIX = "fragment-"
 
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """What the metadata request asks for besides the profile ([results] quality, lod, use_cdn)."""
+    """What the metadata request asks for besides the profile ([results] quality, lod, use_cdn;
+    metadata, crop_variant, coord_system). The default asks v1 only; settings say `auto`."""
 
     quality: str = "hd"
     lod: bool | None = None
     use_cdn: bool | None = None
+    metadata: MetadataChoice = field(default_factory=MetadataChoice)
+
+    def v2_can_give(self) -> bool:
+        """v2 takes none of v1's options: only their defaults come the same through it."""
+        return self.quality == "hd" and not self.lod and self.use_cdn is not False
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,12 @@ class PlannedFile:
 class ModelPlan:
     files: list[PlannedFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # Metadata v2's camera list (fetched into `folder`/cameras.json by `fetch_cameras`), the
+    # endpoint each profile's models came through, and v2's answers as kept (metadata.json).
+    folder: Path | None = None
+    cameras_url: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    v2_answers: dict[str, Any] = field(default_factory=dict)
 
     def by_profile(self) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = {}
@@ -139,24 +158,97 @@ def plan_models(
     profiles: Iterable[str],
     folder: Path,
     options: ModelOptions,
+    facts: FactStore | None = None,
 ) -> ModelPlan:
-    """One metadata request per profile (each answer names one profile): what goes where."""
-    plan = ModelPlan()
+    """One metadata request per profile (each answer names one profile): what goes where.
+
+    Through v2 when `options.metadata` and the account allow it, else (or on v2's 403/404/405
+    in `auto`) through v1; what the account answered is remembered in `facts`.
+    """
+    plan = ModelPlan(folder=folder)
+    route = MetadataRoute(account_of(client), options.metadata, facts)
+    use_v2 = route.ask_v2()
+    refused: list[str] = []
     for profile in dict.fromkeys(profiles):
-        payload = client.metadata_json(
-            sid,
-            profiles=[profile],
-            quality=options.quality,
-            lod=options.lod,
-            use_cdn=options.use_cdn,
-        )
-        models = read_models(payload, profile)
+        models = None
+        if use_v2 and options.v2_can_give():
+            payload = _ask_v2(client, sid, profile, options.metadata, plan, refused)
+            if payload is not None:
+                models = plan_v2_models(payload, profile)
+                plan.versions[profile] = "v2"
+        if models is None and options.metadata.mode == "v2" and options.v2_can_give():
+            models = []  # v2 only: a profile v2 does not have is missing
+        elif models is None:
+            models = _models_v1(client, sid, profile, options)
+            plan.versions[profile] = "v1"
         if not models:
             plan.missing.append(profile)
             continue
         for model, name in zip(models, file_names(profile, models), strict=True):
             plan.files.append(PlannedFile(profile, model, folder / profile / name))
+    if use_v2 and plan.cameras_url is None and not refused and plan.files:
+        # The models came through v1 (for v1's options): the camera list still through v2.
+        _ask_v2(client, sid, plan.files[0].profile, options.metadata, plan, refused)
+    if plan.v2_answers:
+        route.learn("v2")
+    elif refused and plan.files:
+        route.learn("v1")
+        log.warning("the account does not answer metadata v2; using v1", error=refused[0])
     return plan
+
+
+def plan_v2_models(payload: dict[str, Any], profile: str) -> list[SegmentModel]:
+    answer = read_v2(payload)
+    return answer.models if answer.models is not None else read_models(payload, profile)
+
+
+def _ask_v2(
+    client: TeleportClient,
+    sid: str,
+    profile: str,
+    choice: MetadataChoice,
+    plan: ModelPlan,
+    refused: list[str],
+) -> dict[str, Any] | None:
+    """A v2 answer for `profile` (its camera list and kept fields go into `plan`); None when
+    v2 has nothing there (404) or the account has no v2 (403/405): with `auto` the caller
+    asks v1, with `v2` a 404 is a missing profile and a 403/405 an error saying what to set."""
+    try:
+        payload = metadata_v2_json(
+            client,
+            sid,
+            content_profile=profile,
+            crop_variant=choice.crop_variant,
+            coord_system=choice.coord_system,
+        )
+    except ApiError as exc:
+        if not is_fallback(exc):
+            raise
+        if choice.mode == "v2" and exc.status != 404:
+            raise ApiError(
+                f"{exc}; the account does not answer metadata v2: set [results] metadata = "
+                '"auto" (v2, else v1) or "v1"',
+                status=exc.status,
+            ) from None
+        refused.append(str(exc))
+        return None
+    answer = read_v2(payload)
+    plan.cameras_url = plan.cameras_url or answer.cameras_url
+    plan.v2_answers[profile] = answer.kept
+    return payload
+
+
+def _models_v1(
+    client: TeleportClient, sid: str, profile: str, options: ModelOptions
+) -> list[SegmentModel]:
+    payload = client.metadata_json(
+        sid,
+        profiles=[profile],
+        quality=options.quality,
+        lod=options.lod,
+        use_cdn=options.use_cdn,
+    )
+    return read_models(payload, profile)
 
 
 def fetch_models(client: TeleportClient, plan: ModelPlan, access: FileAccess | None = None) -> int:
@@ -174,6 +266,34 @@ def fetch_models(client: TeleportClient, plan: ModelPlan, access: FileAccess | N
             source=redact_url(item.model.url),
         )
     return total
+
+
+def fetch_cameras(
+    client: TeleportClient, plan: ModelPlan, access: FileAccess | None = None
+) -> list[str]:
+    """Metadata v2's extras beside the models: the camera list as `cameras.json` (as the
+    service sent it) and v2's answers as `metadata.json` (every field kept, URLs without their
+    queries). Returns the paths written; nothing when the models came through v1."""
+    if plan.folder is None:
+        return []
+    written: list[Path] = []
+    if plan.v2_answers:
+        target = plan.folder / METADATA_FILE
+        private_dirs(target.parent)
+        partial = target.with_name(target.name + ".part")
+        private_file(partial)
+        partial.write_text(json.dumps(plan.v2_answers, indent=2, sort_keys=True) + "\n")
+        partial.replace(target)
+        written.append(target)
+    if plan.cameras_url:
+        target = plan.folder / CAMERAS_FILE
+        client.download(plan.cameras_url, target)
+        written.append(target)
+        log.info("camera list saved", cameras=str(target), source=redact_url(plan.cameras_url))
+    for path in written:
+        if access is not None:
+            access.apply(path)
+    return [str(p) for p in written]
 
 
 @dataclass(frozen=True)
@@ -296,5 +416,7 @@ def download_capture(
             f"not overwriting {', '.join(existing)}; pass --force to replace, or --out elsewhere"
         )
     # Modes reach the capture's folder and below, never the user's --out folder itself.
-    fetch_models(client, plan, replace(access, root=folder) if access else None)
+    scoped = replace(access, root=folder) if access else None
+    fetch_models(client, plan, scoped)
+    fetch_cameras(client, plan, scoped)
     return plan

@@ -27,6 +27,7 @@ from ..journal.states import (
     UploadState,
     is_lost_journal_hold,
 )
+from ..models import failure_sentence
 
 PHASES = (
     "settling",
@@ -122,7 +123,9 @@ def _after_upload(facts: PhaseFacts) -> tuple[str, str | None]:
     if capture == DELETED_STATE:
         return "done", "the capture was deleted from the account"
     if capture in FAILED_STATES:
-        return "failed", facts.error or f"the capture is {facts.capture_state} on the server"
+        if facts.error:  # the service's slug, with what an operator can do about it
+            return "failed", failure_sentence(facts.error)
+        return "failed", f"the capture is {facts.capture_state} on the server"
     if capture in READY_STATES:
         if facts.download_wanted and "download" not in facts.actions_done:
             if facts.result_error:

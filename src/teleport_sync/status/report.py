@@ -15,6 +15,7 @@ from typing import Any
 
 from ..inputs import FORMATS_BY_SUFFIX
 from ..journal import Journal, shown, shown_path
+from ..models import TeleportPosed
 from .phases import PHASES, PhaseFacts, derive
 
 # Given a raw journal row, the sentence saying why the file is held or paused (or None).
@@ -122,7 +123,18 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
         "result_next_at": raw["result_next_at"],
         "viewer_url": raw["viewer_url"],
         "preflight": preflight_object(raw),
+        # What Teleport did with the frames (metadata v2's camera list), null without one.
+        "teleport_posed": teleport_posed_object(raw),
     }
+
+
+def teleport_posed_object(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """`teleport_posed`: `posed`, `frames` (null when names could not be matched),
+    `left_out` (names as in the input), `matched`, `kind`, and the `sentence` status shows."""
+    if not raw.get("teleport_posed"):
+        return None
+    posed = TeleportPosed.from_json(json.loads(raw["teleport_posed"]))
+    return {**posed.as_json(), "sentence": posed.sentence()}
 
 
 def preflight_object(raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -171,6 +183,7 @@ def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
         "result_next_at": None,
         "viewer_url": None,
         "preflight": None,
+        "teleport_posed": None,
         "incomplete_since": sighting["incomplete_since"],
     }
 

@@ -106,6 +106,10 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
         if preflight.get("verdict") == "warn" and preflight.get("reasons"):
             # A held file's reason already says it; a warned one was uploaded: say why here.
             cell.append(f"\npre-flight warns: {'; '.join(preflight['reasons'])}", style="yellow")
+        posed = row.get("teleport_posed") or {}
+        if posed.get("sentence"):  # what Teleport did with the frames (metadata v2)
+            style = "yellow" if posed.get("left_out") else "green"
+            cell.append(f"\n{posed['sentence']}", style=style)
         if row["eid"]:
             cell.append(f"\ncapture {row['eid']}", style="cyan")
         phase = Text(row["phase"], style=_PHASE_STYLE.get(row["phase"], ""))

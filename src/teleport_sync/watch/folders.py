@@ -30,6 +30,7 @@ from ..inputs import InputProblem, capture_name
 SIDECAR_SUFFIX = ".teleport.toml"
 SIDECAR_KEYS = ("name", "training_parameters")
 ACTION_KEYS = ("done_dir", "failed_dir", "on_ready", "on_failed")
+RESULTS_KEYS = ("profiles", "quality", "metadata", "crop_variant", "coord_system")
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,7 @@ def effective(settings: Settings, path: Path) -> FileSettings:
             settings.preflight,
         )
     given = folder.model_dump(exclude_unset=True)
-    results = settings.results.model_copy(
-        update={k: given[k] for k in ("profiles", "quality") if k in given}
-    )
+    results = settings.results.model_copy(update={k: given[k] for k in RESULTS_KEYS if k in given})
     actions = settings.actions.model_copy(
         update={
             k: given[k] for k in ("done_dir", "failed_dir", "on_ready", "on_failed") if k in given

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ..journal.states import UploadState
+from ..models import failure_advice
 
 
 def phase_of(row: dict[str, Any]) -> tuple[str, str | None]:
@@ -78,20 +79,6 @@ def timeline(
     return out
 
 
-# Teleport's failure slugs (NOTES: "treat unknown slugs as text") and the emulator's, in words.
-_SLUG_ADVICE = {
-    "NOT_ENOUGH_FRAMES": "Teleport needs more views of the scene: capture more overlapping "
-    "photos (or a longer video) and drop the new file in.",
-    "INPUT_VALIDATION_FAILED": "Teleport could not read the input: check that the zip holds "
-    "JPEG or PNG photos, or that the video plays, then replace the file.",
-    "CONVERSION_FAILED": "Teleport could not convert the input: re-export the video as an "
-    "H.264 MP4 (or the photos as JPEG) and replace the file.",
-    "POSE_REFINEMENT_FAILED": "Teleport could not work out where the camera was: capture again "
-    "moving more slowly, with more overlap and more texture in view.",
-    "NO_IMAGES": "The zip holds no photos: put the JPEG or PNG images in it and replace the file.",
-    "INVALID_ARCHIVE": "The file is not a readable zip: create it again and replace the file.",
-    "INVALID_VIDEO": "The file is not an MP4 video: export it as MP4 and replace the file.",
-}
 _PHASE_ADVICE = {
     "rejected": "The file cannot be uploaded as it is. Fix or replace it: a changed file is "
     "looked at again by itself.",
@@ -106,9 +93,9 @@ def advice(phase: str, upload_state: str, error: str | None) -> str | None:
     """What the failure means and what to do about it, or None when nothing failed."""
     if phase not in ("failed", "rejected"):
         return None
-    slug = (error or "").split(":", 1)[0].strip().upper().replace("-", "_")
-    if slug in _SLUG_ADVICE:
-        return _SLUG_ADVICE[slug]
+    said = failure_advice(error)  # Teleport's slugs, in the words status uses too
+    if said:
+        return f"{said[0].upper()}{said[1:]}."
     if phase == "rejected":
         return _PHASE_ADVICE["rejected"]
     return _PHASE_ADVICE[

@@ -3,6 +3,7 @@ remembered fallback, `num_frames` on create; all over loopback against the emula
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import zipfile
@@ -20,7 +21,7 @@ from teleport_sync.results import ModelOptions, fetch_cameras, fetch_models, pla
 from teleport_sync.results.metadata import MetadataChoice
 
 from .conftest import write_config
-from .helpers import set_knobs
+from .helpers import set_knobs, wait_for
 from .test_api import client_for
 from .test_cli import run_cli
 from .test_results import ready_capture
@@ -188,3 +189,55 @@ def test_the_emulator_answers_405_to_a_single_capture_get_and_404_to_a_wrong_seg
         assert http.get(f"/api/v2/captures/{sid}-nosuchsegment/metadata").status_code == 404
         assert http.get(f"/api/v2/captures/{sid}/metadata").status_code == 200
         assert httpx.get(f"{emulator.url}/api/v2/captures/{sid}/metadata").status_code == 401
+
+
+def real_photo_zip(path: Path, names: list[str]) -> Path:
+    """Small real JPEGs (the console draws their thumbnails with Pillow)."""
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for i, name in enumerate(names):
+            out = io.BytesIO()
+            Image.new("RGB", (640, 480), (20 * i % 255, 90, 160)).save(out, "JPEG")
+            archive.writestr(name, out.getvalue())
+    return path
+
+
+def test_the_daemon_shows_what_teleport_did_in_the_console_and_the_ready_notification(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from .sink import Sink
+    from .test_daemon import Running, settings_for
+
+    with Sink() as sink:
+        settings = settings_for(
+            emulator,
+            tmp_path,
+            web={"listen": "127.0.0.1:0"},
+            notify=[{"url": sink.url, "events": ["ready"]}],
+        )
+        real_photo_zip(tmp_path / "inbox" / "room.zip", PHOTOS)
+        with Running(settings) as running:
+            wait_for(lambda: len(sink.received) == 1, 60, "the ready notification")
+            assert running.daemon.web_url is not None
+            with httpx.Client(base_url=running.daemon.web_url, timeout=10) as http:
+                page = http.get("/files/1").text
+                thumb = http.get("/files/1/left-out/0")
+                path = http.get("/files/1/cameras.json").json()["positions"]
+                beyond = http.get("/files/1/left-out/2")
+    sentence = "Teleport posed 14 of 16 photos; left out: IMG_0412, IMG_0413"
+    ready = sink.received[0].json()
+    assert ready["event"] == "ready" and ready["reason"] == sentence
+    assert ready["teleport_posed"]["left_out"] == ["shoot/IMG_0412.JPG", "shoot/IMG_0413.JPG"]
+    from teleport_sync.web.app import viewer_available
+
+    assert sentence in page
+    # The camera path goes to the 3D view when its files are installed (else a still picture).
+    assert ('data-cameras="/files/1/cameras.json"' in page) is viewer_available()
+    assert 'src="/files/1/left-out/0"' in page and "IMG_0413.JPG" in page
+    from PIL import Image
+
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(thumb.content)).size == (240, 180)  # drawn from the zip
+    assert beyond.status_code == 404  # only the photos left out are served
+    assert len(path) == 14 and all(len(p) == 3 for p in path)

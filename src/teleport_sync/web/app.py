@@ -21,7 +21,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..journal import FileRecord
 from ..status.phases import PHASES
+from . import posed
 from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
 from .security import CSRF_FIELD, Guard, GuardMiddleware
@@ -142,6 +144,26 @@ class Pages:
             return PlainTextResponse("no such pre-flight frame\n", 404)
         return Response(jpeg, media_type="image/jpeg")
 
+    def _record(self, request: Request) -> FileRecord | None:
+        try:
+            return self.console.link.journal.get(request.path_params["file_id"])
+        except KeyError:
+            return None
+
+    async def left_out(self, request: Request) -> Response:
+        record = self._record(request)
+        found = posed.left_out_picture(record, request.path_params["n"]) if record else None
+        if found is None:
+            return PlainTextResponse("no such left-out photo\n", 404)
+        return Response(found[0], media_type=found[1])
+
+    async def cameras(self, request: Request) -> Response:
+        record = self._record(request)
+        path = posed.camera_path(record) if record else None
+        if path is None:
+            return PlainTextResponse("no camera list\n", 404)
+        return JSONResponse({"positions": path})
+
     async def result(self, request: Request) -> Response:
         path = self.console.result_path(request.path_params["file_id"], request.path_params["n"])
         if path is None:
@@ -198,6 +220,8 @@ def create_app(console: Console, guard: Guard, *, vendor: Path | None = None) ->
         Route("/files/{file_id:int}/preview", pages.preview),
         Route("/files/{file_id:int}/preflight/{n:int}.jpg", pages.preflight_frame),
         Route("/files/{file_id:int}/results/{n:int}/{name}", pages.result),
+        Route("/files/{file_id:int}/left-out/{n:int}", pages.left_out),
+        Route("/files/{file_id:int}/cameras.json", pages.cameras),
         Route("/actions/{action}", pages.action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static", check_dir=True), name="static"),
     ]

@@ -24,7 +24,7 @@ from ..logging import REDACTOR
 from ..status.health import AUTH_FACT
 from ..status.phases import PHASES
 from ..status.report import ReportOptions, status_rows
-from . import operations, views
+from . import operations, posed, views
 from .link import DaemonLink
 from .thumbnail import PlyError, frame, load_splats, png, render
 
@@ -215,6 +215,7 @@ class Console:
         view["advice"] = views.advice(view["phase"], row["upload_state"], row.get("error"))
         view["attempts"] = record.attempts
         view["preflight"] = self._preflight(file_id, row.get("preflight"))
+        view["teleport"] = posed.posed_view(record)
         return view
 
     def _preflight(self, file_id: int, found: dict[str, Any] | None) -> dict[str, Any] | None:

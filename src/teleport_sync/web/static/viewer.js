@@ -26,11 +26,35 @@ function camera() {
   };
 }
 
+// The path of the cameras Teleport posed (metadata v2's camera list), as a three.js scene the
+// viewer renders beside the splats (its `threeScene` option). Any failure leaves it out: the
+// model is shown either way.
+async function cameraPath() {
+  if (!root.dataset.cameras) return {};
+  try {
+    const answer = await fetch(root.dataset.cameras, { credentials: "same-origin" });
+    const positions = (await answer.json()).positions || [];
+    if (positions.length < 2) return {};
+    const THREE = await import("/static/vendor/three.module.min.js");
+    const scene = new THREE.Scene();
+    const points = positions.map((p) => new THREE.Vector3(p[0], p[1], p[2]));
+    const geometry = new THREE.BufferGeometry().setFromPoints(points);
+    scene.add(new THREE.Line(geometry, new THREE.LineBasicMaterial({ color: 0xff8800 })));
+    scene.add(new THREE.Points(geometry, new THREE.PointsMaterial({ color: 0xff8800, size: 4, sizeAttenuation: false })));
+    root.dataset.cameraPath = String(points.length);
+    return { threeScene: scene };
+  } catch (error) {
+    root.dataset.cameraPath = "none: " + String(error);
+    return {};
+  }
+}
+
 async function show() {
   const GS = await import("/static/vendor/gaussian-splats-3d.module.js");
   const viewer = new GS.Viewer({
     rootElement: root,
     ...camera(),
+    ...(await cameraPath()),
     sharedMemoryForWorkers: false,
     sceneRevealMode: GS.SceneRevealMode.Instant,
     logLevel: GS.LogLevel.None,

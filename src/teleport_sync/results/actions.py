@@ -19,12 +19,11 @@ from pathlib import Path
 from ..api import ApiError, TeleportClient
 from ..config import ActionsSettings, ResultsSettings
 from ..inputs import InputProblem, identify
-from ..inputs.frames import zip_image_names
 from ..journal import FileRecord, FileReplaced, Journal, Source, StaleCapture, action_key
 from ..logging import get_logger
-from ..models import FileIdentity, InputDataFormat, is_failed, is_terminal
+from ..models import FileIdentity, is_failed, is_terminal
 from ..timestamps import parse_utc, utc_in
-from .cameras import CAMERAS_FILE, load_cameras, summarize
+from .cameras import CAMERAS_FILE, posed_of
 from .downloads import (
     FileAccess,
     ModelOptions,
@@ -290,31 +289,16 @@ class Actions:
         # version they were made of (else they stay on disk, the old capture's, unattributed).
         self._confirm(record, "attributing the models to it")
         previews = [p for p in extras if Path(p).name.startswith("preview.")]
-        # The camera list is read against this version's names (confirmed just above).
-        self._record_posed(record, folder)
+        # The camera list read against this version's names (confirmed just above).
+        posed = posed_of(folder / CAMERAS_FILE, Path(record.path), record.input_data_format)
+        if posed is not None:
+            self.journal.record_teleport_posed(record.id, posed.as_json(), eid=record.eid)
         self.journal.record_results(record.id, by_profile, previews, eid=record.eid)
         if notes:
             self.journal.record_result_error(record.id, "; ".join(notes), None, eid=record.eid)
             log.warning("; ".join(notes), path=record.path, eid=record.eid)
         written = [p for paths in by_profile.values() for p in paths] + extras
         self.journal.mark_action(record.id, "download", written, eid=record.eid)
-
-    def _record_posed(self, record: FileRecord, folder: Path) -> None:
-        """Read the saved camera list against the input: what Teleport posed, what it left
-        out (journaled beside pre-flight's verdict; shown by status, console, `ready`)."""
-        cameras_file = folder / CAMERAS_FILE
-        if not cameras_file.is_file():
-            return
-        photos = None
-        if record.input_data_format == InputDataFormat.BULK_IMAGES:
-            photos = zip_image_names(Path(record.path)) or []
-        try:
-            posed = summarize(load_cameras(cameras_file), photos)
-        except OSError as exc:  # the input cannot be read: the count alone, said why
-            log.warning("cannot read the input's names", path=record.path, error=str(exc))
-            posed = summarize(load_cameras(cameras_file), [])
-        self.journal.record_teleport_posed(record.id, posed.as_json(), eid=record.eid)
-        log.info(posed.sentence(), path=record.path, eid=record.eid)
 
     def _move(self, record: FileRecord, destination_root: Path) -> None:
         done = action_key(record.capture_state, "move")

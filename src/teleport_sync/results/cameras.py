@@ -22,7 +22,11 @@ from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..models import TeleportPosed
+from ..inputs.frames import zip_image_names
+from ..logging import get_logger
+from ..models import InputDataFormat, TeleportPosed
+
+log = get_logger("teleport_sync.results")
 
 CAMERAS_FILE = "cameras.json"
 _NAME_KEYS = ("image_name", "filename", "file_name", "name", "image")
@@ -113,3 +117,20 @@ def summarize(cameras: list[Camera], photos: list[str] | None) -> TeleportPosed:
     if photos is None:
         return match_video(cameras)
     return match_photos(cameras, photos)
+
+
+def posed_of(cameras_file: Path, input_path: Path, input_format: str) -> TeleportPosed | None:
+    """What Teleport did with an input, from its saved camera list (None without one): a
+    zip's photos matched by name, a video's frames by the service's numbering."""
+    if not cameras_file.is_file():
+        return None
+    photos = None
+    if input_format == InputDataFormat.BULK_IMAGES:
+        try:
+            photos = zip_image_names(input_path) or []
+        except OSError as exc:  # the input cannot be read: the count alone, said why
+            log.warning("cannot read the input's names", path=str(input_path), error=str(exc))
+            photos = []
+    posed = summarize(load_cameras(cameras_file), photos)
+    log.info(posed.sentence(), path=str(input_path))
+    return posed

@@ -61,12 +61,16 @@ def _check_zip(
     from . import images
 
     counted = count_frames(path, InputDataFormat.BULK_IMAGES)
+    selected: list[images.Selection] = []
     try:
-        frames, pairs = walk(images.zip_frames(path, heif=found.heif))
+        frames, pairs = walk(images.zip_frames(path, heif=found.heif, selected=selected))
     except zipfile.BadZipFile as exc:
         raise InputProblem(f"{path}: not a readable zip ({exc})") from None
-    result = judge(settings, Facts("images", counted.frames), frames, pairs)
-    pictures = [(w.name, images.thumbnail(path, w.name)) for w in result.worst]
+    sampling = selected[0].sampling if selected else None
+    figures = {"sampling": sampling} if sampling else None
+    result = judge(settings, Facts("images", counted.frames), frames, pairs, figures=figures)
+    names = [w.name for w in result.worst]
+    pictures = zip(names, images.thumbnails(path, names), strict=True)
     return result, [(name, jpeg) for name, jpeg in pictures if jpeg]
 
 
@@ -126,6 +130,8 @@ def walk(frames: Iterable[FrameMeasure]) -> tuple[list[FrameMeasure], list[Neigh
     pairs: list[Neighbours] = []
     before: FrameMeasure | None = None
     for frame in frames:
+        if not frame.follows:
+            before = None  # a sampled run starts: the frame before is not its neighbour
         if frame.judged:
             if before is not None:
                 moved, peak = shift(before.motion, frame.motion)

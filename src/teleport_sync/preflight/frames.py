@@ -26,6 +26,9 @@ class FrameMeasure:
     motion: Any = None  # the windowed 64x64 thumbnail for `shift`; dropped once used
     error: str | None = None
     skipped: str | None = None  # not judged (a format pre-flight cannot decode), and why
+    # False when the frame examined before it is not its neighbour in the input (a sampled
+    # zip's runs): the neighbour measures start afresh from it.
+    follows: bool = True
 
     @property
     def judged(self) -> bool:

@@ -1,11 +1,17 @@
 """A zip's photos, decoded one after the other at reduced size and measured (Pillow).
 
-JPEGs are decoded in draft mode: libjpeg scales the picture down while decoding (1/2, 1/4 or
-1/8), so a 12 MP photo costs the entropy decoding and a 1000-pixel image, not 36 MB of pixels.
+Bounded in memory and work, whatever the archive holds (see `budget` and `members`):
+- members are streamed from the archive into the decoder, never read whole into memory, and a
+  member that declares more than pre-flight inflates from one photo is refused unread;
+- JPEGs are decoded in draft mode: libjpeg scales the picture down while decoding (1/2, 1/4 or
+  1/8), so a 12 MP photo costs the entropy decoding and a 1000-pixel image, not 36 MB of pixels;
+- formats without a draft mode (PNG, TIFF, WebP, ...) are decoded whole, so their cost is
+  reckoned from the header first: a decode waits for room in the shared `MemoryBudget`, and a
+  picture larger than the whole budget is not decoded (a frame `error` naming its size);
+- a very large set is sampled (`members.select`) and the result says so.
 EXIF orientation is applied (a portrait photo is judged upright). Members are read in name
-order (a camera's numbering is its capture order, which neighbour measures need), sequentially
-from the archive, and decoded on `threads` threads (Pillow's decoders release the GIL); at most
-two members per thread are in memory at once.
+order (a camera's numbering is its capture order, which neighbour measures need) and decoded on
+`threads` threads (Pillow's decoders release the GIL).
 
 A member that cannot be decoded becomes a frame with its `error` naming it; HEIC without
 pillow-heif, and raw formats pre-flight does not decode, are `skipped`, never an error.
@@ -18,54 +24,87 @@ import zipfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..inputs import IMAGE_SUFFIXES
+from .budget import MemoryBudget, TooLarge, decode_cost
 from .frames import FrameMeasure
 from .measures import BOX, analysis_size, measure
+from .members import Member, Selection, image_members, select, too_large
 
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 HEIF_SUFFIXES = (".heic", ".heif")
 # Pillow reads a DNG's small preview, not the photo; EXR it does not read at all.
 NOT_DECODED = {".dng": "a raw DNG", ".exr": "an OpenEXR image"}
-# A member this large is not read into memory to be judged (and says so).
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
 THUMBNAIL_SIZE = (160, 120)
+ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+__all__ = ["Selection", "decode_grey", "image_members", "thumbnails", "zip_frames"]
 
 
-def image_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """The images pre-flight judges (those `inputs.frames` counts), in name order."""
-    found = [
-        info
-        for info in archive.infolist()
-        if not info.is_dir() and info.filename.lower().endswith(IMAGE_SUFFIXES)
-    ]
-    return sorted(found, key=lambda info: info.filename)
-
-
-def zip_frames(path: Path, *, heif: bool, threads: int = 2) -> Iterator[FrameMeasure]:
-    """Each image of the zip at `path`, measured, in name order. Raises zipfile.BadZipFile
-    or OSError when the archive itself cannot be read."""
+def zip_frames(
+    path: Path,
+    *,
+    heif: bool,
+    threads: int = 2,
+    budget: MemoryBudget | None = None,
+    selected: list[Selection] | None = None,
+) -> Iterator[FrameMeasure]:
+    """Each examined image of the zip at `path`, measured, in name order (the selection made
+    is appended to `selected`, for its `sampling`). Raises zipfile.BadZipFile or OSError when
+    the archive itself cannot be read."""
+    budget = budget or MemoryBudget()
     with zipfile.ZipFile(path) as archive, ThreadPoolExecutor(threads) as pool:
+        selection = select(image_members(archive))
+        if selected is not None:
+            selected.append(selection)
         pending: deque[Future[FrameMeasure]] = deque()
-        for index, info in enumerate(image_members(archive)):
-            skipped = _not_judged(info, heif)
-            if skipped is not None:
-                pending.append(_done(FrameMeasure(index, info.filename, skipped=skipped)))
-            else:
-                try:
-                    data = archive.read(info)
-                except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
-                    failed = FrameMeasure(index, info.filename, error=f"cannot be read ({exc})")
-                    pending.append(_done(failed))
-                else:
-                    pending.append(pool.submit(judge_image, data, index, info.filename))
+        for member in selection.members:
+            pending.append(_examine(archive, member, heif, pool, budget))
             while len(pending) > 2 * threads:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _examine(
+    archive: zipfile.ZipFile,
+    member: Member,
+    heif: bool,
+    pool: ThreadPoolExecutor,
+    budget: MemoryBudget,
+) -> Future[FrameMeasure]:
+    name, index = member.info.filename, member.index
+    skipped = _not_judged(member.info, heif)
+    if skipped is not None:
+        return _done(FrameMeasure(index, name, skipped=skipped, follows=member.follows))
+    if member.refused is not None:
+        return _done(FrameMeasure(index, name, error=member.refused, follows=member.follows))
+    try:
+        stream = archive.open(member.info)
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+        failed = FrameMeasure(index, name, error=f"cannot be read ({exc})", follows=member.follows)
+        return _done(failed)
+    return pool.submit(_judge_member, stream, member, budget)
+
+
+def _judge_member(stream: IO[bytes], member: Member, budget: MemoryBudget) -> FrameMeasure:
+    with stream:
+        judged = judge_image(stream, member.index, member.info.filename, budget)
+    return judged if member.follows else replace(judged, follows=False)
 
 
 def _done(value: FrameMeasure) -> Future[FrameMeasure]:
@@ -80,45 +119,70 @@ def _not_judged(info: zipfile.ZipInfo, heif: bool) -> str | None:
         return "HEIC/HEIF photos need pillow-heif (pip install pillow-heif)"
     if suffix in NOT_DECODED:
         return f"{NOT_DECODED[suffix]}, which pre-flight does not decode"
-    if info.file_size > MAX_MEMBER_BYTES:
-        return f"{info.file_size} bytes, too large to judge in memory"
     return None
 
 
-def judge_image(data: bytes, index: int, name: str) -> FrameMeasure:
+def judge_image(
+    data: bytes | IO[bytes], index: int, name: str, budget: MemoryBudget | None = None
+) -> FrameMeasure:
     """One encoded image, decoded small and measured; its error instead when it cannot be."""
     try:
-        grey, size = decode_grey(data)
+        grey, size = decode_grey(data, budget)
+    except TooLarge as exc:
+        return FrameMeasure(index, name, error=f"not decoded: {exc}")
+    except UnidentifiedImageError:
+        return FrameMeasure(index, name, error="cannot be decoded (not an image Pillow reads)")
     except DECODE_ERRORS as exc:
         return FrameMeasure(index, name, error=f"cannot be decoded ({exc or type(exc).__name__})")
     return measure(grey, index=index, name=name, size=size)
 
 
-def decode_grey(data: bytes) -> tuple[Image.Image, tuple[int, int]]:
-    """(the grey image at its analysis size, upright; the size the file stores)."""
-    with Image.open(io.BytesIO(data)) as image:
+def decode_grey(
+    data: bytes | IO[bytes], budget: MemoryBudget | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """(the grey image at its analysis size, upright; the size the file stores). Raises
+    TooLarge, before decoding, when the picture would not fit in `budget`."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(source) as image:
         stored = image.size
         # Draft mode: libjpeg decodes straight to the smallest scale at least this large.
         image.draft("L", analysis_size(*stored))
-        upright = ImageOps.exif_transpose(image)
-        grey = upright.convert("L")
-    wanted = analysis_size(*grey.size)
-    if grey.size != wanted:
-        grey = grey.resize(wanted, resample=BOX)
-    return grey, stored
+        cost = decode_cost(image.mode, image.size)
+        what = f"a {stored[0]}x{stored[1]} {image.format or 'picture'}"
+        with (budget or MemoryBudget()).reserve(cost, what):
+            # Grey and small first, turned upright after: no full-size copy for the turn.
+            grey = image.convert("L")
+            turn = _UPRIGHT.get(image.getexif().get(ORIENTATION, 1))
+            image.close()  # the decoded picture goes now, before the grey one is scaled
+            wanted = analysis_size(*grey.size)
+            if grey.size != wanted:
+                grey = grey.resize(wanted, resample=BOX)
+    return (grey.transpose(turn) if turn is not None else grey), stored
 
 
-def thumbnail(path: Path, name: str) -> bytes | None:
-    """A small colour JPEG of member `name` (for the console's strip), or None."""
+def thumbnails(path: Path, names: list[str], budget: MemoryBudget | None = None) -> list[bytes]:
+    """Small colour JPEGs of members `names` (for the console's strip), each b"" when it has
+    no picture to show (unreadable, or over the bounds: its reason says why)."""
+    budget = budget or MemoryBudget()
     try:
         with zipfile.ZipFile(path) as archive:
-            data = archive.read(name)
-        with Image.open(io.BytesIO(data)) as image:
+            return [_thumbnail(archive, name, budget) for name in names]
+    except (zipfile.BadZipFile, OSError):
+        return [b"" for _ in names]
+
+
+def _thumbnail(archive: zipfile.ZipFile, name: str, budget: MemoryBudget) -> bytes:
+    try:
+        info = archive.getinfo(name)
+        if too_large(info) is not None:
+            return b""
+        with archive.open(info) as stream, Image.open(stream) as image:
             image.draft("RGB", (THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2))
-            small = ImageOps.exif_transpose(image).convert("RGB")
+            with budget.reserve(decode_cost(image.mode, image.size) * 2, name):
+                small = ImageOps.exif_transpose(image).convert("RGB")
         small.thumbnail(THUMBNAIL_SIZE, resample=BOX)
         out = io.BytesIO()
         small.save(out, "JPEG", quality=75)
         return out.getvalue()
-    except (KeyError, zipfile.BadZipFile, *DECODE_ERRORS):
-        return None  # an unreadable member has no picture to show; its reason says why
+    except (KeyError, TooLarge, zipfile.BadZipFile, NotImplementedError, *DECODE_ERRORS):
+        return b""  # an unreadable member has no picture to show; its reason says why

@@ -1,0 +1,182 @@
+"""Pre-flight stays bounded on hostile archives: pictures too large to decode are refused by
+their header, zip bombs by their directory, huge sets are sampled (and say so), and a `check`
+of the issue's hostile zip peaks under 512 MiB (measured in the child that ran it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.config import PreflightSettings
+from teleport_sync.preflight.check import check_file
+
+from .hostile_archives import flat_png, zip_bomb
+from .media import ffmpeg, make_photos, make_scene, needs_tools, zip_folder
+
+pytest.importorskip("av", reason="the preflight extra is not installed")
+
+MIB = 1 << 20
+
+
+def run_check(path: Path, tmp_path: Path) -> tuple[dict[str, object], int, float]:
+    """`teleport-sync check --json` in a child: (its result, exit code, peak RSS in MiB)."""
+    config = tmp_path / "empty.toml"
+    config.touch(mode=0o600)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "teleport_sync",
+            "--config",
+            str(config),
+            "check",
+            "--json",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    [result] = json.loads(out)
+    return result, os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+
+
+@needs_tools
+def test_the_hostile_archive_is_judged_within_512_mib(tmp_path: Path) -> None:
+    """The issue's archive (1.6 GiB before): six 20000x4400 PNGs and six 9400x9400 JPEGs."""
+    jpeg = tmp_path / "huge.jpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=9400x9400", "-frames:v", "1", "-q:v", "9", str(jpeg))
+    panorama = flat_png(20000, 4400)
+    archive = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for i in range(6):
+            out.writestr(f"pano_{i:02d}.png", panorama)
+            out.write(jpeg, f"huge_{i:02d}.jpg")
+    result, _code, peak_mib = run_check(archive, tmp_path)
+    assert peak_mib <= 512, f"check peaked at {peak_mib:.0f} MiB"
+    figures = result["figures"]
+    assert isinstance(figures, dict)
+    assert (figures["judged"], figures["unreadable"]) == (6, 6)  # every JPEG, by draft mode
+    [reason] = [r for r in result["reasons"] if "cannot be decoded" in r]  # type: ignore[union-attr]
+    assert reason.startswith("6 of 12 cannot be decoded: pano_00.png not decoded: a 20000x4400 PNG")
+    assert "over pre-flight's 256 MiB for pictures" in reason
+
+
+def test_a_zip_bomb_is_refused_by_its_directory_naming_the_member(tmp_path: Path) -> None:
+    """40 members of 255 MiB of zeros (10 GB inflated): not one is inflated."""
+    bomb = zip_bomb(tmp_path / "bomb.zip", 40, 255 * MIB)
+    result, code, peak_mib = run_check(bomb, tmp_path)
+    assert peak_mib < 200, "a member was read into memory"
+    assert result["verdict"] == "warn" and code == 0  # `action = "hold"` would hold it
+    figures = result["figures"]
+    assert isinstance(figures, dict) and figures["unreadable"] == 40
+    reasons = " ".join(result["reasons"])  # type: ignore[arg-type]
+    assert (
+        "IMG_0000.jpg inflates to 255 MiB, over the 128 MiB pre-flight inflates from one" in reasons
+    )
+    assert "zip bomb" in reasons
+
+
+def test_a_hundred_thousand_entries_are_sampled_in_runs_and_say_so(tmp_path: Path) -> None:
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (8, 8), 128).save(tiny)
+    archive = tmp_path / "many.zip"
+    data = tiny.read_bytes()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for i in range(100_000):
+            out.writestr(f"IMG_{i:06d}.png", data)
+    checked = check_file(archive, PreflightSettings())
+    figures = checked.result.figures
+    assert (figures["frames"], figures["judged"]) == (100_000, 1000)
+    assert figures["sampling"].startswith("1000 of 100000 images examined, in 100 runs")
+    # Neighbours are compared within runs only: 100 runs of 10 make 900 pairs, not 999.
+    duplicates = next(m for m in checked.result.measures if m.name == "duplicates")
+    assert duplicates.shown.startswith("900 of 900 neighbours near-identical")
+
+
+def test_a_sampled_run_starts_its_neighbour_measures_afresh() -> None:
+    import numpy as np
+
+    from teleport_sync.preflight.check import walk
+    from teleport_sync.preflight.frames import FrameMeasure
+
+    still = np.ones((64, 64), np.float32)
+    frames = [
+        FrameMeasure(i, f"f{i}", motion=still, follows=i not in (0, 10)) for i in (0, 1, 2, 10, 11)
+    ]
+    _kept, pairs = walk(frames)
+    assert [p.index for p in pairs] == [1, 2, 11]  # 10 is not compared with 2
+
+
+def _infos(sizes: list[int]) -> list[zipfile.ZipInfo]:
+    infos = []
+    for i, size in enumerate(sizes):
+        info = zipfile.ZipInfo(f"IMG_{i:05d}.jpg")
+        info.file_size = size
+        infos.append(info)
+    return infos
+
+
+def test_selection_spreads_runs_evenly_first_and_last_included() -> None:
+    from teleport_sync.preflight.members import select
+
+    chosen = select(_infos([1000] * 95), max_examined=30, run=10)
+    indexes = [m.index for m in chosen.members]
+    assert indexes == [*range(0, 10), *range(42, 52), *range(85, 95)]
+    assert [m.follows for m in chosen.members].count(False) == 3
+    assert chosen.sampling and chosen.sampling.startswith("30 of 95 images examined, in 3 runs")
+    whole = select(_infos([1000] * 95), max_examined=100, run=10)
+    assert [m.index for m in whole.members] == list(range(95)) and whole.sampling is None
+
+
+def test_selection_keeps_inflated_bytes_under_the_archive_cap() -> None:
+    from teleport_sync.preflight.members import select
+
+    chosen = select(_infos([10 * MIB] * 200), max_bytes=500 * MIB, run=10)
+    assert sum(m.info.file_size for m in chosen.members) <= 500 * MIB
+    assert len(chosen.members) == 50 and len({m.index for m in chosen.members}) == 50
+    refused = select(_infos([MIB, 300 * MIB, MIB]))
+    assert [m.refused is not None for m in refused.members] == [False, True, False]
+
+
+def test_the_memory_budget_makes_a_decode_wait_and_refuses_what_never_fits() -> None:
+    from teleport_sync.preflight.budget import MemoryBudget, TooLarge
+
+    budget = MemoryBudget(100)
+    over = pytest.raises(TooLarge, match="a panorama would take 1 MiB to decode, over")
+    with over, budget.reserve(101, "a panorama"):
+        pass
+    entered = threading.Event()
+    with budget.reserve(60, "first"):
+        waiting = threading.Thread(target=lambda: _reserve_then(budget, 60, entered))
+        waiting.start()
+        assert not entered.wait(0.2)  # 60 + 60 > 100: the second waits for the first
+        assert budget.used == 60
+    waiting.join(5)
+    assert entered.is_set() and budget.used == 0
+
+
+def _reserve_then(budget: object, cost: int, entered: threading.Event) -> None:
+    with budget.reserve(cost, "second"):  # type: ignore[attr-defined]
+        entered.set()
+
+
+@needs_tools
+def test_the_worst_frames_strip_never_decodes_a_refused_picture(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    make_photos(make_scene(tmp_path / "scene.png"), folder, 21)
+    (folder / "IMG_0011b.png").write_bytes(flat_png(20000, 4400))
+    checked = check_file(zip_folder(folder, tmp_path / "set.zip"), PreflightSettings())
+    worst = [w.name for w in checked.result.worst]
+    assert "photos/IMG_0011b.png" in worst
+    assert "photos/IMG_0011b.png" not in [name for name, _ in checked.thumbnails]

@@ -180,3 +180,21 @@ def test_the_worst_frames_strip_never_decodes_a_refused_picture(tmp_path: Path) 
     worst = [w.name for w in checked.result.worst]
     assert "photos/IMG_0011b.png" in worst
     assert "photos/IMG_0011b.png" not in [name for name, _ in checked.thumbnails]
+
+
+def test_check_prints_how_a_large_set_was_sampled(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from teleport_sync.cli import main
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (8, 8), 128).save(tiny)
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for i in range(1100):
+            out.write(tiny, f"IMG_{i:04d}.png")
+    config = tmp_path / "empty.toml"
+    config.touch(mode=0o600)
+    result = CliRunner().invoke(main, ["--config", str(config), "check", str(archive)])
+    assert "  sampled: 1000 of 1100 images examined, in 100 runs" in result.output

@@ -85,6 +85,9 @@ def _print(results: list[dict[str, Any]]) -> None:
             stdout.print(f"  reason: {escape(reason)}", highlight=False)
         if result.get("measures"):
             stdout.print(_measures_table(result), highlight=False)
+        sampling = (result.get("figures") or {}).get("sampling")
+        if sampling:
+            stdout.print(f"  sampled: {escape(str(sampling))}", highlight=False)
         for worst in result.get("worst_frames", []):
             stdout.print(f"  worst: {escape(worst['name'])}: {escape(worst['why'])}")
         if result.get("note"):

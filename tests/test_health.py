@@ -90,6 +90,9 @@ def test_health_names_authentication_while_the_daemon_runs_with_a_wrong_secret(
             "problem": None,
             "polled": False,
             "filesystem": report["roots"][0]["filesystem"],
+            # One live journal per folder: no other journal claims it, none was taken over.
+            "claimed_by": None,
+            "taken_over_from": None,
         }
     ]
     human = run_cli("--config", str(config), "health")

@@ -83,7 +83,7 @@ def test_approve_releases_a_lost_journal_hold_after_intakes_checks(tmp_path: Pat
     make_mp4(inbox / "memo.mp4", 20_000, handler=b"soun")
     watch = WatchSettings(paths=[inbox])
     with Journal(tmp_path / "journal.sqlite3") as journal:
-        assert hold_existing(journal, watch, "{name}") == 2
+        assert hold_existing(journal, inbox, watch, "{name}") == 2
         rows = {Path(r["path"]).name: r for r in status_rows(journal)}
         assert {rows[n]["phase"] for n in ("chair.zip", "memo.mp4")} == {"held"}
         generation = journal.control_generation()

@@ -155,6 +155,10 @@ class WatchSettings(_Section):
     folder: list[FolderSettings] = Field(default_factory=list)
     # A full rescan this often, for events that never came (0 = never).
     rescan_seconds: float = Field(default=3600.0, ge=0)
+    # One live journal per folder (watch/claim.py): the owner renews its claim in the folder's
+    # marker every quarter of this; another daemon takes the folder over a lease after the
+    # owner stopped renewing it.
+    claim_lease_seconds: float = Field(default=60.0, ge=0.5, le=3600)
 
 
 class UploadSettings(_Section):

@@ -142,6 +142,13 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
         click.echo(f"auth:    AUTHENTICATION FAILING since {auth['since']}: {auth['error']}")
     for root in report["roots"]:
         how = "watched" if root["watched"] else f"NOT WATCHED: {root['problem']}"
+        if root.get("claimed_by"):
+            how = f"NOT UPLOADED FROM HERE: {root['problem']}"
+        if taken := root.get("taken_over_from"):
+            how += (
+                f" (taken over from journal {taken['journal_id']} on host {taken['host']}, "
+                f"pid {taken['pid']}: its lease expired)"
+            )
         if root.get("polled"):
             how += f" (polled: {root.get('filesystem')} is a network file system)"
         click.echo(f"watch:   {root['path']}: {how}")

@@ -60,6 +60,8 @@ class Intake:
         self._recheck_later = recheck_later
         # Did the file's writer close it, unchanged since (the watcher knows, from inotify)?
         self._closed_unchanged = closed_unchanged
+        # Why a file is held instead of taken: another journal's live claim on its folder.
+        self.held_by_claim: Callable[[Path], str | None] = lambda path: None
 
     def take(self, path: Path, root: Path) -> None:
         """A settled candidate: reject it, wait for it, skip it, or queue it."""
@@ -88,6 +90,12 @@ class Intake:
         ):
             self.sightings.ended(path)
             return  # nothing new (a touch that changed nothing, a repeated event)
+        claimed = self.held_by_claim(path)
+        if claimed is not None:
+            self.journal.reject(str(path), quick, fmt.value, name, claimed)
+            self.sightings.ended(path)
+            log.warning("held: another journal watches this folder", path=str(path))
+            return
         self._take_changed(path, root, st, quick, (fmt.value, name))
 
     def _take_changed(

@@ -16,7 +16,7 @@ from ..api import (
     TransientError,
 )
 from ..api.authstate import AuthSnapshot, AuthState
-from ..journal import Journal, JournalError
+from ..journal import Journal, JournalError, UploadState
 from ..logging import get_logger
 from ..status.ages import oldest_by_phase
 from ..status.health import (
@@ -109,6 +109,16 @@ class HealthKeeper:
 
     # -- gauges and STATUS ----------------------------------------------------------------------
 
+    def report_counts(self, *, waiting: int) -> None:
+        """Files and captures by state in the metrics, then the STATUS line (`waiting`: files
+        waiting for an upload slot)."""
+        counts = self.journal.counts_by_state()
+        for state in UploadState:
+            self.metrics.files.labels(state).set(counts.get(state, 0))
+        for state, n in self.journal.capture_counts().items():
+            self.metrics.captures.labels(state).set(n)
+        self.report(extra=f"{waiting} waiting for an upload slot")
+
     def report(self, *, force: bool = False, extra: str = "") -> None:
         now = time.monotonic()
         if not force and now < self._next_report:
@@ -123,8 +133,9 @@ class HealthKeeper:
         auth = self.auth.snapshot
         self.metrics.auth_ok.set(-1 if auth.ok is None else int(auth.ok))
         unwatched = sum(1 for r in self.roots if not r.get("watched"))
+        claimed = any(r.get("claimed_by") for r in self.roots)
         self.metrics.roots_unwatched.set(unwatched)
-        self.metrics.healthy.set(int(auth.ok is not False and unwatched == 0))
+        self.metrics.healthy.set(int(auth.ok is not False and unwatched == 0 and not claimed))
         line = status_line(counts, auth, self.roots)
         self.notifier.status(f"{line}; {extra}" if extra else line)
 

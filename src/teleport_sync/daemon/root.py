@@ -23,20 +23,22 @@ from ..api.authstate import AuthSnapshot
 from ..config import Settings, load_settings
 from ..control.holds import preflight_sentence
 from ..events.emitter import EventHub
-from ..journal import FileRecord, JournalError, PreflightRow, UploadState
+from ..journal import FileRecord, JournalError, PreflightRow
 from ..logging import get_logger
 from ..preflight.deps import Importer
 from ..results.poller import FIRST_POLL_SECONDS, Poller
 from ..status.metrics import Metrics, MetricsProgress
 from ..status.report import ReportOptions
 from ..timestamps import utc_in
+from ..watch.claim import Change, with_claims
 from ..watch.folders import effective, watch_roots
-from ..watch.lostjournal import hold_existing
 from ..watch.sightings import Sightings
 from ..watch.watcher import Watcher
+from .chores import Chores
 from .compose import Components, FolderActions, components
 from .consolehost import ConsoleHost
 from .finishing import Finishing, viewer_url
+from .folderclaims import FolderClaims
 from .intake import Intake
 from .keeper import HealthKeeper
 from .queue import UploadQueue
@@ -213,6 +215,12 @@ class Daemon:
             closed_unchanged=lambda path, st: self.watcher.closed_unchanged(path, st),
         )
         self._known = parts.journal.quick_index()
+        # One live journal per folder: which roots this daemon owns (`watch.claim`).
+        changed = lambda: (self._roots_changed(), self.queue.enqueue_unfinished())  # noqa: E731
+        self.claims = FolderClaims(
+            parts.journal, lambda: self.settings, self.upload_existing, changed
+        )
+        self.intake.held_by_claim = self.claims.hold_reason
         self.watcher = Watcher(
             # `[[watch.folder]]` paths are watched too, each with its own settle time.
             settings.watch.model_copy(update={"paths": watch_roots(settings)}),
@@ -239,6 +247,7 @@ class Daemon:
             stop=self.stop,
             next_attempt=self._next_attempt,
             report_status=self._report_status,
+            held_by_claim=self.claims.hold_reason,
         )
 
     def retry_now(self, file_id: int) -> None:
@@ -246,27 +255,19 @@ class Daemon:
         self.queue.enqueue(file_id)
 
     def _run_threads(self) -> int:
+        # Before any worker can start: which folders are this daemon's to upload from.
+        claimed = self.claims.start()
         threads = self._start_threads()
         self.control.start_watching(self.stop, self.queue.enqueue_unfinished)  # before the queueing
 
         self.events.sweep()
-        self._resume_known_work()
+        self._resume_known_work(claimed)
         self._start_watching()
         self.notifier.ready()
         self.ready.set()
 
         self._main_loop()
-
-        self.notifier.stopping()
-        log.info("stopping: finishing parts in flight")
-        self.keeper.auth.failing.set()  # wakes the authentication probe
-        self.watcher.stop()
-        self.poller.wake.set()
-        self.queue.stop_workers(self._worker_count)
-        deadline = time.monotonic() + 8.0
-        for thread in threads:
-            thread.join(timeout=max(0.1, deadline - time.monotonic()))
-        log.info("stopped")
+        _wind_down(self, threads)
         return 0
 
     def _start_threads(self) -> list[threading.Thread]:
@@ -278,6 +279,7 @@ class Daemon:
         ]
         threads.append(threading.Thread(target=self.poller.run, name="poller", daemon=True))
         threads.append(threading.Thread(target=self.keeper.watch_auth, name="auth", daemon=True))
+        threads.append(self.claims.thread(self.stop))
         for thread in threads:
             thread.start()
         return threads
@@ -285,7 +287,7 @@ class Daemon:
     def _start_watching(self) -> None:
         """Watch the roots, and take what is already in them."""
         self.watcher.start()
-        self.keeper.roots_changed(self.watcher.root_statuses())
+        self._roots_changed()
         started = time.monotonic()
         found = self.watcher.scan()
         log.info(
@@ -300,13 +302,13 @@ class Daemon:
     def _main_loop(self) -> None:
         """The main thread's chores (`_upkeep`), until `stop` is set."""
         tick = min(self.root_check_seconds, self.notifier.watchdog_interval or 5.0)
-        now = time.monotonic()
-        # When each chore of the main loop is next due (monotonic seconds).
-        self._next = {
-            "actions": now + self.actions_retry_seconds,
-            "roots": now + self.root_check_seconds,
-            "rescan": now + self.settings.watch.rescan_seconds,
-        }
+        self._chores = Chores(
+            {
+                "actions": self.actions_retry_seconds,
+                "roots": self.root_check_seconds,
+                "rescan": self.settings.watch.rescan_seconds,
+            }
+        )
         while not self.stop.is_set():
             self.notifier.watchdog()
             try:
@@ -317,16 +319,25 @@ class Daemon:
                 log.exception("unexpected error in the main loop")
             self.stop.wait(tick)
 
-    def _resume_known_work(self) -> None:
+    def _resume_known_work(self, claimed: list[Change]) -> None:
         """Work the journal already knows: unfinished uploads, due retries, pending actions and
-        renames; and the hold on files a new journal finds (see `lostjournal`)."""
+        renames; and the holds on files in folders another journal watches or watched (see
+        `lostjournal`)."""
+        self.claims.apply(claimed)
         self.queue.enqueue_unfinished()
         self.queue.enqueue_due_retries()
         self.finishing.retry_pending_actions()
         self.sightings.prune()
         self.finishing.finish_renames()
-        if not self.upload_existing:
-            hold_existing(self.journal, self.settings.watch, self.settings.upload.name_template)
+
+    def roots_moved(self, roots: list[Path]) -> None:
+        """A reload changed the watch roots: new ones are claimed (or contended) at once."""
+        self.claims.moved(roots)
+        self._roots_changed()
+
+    def _roots_changed(self) -> None:
+        statuses = self.claims.claims.statuses()
+        self.keeper.roots_changed(with_claims(self.watcher.root_statuses(), statuses))
 
     def _upkeep(self) -> None:
         """The main loop's chores: retries due, roots re-checked, rescans, reloads, reports."""
@@ -334,37 +345,40 @@ class Daemon:
         if not self.keeper.auth.waiting():
             self.queue.enqueue_due_retries()
         self.queue.enqueue_delayed()
-        if self._due("roots", self.root_check_seconds) and self.watcher.check_roots():
-            self.keeper.roots_changed(self.watcher.root_statuses())
+        if self._chores.due("roots", self.root_check_seconds) and self.watcher.check_roots():
+            self._roots_changed()
         rescan = self.settings.watch.rescan_seconds
-        if rescan and self._due("rescan", rescan):
+        if rescan and self._chores.due("rescan", rescan):
             self._known = self.journal.quick_index()
             found = self.watcher.scan()
             log.info("rescanned the watch folders", new_files=found)
         self._report_status()
         self.events.check_stuck()
-        if self._due("actions", self.actions_retry_seconds):
+        if self._chores.due("actions", self.actions_retry_seconds):
             self.finishing.retry_pending_actions()
             self.finishing.finish_renames()
-
-    def _due(self, chore: str, every: float) -> bool:
-        now = time.monotonic()
-        if now < self._next[chore]:
-            return False
-        self._next[chore] = now + every
-        return True
 
     def _next_attempt(self, attempts: int) -> str:
         delay = self._file_retries.backoff(max(0, attempts - 1))
         return utc_in(delay)
 
     def _report_status(self) -> None:
-        counts = self.journal.counts_by_state()
-        for state in UploadState:
-            self.metrics.files.labels(state).set(counts.get(state, 0))
-        for state, n in self.journal.capture_counts().items():
-            self.metrics.captures.labels(state).set(n)
-        self.keeper.report(extra=f"{self.queue.qsize()} waiting for an upload slot")
+        self.keeper.report_counts(waiting=self.queue.qsize())
+
+
+def _wind_down(daemon: Daemon, threads: list[threading.Thread]) -> None:
+    """Stop: no new work, parts in flight finish (for a while), the folders' claims let go."""
+    daemon.notifier.stopping()
+    log.info("stopping: finishing parts in flight")
+    daemon.keeper.auth.failing.set()  # wakes the authentication probe
+    daemon.watcher.stop()
+    daemon.poller.wake.set()
+    daemon.queue.stop_workers(daemon._worker_count)
+    deadline = time.monotonic() + 8.0
+    for thread in threads:
+        thread.join(timeout=max(0.1, deadline - time.monotonic()))
+    daemon.claims.claims.release()
+    log.info("stopped")
 
 
 def _preflight_checked(

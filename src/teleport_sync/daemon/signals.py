@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
@@ -71,6 +72,9 @@ class RunningDaemon(Protocol):
     metrics: Metrics
     actions_retry_seconds: float
 
+    def roots_moved(self, roots: list[Path]) -> None:
+        """The watch roots changed: claim the new ones, say which are watched."""
+
 
 class Reloader:
     """A requested reload, applied by the main loop (`apply_if_requested`)."""
@@ -100,7 +104,7 @@ class Reloader:
         daemon.console.reload(new.web)
         daemon.watcher.settings = new.watch
         daemon.watcher.set_roots(watch_roots(new))
-        daemon.keeper.roots_changed(daemon.watcher.root_statuses())
+        daemon.roots_moved(watch_roots(new))
         daemon.finishing.actions = FolderActions(
             new, daemon.client, daemon.journal, retry_base_seconds=daemon.actions_retry_seconds
         )

@@ -62,6 +62,7 @@ class Uploads:
         stop: threading.Event,
         next_attempt: Callable[[int], str],
         report_status: Callable[[], None],
+        held_by_claim: Callable[[Path], str | None] = lambda path: None,
     ) -> None:
         self.queue = queue
         self.journal = journal
@@ -76,6 +77,8 @@ class Uploads:
         self.stop = stop
         self._next_attempt = next_attempt
         self._report_status = report_status
+        # Why a file is not uploaded here: another journal's live claim on its folder.
+        self._held_by_claim = held_by_claim
 
     def worker(self) -> None:
         while True:
@@ -119,6 +122,15 @@ class Uploads:
 
     def process(self, record: FileRecord) -> None:
         path = Path(record.path)
+        claimed = self._held_by_claim(path)
+        if claimed is not None:
+            if record.eid is None and record.upload_state != UploadState.UPLOADED:
+                self.journal.reject(
+                    record.path, record.identity, record.input_data_format, record.name, claimed
+                )
+            # A capture begun here waits: queued again when this daemon takes the folder over.
+            log.warning("not starting: another journal watches this folder", path=str(path))
+            return
         waiting = self.control.admit(record)
         if waiting is not None:
             # Paused or held: queued again (`Control.start_watching`) once resumed or approved.

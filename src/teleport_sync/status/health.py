@@ -107,7 +107,10 @@ def health_report(
     if not isinstance(roots, list):
         roots = [_root_without_daemon(p) for p in configured_roots]
     counts = phase_counts(status_rows(journal, options)) if journal is not None else {}
+    # A folder another live journal watches is not uploaded from here (`watch.claim`).
+    claimed = any(r.get("claimed_by") for r in roots)
     ok = running and auth.get("ok") is not False and all(r.get("watched") for r in roots)
+    ok = ok and not claimed
     report: dict[str, Any] = {
         "ok": ok,
         "daemon": {"running": running, "pid": pid},
@@ -150,6 +153,9 @@ def status_line(counts: dict[str, int], auth: AuthSnapshot, roots: list[dict[str
     unwatched = [r["path"] for r in roots if not r.get("watched")]
     if unwatched:
         parts.append(f"not watched: {', '.join(unwatched)}")
+    claimed = [r["path"] for r in roots if r.get("claimed_by")]
+    if claimed:
+        parts.append(f"ANOTHER JOURNAL WATCHES (files held): {', '.join(claimed)}")
     busy = ", ".join(f"{n} {phase}" for phase, n in counts.items() if n)
     parts.append(busy or "no files")
     return "; ".join(parts)

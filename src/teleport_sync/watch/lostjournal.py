@@ -11,23 +11,33 @@ uploaded again; files that arrive after the start are uploaded as usual. On a fi
 marker exists, so nothing is held. `teleport-sync approve PATH` releases a held file (after the
 checks intake would make), as does touching it; `run --upload-existing` skips the hold for one
 start.
+
+The marker is also a claim with a lease (`claim`): a daemon whose journal finds another
+journal's *live* claim on a folder does not upload from it; its files there are held the same
+way, with a reason naming the other journal, its host and its pid (`hold_claimed`). Their
+release waits until that claim is gone.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import WatchSettings
 from ..inputs import InputProblem, capture_name, check_complete, identify, input_format_for
-from ..journal import FileRecord, Journal
+from ..journal import FileRecord, Journal, UploadState
 from ..journal.states import LOST_JOURNAL_HOLD
 from ..logging import get_logger
 from ..models import FileIdentity
 from .candidates import ignore_reason
+from .claim import MARKER, Claim, looks_live, owner_above
 
-MARKER = ".teleport-sync-journal"
+__all__ = ["MARKER", "claimed_reason", "hold_claimed", "hold_existing", "journal_id", "release"]
+
 JOURNAL_ID_FACT = "journal-id"
 
 log = get_logger("teleport_sync.daemon")
@@ -43,36 +53,62 @@ def journal_id(journal: Journal) -> str:
     return made
 
 
-def _marker_id(root: Path) -> str | None:
-    try:
-        return (root / MARKER).read_text(encoding="utf-8").split()[0]
-    except (OSError, UnicodeDecodeError, IndexError):
-        return None
-
-
-def hold_existing(journal: Journal, settings: WatchSettings, name_template: str) -> int:
-    """Hold the files already in roots watched by another journal; mark every root as ours.
-
-    Returns how many files were held.
-    """
-    ours = journal_id(journal)
-    held = 0
-    for root in settings.paths:
-        marked = _marker_id(root)
-        if marked is not None and marked != ours:
-            held += _hold_root(journal, root, settings, name_template)
-        if marked != ours:
-            _mark(root, ours, journal.path)
-    return held
-
-
-def _hold_root(journal: Journal, root: Path, settings: WatchSettings, template: str) -> int:
-    why = (
+def lost_reason(root: Path) -> str:
+    return (
         f"{LOST_JOURNAL_HOLD}this journal has no row for the file, and {root / MARKER} says "
         f"another journal watched {root} (this one was deleted, emptied, replaced or restored "
         "from a backup); whether that journal uploaded the file cannot be known here: check "
         "`teleport-sync captures list`, then run `teleport-sync approve PATH` to upload it"
     )
+
+
+def claimed_reason(root: Path, owner: Claim, path: Path) -> str:
+    """Why a file in a folder another live journal watches is held here (the `held` reason)."""
+    lease = f"{owner.lease_seconds:g} s" if owner.lease_seconds else "a lease"
+    approve = f"teleport-sync approve {shlex.quote(str(path))}"
+    return (
+        f"{LOST_JOURNAL_HOLD}{root} is watched by {owner.who()}, which uploads it; this daemon "
+        "does not upload from a folder another live journal watches (one capture per file). "
+        f"Stop one of the two daemons; if that one stops, this one takes the folder over {lease} "
+        "later and files held meanwhile stay held (the other journal may have uploaded them): "
+        f"check `teleport-sync captures list`, then run `{approve}`"
+    )
+
+
+def hold_existing(journal: Journal, root: Path, settings: WatchSettings, template: str) -> int:
+    """Hold the files already in `root`, which another journal watched (its claim is taken
+    over, or was written by a version without leases). Returns how many were held."""
+    held = _hold_files(journal, root, settings, template, lambda path: lost_reason(root))
+    if held:
+        log.warning("files held: the journal is new to this folder", root=str(root), held=held)
+    return held
+
+
+def hold_claimed(
+    journal: Journal, root: Path, owner: Claim, settings: WatchSettings, template: str
+) -> int:
+    """Hold what this journal would upload from `root`, which another live journal watches:
+    the files it has no row for, and its own rows there whose capture is not made yet."""
+    held = _hold_files(
+        journal, root, settings, template, lambda path: claimed_reason(root, owner, path)
+    )
+    for record in journal.all_files():
+        path = Path(record.path)
+        waiting = record.upload_state in (UploadState.PENDING, UploadState.FAILED)
+        if waiting and record.eid is None and path.is_relative_to(root):
+            why = claimed_reason(root, owner, path)
+            journal.reject(record.path, record.identity, record.input_data_format, record.name, why)
+            held += 1
+    return held
+
+
+def _hold_files(
+    journal: Journal,
+    root: Path,
+    settings: WatchSettings,
+    template: str,
+    why: Callable[[Path], str],
+) -> int:
     known = journal.quick_index()
     held = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -87,10 +123,8 @@ def _hold_root(journal: Journal, root: Path, settings: WatchSettings, template: 
             except (InputProblem, OSError):
                 continue
             identity = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-            journal.reject(str(path), identity, fmt.value, capture_name(template, path), why)
+            journal.reject(str(path), identity, fmt.value, capture_name(template, path), why(path))
             held += 1
-    if held:
-        log.warning("files held: the journal is new to this folder", root=str(root), held=held)
     return held
 
 
@@ -101,6 +135,14 @@ def release(journal: Journal, record: FileRecord) -> str | None:
     file that turns out broken is refused with its real reason instead of uploaded.
     """
     path = Path(record.path)
+    claimed = owner_above(path)
+    if claimed is not None and claimed[1].journal_id != journal_id(journal):
+        folder, owner = claimed
+        if looks_live(owner, folder, time.time()):
+            return (
+                f"{path}: {folder} is watched by {owner.who()}, which uploads it; stop that "
+                "daemon first (this one takes the folder over once that claim's lease expires)"
+            )
     try:
         completeness = check_complete(path)
         identity = identify(path)
@@ -117,19 +159,3 @@ def release(journal: Journal, record: FileRecord) -> str | None:
     )
     journal.approve(record.id)  # bumps the control generation: a running daemon queues it
     return None
-
-
-def _mark(root: Path, ours: str, journal_path: Path) -> None:
-    try:
-        # Private like the journal it names (DESIGN §3a): the station's id and journal path.
-        fd = os.open(root / MARKER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as marker:
-            marker.write(f"{ours}\n{journal_path}\n")
-    except OSError as exc:
-        log.warning(
-            "cannot write the journal's marker into the watch folder: uploads go on, but if this "
-            "journal is ever lost, the files already here will be uploaded again (a new journal "
-            "could not tell it is not a first start); let the daemon write the folder to avoid it",
-            root=str(root),
-            error=exc.strerror or str(exc),
-        )

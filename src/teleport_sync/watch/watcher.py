@@ -69,6 +69,18 @@ def settle_step(
     return previous, now - previous.stable_since >= settle_seconds
 
 
+def _watch(observer: BaseObserver, handler: _Handler, root: Path, recursive: bool) -> ObservedWatch:
+    return observer.schedule(
+        handler,
+        str(root),
+        recursive=recursive,
+        event_filter=handler.EVENTS,
+        # A root that is itself a symlink (a share reached by a second path) is watched where
+        # it points; without this, inotify would watch the link itself and see nothing.
+        follow_symlink=root.is_symlink(),
+    )
+
+
 class _Handler(FileSystemEventHandler):
     """watchdog calls the `on_<event type>` method; `EVENTS` (the schedule's `event_filter`)
     keeps the others (opens, reads, folder mtime changes) from being delivered at all."""
@@ -213,9 +225,7 @@ class Watcher:
         observer = self._polling_observer() if network else self._observer
         handler = _Handler(self, root)
         try:
-            return observer, observer.schedule(
-                handler, str(root), recursive=self.settings.recursive, event_filter=handler.EVENTS
-            )
+            return observer, _watch(observer, handler, root, self.settings.recursive)
         except OSError as exc:
             if network or observer is not self._observers[0]:
                 raise
@@ -229,9 +239,7 @@ class Watcher:
             self._observer = self._polling_factory()
             self._observer.start()
             self._observers.append(self._observer)
-            return self._observer, self._observer.schedule(
-                handler, str(root), recursive=self.settings.recursive, event_filter=handler.EVENTS
-            )
+            return self._observer, _watch(self._observer, handler, root, self.settings.recursive)
 
     def _polling_observer(self) -> BaseObserver:
         """For roots on network file systems, where inotify misses other machines' writes."""

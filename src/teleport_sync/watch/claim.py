@@ -1,0 +1,499 @@
+"""One live journal per watch folder: a claim with a lease, kept fresh in the folder's marker.
+
+Two daemons with their own journals on one folder (the system service and a `run` from a
+user's account, or two machines mounting one share) would both upload every file dropped in
+it: two captures, paid twice. So each watch root is claimed by one journal. The claim lives in
+the root's hidden marker (`.teleport-sync-journal`), which every daemon can read wherever the
+folder is mounted:
+
+    <journal id>            (first line: what older versions read)
+    <journal path>
+    host=<hostname>  pid=<pid>  run=<random id of this start>
+    renewed_at=<owner's wall clock, epoch seconds>  lease_seconds=<lease>   (one per line)
+    beat=<n>                  (counts the owner's heartbeats: the marker changes at each one,
+                               whatever the clocks say)
+    stopped_at=<wall clock>   (only once the owner stopped cleanly: the claim is free)
+
+The owner rewrites it (a new file renamed over the old one, so a reader never sees half of it)
+every quarter of the lease: its heartbeat. Where the folder is local the owner also holds an
+exclusive `flock` on the folder itself, which the kernel drops when the process dies; NFS and
+SMB locks are not trusted, so the heartbeat is what counts there.
+
+Another daemon that finds a live claim (the lock is held, or the heartbeat moves) is a
+*contender*: it does not upload from that folder (the daemon holds its files, naming the
+owner). A claim is expired when its marker has not changed for a whole lease by the reader's
+own clock (wall clocks of two machines may disagree; a heartbeat that moves cannot lie), or,
+on first sight, when its last heartbeat is older than two leases by the reader's wall clock.
+An expired claim (or one written by a version without leases) is taken over, and said.
+
+The marker never flips between two owners: only the owner writes it, and an owner that finds
+someone else's claim in the marker at its next heartbeat (two daemons that started at the same
+moment on two machines; an owner suspended for longer than its lease and taken over) steps
+down and says so, instead of writing it back.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..logging import get_logger
+
+MARKER = ".teleport-sync-journal"
+DEFAULT_LEASE_SECONDS = 60.0
+
+log = get_logger("teleport_sync.daemon")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a root's marker says: which journal watches the folder, from where, how fresh."""
+
+    journal_id: str
+    journal: str = "?"
+    host: str = "?"
+    pid: int | None = None
+    run: str = ""
+    renewed_at: float | None = None  # None: written by a version without leases
+    lease_seconds: float | None = None
+    stopped_at: float | None = None  # the owner stopped cleanly: free to take
+    beat: int = 0
+
+    def who(self) -> str:
+        """`journal 0123abcd (/var/lib/teleport-sync/journal.sqlite3) on host nas, pid 812`"""
+        pid = f"pid {self.pid}" if self.pid is not None else "pid unknown"
+        return f"journal {self.journal_id} ({self.journal}) on host {self.host}, {pid}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "journal_id": self.journal_id,
+            "journal": self.journal,
+            "host": self.host,
+            "pid": self.pid,
+            "renewed_at": self.renewed_at,
+            "lease_seconds": self.lease_seconds,
+            "stopped_at": self.stopped_at,
+        }
+
+
+def parse_marker(text: str) -> Claim | None:
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        return None
+    fields = dict(line.split("=", 1) for line in lines[2:] if "=" in line)
+    try:
+        return Claim(
+            journal_id=lines[0].split()[0],
+            journal=lines[1].strip() if len(lines) > 1 else "?",
+            host=fields.get("host", "?"),
+            pid=int(fields["pid"]) if fields.get("pid", "").isdigit() else None,
+            run=fields.get("run", ""),
+            renewed_at=float(fields["renewed_at"]) if "renewed_at" in fields else None,
+            lease_seconds=float(fields["lease_seconds"]) if "lease_seconds" in fields else None,
+            stopped_at=float(fields["stopped_at"]) if "stopped_at" in fields else None,
+            beat=int(fields.get("beat", "0")),
+        )
+    except ValueError:
+        return None
+
+
+def format_marker(claim: Claim) -> str:
+    return (
+        f"{claim.journal_id}\n{claim.journal}\nhost={claim.host}\npid={claim.pid}\n"
+        f"run={claim.run}\nrenewed_at={claim.renewed_at:.3f}\n"
+        f"lease_seconds={claim.lease_seconds:g}\nbeat={claim.beat}\n"
+        + (f"stopped_at={claim.stopped_at:.3f}\n" if claim.stopped_at is not None else "")
+    )
+
+
+def read_marker(root: Path) -> str | None:
+    """The marker's text, or None when there is none (or it cannot be read)."""
+    try:
+        return (root / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def lock_is_held(root: Path) -> bool:
+    """Does a process on this machine hold the folder's claim lock? (False when unknown.)"""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False  # no locks here (some network file systems): the lease decides
+    finally:
+        os.close(fd)  # closing drops a lock this call took
+    return False
+
+
+def looks_live(claim: Claim, root: Path, wall: float) -> bool:
+    """One look, no history (for `approve`): is this claim live? The lock, or a heartbeat
+    younger than two leases by this machine's clock."""
+    if lock_is_held(root):
+        return True
+    if claim.renewed_at is None or claim.lease_seconds is None or claim.stopped_at is not None:
+        return False
+    return wall - claim.renewed_at <= 2 * claim.lease_seconds
+
+
+def owner_above(path: Path) -> tuple[Path, Claim] | None:
+    """The nearest folder above `path` with a marker, and its claim."""
+    for folder in path.parents:
+        text = read_marker(folder)
+        if text is not None:
+            claim = parse_marker(text)
+            return (folder, claim) if claim is not None else None
+    return None
+
+
+@dataclass
+class _Root:
+    """One watched folder, as this daemon sees its claim."""
+
+    path: Path
+    aliases: tuple[Path, ...] = ()  # every configured path that reaches this folder
+    ours: bool = False
+    owner: Claim | None = None  # the live claim of another journal, while contending
+    taken_over_from: Claim | None = None
+    lock_fd: int | None = None
+    last_text: str | None = None  # the marker as last read (contender) or written (owner)
+    unchanged_since: float = 0.0  # our monotonic clock, when last_text was first seen
+    fresh: bool = True  # not looked at yet: the first look may trust the wall clock
+
+
+@dataclass(frozen=True)
+class Change:
+    """A claim that changed hands: taken (`took_over`: from whom) or lost (`lost_to`)."""
+
+    root: Path
+    took_over: Claim | None = None
+    lost_to: Claim | None = None
+    first: bool = False  # the folder had no marker: a first start
+
+
+class Claims:
+    """This daemon's claims on its watch roots: taken at start, renewed by `beat`."""
+
+    def __init__(
+        self,
+        journal_id: str,
+        journal_path: Path,
+        roots: list[Path],
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        host: str | None = None,
+        pid: int | None = None,
+        os_lock: bool = True,
+    ) -> None:
+        self.journal_id = journal_id
+        self.journal_path = journal_path
+        self.lease_seconds = lease_seconds
+        self._monotonic = monotonic
+        self._wall = wall
+        self.host = host or socket.gethostname()
+        self.pid = os.getpid() if pid is None else pid
+        self.run = secrets.token_hex(6)
+        # False: no `flock` (as between two machines on a share, where only the marker speaks).
+        self.os_lock = os_lock
+        self.roots = [_Root(paths[0], tuple(paths)) for paths in _by_folder(roots)]
+        self._unwritable: set[Path] = set()
+        self._beats = 0
+        # The heartbeat thread, a reload and the upload workers share the roots' state.
+        self._lock_state = threading.RLock()
+
+    @property
+    def beat_seconds(self) -> float:
+        return self.lease_seconds / 4
+
+    def start(self) -> list[Change]:
+        """Claim every root that is free, ours or expired; contend for the others."""
+        return self.beat()
+
+    def beat(self) -> list[Change]:
+        """The heartbeat: owners renew (or step down), contenders look for an expired claim."""
+        changes = []
+        with self._lock_state:
+            for root in self.roots:
+                if root.ours:
+                    change = self._renew(root)
+                else:
+                    change = self._try_claim(root, first_sight=root.fresh)
+                    root.fresh = False
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def set_roots(self, roots: list[Path]) -> list[Change]:
+        """A reload's roots: new folders are claimed now, folders no longer watched let go."""
+        with self._lock_state:
+            known = {root.path: root for root in self.roots}
+            kept = []
+            for paths in _by_folder(roots):
+                root = known.pop(paths[0], None) or _Root(paths[0])
+                root.aliases = tuple(paths)
+                kept.append(root)
+            for gone in known.values():
+                self._unlock(gone)
+            self.roots = kept
+        return self.beat_fresh()
+
+    def beat_fresh(self) -> list[Change]:
+        """Claim (or contend for) the roots not looked at yet."""
+        changes = []
+        with self._lock_state:
+            for root in self.roots:
+                if root.fresh:
+                    change = self._try_claim(root, first_sight=True)
+                    root.fresh = False
+                    if change is not None:
+                        changes.append(change)
+        return changes
+
+    def release(self) -> None:
+        """A clean stop: each claim is marked stopped (another journal may take the folder at
+        once) and its lock let go. A daemon that dies instead leaves a lease to expire."""
+        with self._lock_state:
+            for root in self.roots:
+                if root.ours and self._still_ours(root):
+                    self._write(root, stopped=True)
+                self._unlock(root)
+
+    def _still_ours(self, root: _Root) -> bool:
+        text = read_marker(root.path)
+        claim = parse_marker(text) if text is not None else None
+        return claim is not None and (claim.journal_id, claim.run) == (self.journal_id, self.run)
+
+    def owner_of(self, path: Path) -> tuple[Path, Claim] | None:
+        """(root, the other journal's live claim) when `path` is in a folder it owns."""
+        with self._lock_state:
+            for root in self.roots:
+                if root.owner is None:
+                    continue
+                for alias in root.aliases:
+                    if path == alias or path.is_relative_to(alias):
+                        return alias, root.owner
+        return None
+
+    def contended(self) -> list[tuple[Path, Claim]]:
+        """(root, owner) of every folder another live journal owns."""
+        with self._lock_state:
+            return [(r.path, r.owner) for r in self.roots if r.owner is not None]
+
+    def statuses(self) -> dict[Path, dict[str, object]]:
+        """Per configured root: `claimed_by` (another journal's live claim, or None) and
+        `taken_over_from` (the expired claim this daemon took over, or None)."""
+        return {
+            alias: {
+                "claimed_by": root.owner.to_json() if root.owner else None,
+                "taken_over_from": (
+                    root.taken_over_from.to_json() if root.taken_over_from else None
+                ),
+            }
+            for root in self.roots
+            for alias in root.aliases
+        }
+
+    # -- one root -------------------------------------------------------------------------------
+
+    def _try_claim(self, root: _Root, *, first_sight: bool) -> Change | None:
+        text = read_marker(root.path)
+        claim = parse_marker(text) if text is not None else None
+        if claim is not None and claim.journal_id == self.journal_id and first_sight:
+            return self._take(root, None, first=False)  # ours, from an earlier start
+        if claim is not None and claim.journal_id != self.journal_id:
+            if self._live(root, claim, text, first_sight):
+                return self._contend(root, claim)
+        elif claim is not None and self._live(root, claim, text, first_sight):
+            return self._contend(root, claim)  # our id, someone else's run: a copied journal
+        if not self._lock(root):
+            return self._contend(root, claim or Claim("?", host="this machine"))
+        if read_marker(root.path) != text:  # written while we looked: look again next beat
+            self._unlock(root)
+            return None
+        return self._take(root, claim, first=claim is None)
+
+    def _live(self, root: _Root, claim: Claim, text: str | None, first_sight: bool) -> bool:
+        if self.os_lock and lock_is_held(root.path):
+            return True
+        if claim.renewed_at is None or claim.lease_seconds is None:
+            return False  # an older version's marker: no heartbeat to wait for
+        if claim.stopped_at is not None:
+            return False  # its owner stopped cleanly and said so
+        now = self._monotonic()
+        if text != root.last_text:
+            root.last_text, root.unchanged_since = text, now
+            # First sight: a heartbeat older than two leases by our clock stopped long ago.
+            return not (first_sight and self._wall() - claim.renewed_at > 2 * claim.lease_seconds)
+        return now - root.unchanged_since < claim.lease_seconds
+
+    def _contend(self, root: _Root, owner: Claim) -> Change | None:
+        changed = root.owner is None or (root.owner.journal_id, root.owner.run) != (
+            owner.journal_id,
+            owner.run,
+        )
+        root.owner = owner
+        if changed:
+            log.error(
+                "another journal watches this folder: its files are held here, not uploaded "
+                "twice; stop one of the two daemons (or give them different folders)",
+                root=str(root.path),
+                owner=owner.who(),
+            )
+        return None
+
+    def _take(self, root: _Root, previous: Claim | None, *, first: bool) -> Change | None:
+        foreign = previous is not None and (previous.journal_id, previous.run) != (
+            self.journal_id,
+            self.run,
+        )
+        taken = foreign and previous is not None and previous.journal_id != self.journal_id
+        root.ours, root.owner = True, None
+        self._lock(root)
+        self._write(root)
+        if taken:
+            root.taken_over_from = previous
+            log.warning(
+                "took over the watch folder: the journal that watched it stopped; files it "
+                "left are held until approved",
+                root=str(root.path),
+                previous=previous.who() if previous else None,
+                how=_how_it_ended(previous),
+            )
+            return Change(root.path, took_over=previous)
+        return Change(root.path, first=True) if first else None
+
+    def _renew(self, root: _Root) -> Change | None:
+        text = read_marker(root.path)
+        claim = parse_marker(text) if text is not None else None
+        if claim is not None and (claim.journal_id, claim.run) != (self.journal_id, self.run):
+            root.ours = False
+            self._unlock(root)
+            root.owner, root.last_text, root.unchanged_since = claim, text, self._monotonic()
+            log.error(
+                "lost the claim on the watch folder to another journal (both started at once, "
+                "or this daemon was stopped longer than its lease): its files are held here "
+                "from now on",
+                root=str(root.path),
+                owner=claim.who(),
+            )
+            return Change(root.path, lost_to=claim)
+        self._write(root)
+        return None
+
+    def _write(self, root: _Root, *, stopped: bool = False) -> None:
+        now = self._wall()
+        self._beats += 1
+        claim = Claim(
+            self.journal_id,
+            str(self.journal_path),
+            self.host,
+            self.pid,
+            self.run,
+            now,
+            self.lease_seconds,
+            now if stopped else None,
+            self._beats,
+        )
+        target = root.path / MARKER
+        temporary = root.path / f"{MARKER}.{self.run}.tmp"
+        try:
+            # Private like the journal it names (DESIGN §3a): the station's id and journal path.
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as marker:
+                marker.write(format_marker(claim))
+            os.replace(temporary, target)
+        except OSError as exc:
+            self._cannot_write(root.path, exc)
+            return
+        self._unwritable.discard(root.path)
+
+    def _cannot_write(self, root: Path, exc: OSError) -> None:
+        if root in self._unwritable:
+            return  # said once until it works again
+        self._unwritable.add(root)
+        log.warning(
+            "cannot write the journal's marker into the watch folder: uploads go on, but "
+            "another daemon on this folder cannot see this one, and if this journal is ever "
+            "lost the files already here will be uploaded again; let the daemon write the folder",
+            root=str(root),
+            error=exc.strerror or str(exc),
+        )
+
+    def _lock(self, root: _Root) -> bool:
+        """Take the folder's lock (kept while we own it): False when another process has it."""
+        if root.lock_fd is not None or not self.os_lock:
+            return True
+        try:
+            fd = os.open(root.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return True  # no folder to lock: the marker write says what is wrong
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            return exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+        root.lock_fd = fd
+        return True
+
+    def _unlock(self, root: _Root) -> None:
+        if root.lock_fd is not None:
+            os.close(root.lock_fd)
+            root.lock_fd = None
+
+
+def _how_it_ended(claim: Claim | None) -> str:
+    if claim is None or claim.renewed_at is None:
+        return "its marker was written by a version without leases"
+    if claim.stopped_at is not None:
+        return "it stopped cleanly"
+    return f"its lease ({claim.lease_seconds:g} s) expired without a heartbeat"
+
+
+def _by_folder(roots: list[Path]) -> list[list[Path]]:
+    """Configured roots grouped by the folder they reach: a folder named twice (a symlink and
+    its target) is one claim and one lock (a second `flock` on it from this process would fail
+    against the first)."""
+    groups: dict[object, list[Path]] = {}
+    for root in roots:
+        try:
+            st = root.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:
+            key = root
+        groups.setdefault(key, []).append(root)
+    return list(groups.values())
+
+
+def with_claims(
+    statuses: list[dict[str, object]], claims: dict[Path, dict[str, object]]
+) -> list[dict[str, object]]:
+    """The watcher's root statuses with each root's claim: `claimed_by` (another journal's
+    live claim: the root's `problem` says so) and `taken_over_from`."""
+    merged = []
+    for status in statuses:
+        info = claims.get(Path(str(status["path"])), {"claimed_by": None, "taken_over_from": None})
+        row = {**status, **info}
+        owner = info.get("claimed_by")
+        if isinstance(owner, dict):
+            row["problem"] = (
+                f"another journal watches this folder: journal {owner['journal_id']} "
+                f"({owner['journal']}) on host {owner['host']}, pid {owner['pid']}; its files "
+                "are held here, not uploaded twice. Stop one of the two daemons"
+            )
+        merged.append(row)
+    return merged

@@ -1,0 +1,261 @@
+"""One folder, one live journal (issue 31): two daemons with their own journals on one folder
+upload each file once; the second holds its files naming the first and says it is unhealthy;
+a claim whose owner died is taken over once its lease expires, and said; the marker never flips
+between two owners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from teleport_sync.emulator.faults import EmulatorConfig
+from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.watch.claim import MARKER, Claims, parse_marker
+
+from .conftest import write_config
+from .helpers import MIB, make_zip, wait_for
+from .test_faults import DaemonProcess, status
+
+LEASE = 1.0  # seconds: the daemons beat every quarter of it, so the tests stay fast
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(seed=31, chunk_size=5 * MIB, processing_delay_seconds=0.2)
+
+
+def station(tmp_path: Path, emulator: EmulatorServer, name: str, watched: Path) -> Path:
+    """A station's config: its own journal and results, watching `watched`."""
+    home = tmp_path / name
+    home.mkdir()
+    return write_config(
+        home / "config.toml",
+        emulator,
+        extra=(
+            f'[watch]\npaths = ["{watched}"]\nsettle_seconds = 0.3\n'
+            f"claim_lease_seconds = {LEASE}\n"
+            "[poll]\ninterval_seconds = 0.3\n"
+            f'[results]\ndir = "{home / "results"}"\n'
+            '[log]\nlevel = "DEBUG"\nformat = "json"\n'
+        ),
+    )
+
+
+def health(config: Path) -> tuple[int, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEPORT_SYNC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "teleport_sync", "--config", str(config), "health", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def captures_named(emulator: EmulatorServer, name: str) -> int:
+    return sum(1 for c in emulator.backend.captures.values() if c.name.startswith(name))
+
+
+def started(daemon: DaemonProcess) -> bool:
+    return '"watching"' in daemon.log.read_text()
+
+
+def marker_journal(folder: Path) -> str:
+    claim = parse_marker((folder / MARKER).read_text())
+    assert claim is not None
+    return claim.journal
+
+
+@pytest.mark.parametrize("reached", ["same path", "symlink"])
+def test_two_daemons_on_one_folder_upload_each_file_once(
+    emulator: EmulatorServer, tmp_path: Path, reached: str
+) -> None:
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    other_path = inbox
+    if reached == "symlink":
+        other_path = tmp_path / "mnt-share"
+        other_path.symlink_to(inbox, target_is_directory=True)
+    first_cfg = station(tmp_path, emulator, "service", inbox)
+    second_cfg = station(tmp_path, emulator, "user", other_path)
+    first = DaemonProcess(first_cfg, tmp_path / "service.log")
+    second = None
+    try:
+        wait_for(lambda: started(first), 30, "the first daemon")
+        second = DaemonProcess(second_cfg, tmp_path / "user.log")
+        wait_for(lambda: started(second), 30, "the second daemon")
+        first_journal = str(tmp_path / "service" / "journal.sqlite3")
+
+        code, report = health(second_cfg)
+        assert code == 1 and report["ok"] is False
+        root = report["roots"][0]  # type: ignore[index]
+        assert root["claimed_by"]["journal"] == first_journal
+        assert root["claimed_by"]["pid"] == first.process.pid
+        assert f"pid {first.process.pid}" in root["problem"]
+        assert health(first_cfg)[0] == 0
+
+        make_zip(inbox / "scan.zip")
+        wait_for(
+            lambda: status(first_cfg).get("scan.zip", {}).get("capture_state") == "READY",
+            30,
+            "the owner's upload",
+        )
+        wait_for(
+            lambda: status(second_cfg).get("scan.zip", {}).get("phase") == "held",
+            30,
+            "the second daemon's hold",
+        )
+        held = status(second_cfg)["scan.zip"]
+        reason = str(held["reason"])
+        assert first_journal in reason and f"pid {first.process.pid}" in reason
+        assert socket.gethostname() in reason
+        refused = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "teleport_sync",
+                "--config",
+                str(second_cfg),
+                "approve",
+                str(held["path"]),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0
+        assert "stop that daemon first" in refused.stdout + refused.stderr
+        assert marker_journal(inbox) == first_journal, "the marker never changes hands"
+    finally:
+        if second is not None:
+            assert second.stop() == 0
+        assert first.stop() == 0
+    assert captures_named(emulator, "scan.zip") == 1
+    assert "another journal watches this folder" in (tmp_path / "user.log").read_text()
+
+
+def test_a_killed_owners_folder_is_taken_over_once_its_lease_expires(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    first_cfg = station(tmp_path, emulator, "service", inbox)
+    second_cfg = station(tmp_path, emulator, "user", inbox)
+    first = DaemonProcess(first_cfg, tmp_path / "service.log")
+    second = None
+    try:
+        wait_for(lambda: started(first), 30, "the first daemon")
+        second = DaemonProcess(second_cfg, tmp_path / "user.log")
+        wait_for(lambda: started(second), 30, "the second daemon")
+        make_zip(inbox / "while-both.zip")
+        wait_for(
+            lambda: status(first_cfg).get("while-both.zip", {}).get("capture_state") == "READY",
+            30,
+            "the owner's upload",
+        )
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        wait_for(lambda: "took over the watch folder" in second.log.read_text(), 30, "takeover")
+        code, report = health(second_cfg)
+        root = report["roots"][0]  # type: ignore[index]
+        assert root["claimed_by"] is None
+        assert root["taken_over_from"]["pid"] == first.process.pid
+        assert code == 0
+        assert marker_journal(inbox) == str(tmp_path / "user" / "journal.sqlite3")
+
+        make_zip(inbox / "after.zip")
+        wait_for(
+            lambda: status(second_cfg).get("after.zip", {}).get("capture_state") == "READY",
+            30,
+            "the new owner's upload",
+        )
+        assert status(second_cfg)["while-both.zip"]["phase"] == "held"
+    finally:
+        if second is not None:
+            assert second.stop() == 0
+        first.stop()
+    assert captures_named(emulator, "while-both.zip") == 1
+    assert captures_named(emulator, "after.zip") == 1
+    assert "expired without a heartbeat" in (tmp_path / "user.log").read_text()
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claims(
+    folder: Path, journal_id: str, mono: Clock, wall: Clock, *, lock: bool = False
+) -> Claims:
+    """A station's claims; without OS locks unless asked (two machines on one share)."""
+    return Claims(
+        journal_id,
+        folder / f"{journal_id}.sqlite3",
+        [folder],
+        lease_seconds=60.0,
+        monotonic=mono,
+        wall=wall,
+        host=journal_id,
+        os_lock=lock,
+    )
+
+
+def test_an_owner_whose_clock_is_behind_is_replaced_once_and_steps_down(tmp_path: Path) -> None:
+    """Wall clocks of two machines disagree: the second may take the claim on first sight, but
+    the first then steps down at its next heartbeat instead of writing the marker back."""
+    mono = Clock(0.0)
+    owner = claims(tmp_path, "a", mono, Clock(1_000.0))  # ten minutes behind
+    other = claims(tmp_path, "b", mono, Clock(1_600.0))
+    assert [c.first for c in owner.start()] == [True]
+    taken = other.start()
+    assert taken and taken[0].took_over is not None and taken[0].took_over.journal_id == "a"
+    lost = owner.beat()
+    assert lost and lost[0].lost_to is not None and lost[0].lost_to.journal_id == "b"
+    for _ in range(5):
+        mono.now += 15
+        owner.beat()
+        other.beat()
+        assert parse_marker((tmp_path / MARKER).read_text()).journal_id == "b"  # type: ignore[union-attr]
+    assert owner.owner_of(tmp_path / "x.zip") is not None
+    assert other.owner_of(tmp_path / "x.zip") is None
+
+
+def test_a_silent_claim_expires_after_a_lease_of_the_readers_clock(tmp_path: Path) -> None:
+    mono = Clock(0.0)
+    owner = claims(tmp_path, "a", mono, Clock(5_000.0))
+    other = claims(tmp_path, "b", mono, Clock(9_000.0))  # far ahead: must not matter later
+    owner.start()
+    other.roots[0].fresh = False  # not a first sight: only the heartbeat counts
+    assert other.beat() == []
+    assert other.owner_of(tmp_path / "x.zip") is not None
+    for _ in range(8):  # the owner keeps beating for two minutes: live throughout
+        mono.now += 15
+        owner.beat()
+        assert other.beat() == []
+    mono.now += 59  # the owner died: no beat for just under a lease
+    assert other.beat() == []
+    mono.now += 2
+    changes = other.beat()
+    assert changes and changes[0].took_over is not None
+    assert other.owner_of(tmp_path / "x.zip") is None
+
+
+def test_a_clean_stop_frees_the_folder_at_once(tmp_path: Path) -> None:
+    mono = Clock(0.0)
+    owner = claims(tmp_path, "a", mono, Clock(100.0), lock=True)
+    other = claims(tmp_path, "b", mono, Clock(100.0), lock=True)
+    owner.start()
+    assert other.start() == []  # the lock is held: live
+    owner.release()
+    changes = other.beat()
+    assert changes and changes[0].took_over is not None
+    assert changes[0].took_over.stopped_at is not None

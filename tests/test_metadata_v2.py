@@ -241,3 +241,43 @@ def test_the_daemon_shows_what_teleport_did_in_the_console_and_the_ready_notific
     assert Image.open(io.BytesIO(thumb.content)).size == (240, 180)  # drawn from the zip
     assert beyond.status_code == 404  # only the photos left out are served
     assert len(path) == 14 and all(len(p) == 3 for p in path)
+
+
+def test_a_video_names_the_frames_left_out_by_the_services_numbering(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from teleport_sync.inputs.samples import box, video_moov
+
+    set_knobs(emulator, cameras_left_out=[], cameras_leave_out_every=4)
+    config = config_for(tmp_path, emulator)
+    # A walk of 300 frames (30 s at 10 fps): ftyp, mdat, then moov, as cameras write it.
+    ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    mdat = box(b"mdat", os.urandom(64 * 1024))
+    moov = video_moov(frames=300, data_offset=len(ftyp) + 8, data_size=len(mdat) - 8)
+    clip = tmp_path / "walk.mp4"
+    clip.write_bytes(ftyp + mdat + moov)
+    result = run_cli("--config", str(config), "upload", "--follow", str(clip))
+    assert result.returncode == 0, result.stdout + result.stderr
+    [capture] = emulator.backend.captures.values()
+    assert capture.num_frames == 300  # the video's frames, counted from its moov
+    posed = status_rows(config)["walk.mp4"]["teleport_posed"]
+    assert posed["kind"] == "video frames" and posed["matched"] is True
+    # The service tried frames 0, 15, ..., 285 (20) and left out every 4th: 45, 105, ...;
+    # the last one (285) is left out too, past the last posed frame: it cannot be seen.
+    assert posed["left_out"] == [f"frame_{n:05d}.jpg" for n in (45, 105, 165, 225)]
+    assert (posed["posed"], posed["frames"]) == (15, 19)
+    assert posed["sentence"].startswith("Teleport posed 15 of 19 video frames; left out:")
+
+
+def test_a_failure_slug_reads_as_what_to_do_in_status(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    set_knobs(emulator, fail_processing_with="NOT_ENOUGH_FRAMES")
+    config = config_for(tmp_path, emulator)
+    scan = photo_zip(tmp_path / "thin.zip", PHOTOS[:3])
+    result = run_cli("--config", str(config), "upload", "--follow", str(scan))
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = status_rows(config)["thin.zip"]
+    assert row["phase"] == "failed" and row["error"].startswith("NOT_ENOUGH_FRAMES")
+    assert row["reason"].startswith("NOT_ENOUGH_FRAMES: the service found too few usable frames")
+    assert row["teleport_posed"] is None

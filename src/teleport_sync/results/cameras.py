@@ -124,6 +124,10 @@ def posed_of(cameras_file: Path, input_path: Path, input_format: str) -> Telepor
     zip's photos matched by name, a video's frames by the service's numbering."""
     if not cameras_file.is_file():
         return None
+    cameras = load_cameras(cameras_file)
+    if not cameras:  # unreadable, or a shape not known: say nothing rather than "0 posed"
+        log.warning("the camera list names no camera; not read", cameras=str(cameras_file))
+        return None
     photos = None
     if input_format == InputDataFormat.BULK_IMAGES:
         try:
@@ -131,6 +135,6 @@ def posed_of(cameras_file: Path, input_path: Path, input_format: str) -> Telepor
         except OSError as exc:  # the input cannot be read: the count alone, said why
             log.warning("cannot read the input's names", path=str(input_path), error=str(exc))
             photos = []
-    posed = summarize(load_cameras(cameras_file), photos)
+    posed = summarize(cameras, photos)
     log.info(posed.sentence(), path=str(input_path))
     return posed

@@ -8,8 +8,14 @@
 # `client_secret` appears as /run/secrets/client_secret, read as $CREDENTIALS_DIRECTORY/client_secret
 # (mode 0600 and owned by the container's user, as the daemon refuses secrets others can read).
 
+# The base: the official Python image. Any Debian bookworm image with Python 3.11 and pip (and
+# pip free to install outside a venv) serves: the test suite, where no image registry is
+# reachable, builds on a stand-in made from Debian's own packages (tests/container_engine.py):
+#   docker build --build-arg BASE=localhost/teleport-sync-base:bookworm ...
+ARG BASE=python:3.11-slim-bookworm
+
 # Build the wheel apart, so the image carries neither the sources nor the build tools.
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE} AS build
 # A C compiler for the optional MD5 lanes kernel (src/teleport_sync/api/_md5lanes.c: parts'
 # ETag checks several times faster); only in this stage, the image carries none. Debian's
 # current gcc is what is wanted, not a pinned build of it.
@@ -22,7 +28,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 # A fixed uid (10001), so files on bind mounts (the secret, the results folder) can be given
 # to it: `chown 10001:10001`.
 RUN groupadd --system --gid 10001 teleport-sync \
@@ -34,10 +40,14 @@ RUN groupadd --system --gid 10001 teleport-sync \
 COPY --from=build /wheels /tmp/wheels
 # With the preflight extra (numpy, Pillow, PyAV: wheels that bring their own codecs), as the
 # README's first command installs it: photos and frames are checked before money is spent.
+# `--build-arg EXTRAS=` leaves it out (the image is then ~230 MB smaller, and `health` says
+# pre-flight is off for want of it). The pose extra (pycolmap) is not in the image: its
+# check is reported as not installed.
 # The wheel is this project's own, its dependencies bounded by its pyproject.toml.
+ARG EXTRAS=preflight
 # hadolint ignore=DL3013
 RUN wheel="$(find /tmp/wheels -name 'teleport_sync-*.whl')" \
-    && pip install --no-cache-dir "${wheel}[preflight]" \
+    && pip install --no-cache-dir "${wheel}${EXTRAS:+[${EXTRAS}]}" \
     && rm -rf /tmp/wheels
 
 # STATE_DIRECTORY puts the journal in its volume (as systemd's StateDirectory= does);

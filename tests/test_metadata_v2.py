@@ -281,3 +281,39 @@ def test_a_failure_slug_reads_as_what_to_do_in_status(
     assert row["phase"] == "failed" and row["error"].startswith("NOT_ENOUGH_FRAMES")
     assert row["reason"].startswith("NOT_ENOUGH_FRAMES: the service found too few usable frames")
     assert row["teleport_posed"] is None
+
+
+def test_v2_down_brings_the_models_through_v1_with_a_note_and_is_not_remembered(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    auto = ModelOptions(metadata=MetadataChoice("auto"))
+    with client_for(emulator) as client, Journal(tmp_path / "j.sqlite3") as journal:
+        _, sid = ready_capture(emulator, client, "chair.zip")
+        set_knobs(emulator, metadata_v2_status=503)  # after the client's own retries
+        plan = plan_models(client, sid, ["ply", "sogs-sh0"], tmp_path / "a", auto, facts=journal)
+        asked = len(calls(emulator, "/api/v2/"))
+        assert plan.versions == {"ply": "v1", "sogs-sh0": "v1"} and plan.cameras_url is None
+        assert plan.notes and "metadata v2 did not answer" in plan.notes[0]
+        assert asked == 6  # one profile's retries; the next profile went straight to v1
+        assert not [k for k in _facts(journal) if k.startswith("metadata-version")]
+        set_knobs(emulator, metadata_v2_status=200)
+        again = plan_models(client, sid, ["ply"], tmp_path / "b", auto, facts=journal)
+        assert again.versions == {"ply": "v2"} and not again.notes
+
+
+def test_crop_variant_and_coord_system_are_set_per_folder(tmp_path: Path) -> None:
+    from teleport_sync.config import Settings
+    from teleport_sync.results.actions import model_options
+    from teleport_sync.watch.folders import effective
+
+    settings = Settings(
+        watch={
+            "paths": [tmp_path / "in"],
+            "folder": [{"path": tmp_path / "in" / "drone", "crop_variant": "full"}],
+        },
+        results={"crop_variant": "autocrop", "coord_system": "colmap"},
+    )
+    drone = model_options(effective(settings, tmp_path / "in" / "drone" / "a.zip").results)
+    other = model_options(effective(settings, tmp_path / "in" / "b.zip").results)
+    assert drone.metadata == MetadataChoice("auto", "full", "colmap")
+    assert other.metadata == MetadataChoice("auto", "autocrop", "colmap")

@@ -272,7 +272,7 @@ class Actions:
             )
         fetch_models(self.client, plan, self.access)
         notes = [f"the server had no models for profiles {', '.join(plan.missing)}"]
-        notes = notes if plan.missing else []
+        notes = (notes if plan.missing else []) + plan.notes
         extras: list[str] = []
         # Extras: a failure is noted, never a reason to fetch the models again.
         try:

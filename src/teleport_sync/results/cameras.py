@@ -29,6 +29,9 @@ from ..models import InputDataFormat, TeleportPosed
 log = get_logger("teleport_sync.results")
 
 CAMERAS_FILE = "cameras.json"
+# A camera is ~200 bytes of JSON: 64 MiB is far past any capture (3,000 photos is ~1 MiB), and
+# bounds what reading one costs in memory.
+MAX_CAMERAS_BYTES = 64 * 1024 * 1024
 _NAME_KEYS = ("image_name", "filename", "file_name", "name", "image")
 _POSITION_KEYS = ("position", "camera_center", "center", "translation")
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
@@ -68,8 +71,11 @@ def _position(entry: dict[str, Any]) -> tuple[float, float, float] | None:
 
 
 def load_cameras(path: Path) -> list[Camera]:
-    """The cameras in a saved `cameras.json`; an unreadable file is no cameras."""
+    """The cameras in a saved `cameras.json`; an unreadable (or absurdly large) file is none."""
     try:
+        if path.stat().st_size > MAX_CAMERAS_BYTES:
+            log.warning("the camera list is too large to read", cameras=str(path))
+            return []
         return read_cameras(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return []

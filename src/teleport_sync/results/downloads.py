@@ -27,7 +27,14 @@ from urllib.parse import urlsplit
 
 import pydantic
 
-from ..api import ApiError, TeleportClient, account_of, metadata_v2_json, redact_url
+from ..api import (
+    ApiError,
+    TeleportClient,
+    TransientError,
+    account_of,
+    metadata_v2_json,
+    redact_url,
+)
 from ..logging import get_logger
 from ..models import SegmentModel
 from ..private import private_dirs, private_file
@@ -73,6 +80,8 @@ class ModelPlan:
     cameras_url: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     v2_answers: dict[str, Any] = field(default_factory=dict)
+    # What the operator should know of how the models came (v2 down, so v1 was asked).
+    notes: list[str] = field(default_factory=list)
 
     def by_profile(self) -> dict[str, list[str]]:
         grouped: dict[str, list[str]] = {}
@@ -171,7 +180,7 @@ def plan_models(
     refused: list[str] = []
     for profile in dict.fromkeys(profiles):
         models = None
-        if use_v2 and options.v2_can_give():
+        if use_v2 and not plan.notes and options.v2_can_give():
             payload = _ask_v2(client, sid, profile, options.metadata, plan, refused)
             if payload is not None:
                 models = plan_v2_models(payload, profile)
@@ -186,7 +195,7 @@ def plan_models(
             continue
         for model, name in zip(models, file_names(profile, models), strict=True):
             plan.files.append(PlannedFile(profile, model, folder / profile / name))
-    if use_v2 and plan.cameras_url is None and not refused and plan.files:
+    if use_v2 and plan.cameras_url is None and not (refused or plan.notes) and plan.files:
         # The models came through v1 (for v1's options): the camera list still through v2.
         _ask_v2(client, sid, plan.files[0].profile, options.metadata, plan, refused)
     if plan.v2_answers:
@@ -221,6 +230,14 @@ def _ask_v2(
             crop_variant=choice.crop_variant,
             coord_system=choice.coord_system,
         )
+    except TransientError as exc:
+        if choice.mode == "v2":
+            raise
+        # v2 is down (after the client's retries) while v1 may answer: the models matter
+        # more than the camera list. Not remembered: the account does have v2.
+        plan.notes.append(f"metadata v2 did not answer ({exc}); the models came through v1")
+        log.warning("metadata v2 did not answer; using v1 for this capture", error=str(exc))
+        return None
     except ApiError as exc:
         if not is_fallback(exc):
             raise

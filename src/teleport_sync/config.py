@@ -109,6 +109,30 @@ class PreflightSettings(_Section):
     max_bad_fraction: float = Field(default=0.2, ge=0, le=1)
     min_video_seconds: float = Field(default=5.0, ge=0)
     min_fps: float = Field(default=15.0, ge=0)
+    # The pose check (`preflight.pose`, the `pose` extra): a quick structure-from-motion pass
+    # that tells whether the frames can be posed at all. "off", or the most it may say: "warn"
+    # (reasons shown, uploaded) or "hold" (under `pose_hold_posed`, kept until approve).
+    pose: Literal["off", "warn", "hold"] = "off"
+    # Warn when the largest model poses fewer than this share of the frames (COLMAP-based
+    # pipelines commonly expect 80 %+; Teleport trains only on the posed ones) ...
+    pose_min_posed: float = Field(default=0.8, ge=0, le=1)
+    # ... and hold (with pose = "hold") under this share: fewer than 40 % posed is a failure.
+    pose_hold_posed: float = Field(default=0.4, ge=0, le=1)
+    # The whole check's time limit (decoding, features, matching, mapping), and its memory.
+    pose_seconds: float = Field(default=120.0, gt=0)
+    pose_memory_mib: int = Field(default=1536, ge=0)
+    # Frames reconstructed at most: a video is sampled at `pose_fps`, a large set spread down.
+    pose_frames: int = Field(default=150, ge=2, le=2000)
+    pose_fps: float = Field(default=2.0, gt=0)
+    # Frames are downscaled to this longest side, with at most this many SIFT features each.
+    pose_max_side: int = Field(default=1024, ge=160)
+    pose_features: int = Field(default=2048, ge=100)
+    # A frame with fewer features shows a bare surface (nothing to match on).
+    pose_min_features: int = Field(default=300, ge=0)
+    # Sets up to this size (or whose order means nothing) are matched every pair with every
+    # pair; longer ordered ones with their next `pose_overlap` neighbours plus loop closures.
+    pose_exhaustive_up_to: int = Field(default=40, ge=0)
+    pose_overlap: int = Field(default=10, ge=1)
 
 
 class FolderSettings(_Section):

@@ -19,7 +19,8 @@ from ..inputs.frames import count_frames
 from ..models import InputDataFormat
 from .deps import Availability, load_decoders
 from .frames import FrameMeasure, Neighbours, hamming
-from .rules import Facts, Result, judge
+from .pose import PoseJudgement
+from .rules import Facts, Result, Verdict, judge
 
 
 class PreflightOff(Exception):
@@ -39,7 +40,11 @@ class Checked:
 
 
 def check_file(
-    path: Path, settings: PreflightSettings, availability: Availability | None = None
+    path: Path,
+    settings: PreflightSettings,
+    availability: Availability | None = None,
+    *,
+    pose: bool = True,
 ) -> Checked:
     """Judge the .zip or .mp4 at `path`. Raises PreflightOff, InputProblem (not an input) or
     OSError (cannot be read); a file that reads but does not decode is a result, with reasons."""
@@ -52,7 +57,30 @@ def check_file(
         result, thumbnails = _check_zip(path, settings, found)
     else:
         result, thumbnails = _check_video(path, settings)
+    if settings.pose != "off" and pose:
+        result = with_pose(result, check_pose(path, str(result.figures.get("kind")), settings))
     return Checked(result, time.monotonic() - started, thumbnails)
+
+
+def check_pose(path: Path, kind: str, settings: PreflightSettings) -> PoseJudgement:
+    """The pose check of one file (a child process; see `pose.runner`), judged."""
+    from .pose import judge_pose, run_pose
+
+    return judge_pose(settings, run_pose(path, kind, settings))
+
+
+def with_pose(result: Result, pose: PoseJudgement) -> Result:
+    """The per-picture result with the pose check's reasons, measures and figures added; the
+    verdict is the stronger of the two."""
+    order = [Verdict.OK, Verdict.WARN, Verdict.HOLD]
+    verdict = max(result.verdict, pose.verdict, key=order.index)
+    return replace(
+        result,
+        verdict=verdict,
+        reasons=result.reasons + pose.reasons,
+        measures=result.measures + pose.measures,
+        figures={**result.figures, "pose": pose.figures},
+    )
 
 
 def _check_zip(

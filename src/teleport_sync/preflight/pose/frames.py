@@ -1,0 +1,132 @@
+"""The frames the pose check reconstructs from, written downscaled into a working folder.
+
+Photos are put in capture order (EXIF DateTimeOriginal, then the name: a camera's numbering
+breaks ties and orders photos without a time) and spread evenly down to `limit` when there are
+more. A video is sampled by time, `fps` frames per second (Teleport counts 2 per second), down
+to `limit` spread over its length. Each frame is written as a JPEG no larger than `max_side`
+pixels, named after its photo (or its time in the video), so reasons can name it.
+
+Runs in the pose check's child process, after its memory limit is set.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from ...inputs import IMAGE_SUFFIXES
+
+EXIF_IFD = 0x8769
+DATE_TIME_ORIGINAL = 36867
+DATE_TIME = 306
+# Pillow cannot read these (or reads a preview only); the per-picture check says so already.
+NOT_READ = (".dng", ".exr", ".heic", ".heif")
+
+
+@dataclass(frozen=True)
+class Written:
+    names: list[str]  # the working files, in capture order
+    shown: list[str]  # what each is called for the operator (the member, or a time)
+    ordered: bool  # the order means something (capture times, or a video)
+    total: int  # frames in the input (before spreading down to the limit)
+
+
+def spread(count: int, limit: int) -> list[int]:
+    """`limit` indices spread evenly over `count` (all of them when there are few)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (limit - 1)) for k in range(limit)})
+
+
+def photos(path: Path, folder: Path, *, limit: int, max_side: int) -> Written:
+    with zipfile.ZipFile(path) as archive:
+        members = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir()
+            and info.filename.lower().endswith(IMAGE_SUFFIXES)
+            and not info.filename.lower().endswith(NOT_READ)
+        ]
+        timed = [(_taken(archive, info), info.filename, info) for info in members]
+        has_times = sum(1 for t, _, _ in timed if t) >= len(timed) / 2
+        timed.sort(key=lambda entry: (entry[0] or "9999", entry[1]))
+        names: list[str] = []
+        shown: list[str] = []
+        for index in spread(len(timed), limit):
+            _, member_name, info = timed[index]
+            try:
+                with Image.open(io.BytesIO(archive.read(info))) as picture:
+                    picture.draft("RGB", (max_side, max_side))
+                    image = ImageOps.exif_transpose(picture).convert("RGB")
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                continue  # the per-picture check names frames that do not decode
+            image.thumbnail((max_side, max_side))
+            name = f"{len(names):05d}.jpg"
+            image.save(folder / name, quality=90)
+            names.append(name)
+            shown.append(member_name)
+    # Photos named by a camera (IMG_0001...) are in capture order even without EXIF times.
+    return Written(names, shown, ordered=has_times or _numbered(shown), total=len(members))
+
+
+def _numbered(names: list[str]) -> bool:
+    stems = [Path(n).stem.rstrip("0123456789") for n in names]
+    return (
+        len(names) > 1 and len(set(stems)) == 1 and all(Path(n).stem[-1:].isdigit() for n in names)
+    )
+
+
+def _taken(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """The photo's EXIF capture time as 'YYYY:MM:DD HH:MM:SS' (sorts as text), or None."""
+    try:
+        with archive.open(info) as member:
+            head = member.read(256 * 1024)  # EXIF sits in the first 64 KiB of a JPEG
+        with Image.open(io.BytesIO(head)) as picture:
+            exif = picture.getexif()
+            taken = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
+    except (OSError, ValueError, SyntaxError, zipfile.BadZipFile, Image.DecompressionBombError):
+        return None
+    return str(taken).strip() or None if taken else None
+
+
+def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) -> Written:
+    """Frames every 1/fps seconds (the first decoded at or after each time), at most `limit`."""
+    import av
+
+    names: list[str] = []
+    shown: list[str] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        duration = _duration(container, stream)
+        wanted = max(2, round(duration * fps)) if duration else limit
+        times = (
+            [duration * k / max(wanted - 1, 1) for k in spread(wanted, limit)] if duration else []
+        )
+        next_at = 0
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            if times and next_at < len(times) and frame.time + 1e-6 < times[next_at]:
+                continue
+            image = frame.to_image()
+            image.thumbnail((max_side, max_side))
+            name = f"{len(names):05d}.jpg"
+            image.save(folder / name, quality=90)
+            names.append(name)
+            shown.append(f"{frame.time:.1f}s")
+            next_at += 1
+            if next_at >= len(times) or len(names) >= limit:
+                break
+    return Written(names, shown, ordered=True, total=wanted)
+
+
+def _duration(container: object, stream: object) -> float:
+    if getattr(stream, "duration", None) and getattr(stream, "time_base", None):
+        return float(stream.duration * stream.time_base)
+    container_duration = getattr(container, "duration", None)
+    return container_duration / 1_000_000 if container_duration else 0.0

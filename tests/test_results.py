@@ -370,6 +370,9 @@ def test_download_command_writes_every_chunk_and_refuses_to_overwrite(
         assert (folder / name).read_bytes() == data
         assert f"fragment-float16\t{folder / name}" in first.stdout
     assert sorted(p.name for p in folder.iterdir()) == ["0.bin", "1.bin"]
+    # The camera list comes beside them (through metadata v2, though "sd" is v1's).
+    assert f"cameras\t{out / 'chair.zip' / 'cameras.json'}" in first.stdout
+    assert json.loads((out / "chair.zip" / "cameras.json").read_text())["cameras"]
 
     again = run_cli(*args, "--profile", "fragment-float16")
     assert again.returncode == 1

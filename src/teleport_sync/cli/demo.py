@@ -132,6 +132,9 @@ def _print_preflight(console: Console, settings: Settings) -> None:
             console.print(f"  pre-flight of {Path(row['path']).name}: {verdict}")
             for reason in preflight.get("reasons", []):
                 console.print(f"    {escape(reason)}", highlight=False)
+            posed = row.get("teleport_posed") or {}
+            if posed.get("sentence"):  # what the (emulated) service did, beside the prediction
+                console.print(f"    then: {escape(posed['sentence'])}", highlight=False)
 
 
 def _demo_settings(

@@ -198,6 +198,9 @@ class UploadSettings(_Section):
     training_parameters: dict[str, Any] | None = None
     # "off", a rate ("10M", bytes/s as rclone reads it) or an rclone timetable; "0" = closed.
     bwlimit: str = "off"
+    # The same bytes as a file already uploaded (another name, another folder): "hold" until
+    # `approve`, "warn" (uploaded, said in the log) or "allow".
+    duplicates: Literal["warn", "hold", "allow"] = "hold"
 
     @field_validator("bwlimit")
     @classmethod

@@ -29,6 +29,7 @@ from ..limits import (
 from ..logging import get_logger
 from ..models import InputDataFormat
 from ..retry import SystemClock
+from .duplicates import duplicate_sentence, find_duplicate
 from .holds import hold_reason, normalise, pause_reason, preflight_sentence
 
 log = get_logger("teleport_sync.control")
@@ -77,8 +78,11 @@ class Control:
         limiter: BandwidthLimiter | None = None,
         today: Callable[[], str] = utc_day,
         preflight: Preflight | None = None,
+        duplicates: str = "hold",
     ) -> None:
         self.journal = journal
+        # [upload] duplicates: "hold", "warn" or "allow" (`duplicates.find_duplicate`).
+        self.duplicates = duplicates
         self.preflight = preflight
         self.budget = budget or Budget()
         self.limiter = limiter
@@ -156,6 +160,8 @@ class Control:
         facts = self._facts(record)
         if facts["held_reason"] and not facts["approved_at"]:
             return hold_reason(self.journal, record.id)
+        if record.eid is None and self._duplicate_holds(record, facts):
+            return hold_reason(self.journal, record.id)
         frames = facts["frames"]
 
         def check(frames_today: int, captures_today: int) -> str | None:
@@ -168,6 +174,29 @@ class Control:
             log.warning("held by a budget", path=record.path, reason=held)
             return hold_reason(self.journal, record.id)
         return None
+
+    def _duplicate_holds(self, record: FileRecord, facts: dict[str, Any]) -> bool:
+        """Is this version the same bytes as a file already uploaded, held for `approve`?
+        Looked for once per version ([upload] duplicates; "warn" is journaled as let go)."""
+        if self.duplicates == "allow" or facts["duplicate_approved_at"]:
+            return False
+        if facts["duplicate_reason"]:
+            return True
+        earlier = find_duplicate(self.journal, record)
+        if earlier is None:
+            return False
+        sentence = duplicate_sentence(earlier)
+        hold = self.duplicates == "hold"
+        self.journal.mark_duplicate(record.id, sentence, hold=hold)
+        log.warning(
+            "held: the same bytes as a file already uploaded"
+            if hold
+            else 'uploading the same bytes again ([upload] duplicates = "warn")',
+            path=record.path,
+            earlier=earlier.path,
+            eid=earlier.eid,
+        )
+        return hold
 
     def _facts(self, record: FileRecord) -> dict[str, Any]:
         facts = self.journal.control_facts(record.id)

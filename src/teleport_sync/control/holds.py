@@ -9,6 +9,7 @@ daemon watches (see `gate.Control.start_watching`).
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,19 @@ def preflight_sentence(summary: str | None) -> str:
 def _hold_sentence(row: dict[str, Any]) -> str | None:
     if preflight_holds(row):
         return preflight_sentence(row.get("preflight_summary"))
+    if row.get("duplicate_reason") and not row.get("duplicate_approved_at"):
+        return (
+            f"held: {row['duplicate_reason']}; to upload it anyway run: teleport-sync approve "
+            f"{_shown(row.get('path'))}"
+        )
     if row.get("held_reason") and not row.get("approved_at"):
         return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
     return None
+
+
+def _shown(path: object) -> str:
+    """A path for a command line the operator can paste (`PATH` when it is not text)."""
+    return shlex.quote(path) if isinstance(path, str) and path else "PATH"
 
 
 def report_hooks(

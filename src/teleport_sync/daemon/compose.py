@@ -121,6 +121,7 @@ def components(
         control = Control(
             journal, budget=budget_from(settings.budget), limiter=limiter, preflight=preflight
         )
+        control.duplicates = settings.upload.duplicates  # also set again by a reload
         with client_from_settings(settings, on_retry=on_retry) as client:
             uploader = Uploader(
                 client,

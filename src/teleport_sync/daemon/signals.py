@@ -116,6 +116,7 @@ class Reloader:
         daemon.preflight.settings_for = lambda path: effective(new, path).preflight
         daemon.keeper.preflight_changed(*daemon.preflight.state())
         limiter = daemon.control.reconfigure(budget_from(new.budget), new.upload.bwlimit)
+        daemon.control.duplicates = new.upload.duplicates
         daemon.uploader.ctx.throttle = limiter.consume if limiter is not None else None
         daemon.metrics.watch_bwlimit(limiter)
         log.info(

@@ -8,6 +8,7 @@ from typing import Any
 
 from .base import BaseJournal, utc_now
 from .preflight import PREFLIGHT_COLUMNS, PREFLIGHT_JOIN, PreflightMixin
+from .records import FileRecord
 
 # The facts key that pause, resume and approve bump, so a running daemon notices them.
 CONTROL_GENERATION = "control-generation"
@@ -55,7 +56,8 @@ class ControlMixin(PreflightMixin, BaseJournal):
         `fingerprint` and its pre-flight result (`preflight_*`, None until checked)."""
         rows = self._query(
             "SELECT f.frames, f.duration_seconds, f.estimated_cost, f.held_reason, "
-            f"f.approved_at, f.budget_day, f.control_fingerprint, f.fingerprint, "
+            "f.approved_at, f.budget_day, f.control_fingerprint, f.fingerprint, "
+            "f.duplicate_reason, f.duplicate_approved_at, f.path, "
             f"{PREFLIGHT_COLUMNS} FROM files f {PREFLIGHT_JOIN} WHERE f.id = ?",
             (file_id,),
         )
@@ -76,6 +78,7 @@ class ControlMixin(PreflightMixin, BaseJournal):
             conn.execute(
                 """UPDATE files SET frames = ?, duration_seconds = ?, estimated_cost = ?,
                        held_reason = NULL, approved_at = NULL, budget_day = NULL,
+                       duplicate_reason = NULL, duplicate_approved_at = NULL,
                        control_fingerprint = ? WHERE id = ?""",
                 (frames, duration_seconds, estimated_cost, fingerprint, file_id),
             )
@@ -86,7 +89,11 @@ class ControlMixin(PreflightMixin, BaseJournal):
         budget says). A file held by pre-flight has not met its budget yet: that comes next."""
         now = utc_now()
         with self._transaction() as conn:
-            if not self._release_preflight_hold(conn, file_id, now):
+            if self._release_preflight_hold(conn, file_id, now):
+                pass
+            elif self._release_duplicate_hold(conn, file_id, now):
+                self._event(conn, file_id, "approved", "released from its duplicate hold")
+            else:
                 conn.execute(
                     "UPDATE files SET held_reason = NULL, approved_at = ?, updated_at = ? "
                     "WHERE id = ?",
@@ -95,6 +102,41 @@ class ControlMixin(PreflightMixin, BaseJournal):
                 self._event(conn, file_id, "approved", "released from its budget hold")
             conn.execute("UPDATE files SET updated_at = ? WHERE id = ?", (now, file_id))
             self._bump_control(conn)
+
+    @staticmethod
+    def _release_duplicate_hold(conn: sqlite3.Connection, file_id: int, now: str) -> bool:
+        released = conn.execute(
+            "UPDATE files SET duplicate_approved_at = ? WHERE id = ? "
+            "AND duplicate_reason IS NOT NULL AND duplicate_approved_at IS NULL",
+            (now, file_id),
+        )
+        return released.rowcount > 0
+
+    def same_content_candidates(
+        self, file_id: int, size: int, fingerprint: str
+    ) -> list[FileRecord]:
+        """Other rows with this size and fingerprint whose capture was made and is not failed
+        or deleted (the same bytes uploaded before, perhaps), oldest first."""
+        rows = self._query(
+            """SELECT * FROM files WHERE size = ? AND fingerprint = ? AND id != ?
+               AND eid IS NOT NULL AND (capture_state IS NULL
+                   OR UPPER(capture_state) NOT IN ('FAILED', 'ERROR', 'DELETED'))
+               ORDER BY id""",
+            (size, fingerprint, file_id),
+        )
+        return self._records(rows)
+
+    def mark_duplicate(self, file_id: int, sentence: str, *, hold: bool) -> None:
+        """This version is the same bytes as an earlier upload: held until `approve`, or (warn)
+        let go at once with the sentence kept."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE files SET duplicate_reason = ?, duplicate_approved_at = ?, "
+                "updated_at = ? WHERE id = ?",
+                (sentence, None if hold else now, now, file_id),
+            )
+            self._event(conn, file_id, "held" if hold else "duplicate", sentence)
 
     def day_usage(self, day: str) -> tuple[int, int]:
         """(frames, captures) counted on UTC `day` (YYYY-MM-DD)."""

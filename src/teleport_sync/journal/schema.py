@@ -261,6 +261,16 @@ def _migrate_teleport_posed(db: Any) -> None:
         db.execute("ALTER TABLE files ADD COLUMN teleport_posed TEXT")
 
 
+def _migrate_duplicates(db: Any) -> None:
+    # The same bytes as a file already uploaded (`[upload] duplicates`): the sentence naming the
+    # earlier file and its capture, and when `approve` (or the "warn" mode) let it go. Both are
+    # for the version named by `control_fingerprint`, like a budget hold. Only if absent.
+    columns = db["files"].columns_dict
+    for column in ("duplicate_reason", "duplicate_approved_at"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -275,5 +285,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v10_failed_actions,
     _migrate_v11_preflight,
     _migrate_teleport_posed,
+    _migrate_duplicates,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,18 +22,40 @@ VERDICT_STYLE = {"ok": "green", "warn": "yellow", "hold": "red", "error": "red"}
 
 
 @main.command(short_help="Pre-flight: judge photos and video frames before upload.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.option(
+    "--pose",
+    "pose",
+    is_flag=True,
+    help='Run the pose check (structure from motion) even where [preflight] pose = "off".',
+)
+@click.option(
+    "--report",
+    is_flag=True,
+    help="Compare the journal's pre-flight verdicts with Teleport's outcomes (no PATH).",
+)
 @pass_app
-def check(app: AppContext, paths: tuple[Path, ...], as_json: bool) -> None:
+def check(
+    app: AppContext, paths: tuple[Path, ...], as_json: bool, pose: bool, report: bool
+) -> None:
     """Judge .zip and .mp4 files (or those below folders): frame count, resolution, blur,
     exposure, near-duplicates, gaps, video length and rate. Nothing is uploaded or journaled.
 
     Each input gets a verdict: ok, warn (it would be uploaded, with the reasons shown) or hold
     (it would wait for `teleport-sync approve`), with every figure, the rule that judged it,
-    and its worst frames by name.
+    and its worst frames by name. With --pose (or `[preflight] pose` on), also whether the
+    frames can be posed: a quick structure-from-motion pass in a child process.
+
+    With --report: over the journal, how often a warn or hold was right and how often an ok
+    failed (pre-flight's verdict against READY or FAILED, and the pose check's alone).
     """
     from ..config import ConfigError
+
+    if report:
+        _report(app, as_json)
+    if not paths:
+        fail("give the files or folders to check (or --report)", EXIT_USAGE)
     from ..preflight import load_decoders
 
     try:
@@ -47,7 +69,7 @@ def check(app: AppContext, paths: tuple[Path, ...], as_json: bool) -> None:
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}", EXIT_USAGE)
-    results = [_check_one(settings, path.absolute()) for path in files]
+    results = [_check_one(settings, path.absolute(), pose) for path in files]
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
@@ -56,13 +78,15 @@ def check(app: AppContext, paths: tuple[Path, ...], as_json: bool) -> None:
     raise SystemExit(EXIT_FAILED if held else EXIT_OK)
 
 
-def _check_one(settings: Any, path: Path) -> dict[str, Any]:
+def _check_one(settings: Any, path: Path, pose: bool = False) -> dict[str, Any]:
     """One input's `preflight` object (as in `status --json`), with its path; or its error."""
     from ..inputs import InputProblem
     from ..preflight.check import check_file
     from ..watch.folders import effective
 
     applied = effective(settings, path).preflight
+    if pose and applied.pose == "off":
+        applied = applied.model_copy(update={"pose": "warn"})
     try:
         checked = check_file(path, applied)
     except InputProblem as exc:
@@ -85,6 +109,9 @@ def _print(results: list[dict[str, Any]]) -> None:
             stdout.print(f"  reason: {escape(reason)}", highlight=False)
         if result.get("measures"):
             stdout.print(_measures_table(result), highlight=False)
+        pose = (result.get("figures") or {}).get("pose")
+        if pose:
+            stdout.print(f"  pose: {escape(_pose_line(pose))}", highlight=False)
         sampling = (result.get("figures") or {}).get("sampling")
         if sampling:
             stdout.print(f"  sampled: {escape(str(sampling))}", highlight=False)
@@ -100,3 +127,34 @@ def _measures_table(result: dict[str, Any]) -> Table:
         mark = {True: "[green]ok[/]", False: "[red]no[/]", None: "[dim]-[/]"}[m["ok"]]
         table.add_row(m["measure"], escape(m["shown"]), escape(m["rule"]), mark)
     return table
+
+
+def _pose_line(pose: dict[str, Any]) -> str:
+    if pose.get("status") != "done":
+        return f"not judged ({pose.get('status')}): {pose.get('detail')}"
+    if pose.get("too_few"):
+        return f"{pose.get('frames')} frame(s) read: too few to reconstruct"
+    pieces = pose.get("pieces") or []
+    shape = "one piece" if len(pieces) == 1 else f"pieces of {' + '.join(map(str, pieces))}"
+    return (
+        f"posed {pose.get('posed')} of {pose.get('frames')} ({shape}), "
+        f"{pose.get('points')} points, {pose.get('matching')} matching of "
+        f"{pose.get('pairs')} pairs, {pose.get('seconds')} s"
+    )
+
+
+def _report(app: AppContext, as_json: bool) -> None:
+    from ..daemon.compose import open_journal
+    from ..status.verdicts import report_lines, verdict_report
+
+    settings = app.settings
+    if not settings.journal.path.exists():
+        fail(f"no journal at {settings.journal.path}: nothing has been uploaded yet", EXIT_USAGE)
+    with open_journal(settings) as journal:
+        report = verdict_report(journal.outcomes())
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in report_lines(report):
+            stdout.print(escape(line), highlight=False)
+    raise SystemExit(EXIT_OK)

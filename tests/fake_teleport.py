@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ class Capture:
     eid: str
     name: str
     state: str = "CREATED"
-    created: str = "2026-11-28T04:00:00Z"
+    # When it was made (as a server reports it): searches of the listing stop at old entries.
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     parts: dict[int, bytes] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:

@@ -117,6 +117,7 @@ def test_the_http_client_is_what_the_engine_asks_for(fake: FakeTeleport, clock: 
         "iter_captures",
         "put_part",
         "rename_capture",
+        "search_captures",
     ]
     # And the engine is typed against the protocol, not the HTTP client.
     assert get_type_hints(EngineContext)["client"] is ports.TeleportClient

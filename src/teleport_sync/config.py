@@ -276,6 +276,10 @@ class PollSettings(_Section):
     interval_seconds: float = Field(default=30.0, gt=0)
     # A capture PROCESSING longer than this raises a `stuck` notification; 0 turns that off.
     stuck_after_seconds: float = Field(default=3600.0, ge=0)
+    # A followed capture the listing does not show costs a full walk at most this often.
+    full_walk_seconds: float = Field(default=3600.0, ge=0)
+    # How much further back than our own create times a search of the listing looks.
+    clock_skew_seconds: float = Field(default=86_400.0, ge=0)
 
 
 def _default_journal_path() -> Path:

@@ -139,6 +139,9 @@ class Pacer:
         self._lock = threading.Lock()
         self._sleep = 0.0
         self._not_before = float("-inf")
+        # For the metrics: calls that had to wait for the slot, and for how long in all.
+        self.waits = 0
+        self.waited_seconds = 0.0
 
     @property
     def sleep(self) -> float:
@@ -149,8 +152,24 @@ class Pacer:
         """Block until the next slot: at once unless a recent failure asked everyone to wait."""
         with self._lock:
             delay = self._not_before - self.clock.monotonic()
+            if delay > 0:
+                self.waits += 1
+                self.waited_seconds += delay
         if delay > 0:
             self.clock.sleep(delay)
+
+    def once(self, operation: Callable[[], T]) -> T:
+        """One attempt in the next slot, for a caller that retries by itself. A refusal that
+        asks for a pause (429/503 with Retry-After) still slows every caller of the remote."""
+        self.wait()
+        try:
+            result = operation()
+        except RetryableError as exc:
+            if exc.retry_after is not None:
+                self.failed(0, exc.retry_after)
+            raise
+        self.succeeded()
+        return result
 
     def failed(
         self, attempt: int, retry_after: float | None = None, *, policy: RetryPolicy | None = None

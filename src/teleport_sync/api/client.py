@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from .errors import (
     server_message,
 )
 from .filebody import FileRegion
+from .listing import CLOCK_SKEW_SECONDS, FULL_WALK_SECONDS, Listing, Walk
 from .oauth import TOKEN_REFRESH_MARGIN, ClientCredentialsAuth
 from .transport import USER_AGENT, LazyTLSTransport, PlainHTTPTransport
 
@@ -107,6 +109,8 @@ class TeleportClient:
         max_connections: int = 16,
         on_retry: Callable[[str, int, BaseException, float], None] | None = None,
         download_bounds: DownloadBounds | None = None,
+        full_walk_seconds: float = FULL_WALK_SECONDS,
+        clock_skew_seconds: float = CLOCK_SKEW_SECONDS,
     ) -> None:
         # How much one download may bring and what it leaves free (`bounded.py`).
         self.download_bounds = download_bounds or DownloadBounds()
@@ -134,6 +138,14 @@ class TeleportClient:
         self.pacer = Pacer(self.policy, self.clock)
         self.storage_pacer = Pacer(self.policy, self.clock)
         self._on_retry = on_retry
+        # Every search of the account's listing goes through one `Listing`: one full-walk
+        # budget and one memory of the captures looked for, whoever asks.
+        self.listing = Listing(
+            lambda limit, offset: self.list_captures(limit=limit, offset=offset),
+            self.clock,
+            full_walk_seconds=full_walk_seconds,
+            clock_skew_seconds=clock_skew_seconds,
+        )
 
     @property
     def base_url(self) -> str:
@@ -174,10 +186,7 @@ class TeleportClient:
     ) -> httpx.Response:
         if not retry:
             # One attempt in the pacer's slot; its caller retries, and feeds failures itself.
-            self.pacer.wait()
-            response = self._request_once(method, path, doing, **kwargs)
-            self.pacer.succeeded()
-            return response
+            return self.pacer.once(lambda: self._request_once(method, path, doing, **kwargs))
 
         def report(attempt: int, exc: BaseException, delay: float) -> None:
             if self._on_retry is not None:
@@ -223,32 +232,23 @@ class TeleportClient:
         except pydantic.ValidationError as exc:
             raise ApiError(f"{doing}: the server's answer did not match the API: {exc}") from None
 
-    def iter_captures(self, *, page_size: int = 100) -> Iterator[CaptureOutput]:
-        """Every capture of the account, each once (the order is not documented).
+    # Searches of the listing, each as short as it can be (see `api.listing`).
 
-        A server may cap `limit` below what we ask for, so a page shorter than `page_size` is
-        not taken as the end: paging stops at an empty page, or at one shorter than the
-        longest page seen (the server's real page size).
-        """
-        offset = 0
-        longest = 0
-        # Offsets shift when captures are created or deleted while paging: an entry may come
-        # twice (each eid is yielded once) and, with a deletion, one may be missed.
-        seen: set[str] = set()
-        while True:
-            page = self.list_captures(limit=page_size, offset=offset)
-            for capture in page:
-                if capture.eid not in seen:
-                    seen.add(capture.eid)
-                    yield capture
-            longest = max(longest, len(page))
-            if not page or len(page) < longest:
-                return
-            offset += len(page)
+    def iter_captures(self, *, page_size: int | None = None) -> Iterator[CaptureOutput]:
+        """Every capture of the account, each once: a full walk (`captures list`)."""
+        return self.listing.every(page_size)
+
+    def find_captures(self, eids: Iterable[str], *, sure: bool = False) -> Walk:
+        return self.listing.find(set(eids), sure=sure)
+
+    def search_captures(
+        self, matches: Callable[[CaptureOutput], bool], *, since: datetime | None
+    ) -> list[CaptureOutput]:
+        return self.listing.search(matches, since=since)
 
     def find_capture(self, eid: str) -> CaptureOutput | None:
-        """The API has no single-capture GET; find it in the listing."""
-        return next((c for c in self.iter_captures() if c.eid == eid), None)
+        """None: not in the account, as well as a walk of the listing can tell (`sure`)."""
+        return self.listing.find({eid}, sure=True).found.get(eid)
 
     def create_capture(self, request: NewCaptureInput) -> NewCaptureOutput:
         doing = f"creating capture {request.name!r}"
@@ -554,6 +554,8 @@ def build_client(
     on_retry: Callable[[str, int, BaseException, float], None] | None = None,
     transport: Callable[[httpx.Limits], httpx.BaseTransport] = default_transport,
     download_bounds: DownloadBounds | None = None,
+    full_walk_seconds: float = FULL_WALK_SECONDS,
+    clock_skew_seconds: float = CLOCK_SKEW_SECONDS,
 ) -> TeleportClient:
     """A client with real transports: the composition used by the CLI and the daemon.
 
@@ -578,4 +580,6 @@ def build_client(
         max_connections=max_connections,
         on_retry=on_retry,
         download_bounds=download_bounds,
+        full_walk_seconds=full_walk_seconds,
+        clock_skew_seconds=clock_skew_seconds,
     )

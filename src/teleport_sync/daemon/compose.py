@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..preflight.deps import Importer
 from ..preflight.gate import OnChecked, PreflightGate
 from ..results.actions import Actions
 from ..retry import Clock, RetryPolicy
+from ..timestamps import parse_utc
 from ..watch.folders import capture_plan, effective, folder_for, watch_roots
 
 
@@ -123,6 +125,8 @@ def components(
         )
         control.duplicates = settings.upload.duplicates  # also set again by a reload
         with client_from_settings(settings, on_retry=on_retry) as client:
+            # Searches of the listing stop at the time this station meant to create a capture.
+            client.listing.hint = lambda eid: _parsed(journal.intent_time(eid))
             uploader = Uploader(
                 client,
                 journal,
@@ -139,6 +143,10 @@ def components(
     finally:
         journal.close()
         lock.release()
+
+
+def _parsed(text: str | None) -> datetime | None:
+    return parse_utc(text) if text else None
 
 
 def _engine_settings(settings: Settings) -> dict[str, Any]:
@@ -193,6 +201,8 @@ def client_from_settings(
             cap_bytes=settings.results.max_download_mib << 20,
             reserve_bytes=settings.results.min_free_mib << 20,
         ),
+        full_walk_seconds=settings.poll.full_walk_seconds,
+        clock_skew_seconds=settings.poll.clock_skew_seconds,
     )
 
 

@@ -159,6 +159,7 @@ class Daemon:
         self.preflight = parts.preflight
         self.metrics.watch_bwlimit(parts.control.limiter)
         self.metrics.watch_journal_disk(Path(parts.journal.path).parent)
+        self.metrics.watch_api(parts.client)
         self.keeper = HealthKeeper(
             parts.journal,
             parts.client,

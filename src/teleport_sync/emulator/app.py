@@ -252,8 +252,7 @@ def create_app(backend: Backend, stats: EmulatorStats, public_url: str) -> FastA
     def list_captures(limit: int = 25, offset: int = 0, time_zone: bool = False) -> Any:
         if config.list_page_cap > 0:
             limit = min(limit, config.list_page_cap)
-        captures = backend.list()[offset : offset + limit] if limit > 0 else []
-        return [out(c) for c in captures]
+        return [out(c) for c in backend.page(max(0, offset), limit)]
 
     @app.post(
         "/api/v1/captures",

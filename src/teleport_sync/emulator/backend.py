@@ -59,6 +59,8 @@ class Backend:
     on_signature: Callable[[str], None] | None = None  # tests collect issued URL signatures
     on_completed: Callable[[Capture], None] | None = None  # the webhook sender
     captures: dict[str, Capture] = field(default_factory=dict)
+    # Others' captures (`others_captures`) are older than this, the emulator's start.
+    others_before: datetime = field(default_factory=lambda: datetime.now(UTC))
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -142,6 +144,36 @@ class Backend:
             ordered = list(self.captures.values())
             ordered.reverse()
             return sorted(ordered, key=lambda c: c.created, reverse=True)
+
+    def page(self, offset: int, limit: int) -> list[Capture]:
+        """One page of the listing: this emulator's captures newest first, then the others'
+        (`others_captures`), which are made up only for the page asked."""
+        if limit <= 0:
+            return []
+        ours = self.list()
+        page = ours[offset : offset + limit]
+        first_other = max(0, offset - len(ours))
+        wanted = limit - len(page)
+        last_other = min(self.config.others_captures, first_other + wanted)
+        page.extend(self._other(i) for i in range(first_other, last_other))
+        return page
+
+    def _other(self, index: int) -> Capture:
+        """Others' capture number `index` (0 the newest): the same every time it is listed."""
+        step = self.config.others_span_seconds / max(1, self.config.others_captures)
+        offset = timedelta(seconds=self.config.clock_offset_seconds - step * (index + 1))
+        return Capture(
+            eid=f"other{index:011d}",
+            name=f"someone else's capture {index}",
+            bytesize=1,
+            input_data_format="bulk-images",
+            created=self.others_before + offset,
+            upload_id="",
+            chunk_size=self.config.chunk_size,
+            num_parts=1,
+            sid=f"othersid{index:08d}",
+            completed_at=float("-inf"),
+        )
 
     def upload_url(self, eid: str, part_no: int, bytesize: int) -> str:
         capture = self.get(eid)

@@ -81,6 +81,11 @@ class EmulatorConfig:
     # these names (file names, any case), else every Nth frame (0: none).
     cameras_left_out: list[str] = field(default_factory=list)
     cameras_leave_out_every: int = 8
+    # An account a year old: this many READY captures of other stations and people, older than
+    # any made here, spread evenly over `others_span_seconds` before the emulator started. Made
+    # up page by page as the listing reaches them (100,000 cost nothing until listed).
+    others_captures: int = 0
+    others_span_seconds: float = 365 * 86_400.0
 
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False)

@@ -68,8 +68,21 @@ class EmulatorStats:
             and c.path.endswith(path_suffix)
         )
 
+    @property
+    def listings(self) -> int:
+        """Listing requests answered so far (`GET /api/v1/captures`, any status): what
+        following captures costs an account."""
+        return sum(
+            1 for c in self.snapshot() if c.kind == "api" and c.method == "GET" and _is_listing(c)
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
+            "listings": self.listings,
             "calls": [c.__dict__ for c in self.snapshot()],
             "tokens_issued": len(self.tokens_issued),
         }
+
+
+def _is_listing(call: Call) -> bool:
+    return call.path.rstrip("/") == "/api/v1/captures"

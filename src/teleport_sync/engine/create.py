@@ -22,6 +22,7 @@ from ..inputs.frames import count_frames
 from ..journal import FileRecord
 from ..logging import get_logger
 from ..models import CaptureOutput, InputDataFormat, NewCaptureInput, NewCaptureOutput
+from ..timestamps import parse_utc
 from .context import EngineContext
 from .errors import StartOver, UploadFailed
 
@@ -119,10 +120,17 @@ class CaptureCreator:
         except (OSError, ValueError):
             return None
 
-    def _carrying(self, token: str, path: str) -> list[CaptureOutput]:
-        """Captures of the account carrying `token`, oldest first, each once."""
+    def _carrying(self, token: str, record: FileRecord) -> list[CaptureOutput]:
+        """Captures of the account carrying `token`, oldest first, each once.
+
+        The walk of the listing stops at the create intent's time (less a clock-skew margin)
+        while the listing is newest-first, as checked on the way: the capture of an intent
+        cannot be older than the intent. Otherwise it reads the whole listing."""
+        path = record.path
+        intent_at = self.ctx.journal.get(record.id).intent_at
+        since = parse_utc(intent_at) if intent_at else None
         try:
-            found = [c for c in self.ctx.client.iter_captures() if carries(c, token)]
+            found = self.ctx.client.search_captures(lambda c: carries(c, token), since=since)
         except AuthenticationError as exc:
             raise UploadFailed(f"{path}: {exc}") from exc
         except ApiError as exc:
@@ -131,7 +139,7 @@ class CaptureCreator:
 
     def _adopt(self, record: FileRecord, token: str) -> bool:
         ours = self.ctx.journal.known_eids()
-        candidates = [c for c in self._carrying(token, record.path) if c.eid not in ours]
+        candidates = [c for c in self._carrying(token, record) if c.eid not in ours]
         if not candidates:
             return False
         keep = candidates[0]
@@ -162,7 +170,7 @@ class CaptureCreator:
         try:
             extras = [
                 c.eid
-                for c in self._carrying(record.intent_nonce, record.path)
+                for c in self._carrying(record.intent_nonce, record)
                 if c.eid != record.eid and c.eid not in ours
             ]
         except UploadFailed as exc:

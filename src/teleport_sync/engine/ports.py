@@ -9,7 +9,8 @@ emulator over loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ..api.filebody import FileRegion
@@ -46,6 +47,12 @@ class TeleportClient(Protocol):
     def iter_captures(self) -> Iterator[CaptureOutput]: ...
 
     def find_capture(self, eid: str) -> CaptureOutput | None: ...
+
+    def search_captures(
+        self, matches: Callable[[CaptureOutput], bool], *, since: datetime | None
+    ) -> list[CaptureOutput]:
+        """Captures that `matches`, made after `since` (a bounded walk of the listing)."""
+        ...
 
     def create_upload_url(
         self, eid: str, part_no: int, bytesize: int, *, retry: bool = True

@@ -328,6 +328,8 @@ class BaseJournal:
             viewer_url=row["viewer_url"],
             result_dir=_py_path(row["result_dir"]) if row["result_dir"] is not None else None,
             teleport_posed=json.loads(row["teleport_posed"]) if row["teleport_posed"] else None,
+            unlisted_since=row["unlisted_since"],
+            unlisted_confirmed_at=row["unlisted_confirmed_at"],
         )
 
     def _readable(self, row: sqlite3.Row) -> FileRecord:

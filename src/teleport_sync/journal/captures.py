@@ -164,6 +164,36 @@ class CapturesMixin(BaseJournal):
         )
         return [history_entry(r) for r in rows]
 
+    def note_listed(self, file_id: int, *, listed: bool, confirmed: bool = False) -> None:
+        """What the last search of the listing said of this row's capture: seen (`listed`), or
+        not seen, and if not whether a full walk of the listing confirmed it. Writes only when
+        that changes what `status` says (a poll that finds everything writes nothing)."""
+        now = utc_now()
+        with self._transaction() as conn:
+            if listed:
+                conn.execute(
+                    "UPDATE files SET unlisted_since = NULL, unlisted_confirmed_at = NULL "
+                    "WHERE id = ? AND unlisted_since IS NOT NULL",
+                    (file_id,),
+                )
+                return
+            conn.execute(
+                "UPDATE files SET unlisted_since = ? WHERE id = ? AND unlisted_since IS NULL",
+                (now, file_id),
+            )
+            if confirmed:
+                conn.execute(
+                    "UPDATE files SET unlisted_confirmed_at = ? WHERE id = ?", (now, file_id)
+                )
+
+    def intent_time(self, eid: str) -> str | None:
+        """When this station first meant to create the capture `eid` (its create intent), or
+        None for a capture it does not know: the floor of a search of the listing."""
+        rows = self._query(
+            "SELECT intent_at FROM files WHERE eid = ? ORDER BY id DESC LIMIT 1", (eid,)
+        )
+        return rows[0]["intent_at"] if rows else None
+
     def awaiting_result(self) -> list[FileRecord]:
         """Uploaded files whose capture is not terminal yet: what the poller follows."""
         rows = self._query(

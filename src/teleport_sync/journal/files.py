@@ -144,6 +144,7 @@ class FilesMixin(BaseJournal):
                    chunk_size = NULL, num_parts = NULL, upload_state = ?,
                    capture_state = NULL, error = NULL, intent_at = NULL,
                    intent_nonce = NULL, renamed_at = NULL, attempts = 0,
+                   unlisted_since = NULL, unlisted_confirmed_at = NULL,
                    next_attempt_at = NULL, result_paths = '[]', actions_done = '[]',
                    updated_at = ?
                WHERE id = ?""",
@@ -200,7 +201,11 @@ class FilesMixin(BaseJournal):
         with self._transaction() as conn:
             self._move(conn, file_id, UploadState.UPLOADING)
             conn.execute(
-                """UPDATE files SET upload_state = ?, intent_at = ?, error = NULL,
+                # A kept token keeps its first time: a capture carrying it may have been made
+                # by the first try, and searches of the listing stop at that time.
+                """UPDATE files SET upload_state = ?, error = NULL,
+                       intent_at = CASE WHEN intent_nonce IS NULL OR intent_at IS NULL
+                                        THEN ? ELSE intent_at END,
                        intent_nonce = COALESCE(intent_nonce, ?), updated_at = ? WHERE id = ?""",
                 (UploadState.UPLOADING, at, token, at, file_id),
             )

@@ -45,6 +45,10 @@ class FileRecord:
     result_dir: str | None = None
     # What Teleport did with the frames (metadata v2's camera list; `results.cameras`).
     teleport_posed: dict[str, Any] | None = None
+    # The listing did not show this capture since then (schema: `_migrate_listing`), and a full
+    # walk of it confirmed that at `unlisted_confirmed_at`; both None while it is listed.
+    unlisted_since: str | None = None
+    unlisted_confirmed_at: str | None = None
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,16 @@ def _migrate_duplicates(db: Any) -> None:
             db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
 
 
+def _migrate_listing(db: Any) -> None:
+    # A year-old account (issue 32): a followed capture the listing no longer shows is said in
+    # `status`: since when it is missing, and when a full walk of the listing last confirmed it.
+    # Idempotent (other migrations land beside this one).
+    columns = {c.name for c in db["files"].columns}
+    for name in ("unlisted_since", "unlisted_confirmed_at"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE files ADD COLUMN {name} TEXT")
+
+
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.
 MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v1,
@@ -286,5 +296,6 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _migrate_v11_preflight,
     _migrate_teleport_posed,
     _migrate_duplicates,
+    _migrate_listing,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

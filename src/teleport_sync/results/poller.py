@@ -80,7 +80,6 @@ class Poller:
         interval_seconds: float,
         on_terminal: Callable[[FileRecord], None],
         stop: threading.Event,
-        page_size: int = 100,
         auth: AuthState | None = None,
         clock: Callable[[], float] = time.monotonic,
         first_poll_seconds: float = FIRST_POLL_SECONDS,
@@ -92,7 +91,6 @@ class Poller:
         self.on_terminal = on_terminal
         self.stop = stop
         self.wake = threading.Event()
-        self.page_size = page_size
         # Shared with the uploads: while authentication fails, polls wait for its backoff.
         self.auth = auth
         self.polls = 0
@@ -112,7 +110,9 @@ class Poller:
             return len(active)
         self.polls += 1
         try:
-            by_eid = {c.eid: c for c in self.client.iter_captures(page_size=self.page_size)}
+            # Pages only until every followed capture is found (see api.listing): a poll of
+            # recent captures costs a page or two, whatever the account holds.
+            walk = self.client.find_captures(r.eid for r in active if r.eid)
         except AuthenticationError as exc:
             if self.auth is not None:
                 self.auth.failed(str(exc))
@@ -121,16 +121,13 @@ class Poller:
             self.auth.succeeded()
         remaining = 0
         for record in active:
-            capture = by_eid.get(record.eid or "")
+            capture = walk.found.get(record.eid or "")
             if capture is None:
-                if record.eid not in self._missing_warned:
-                    self._missing_warned.add(record.eid or "")
-                    log.warning(
-                        "capture no longer in the account (deleted?)",
-                        path=record.path,
-                        eid=record.eid,
-                    )
+                self._not_listed(record, confirmed=walk.complete, probable=walk.absent)
                 continue
+            if record.unlisted_since is not None:
+                self.journal.note_listed(record.id, listed=True)
+                self._missing_warned.discard(record.eid or "")
             verdict = self.journal.observe_reported(record.id, capture, Source.POLL)
             if verdict.applied:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
@@ -150,6 +147,31 @@ class Poller:
                 except Exception:  # one capture's actions must not stop the others' states
                     log.exception("handling an ended capture failed", path=record.path)
         return remaining
+
+    def _not_listed(
+        self, record: FileRecord, *, confirmed: bool, probable: Callable[[str], bool]
+    ) -> None:
+        """A followed capture the listing did not show: journaled for `status`, and logged
+        once per capture (and again once a full walk confirms it)."""
+        self.journal.note_listed(record.id, listed=False, confirmed=confirmed)
+        eid = record.eid or ""
+        key = f"{eid}:confirmed" if confirmed else eid
+        if key in self._missing_warned:
+            return
+        self._missing_warned.add(key)
+        if confirmed:
+            log.warning(
+                "capture not in the account's listing (a full walk found no trace: deleted?)",
+                path=record.path,
+                eid=eid,
+            )
+        else:
+            log.warning(
+                "capture not seen in the account's listing; a full walk will confirm",
+                path=record.path,
+                eid=eid,
+                probably_gone=probable(eid),
+            )
 
     def run(self) -> None:
         while self.wait_and_poll() is not None:

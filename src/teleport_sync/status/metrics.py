@@ -14,9 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..api import TeleportClient
 from ..limits import BandwidthLimiter
+from ..retry import Pacer
+
+# (listing requests, full walks) so far: `api.listing.Listing.requests` and `.full_walks`.
+ListingCounts = Callable[[], tuple[int, int]]
 
 
 class Metrics:
@@ -194,6 +201,16 @@ class Metrics:
         if limiter is not None:
             self.bwlimit.set_function(lambda: -1.0 if limiter.rate is None else limiter.rate)
 
+    def watch_api(self, client: TeleportClient) -> None:
+        """The pacers' waits and the listing's cost, read at each scrape (they count on their
+        own, under their locks; the client is shared by the poller, webhook checks and
+        uploads, so these are the whole account's as this station sees it)."""
+        pacers = {"api": client.pacer, "storage": client.storage_pacer}
+        listing = client.listing
+        self.registry.register(
+            _ApiCollector(pacers, lambda: (listing.requests, listing.full_walks))
+        )
+
     def watch_journal_disk(self, folder: Path) -> None:
         """Free and total bytes of the journal's file system, asked of the OS at each scrape
         (a full disk stops every journal write: the daemon cannot record progress)."""
@@ -299,3 +316,42 @@ class MetricsProgress:
     def part_done(self, path: Path, number: int) -> None:
         self._metrics.parts_uploaded.inc()
         self._metrics.last_part.set(time.time())
+
+
+class _ApiCollector(Collector):
+    """Counters kept by the API client itself, offered to Prometheus as they stand."""
+
+    def __init__(self, pacers: dict[str, Pacer], listing: ListingCounts) -> None:
+        self.pacers = pacers
+        self.listing = listing
+
+    def collect(self):  # type: ignore[no-untyped-def]  # prometheus_client's own signature
+        waits = CounterMetricFamily(
+            "teleport_sync_pacer_waits",
+            "Calls that waited for their remote's pacer after a 429/503 with Retry-After or "
+            "a failure slowed every caller (remote: api or storage)",
+            labels=["remote"],
+        )
+        seconds = CounterMetricFamily(
+            "teleport_sync_pacer_wait_seconds",
+            "Seconds calls spent waiting for their remote's pacer",
+            labels=["remote"],
+        )
+        for remote, pacer in self.pacers.items():
+            waits.add_metric([remote], pacer.waits)
+            seconds.add_metric([remote], pacer.waited_seconds)
+        requests, full_walks = self.listing()
+        yield waits
+        yield seconds
+        yield CounterMetricFamily(
+            "teleport_sync_listing_requests",
+            "Pages of the account's capture listing asked for (polls, webhook checks, "
+            "completions, actions, adoption)",
+            value=requests,
+        )
+        yield CounterMetricFamily(
+            "teleport_sync_listing_full_walks",
+            "Walks of the whole listing (a followed capture not found: at most one per "
+            "[poll] full_walk_seconds)",
+            value=full_walks,
+        )

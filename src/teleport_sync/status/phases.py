@@ -77,6 +77,9 @@ class PhaseFacts:
     paused: str | None = None
     # Why no upload can start now, whatever the file (authentication failing), or None.
     blocked: str | None = None
+    # The account's listing has not shown the capture since then; a full walk confirmed it then.
+    unlisted_since: str | None = None
+    unlisted_confirmed_at: str | None = None
 
 
 def derive(facts: PhaseFacts) -> tuple[str, str | None]:
@@ -132,9 +135,25 @@ def _after_upload(facts: PhaseFacts) -> tuple[str, str | None]:
                 return "downloading", f"the download failed and is retried: {facts.result_error}"
             return "downloading", "fetching the model files"
         return "done", None
+    if facts.unlisted_since:
+        return "processing", _unlisted_reason(facts)
     if capture:
         return "processing", f"the capture is {facts.capture_state} on the server"
     return "processing", "uploaded; waiting for the server's first state"
+
+
+def _unlisted_reason(facts: PhaseFacts) -> str:
+    since = _short_time(facts.unlisted_since or "")
+    if facts.unlisted_confirmed_at:
+        checked = _short_time(facts.unlisted_confirmed_at)
+        return (
+            f"the capture is not in the account's listing since {since} (a full walk at "
+            f"{checked} found no trace: deleted?); still followed"
+        )
+    return (
+        f"the capture is not seen in the account's listing since {since}; a full walk "
+        "(at most once per [poll] full_walk_seconds) will confirm"
+    )
 
 
 def _short_time(iso: str) -> str:

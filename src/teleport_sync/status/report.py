@@ -91,6 +91,8 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             held=(options.held or _none)(raw),
             paused=(options.paused or _none)(raw),
             blocked=options.blocked,
+            unlisted_since=raw.get("unlisted_since"),
+            unlisted_confirmed_at=raw.get("unlisted_confirmed_at"),
         )
     )
     return {
@@ -104,6 +106,8 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
         "parts_done": raw["parts_done"],
         "num_parts": raw["num_parts"],
         "capture_state": raw["capture_state"],
+        "unlisted_since": raw.get("unlisted_since"),
+        "unlisted_confirmed_at": raw.get("unlisted_confirmed_at"),
         "state_history": raw["state_history"],
         "error": raw["error"],
         "attempts": raw["attempts"],
@@ -166,6 +170,8 @@ def _sighting_only(path: str, sighting: dict[str, Any]) -> dict[str, Any]:
         "parts_done": 0,
         "num_parts": None,
         "capture_state": None,
+        "unlisted_since": None,
+        "unlisted_confirmed_at": None,
         "state_history": [],
         "error": None,
         "attempts": 0,

@@ -103,7 +103,7 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     if bool(paths) == bool(before):
         fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
     when = parse_when_option(before, "--before") if before else None
-    rows = status_rows_of(settings)
+    rows, _ = status_rows_of(settings)
     chosen = [
         row
         for row in rows

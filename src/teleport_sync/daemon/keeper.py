@@ -28,7 +28,7 @@ from ..status.health import (
     status_line,
 )
 from ..status.metrics import Metrics
-from ..status.report import ReportOptions, phase_counts, status_rows
+from ..status.report import ReportOptions, live_counts
 from .sdnotify import SystemdNotifier
 
 log = get_logger("teleport_sync.daemon")
@@ -123,8 +123,7 @@ class HealthKeeper:
         now = time.monotonic()
         if not force and now < self._next_report:
             return
-        rows = status_rows(self.journal, self._options())
-        counts = phase_counts(rows)
+        rows, counts = live_counts(self.journal, self._options())
         self._fleet_gauges(rows)
         took = time.monotonic() - now
         self._next_report = now + max(REPORT_EVERY_SECONDS, took / REPORT_SHARE)

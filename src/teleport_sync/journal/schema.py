@@ -279,6 +279,10 @@ def _migrate_listing(db: Any) -> None:
     for name in ("unlisted_since", "unlisted_confirmed_at"):
         if name not in columns:
             db.execute(f"ALTER TABLE files ADD COLUMN {name} TEXT")
+    # A busy station's year (50,000 rows): forgetting a row deleted its events by a scan of all
+    # events (O(rows) per row), and the finished rows are told apart by upload state.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_events_file_id ON events (file_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_files_upload_state ON files (upload_state)")
 
 
 # Index i moves the schema from version i to i + 1. Append; never edit a released entry.

@@ -20,7 +20,7 @@ from ..api.authstate import AuthSnapshot
 from ..journal import Journal
 from ..journal.lock import holder
 from ..limits import bwlimit_now
-from .report import ReportOptions, phase_counts, status_rows
+from .report import ReportOptions, live_counts
 
 DAEMON_FACT = "daemon"
 AUTH_FACT = "auth"
@@ -106,7 +106,7 @@ def health_report(
     roots = _json_fact(journal, ROOTS_FACT) if journal is not None and running else None
     if not isinstance(roots, list):
         roots = [_root_without_daemon(p) for p in configured_roots]
-    counts = phase_counts(status_rows(journal, options)) if journal is not None else {}
+    counts = live_counts(journal, options)[1] if journal is not None else {}
     # A folder another live journal watches is not uploaded from here (`watch.claim`).
     claimed = any(r.get("claimed_by") for r in roots)
     ok = running and auth.get("ok") is not False and all(r.get("watched") for r in roots)

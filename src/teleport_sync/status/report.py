@@ -38,15 +38,40 @@ class ReportOptions:
     blocked: str | None = None
 
 
-def status_rows(journal: Journal, options: ReportOptions | None = None) -> list[dict[str, Any]]:
-    """Every file the journal knows, files being written included, as the contract's objects."""
+def status_rows(
+    journal: Journal,
+    options: ReportOptions | None = None,
+    *,
+    finished: int | None = None,
+    file_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Every file the journal knows, files being written included, as the contract's objects.
+
+    `finished` = n: of the rows that are done for good, only the n most recently changed
+    (`Journal.report_rows`); `live_counts` counts the others. `file_id`: that file's row."""
     options = options or ReportOptions()
     if options.held is None or options.paused is None:
         from ..control.holds import report_hooks
 
         held, paused = report_hooks(journal)
         options = replace(options, held=options.held or held, paused=options.paused or paused)
-    return [_printable(_row(raw, options)) for raw in journal.report_rows()]
+    raws = journal.report_rows(
+        finished=finished, download_wanted=options.download_wanted, file_id=file_id
+    )
+    return [_printable(_row(raw, options)) for raw in raws]
+
+
+def live_counts(
+    journal: Journal, options: ReportOptions | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows still in play (no finished one read) and the count of every phase, finished
+    rows included: `health`, the daemon's gauges and STATUS= cost what is in hand, not the
+    journal's whole history."""
+    options = options or ReportOptions()
+    rows = status_rows(journal, options, finished=0)
+    counts = phase_counts(rows)
+    counts["done"] += journal.finished_count(download_wanted=options.download_wanted)
+    return rows, counts
 
 
 def _printable(row: dict[str, Any]) -> dict[str, Any]:

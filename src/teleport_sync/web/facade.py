@@ -41,6 +41,10 @@ def safe_text(text: str | None) -> str | None:
     return _URL_QUERY.sub(r"\1?…", REDACTOR.redact(text))
 
 
+# Finished files the console lists (the most recently changed); `status --all` has them all.
+FINISHED_SHOWN = 200
+
+
 class Console:
     def __init__(self, link: DaemonLink, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.link = link
@@ -59,15 +63,19 @@ class Console:
         return ReportOptions(download_wanted=self.link.settings.results.download)
 
     def _status_rows(self) -> list[dict[str, Any]]:
-        return status_rows(self.link.journal, self._options())
+        # Everything in hand, and only the latest finished files: a year of them is not a page.
+        return status_rows(self.link.journal, self._options(), finished=FINISHED_SHOWN)
+
+    def _status_row(self, file_id: int) -> dict[str, Any] | None:
+        rows = status_rows(self.link.journal, self._options(), file_id=file_id)
+        return rows[0] if rows else None
 
     def rows(self, phase: str | None = None, text: str | None = None) -> list[dict[str, Any]]:
         """Every file, newest first, as the pages show it; filtered by phase and a path fragment.
 
         Files still settling or being written have no journal id (nothing to link or act on).
         """
-        journal = self.link.journal
-        ids = {shown_path(record.path): record.id for record in journal.all_files()}
+        ids = {shown_path(path): file_id for path, file_id in self.link.journal.file_ids()}
         out = []
         for row in sorted(self._status_rows(), key=lambda r: r["updated_at"], reverse=True):
             view = self._view(ids.get(row["path"]), row)
@@ -186,7 +194,7 @@ class Console:
             record = journal.get(file_id)
         except KeyError:
             return None
-        row = next((r for r in self._status_rows() if r["path"] == shown_path(record.path)), None)
+        row = self._status_row(file_id)
         if row is None:
             return None
         view = self._view(file_id, row)
@@ -318,8 +326,7 @@ class Console:
         if action == "retry":
             return operations.retry_now(link, file_id)
         if action == "forget":
-            path = link.journal.get(file_id).path
-            row = next((r for r in self._status_rows() if r["path"] == shown_path(path)), None)
+            row = self._status_row(file_id)
             if row is None:
                 raise KeyError(file_id)
             return operations.forget(link, file_id, row)

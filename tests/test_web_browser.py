@@ -197,6 +197,35 @@ def test_3d_view_draws_the_model(
     assert painted
 
 
+@pytest.mark.skipif(not viewer_available(), reason="3D viewer files not fetched")
+def test_3d_view_draws_the_path_of_the_cameras_teleport_posed(
+    browser: Any, console: Running, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    from .test_metadata_v2 import PHOTOS, real_photo_zip
+
+    set_knobs(emulator, cameras_left_out=["IMG_0412.JPG"])
+    real_photo_zip(tmp_path / "inbox" / "posed.zip", PHOTOS)
+    wait_for(
+        lambda: (rows(console.daemon.settings).get("posed.zip") or {}).get("teleport_posed"),
+        what="the camera list read",
+    )
+    file_id = next(r.id for r in console.daemon.journal.all_files() if r.path.endswith("posed.zip"))
+    browser.get(f"{console.daemon.web_url}files/{file_id}")
+    assert "Teleport posed 15 of 16 photos; left out: IMG_0412" in browser.page_source
+    state = browser_wait(
+        lambda: browser.execute_script("return document.getElementById('viewer').dataset.state"),
+        "the 3D view to load",
+    )
+    assert state == "3d", state
+    drawn = browser.execute_script("return document.getElementById('viewer').dataset.cameraPath")
+    assert drawn == "15", drawn  # one point per posed camera, joined by the path
+    # The left-out photo's thumbnail is a real picture the browser decoded.
+    width = browser.execute_script(
+        "const i = document.querySelector('.teleport-posed img'); return i && i.naturalWidth"
+    )
+    assert width == 240
+
+
 def test_the_pause_button_stops_new_puts(
     browser: Any, console: Running, emulator: EmulatorServer, tmp_path: Path
 ) -> None:

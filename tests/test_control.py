@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from teleport_sync.config import Settings
 from teleport_sync.control import hold_reason, is_paused, pause_reason
+from teleport_sync.control.holds import command
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
@@ -141,10 +143,13 @@ def test_a_zip_over_the_frame_budget_is_held_until_approved(
         with Journal(settings.journal.path) as journal:
             record = journal.by_path(str(held))
             assert record is not None
-            wait_for(lambda: hold_reason(journal, record.id) is not None, what="the hold")
-            reason = hold_reason(journal, record.id)
+            wait_for(
+                lambda: hold_reason(journal, record.id, record.path) is not None, what="the hold"
+            )
+            reason = hold_reason(journal, record.id, record.path)
         assert reason is not None
         assert "max_frames_per_capture (8) by 3" in reason
+        assert reason.endswith(f"; run: teleport-sync approve {held}")
         row = rows(settings)["eleven.zip"]
         assert row["upload_state"] == "pending" and row["eid"] is None
         assert row["phase"] == "held" and row["reason"] == reason
@@ -288,3 +293,14 @@ def test_resume_of_one_folder_says_what_pause_still_holds_it(tmp_path: Path) -> 
     assert run("resume").returncode == 0
     with Journal(tmp_path / "journal.sqlite3") as journal:
         assert journal.paused_paths() == []
+
+
+def test_hints_are_commands_to_paste_with_the_files_own_path() -> None:
+    assert command("approve", "/srv/inbox/scan.zip") == "teleport-sync approve /srv/inbox/scan.zip"
+    # A space or a quote in the name: quoted for the shell, as it must be pasted.
+    spaced = command("approve", "/srv/my inbox/Bob's scan.zip")
+    assert spaced == "teleport-sync approve '/srv/my inbox/Bob'\"'\"'s scan.zip'"
+    assert shlex.split(spaced)[2] == "/srv/my inbox/Bob's scan.zip"
+    # A name that is not UTF-8 (journaled as its bytes): bash's $'...' gives the same bytes.
+    latin1 = os.fsdecode(b"/srv/caf\xe9 'x'.zip")
+    assert command("resume", latin1) == "teleport-sync resume $'/srv/caf\\xe9 \\x27x\\x27.zip'"

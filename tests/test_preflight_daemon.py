@@ -70,6 +70,9 @@ def test_a_hold_keeps_the_file_back_until_approve(
             row = rows(settings)["few.zip"]
             assert row["upload_state"] == "pending" and row["eid"] is None
             assert "held by pre-flight: 8 images; at least 20 wanted" in str(row["reason"])
+            # The hint is the command to paste, with this file's path in it.
+            assert f"(teleport-sync check {path})" in str(row["reason"])
+            assert str(row["reason"]).endswith(f"run: teleport-sync approve {path}")
             preflight = row["preflight"]
             assert preflight["verdict"] == "hold" and preflight["approved_at"] is None
             assert preflight["figures"]["frames"] == 8

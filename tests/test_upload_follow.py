@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,10 @@ def test_upload_without_follow_says_what_happens_next(
     config = config_for(tmp_path, emulator)
     result = run_cli("--config", str(config), "upload", str(make_zip(tmp_path / "a.zip")))
     assert result.returncode == 0, result.stderr
-    assert "processing on the server" in result.stdout and "download EID" in result.stdout
+    assert "processing on the server" in result.stdout
+    listed = run_cli("--config", str(config), "status", "--json")
+    [row] = json.loads(listed.stdout)
+    assert f"`teleport-sync download {row['eid']}`" in " ".join(result.stdout.split())
 
 
 def test_ctrl_c_says_rerunning_resumes_and_exits_130(

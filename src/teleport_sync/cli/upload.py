@@ -195,11 +195,12 @@ def _report_uploads(results: list[tuple[Path, str, str, int | None]], follow: bo
         style = {"failed": "red", "waiting": "yellow"}.get(what, "green")
         table.add_row(Text(str(path)), Text(what, style=style), Text(eid))
     stdout.print(table)
-    if any(eid for _, _, eid, _ in results) and not follow:
+    eids = [eid for _, _, eid, _ in results if eid]
+    if eids and not follow:
         click.echo(
             "The captures are processing on the server (typically some minutes). Follow them "
-            "with `teleport-sync status`; fetch a model with `teleport-sync download EID` once "
-            "it is READY, or next time use `upload --follow` to wait and download."
+            f"with `teleport-sync status`; fetch a model with `teleport-sync download {eids[0]}` "
+            "once it is READY, or next time use `upload --follow` to wait and download."
         )
     unfinished = any(what in ("failed", "waiting") for _, what, _, _ in results)
     return EXIT_FAILED if unfinished else EXIT_OK

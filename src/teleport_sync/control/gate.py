@@ -156,12 +156,12 @@ class Control:
             # the budget: a capture pre-flight holds costs no budget until it is approved.
             held_by_preflight = self.preflight(record)
             if held_by_preflight is not None:
-                return preflight_sentence(held_by_preflight)
+                return preflight_sentence(held_by_preflight, record.path)
         facts = self._facts(record)
         if facts["held_reason"] and not facts["approved_at"]:
-            return hold_reason(self.journal, record.id)
+            return hold_reason(self.journal, record.id, record.path)
         if record.eid is None and self._duplicate_holds(record, facts):
-            return hold_reason(self.journal, record.id)
+            return hold_reason(self.journal, record.id, record.path)
         frames = facts["frames"]
 
         def check(frames_today: int, captures_today: int) -> str | None:
@@ -172,7 +172,7 @@ class Control:
         held = self.journal.admit_within_budget(record.id, self.today(), frames or 0, check)
         if held is not None:
             log.warning("held by a budget", path=record.path, reason=held)
-            return hold_reason(self.journal, record.id)
+            return hold_reason(self.journal, record.id, record.path)
         return None
 
     def _duplicate_holds(self, record: FileRecord, facts: dict[str, Any]) -> bool:

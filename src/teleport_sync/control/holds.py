@@ -43,16 +43,17 @@ def _pause_sentence(entry: str | None) -> str | None:
         return None
     if entry == PAUSE_ALL:
         return "all uploads are paused (teleport-sync pause); run: teleport-sync resume"
-    return f"paused by: teleport-sync pause {entry}; run: teleport-sync resume {entry}"
+    return f"paused by: {command('pause', entry)}; run: {command('resume', entry)}"
 
 
 def is_paused(journal: Journal, path: str) -> bool:
     return pause_reason(journal, path) is not None
 
 
-def hold_reason(journal: Journal, file_id: int) -> str | None:
-    """Why pre-flight or a budget holds the file (the `phase: held` sentence), or None."""
-    return _hold_sentence(journal.control_facts(file_id))
+def hold_reason(journal: Journal, file_id: int, path: str) -> str | None:
+    """Why pre-flight or a budget holds the file at `path` (the `phase: held` sentence), or
+    None."""
+    return _hold_sentence({**journal.control_facts(file_id), "path": path})
 
 
 def preflight_holds(row: dict[str, Any]) -> bool:
@@ -64,29 +65,37 @@ def preflight_holds(row: dict[str, Any]) -> bool:
     )
 
 
-def preflight_sentence(summary: str | None) -> str:
+def command(name: str, path: str) -> str:
+    """`teleport-sync NAME PATH` with the file's own path, ready to paste into a shell (a name
+    that is not UTF-8 as bash's $'...' with its bytes escaped)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        plain = {b for b in range(32, 127)} - {ord("'"), ord("\\")}
+        escaped = "".join(chr(b) if b in plain else f"\\x{b:02x}" for b in raw)
+        return f"teleport-sync {name} $'{escaped}'"
+    return f"teleport-sync {name} {shlex.quote(path)}"
+
+
+def preflight_sentence(summary: str | None, path: str) -> str:
     return (
         f"held by pre-flight: {summary or 'it broke a [preflight] rule'}; look at it "
-        "(teleport-sync check PATH), then to upload it anyway run: teleport-sync approve PATH"
+        f"({command('check', path)}), then to upload it anyway run: {command('approve', path)}"
     )
 
 
 def _hold_sentence(row: dict[str, Any]) -> str | None:
+    path = str(row["path"])
     if preflight_holds(row):
-        return preflight_sentence(row.get("preflight_summary"))
+        return preflight_sentence(row.get("preflight_summary"), path)
     if row.get("duplicate_reason") and not row.get("duplicate_approved_at"):
         return (
-            f"held: {row['duplicate_reason']}; to upload it anyway run: teleport-sync approve "
-            f"{_shown(row.get('path'))}"
+            f"held: {row['duplicate_reason']}; to upload it anyway run: {command('approve', path)}"
         )
     if row.get("held_reason") and not row.get("approved_at"):
-        return f"held: {row['held_reason']}; run: teleport-sync approve PATH"
+        return f"held: {row['held_reason']}; run: {command('approve', path)}"
     return None
-
-
-def _shown(path: object) -> str:
-    """A path for a command line the operator can paste (`PATH` when it is not text)."""
-    return shlex.quote(path) if isinstance(path, str) and path else "PATH"
 
 
 def report_hooks(
@@ -106,7 +115,7 @@ def approve(journal: Journal, paths: list[str]) -> tuple[list[str], list[str]]:
     approved, not_held = [], []
     for target in paths:
         matched = [r for r in records if paused_by([target], r.path) is not None]
-        held = [r for r in matched if hold_reason(journal, r.id) is not None]
+        held = [r for r in matched if hold_reason(journal, r.id, r.path) is not None]
         for record in held:
             journal.approve(record.id)
             approved.append(record.path)

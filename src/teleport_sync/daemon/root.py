@@ -388,7 +388,7 @@ def _preflight_checked(
     """A file version judged: counted, and announced when it is held."""
     daemon.metrics.preflight_checked(row.verdict, seconds)
     if row.holds:
-        daemon.events.file_held(record, row, preflight_sentence(row.summary))
+        daemon.events.file_held(record, row, preflight_sentence(row.summary, record.path))
 
 
 def _auth_changed(events: EventHub, snapshot: AuthSnapshot) -> None:

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from teleport_sync.config import Settings
 from teleport_sync.emulator.faults import EmulatorConfig
@@ -48,7 +49,7 @@ def test_a_broken_file_dropped_whole_is_rejected_at_once_not_after_ten_minutes(
     settings = settings_for(emulator, tmp_path)
     assert settings.watch.incomplete_timeout_seconds >= 600
     inbox = settings.watch.paths[0]
-    with Running(settings):
+    with capture_logs() as logs, Running(settings):
         truncated_zip(inbox / "cut.zip", tmp_path)
         still = (inbox / "writing.zip").open("wb")  # a copy still going: kept open
         still.write(b"PK\x03\x04" + bytes(1000))
@@ -60,8 +61,12 @@ def test_a_broken_file_dropped_whole_is_rejected_at_once_not_after_ten_minutes(
         )
         row = rows(settings)["cut.zip"]
         assert "broken" in str(row["reason"]) and "looked at again" in str(row["reason"])
+        assert "(still copying?)" not in str(row["reason"])  # it is not: it is broken
         assert rows(settings)["writing.zip"]["phase"] in ("settling", "incomplete")
         still.close()
+    # One problem, one message: not "waiting for the file to be complete" first.
+    said = [e for e in logs if str(e.get("path", "")).endswith("cut.zip")]
+    assert [(e["event"], e["log_level"]) for e in said] == [("not uploaded", "error")], said
     assert emulator.stats.count("api", "POST", "/api/v1/captures") == 0
 
 

@@ -8,6 +8,7 @@ yet) or journaled and queued for upload.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,18 +146,20 @@ class Intake:
     ) -> None:
         """Not complete yet: look again later; give up once it stopped changing for long."""
         settings = self._settings()
-        waited = self.sightings.incomplete(path, root, st, reason)
         if self._closed_unchanged(path, st):
-            # Its writer closed it and it has settled: nothing more is coming.
+            # Its writer closed it and it has settled: nothing more is coming. One message says
+            # so (not "waiting" first), and not with the reason's guess that it is still copying.
             quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
             self.reject(
                 path,
                 quick,
                 *what,
-                f"{reason}; the program that wrote it has closed it, so it is broken, not still "
-                "being copied (write or copy it again: a changed file is looked at again)",
+                f"{_STILL_WRITTEN_GUESS.sub('', reason)}, and the program that wrote it has "
+                "closed it: it is broken, not still being copied (write or copy it again: a "
+                "changed file is looked at again)",
             )
             return
+        waited = self.sightings.incomplete(path, root, st, reason)
         if waited >= settings.watch.incomplete_timeout_seconds:
             quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
             self.reject(
@@ -205,6 +208,10 @@ class Intake:
             self.journal.reject(str(path), identity, fmt, name, message)
             self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
+
+
+# The end of an incompleteness reason that guesses the file is still being written.
+_STILL_WRITTEN_GUESS = re.compile(r"( yet)? \([^()]*\?\)$")
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

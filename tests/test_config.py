@@ -44,6 +44,76 @@ def test_environment_overrides_file_key_by_key(
     assert settings.api.client_id == "cid"  # untouched keys keep the file's value
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        # A typo in the key: the variable is named, with the one meant.
+        (
+            "TELEPORT_SYNC_WATCH__PATH",
+            "/srv/inbox",
+            "environment variable TELEPORT_SYNC_WATCH__PATH ([watch] path): unknown key "
+            "(did you mean TELEPORT_SYNC_WATCH__PATHS?)",
+        ),
+        (
+            "TELEPORT_SYNC_UPLOAD__CONCURRENCY",
+            "eight",
+            "environment variable TELEPORT_SYNC_UPLOAD__CONCURRENCY ([upload] concurrency): "
+            "Input should be a valid integer",
+        ),
+        # pydantic-settings would ignore these two in silence.
+        (
+            "TELEPORT_SYNC_WACTH__PATHS",
+            '["/srv/inbox"]',
+            "environment variable TELEPORT_SYNC_WACTH__PATHS: no section [wacth] "
+            "(did you mean TELEPORT_SYNC_WATCH__PATHS?)",
+        ),
+        (
+            "TELEPORT_SYNC_API_CLIENT_ID",
+            "cid",
+            "did you mean TELEPORT_SYNC_API__CLIENT_ID (two underscores",
+        ),
+        # A list not written as JSON: one line, not a traceback.
+        (
+            "TELEPORT_SYNC_WATCH__PATHS",
+            "/srv/inbox",
+            "environment variable TELEPORT_SYNC_WATCH__PATHS: a list or a table is written as "
+            """JSON, e.g. TELEPORT_SYNC_WATCH__PATHS='["/srv/inbox"]'""",
+        ),
+    ],
+)
+def test_a_bad_environment_variable_is_named_not_blamed_on_the_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clean_env: None,
+    variable: str,
+    value: str,
+    says: str,
+) -> None:
+    cfg = make(tmp_path / "c.toml", BASE)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cfg)
+    message = str(raised.value)
+    assert message.startswith("invalid configuration in the environment: "), message
+    assert says in message
+    assert str(cfg) not in message  # the file is fine: it is not blamed
+
+
+def test_file_and_environment_problems_each_name_their_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
+) -> None:
+    cfg = make(tmp_path / "c.toml", BASE + "[watch]\nsettle_second = 3\n")
+    monkeypatch.setenv("TELEPORT_SYNC_WATCH__PATH", "/srv/inbox")
+    monkeypatch.setenv("TELEPORT_SYNC_NO_MD5_LANES", "1")  # not a setting, and not a typo
+    with pytest.raises(ConfigError) as raised:
+        load_settings(cfg)
+    message = str(raised.value)
+    assert message.startswith(f"invalid configuration in {cfg} and the environment: ")
+    assert "[watch] settle_second: unknown key (did you mean `settle_seconds`?)" in message
+    assert "environment variable TELEPORT_SYNC_WATCH__PATH ([watch] path)" in message
+    assert "NO_MD5_LANES" not in message
+
+
 def test_secret_sources_in_documented_order(tmp_path: Path) -> None:
     secret_file = make(tmp_path / "secret", "from-secret-file\n")
     creds = tmp_path / "creds"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -25,7 +27,12 @@ from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 ENV_PREFIX = "TELEPORT_SYNC_"
 SECRET_ENV = f"{ENV_PREFIX}API__CLIENT_SECRET"
@@ -555,8 +562,12 @@ def _read_secret_file(path: Path, what: str, secret_name: str = "the client secr
     return secret
 
 
-def _render_validation_error(error: pydantic.ValidationError, source: str) -> str:
-    problems = []
+def _render_validation_error(
+    error: pydantic.ValidationError, source: str, variables: Mapping[str, str]
+) -> str:
+    """One line naming each bad key and where it came from: the file, or the environment
+    variable that set it (the environment wins over the file, key by key)."""
+    problems, sources = [], []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
         if len(loc) >= 2:
@@ -564,10 +575,116 @@ def _render_validation_error(error: pydantic.ValidationError, source: str) -> st
         else:
             key = f"[{loc[0]}]" if loc else "(top level)"
         msg = item["msg"].removeprefix("Value error, ")
+        variable = _variable_for(item["loc"], variables)
+        if variable is not None:
+            if item["type"] == "extra_forbidden":
+                msg = _unknown_variable_key(item["loc"])
+            problems.append(f"environment variable {variable} ({key}): {msg}")
+            sources.append("the environment")
+            continue
         if item["type"] == "extra_forbidden":
             key, msg = _unknown_key(item["loc"], item.get("input"))
         problems.append(f"{key}: {msg}")
-    return f"invalid configuration in {source}: " + "; ".join(problems)
+        sources.append(source)
+    where = " and ".join(dict.fromkeys(sources))
+    return f"invalid configuration in {where}: " + "; ".join(problems)
+
+
+# `TELEPORT_SYNC_*` variables that are not settings (read elsewhere, or by the hashing code).
+_NOT_SETTINGS = {"CONFIG", "NO_MD5_LANES"}
+
+
+def _setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment's `TELEPORT_SYNC_*` variables: upper-case name -> the name as set."""
+    return {
+        name.upper(): name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper()[len(ENV_PREFIX) :] not in _NOT_SETTINGS
+    }
+
+
+def _variable_name(keys: list[str]) -> str:
+    return ENV_PREFIX + "__".join(keys).upper()
+
+
+def _variable_for(loc: tuple[Any, ...], variables: Mapping[str, str]) -> str | None:
+    """The variable that set the key at `loc`: its own, or one that set a table above it as
+    JSON (a list's items cannot be set one by one, so the walk stops at an index)."""
+    keys: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            break
+        keys.append(str(part))
+    for depth in range(len(keys), 0, -1):
+        name = _variable_name(keys[:depth])
+        if name in variables:
+            return variables[name]
+    return None
+
+
+def _unknown_variable_key(loc: tuple[Any, ...]) -> str:
+    *table, name = [str(part) for part in loc if not isinstance(part, int)]
+    close = difflib.get_close_matches(name, sorted(_fields_of(tuple(table))), n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in sorted(_fields_of(tuple(table))) if c.startswith(name)][:1]
+    meant = f" (did you mean {_variable_name([*table, close[0]])}?)" if close else ""
+    return f"unknown key{meant}; {EXAMPLE_HINT}"
+
+
+def _refuse_unknown_variables(variables: Mapping[str, str]) -> None:
+    """A variable shaped like a setting that names no section is a typo, not someone else's:
+    say so (pydantic-settings would ignore it in silence)."""
+    sections = set(Settings.model_fields) - _NOT_IN_FILE
+    problems = []
+    for upper, name in sorted(variables.items()):
+        rest = upper[len(ENV_PREFIX) :].lower()
+        section, nested, key = rest.partition("__")
+        if section in sections:
+            continue
+        if nested:
+            close = difflib.get_close_matches(section, sorted(sections), n=1, cutoff=0.6)
+            meant = f" (did you mean {_variable_name([close[0], key])}?)" if close else ""
+            problems.append(f"environment variable {name}: no section [{section}]{meant}")
+            continue
+        # TELEPORT_SYNC_API_CLIENT_ID: one underscore where the section ends.
+        for known in sorted(sections):
+            if rest.startswith(known + "_") and rest[len(known) + 1 :] in _fields_of((known,)):
+                right = _variable_name([known, rest[len(known) + 1 :]])
+                problems.append(
+                    f"environment variable {name}: not a setting; did you mean {right} (two "
+                    "underscores between the section and the key)?"
+                )
+    if problems:
+        raise ConfigError("invalid configuration in the environment: " + "; ".join(problems))
+
+
+def _unparsable_variable(error: SettingsError, variables: Mapping[str, str]) -> str:
+    """pydantic-settings could not parse a variable for a list or table (it wants JSON)."""
+    found = re.search(r'field "([^"]+)"', str(error))
+    field = found.group(1) if found else ""
+    names = [
+        name
+        for upper, name in sorted(variables.items())
+        if upper.startswith(_variable_name([field])) and not _is_json(os.environ.get(name, ""))
+    ]
+    if not names:
+        return f"invalid configuration in the environment: {error}"
+    example = names[0]
+    value = os.environ.get(example, "")
+    return (
+        f"invalid configuration in the environment: environment variable {', '.join(names)}: a "
+        "list or a table is written as JSON, e.g. "
+        f"{example}='{json.dumps([value]) if value else '[...]'}'"
+    )
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 EXAMPLE_HINT = "`teleport-sync config example` prints every key, documented"
@@ -641,10 +758,15 @@ def load_settings(
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
 
     source = str(path) if path else "the environment"
+    # What pydantic-settings reads: the process's own environment.
+    variables = _setting_variables(os.environ)
+    _refuse_unknown_variables(variables)
     try:
         settings = Settings(**data)
     except pydantic.ValidationError as exc:
-        raise ConfigError(_render_validation_error(exc, source)) from None
+        raise ConfigError(_render_validation_error(exc, source, variables)) from None
+    except SettingsError as exc:
+        raise ConfigError(_unparsable_variable(exc, variables)) from None
     settings.source_path = path
     web_table = data.get("web")
     if isinstance(web_table, dict) and web_table.get("token") and path is not None:

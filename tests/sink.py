@@ -73,10 +73,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def captured_log() -> Iterator[io.StringIO]:
+def captured_log(level: str = "INFO") -> Iterator[io.StringIO]:
     """The log as JSON lines in a buffer, whatever an earlier test pointed it at."""
     stream = io.StringIO()
-    configure_logging("INFO", "json", stream=stream)
+    configure_logging(level, "json", stream=stream)
     try:
         yield stream
     finally:

@@ -13,9 +13,13 @@ failure reason included. A delivery for a file whose upload has not completed he
 nothing. Every delivery that moved nothing is kept in the state history with why. The poller
 stays the reconciler for deliveries that never arrive or cannot be checked.
 
-The receiver bounds what a client can hold: each connection has `request_seconds` in all to
-send its request, and at most `max_connections` are open at once (a new one closes the oldest
-that is still sending), so a flood of slow clients cannot keep a delivery out.
+The receiver bounds what a client can hold and queues what it cannot take at once: a pool of
+`max_connections` workers reads requests, accepted connections wait for one (up to `WAITING`),
+and the kernel's listen queue (`LISTEN_BACKLOG`) holds the rest, so a burst of valid deliveries
+is answered, not reset. Each connection has `request_seconds` in all to send its request from
+when a worker takes it, and while others wait a connection still sending after a tenth of that
+gives its worker up, so a flood of slow clients cannot keep a delivery out. A client that goes
+away (a dropped connection, a broken pipe) is one log line, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from ..api.errors import ApiError
@@ -177,66 +183,131 @@ def _refused(record: FileRecord, delivery: Delivery, why: str) -> str:
 # A delivery is a few hundred bytes: Teleport sends it in milliseconds. A client still sending
 # after this long is slow on purpose, or broken; either way it gives its place up.
 REQUEST_SECONDS = 10.0
-MAX_CONNECTIONS = 64
+# Connections read at once (the worker pool), accepted ones waiting for a worker, and the
+# kernel's listen queue behind them (capped by net.core.somaxconn): a burst of up to
+# WORKERS + WAITING + LISTEN_BACKLOG deliveries at once is queued and answered, never reset.
+WORKERS = 16
+WAITING = 256
+LISTEN_BACKLOG = 1024
+# While connections wait for a worker, one still sending after this share of its time gives
+# its worker up: a flood of slow clients cannot keep a delivery waiting for long.
+PATIENCE_SHARE = 0.1
 
 
 class _Connections:
-    """The connections still sending their request, and when each must be done.
+    """The connections workers are reading, when each must be done, and how many wait.
 
-    A connection over its time, or the oldest one when a new one would pass the limit, is shut
-    down (the handler's read then ends): a slow client cannot hold a thread, and a flood of them
-    cannot keep out a delivery, which arrives, is read and leaves this table in milliseconds."""
+    A connection over its time is shut down (the handler's read then ends). While others wait
+    for a worker, one still sending after `patience` is shut down too: a delivery is read in
+    milliseconds, so only slow clients ever give their place up."""
 
-    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
-        self.limit, self.seconds, self._clock = limit, seconds, clock
-        self._deadlines: dict[socket.socket, float] = {}
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds, self._clock = seconds, clock
+        self.patience = seconds * PATIENCE_SHARE
+        self._started: dict[socket.socket, float] = {}
+        self._cut: set[socket.socket] = set()  # shut down here: their handler's errors are ours
+        self.waiting = 0
         self._lock = threading.Lock()
 
-    def admit(self, sock: socket.socket) -> None:
+    def accepted(self) -> None:
         with self._lock:
-            while len(self._deadlines) >= self.limit:
-                oldest = min(self._deadlines, key=self._deadlines.__getitem__)
-                self._drop(oldest, "too many connections still sending")
-            self._deadlines[sock] = self._clock() + self.seconds
+            self.waiting += 1
+
+    def start(self, sock: socket.socket) -> None:
+        """A worker begins reading `sock`: its time runs from now."""
+        with self._lock:
+            self.waiting -= 1
+            self._started[sock] = self._clock()
 
     def sent(self, sock: socket.socket) -> None:
         """The request is read (or the connection ended): no deadline any more."""
         with self._lock:
-            self._deadlines.pop(sock, None)
+            self._started.pop(sock, None)
+
+    def ended(self, sock: socket.socket) -> bool:
+        """Forget `sock`; whether it was cut off here (its closing is already logged)."""
+        with self._lock:
+            self._started.pop(sock, None)
+            if sock in self._cut:
+                self._cut.discard(sock)
+                return True
+            return False
 
     def reap(self) -> float:
-        """Shut down the connections past their time; seconds until the next deadline."""
+        """Shut down the connections past their time (or their patience, while others wait);
+        seconds until the next look."""
         now = self._clock()
         with self._lock:
-            for sock, deadline in list(self._deadlines.items()):
-                if deadline <= now:
+            for sock, started in sorted(self._started.items(), key=lambda item: item[1]):
+                if now - started >= self.seconds:
                     self._drop(sock, "request not sent in time")
-            upcoming = min(self._deadlines.values(), default=now + self.seconds)
-        return max(0.05, upcoming - now)
+                elif self.waiting and now - started >= self.patience:
+                    self._drop(sock, "still sending while others wait")
+            due = [started + self.seconds for started in self._started.values()]
+        # Never asleep longer than the patience: others may start waiting meanwhile.
+        return min(max(0.05, min(due, default=now + self.seconds) - now), self.patience)
 
     def _drop(self, sock: socket.socket, why: str) -> None:
-        del self._deadlines[sock]
+        del self._started[sock]
+        self._cut.add(sock)
         log.info("webhook connection closed", why=why, seconds=self.seconds)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(HTTPServer):
+    """An HTTP server whose requests are handled by a bounded pool of workers: accepted
+    connections wait for one (at most `WAITING`; the accept loop then pauses and the kernel's
+    listen queue holds the rest)."""
+
+    request_queue_size = LISTEN_BACKLOG
     connections: _Connections
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.connections.admit(request)
-        super().process_request(request, client_address)
+    def __init__(self, address: tuple[str, int], handler: Any, workers: int) -> None:
+        # Made before binding: a failed bind closes the server at once.
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="webhook")
+        self._room = threading.Semaphore(workers + WAITING)
+        self.closing = threading.Event()
+        super().__init__(address, handler)
 
-    def shutdown_request(self, request: Any) -> None:
-        self.connections.sent(request)
-        super().shutdown_request(request)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        while not self._room.acquire(timeout=0.2):
+            if self.closing.is_set():
+                self.shutdown_request(request)
+                return
+        self.connections.accepted()
+        self._pool.submit(self._work, request, client_address)
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.connections.start(request)
+            self.finish_request(request, client_address)
+        except Exception:
+            if not self.connections.ended(request):  # else its one line is already written
+                self.handle_error(request, client_address)
+        finally:
+            self.connections.ended(request)
+            self.shutdown_request(request)
+            self._room.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or broke the exchange: one line, never a traceback."""
+        error = sys.exc_info()[1]
+        log.info(
+            "webhook client dropped",
+            peer=str(client_address[0]) if client_address else None,
+            error=f"{type(error).__name__}: {error}" if error else None,
+        )
+
+    def server_close(self) -> None:
+        self.closing.set()
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class WebhookReceiver:
-    """A threaded HTTP server on `listen` that takes POSTs on `path` only, bounded as the
-    module says (`request_seconds`, `max_connections`)."""
+    """An HTTP server on `listen` that takes POSTs on `path` only, bounded as the module says
+    (`request_seconds`; `max_connections` read at once by its worker pool)."""
 
     def __init__(
         self,
@@ -247,14 +318,15 @@ class WebhookReceiver:
         *,
         on_outcome: Callable[[str], None] | None = None,
         request_seconds: float = REQUEST_SECONDS,
-        max_connections: int = MAX_CONNECTIONS,
+        max_connections: int = WORKERS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         host, _, port = listen.rpartition(":")
         handler = _handler_class(path, secret.encode(), apply, on_outcome or (lambda _o: None))
-        handler.timeout = request_seconds
-        self._server = _Server((host.strip("[]"), int(port)), handler)
-        self._server.connections = _Connections(max_connections, request_seconds, clock)
+        # The reaper cuts a connection at `request_seconds`; the read timeout is only its backstop.
+        handler.timeout = request_seconds + 1.0
+        self._server = _Server((host.strip("[]"), int(port)), handler, max_connections)
+        self._server.connections = _Connections(request_seconds, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhooks", daemon=True
@@ -277,6 +349,7 @@ class WebhookReceiver:
 
     def close(self) -> None:
         self._stop.set()
+        self._server.closing.set()
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
@@ -301,6 +374,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # our own log lines say what matters, without the raw request line
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # A malformed or timed-out request (answered 400/408, or closed): one line, quietly.
+        log.debug("webhook request refused", peer=self.client_address[0], why=format % args)
 
     def _answer(self, status: int, outcome: str, message: str, **headers: str) -> None:
         self.on_outcome(outcome)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -26,10 +28,31 @@ from ..status.phases import PHASES
 from . import posed
 from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
-from .security import CSRF_FIELD, Guard, GuardMiddleware
+from .security import CSRF_FIELD, Guard, GuardMiddleware, local_path
 
 HERE = Path(__file__).parent
 ACTIONS = ("pause", "resume", "retry", "forget", "approve")
+# Journal ids are SQLite integers (at most 2**63 - 1) counted from 1: a longer number names
+# nothing, so it matches no route (404) instead of reaching SQLite (OverflowError, 500).
+JOURNAL_ID = re.compile("[0-9]{1,18}")
+
+
+class JournalId(Convertor[int]):
+    regex = JOURNAL_ID.pattern
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", JournalId())
+
+
+def journal_id(text: str) -> int | None:
+    """The journal id `text` spells (ASCII digits, in range), else None."""
+    return int(text) if JOURNAL_ID.fullmatch(text) else None
 
 
 def vendor_dir() -> Path:
@@ -188,11 +211,8 @@ class Pages:
         action = request.path_params["action"]
         if action not in ACTIONS:
             return PlainTextResponse(f"unknown action {action}\n", 404)
-        raw_id = form.get("file_id") or ""
-        file_id = int(raw_id) if raw_id.isdigit() else None
-        back = form.get("next", "/")
-        if not back.startswith("/") or back.startswith("//"):
-            back = "/"
+        file_id = journal_id(form.get("file_id") or "")
+        back = local_path(form.get("next", "/"))
         try:
             message, key = self.console.act(action, file_id), "done"
         except (ActionRefused, KeyError) as exc:
@@ -214,14 +234,14 @@ def create_app(console: Console, guard: Guard, *, vendor: Path | None = None) ->
         Route("/files", pages.files),
         Route("/fragments/files", pages.files_fragment),
         Route("/api/files", pages.files_json),
-        Route("/files/{file_id:int}", pages.capture),
-        Route("/fragments/files/{file_id:int}", pages.capture_fragment),
-        Route("/files/{file_id:int}/thumbnail.png", pages.thumbnail),
-        Route("/files/{file_id:int}/preview", pages.preview),
-        Route("/files/{file_id:int}/preflight/{n:int}.jpg", pages.preflight_frame),
-        Route("/files/{file_id:int}/results/{n:int}/{name}", pages.result),
-        Route("/files/{file_id:int}/left-out/{n:int}", pages.left_out),
-        Route("/files/{file_id:int}/cameras.json", pages.cameras),
+        Route("/files/{file_id:id}", pages.capture),
+        Route("/fragments/files/{file_id:id}", pages.capture_fragment),
+        Route("/files/{file_id:id}/thumbnail.png", pages.thumbnail),
+        Route("/files/{file_id:id}/preview", pages.preview),
+        Route("/files/{file_id:id}/preflight/{n:id}.jpg", pages.preflight_frame),
+        Route("/files/{file_id:id}/results/{n:id}/{name}", pages.result),
+        Route("/files/{file_id:id}/left-out/{n:id}", pages.left_out),
+        Route("/files/{file_id:id}/cameras.json", pages.cameras),
         Route("/actions/{action}", pages.action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static", check_dir=True), name="static"),
     ]

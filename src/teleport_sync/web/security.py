@@ -93,6 +93,14 @@ class Guard:
         return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
 
 
+def local_path(target: str) -> str:
+    """`target` when it is a path of this console, else "/": never another site's address
+    (`//evil.example/` and `/\\evil.example/` are other hosts to a browser)."""
+    if not target.startswith("/") or target[1:2] in ("/", "\\"):
+        return "/"
+    return target
+
+
 class GuardMiddleware:
     def __init__(self, app: ASGIApp, guard: Guard) -> None:
         self.app = app
@@ -144,7 +152,8 @@ class GuardMiddleware:
         if not hmac.compare_digest(presented.encode(), self.guard.token.encode()):
             return PlainTextResponse("wrong token\n", 401)
         # Drop the token from the address bar (and so from history and bookmarks).
-        target = scope["path"] + (f"?{urlencode(query)}" if query else "")
+        # Back to the page asked for, only ever on this console (no open redirect).
+        target = local_path(scope["path"]) + (f"?{urlencode(query)}" if query else "")
         response = RedirectResponse(target, 303)
         response.set_cookie(
             COOKIE, self.guard.cookie_value(), httponly=True, samesite="strict", path="/"

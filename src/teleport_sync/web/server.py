@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -11,10 +12,35 @@ from typing import Self
 import uvicorn
 
 from ..config import split_listen
-from ..logging import REDACTOR
+from ..logging import REDACTOR, get_logger
 from .app import create_app
 from .facade import Console, DaemonLink
 from .security import Guard
+
+log = get_logger("teleport_sync.web")
+
+
+class UvicornLines(logging.Handler):
+    """uvicorn's own log records as our log lines. What a client did (an invalid request, a
+    connection dropped) is one line at info, with no traceback; an error of ours is one line
+    at error, its traceback inside it (a JSON string under `[log] format = "json"`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        fields = {"error": f"{type(error).__name__}: {error}"} if error else {}
+        if record.levelno >= logging.ERROR:
+            log.error("console: " + record.getMessage(), exc_info=record.exc_info, **fields)
+        elif record.levelno >= logging.WARNING:
+            log.info("console client refused: " + record.getMessage(), **fields)
+        else:
+            log.debug("console: " + record.getMessage(), **fields)
+
+
+def _route_uvicorn_logs() -> None:
+    uvicorn_log = logging.getLogger("uvicorn")
+    if not any(isinstance(h, UvicornLines) for h in uvicorn_log.handlers):
+        uvicorn_log.addHandler(UvicornLines())
+    uvicorn_log.propagate = False
 
 
 class ConsoleServer:
@@ -35,12 +61,14 @@ class ConsoleServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{self.port}/"
         REDACTOR.add_secret(token)
+        _route_uvicorn_logs()
         self.console = Console(link)
         self.guard = Guard(host=host, port=self.port, token=token)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 create_app(self.console, self.guard, vendor=vendor),
                 log_level="warning",
+                log_config=None,  # uvicorn's lines go through ours (`UvicornLines`), as JSON
                 access_log=False,
                 timeout_graceful_shutdown=2,
                 lifespan="off",

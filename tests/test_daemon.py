@@ -123,6 +123,10 @@ def test_watch_upload_follow_download_and_restart(
         wait_for(all_ready(settings, names), 60, "three READY captures with results")
 
     status = rows(settings)
+    # Nothing ignored in silence: the stray text file has a row saying why it is not taken.
+    notes = status.pop("notes.txt")
+    assert notes["phase"] == "rejected"
+    assert "not a capture (zip or mp4 wanted)" in str(notes["reason"])
     assert set(status) == names
     for name in names:
         row = status[name]

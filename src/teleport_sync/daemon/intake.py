@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from ..inputs import (
 from ..journal import Journal, JournalRowError, UploadState
 from ..logging import get_logger
 from ..models import FileIdentity
-from ..watch.folders import capture_plan, effective
+from ..watch.folders import SIDECAR_SUFFIX, capture_plan, effective
 from ..watch.sightings import Sightings
 
 log = get_logger("teleport_sync.daemon")
@@ -173,6 +175,27 @@ class Intake:
         delay = max(1.0, min(30.0, settings.watch.settle_seconds * 2))
         self._recheck_later(path, root, delay)
 
+    def not_included(self, path: Path, root: Path) -> None:
+        """A file the watch rules leave out by its type: a `rejected` row saying why, once per
+        path (nothing in a watch folder is ignored in silence). Sidecars are inputs' settings."""
+        path = path.absolute()
+        if path.name.endswith(SIDECAR_SUFFIX):
+            return
+        try:
+            if self.journal.by_path(str(path)) is not None:
+                return
+            st = path.lstat()
+        except (OSError, JournalRowError):
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        why = not_taken_reason(path, self._settings().watch.include)
+        quick = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+        self.journal.reject(str(path), quick, NOT_AN_INPUT, path.name, why)
+        if path.suffix.lower() in QUICKTIME_SUFFIXES:
+            self.events.file_rejected(path)  # a capture someone meant to upload
+        log.warning("not taken", path=str(path), reason=why)
+
     def refused(self, path: Path, reason: str) -> None:
         """The watcher will not take `path` (a symlink out of the root, a folder named .zip)."""
         try:
@@ -212,6 +235,27 @@ class Intake:
 
 # The end of an incompleteness reason that guesses the file is still being written.
 _STILL_WRITTEN_GUESS = re.compile(r"( yet)? \([^()]*\?\)$")
+
+
+# `input_data_format` of a row for a file that is not an input at all.
+NOT_AN_INPUT = "none"
+QUICKTIME_SUFFIXES = (".mov", ".qt")
+
+
+def not_taken_reason(path: Path, include: list[str]) -> str:
+    """Why a file of this type is not uploaded, and what would make it one."""
+    suffix = path.suffix.lower()
+    if suffix in QUICKTIME_SUFFIXES:
+        mp4 = shlex.quote(str(path.with_suffix(".mp4")))
+        return (
+            f"{path}: a QuickTime movie, not an MP4 (mp4 or zip wanted); remux it without "
+            f"re-encoding, then drop the .mp4 here: ffmpeg -i {shlex.quote(str(path))} -c copy "
+            f"-movflags +faststart {mp4}"
+        )
+    if suffix in (".zip", ".mp4"):
+        return f"{path}: not taken: [watch] include ({', '.join(include)}) leaves it out"
+    kind = f"a {suffix} file" if suffix else "a file without an extension"
+    return f"{path}: not a capture (zip or mp4 wanted): {kind}; it is left as it is"
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

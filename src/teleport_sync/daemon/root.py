@@ -235,6 +235,7 @@ class Daemon:
                 == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             ),
         )
+        self.watcher.on_not_included = self.intake.not_included
         self.uploads = Uploads(
             self.queue,
             parts.journal,

@@ -13,6 +13,7 @@ from ..config import WatchSettings
 
 # Names that editors, browsers and copy tools give files they are still writing.
 TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*", ".~*")
+NOT_INCLUDED = "not an included type"
 
 
 def ignore_reason(path: Path, root: Path, settings: WatchSettings) -> str | None:
@@ -27,7 +28,7 @@ def ignore_reason(path: Path, root: Path, settings: WatchSettings) -> str | None
     if any(fnmatch.fnmatch(name, pattern) for pattern in TEMPORARY_PATTERNS):
         return "temporary"
     if not any(fnmatch.fnmatch(name.lower(), p.lower()) for p in settings.include):
-        return "not an included type"
+        return NOT_INCLUDED
     if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(str(relative), p) for p in settings.exclude):
         return "excluded"
     return None

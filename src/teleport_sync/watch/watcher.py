@@ -35,7 +35,7 @@ from watchdog.observers.polling import PollingObserver
 from ..config import WatchSettings
 from ..logging import get_logger
 from ..retry import Clock, SystemClock
-from .candidates import ignore_reason
+from .candidates import NOT_INCLUDED, ignore_reason
 from .roots import RootKeeper
 
 # Always ignored, whatever the include patterns say: partial downloads and editor temp files.
@@ -67,6 +67,15 @@ def settle_step(
     if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
         return Pending(size, mtime_ns, now), settle_seconds <= 0
     return previous, now - previous.stable_since >= settle_seconds
+
+
+def _ignored(watcher: Watcher, path: Path, root: Path) -> bool:
+    """Not a candidate? A file only because of its type (not `[watch] include`d) is handed to
+    `on_not_included`, so nothing in a watch folder is ignored in silence."""
+    reason = ignore_reason(path, root, watcher.settings)
+    if reason == NOT_INCLUDED:
+        watcher.on_not_included(path, root)
+    return reason is not None
 
 
 def _watch(observer: BaseObserver, handler: _Handler, root: Path, recursive: bool) -> ObservedWatch:
@@ -167,6 +176,7 @@ class Watcher:
         self._on_refused = on_refused
         self._on_noticed = on_noticed
         self._on_gone = on_gone
+        self.on_not_included: Callable[[Path, Path], None] = lambda path, root: None
         self._clock = clock or SystemClock()
         self._pending: dict[Path, tuple[Path, Pending | None, float]] = {}
         # Files their writer closed (IN_CLOSE_WRITE), with their size and mtime then.
@@ -289,7 +299,7 @@ class Watcher:
                 self.refuse_if_named_like_input(Path(dirpath) / name, root)
             for name in filenames:
                 path = Path(dirpath) / name
-                if ignore_reason(path, root, self.settings) is not None:
+                if _ignored(self, path, root):
                     continue
                 try:
                     st = path.stat()
@@ -319,7 +329,7 @@ class Watcher:
 
     def notice(self, path: Path, root: Path) -> None:
         """Something happened to `path`: (re)start its settle clock."""
-        if ignore_reason(path, root, self.settings) is not None:
+        if _ignored(self, path, root):
             return
         if path.is_symlink() and not self._symlink_allowed(path, root):
             return

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -192,8 +193,10 @@ def test_the_image_environment_runs_a_healthy_daemon(container_like: ContainerLi
 
 MISSING = missing_packages()
 needs_engine = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"no container engine: {', '.join(MISSING)} not installed (.ci/system-packages)",
+    bool(MISSING) or os.geteuid() != 0,
+    reason=f"no container engine: {', '.join(MISSING)} not installed (.ci/system-packages)"
+    if MISSING
+    else "podman runs as root here (mmdebstrap, and files given to uid 10001): run as root",
 )
 STATION_UID = 10001
 TAG = "localhost/teleport-sync:test"
@@ -368,6 +371,11 @@ def test_the_image_uploads_a_zip_as_10001_stops_on_sigterm_and_restarts_without_
     healthy = station.healthcheck()
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert station.inspect("{{.State.Health.Status}}") == "healthy"
+    # The image's preflight extra loads (PyAV's and Pillow's bundled libraries included).
+    assert station.health()["preflight"] == {"enabled": True, "reason": None}
+    # The compose file's metrics, scraped from the host (on loopback here).
+    metrics = httpx.get(f"http://{station.env['TELEPORT_SYNC_METRICS__LISTEN']}/metrics").text
+    assert "\nteleport_sync_healthy 1.0\n" in metrics
 
     # SIGTERM (the image's STOPSIGNAL); podman sends SIGKILL after 10 s, which would exit 137.
     station.podman("stop", "--time", "10", station.name, timeout=60)

@@ -335,3 +335,61 @@ def test_overview_limit_and_capture_preview_and_viewer_link(
     assert preview.status_code == 200
     assert preview.content == Path(record.preview_paths[0]).read_bytes()
     assert record.viewer_url and f'href="{record.viewer_url}"' in page
+
+
+def test_overview_shows_holds_keeps_warnings_and_wraps_names_at_separators(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator, tmp_path, web={"listen": "127.0.0.1:0"}, budget={"max_frames_per_capture": 2}
+    )
+    long_name = "site-b_north-facade_2026-12-04_drone-pass-03.zip"
+    with Running(settings) as running, client(running) as http:
+        make_zip(tmp_path / "inbox" / "big.zip", images=3)  # over the budget: held
+        # Its "photos" are noise: uploaded with pre-flight's warning, which outlives the upload.
+        make_zip(tmp_path / "inbox" / long_name, images=2)
+        wait_for(lambda: rows(settings).get("big.zip", {}).get("phase") == "held", what="a hold")
+        wait_for(lambda: ready(running, long_name), what="the other READY")
+        overview = http.get("/").text
+    attention = overview.split("<h2>Needs attention</h2>")[1].split("</section>")[0]
+    assert "big.zip" in attention and 'data-action="approve"' in attention
+    assert long_name not in attention
+    [done_row] = [
+        row for row in overview.split("<tr ") if f"{long_name}</a>" in row.replace("<wbr>", "")
+    ]
+    assert "phase-done" in done_row
+    assert (
+        '<div class="small preflight-warning">pre-flight warns: 2 images; at least 20' in done_row
+    )
+    assert (
+        "site-<wbr>b_<wbr>north-<wbr>facade_<wbr>2026-<wbr>12-<wbr>04_<wbr>drone-<wbr>pass-"
+        in done_row
+    )
+
+
+def test_throughput_is_a_rate_while_uploading_and_idle_after(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        emulator, tmp_path, web={"listen": "127.0.0.1:0"}, upload={"bwlimit": "2M"}
+    )
+    from .helpers import make_mp4
+
+    def throughput(http: httpx.Client) -> str:
+        found = re.search(r'id="throughput">([^<]*)<', http.get("/").text)
+        assert found, "no throughput on the overview"
+        return found.group(1)
+
+    with Running(settings) as running, client(running) as http:
+        make_mp4(tmp_path / "inbox" / "walk.mp4", 8 * MIB)  # ~4 s at 2 MiB/s
+        progress = running.daemon.progress.live
+        wait_for(
+            lambda: 0 < progress.get(str(tmp_path / "inbox" / "walk.mp4"), [0, 1])[0] < 6 * MIB,
+            what="the upload under way",
+        )
+        during = throughput(http)  # the first look at the page, mid-upload
+        wait_for(lambda: rows(settings)["walk.mp4"]["upload_state"] == "uploaded", 30, "upload")
+        wait_for(lambda: running.daemon.progress.rate.per_second() == 0, 15, "the window to pass")
+        after = throughput(http)  # one look, long after the last byte
+    assert during.endswith("MiB/s") or during.endswith("KiB/s"), during
+    assert after == "idle"

@@ -220,3 +220,27 @@ def test_failures_come_with_advice(
 ) -> None:
     advice = views.advice(phase, upload_state, error)
     assert (advice is None) if says is None else (says in str(advice))
+
+
+def test_throughput_counts_progress_as_it_moves_over_a_sliding_window() -> None:
+    from teleport_sync.status.throughput import SlidingRate
+
+    now = [100.0]
+    rate = SlidingRate(5.0, clock=lambda: now[0])
+    assert rate.per_second() == 0.0  # nothing moved: idle
+    for _ in range(20):  # 2 MiB/s for 4 s, in blocks
+        rate.add(512 * 1024)
+        now[0] += 0.25
+    assert rate.per_second() == pytest.approx(2 * 1024 * 1024, rel=0.1)
+    rate.add(-1024 * 1024)  # an attempt that failed is taken back: not progress
+    assert rate.per_second() == pytest.approx(1.75 * 1024 * 1024, rel=0.1)
+    now[0] += 5.1  # the upload ended more than a window ago
+    assert rate.per_second() == 0.0
+    rate.add(1024 * 1024)  # a new upload's first block is no spike of a MiB per millisecond
+    assert rate.per_second() == pytest.approx(1024 * 1024)
+
+
+def test_long_names_may_wrap_only_after_their_separators() -> None:
+    shown = str(views.breakable("/srv/inbox/north facade_2026-12-04.zip"))
+    assert shown == "/<wbr>srv/<wbr>inbox/<wbr>north <wbr>facade_<wbr>2026-<wbr>12-<wbr>04.<wbr>zip"
+    assert str(views.breakable("<b>&x.zip")) == "&lt;b&gt;&amp;x.<wbr>zip"  # still escaped

@@ -234,10 +234,13 @@ def _blur(
     if blurred:
         shown += f" ({_named([f.name for f in blurred])})"
     rule = f"blurred = sharpness under {ratio:g} x the set's median {median:.0f} (blur_ratio); "
+    # "Blurred" only when the rule broke: a few soft frames in a set that passes are shown
+    # for a look, not called a problem.
+    label = "blurred" if ok is False else "softer than the rest"
     worst = [
         WorstFrame(
             f.name,
-            f"blurred: sharpness {f.sharpness / median:.0%} of the median",
+            f"{label}: sharpness {f.sharpness / median:.0%} of the median",
             10 * (1 - f.sharpness / median),
         )
         for f in blurred
@@ -291,7 +294,7 @@ def _exposure(
     if bad:
         shown += f" ({_named([f.name for f in bad])})"
     rule = f"badly exposed = over {limit_px:.0%} of pixels crushed black or blown white "
-    worst = [WorstFrame(f.name, _exposure_why(f), 5 * max(f.dark, f.bright)) for f in bad]
+    worst = [WorstFrame(f.name, _exposure_why(f, ok), 5 * max(f.dark, f.bright)) for f in bad]
     return Measure("exposure", len(bad), shown, rule + "(clipped_fraction); " + limit, ok), worst
 
 
@@ -300,10 +303,11 @@ def _badly_exposed(settings: PreflightSettings, frame: FrameMeasure) -> bool:
     return bool(limit) and max(frame.dark, frame.bright) > limit
 
 
-def _exposure_why(frame: FrameMeasure) -> str:
+def _exposure_why(frame: FrameMeasure, rule_ok: bool | None) -> str:
+    too = "too " if rule_ok is False else ""
     if frame.dark >= frame.bright:
-        return f"too dark: {frame.dark:.0%} of pixels crushed black"
-    return f"too bright: {frame.bright:.0%} of pixels blown white"
+        return f"{too}dark: {frame.dark:.0%} of pixels crushed black"
+    return f"{too}bright: {frame.bright:.0%} of pixels blown white"
 
 
 def _duplicates(

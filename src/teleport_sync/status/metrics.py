@@ -21,6 +21,7 @@ from .. import __version__
 from ..api import TeleportClient
 from ..limits import BandwidthLimiter
 from ..retry import Pacer
+from .throughput import SlidingRate
 
 # (listing requests, full walks) so far: `api.listing.Listing.requests` and `.full_walks`.
 ListingCounts = Callable[[], tuple[int, int]]
@@ -294,12 +295,14 @@ def _bwlimit_gauge(registry: CollectorRegistry) -> Gauge:
 
 
 class MetricsProgress:
-    """The engine's Progress protocol, counting into metrics."""
+    """The engine's Progress protocol, counting into metrics (and the console's throughput)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, rate: SlidingRate | None = None) -> None:
         self._metrics = metrics
         # path -> [bytes sent, total]: finer than acknowledged parts, for the web console.
         self.live: dict[str, list[int]] = {}
+        # The uploads' progress per second now (failed attempts taken back).
+        self.rate = rate or SlidingRate()
 
     def started(self, path: Path, total: int, done: int, num_parts: int, parts_done: int) -> None:
         self.live[str(path)] = [done, total]
@@ -309,6 +312,7 @@ class MetricsProgress:
         # (a negative count) cannot be taken back from a Prometheus counter.
         if nbytes > 0:
             self._metrics.bytes_uploaded.inc(nbytes)
+        self.rate.add(nbytes)
         entry = self.live.get(str(path))
         if entry is not None:
             entry[0] = max(0, min(entry[1], entry[0] + nbytes))

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..journal import FileRecord
 from ..status.phases import PHASES
-from . import posed
+from . import posed, views
 from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
 from .security import CSRF_FIELD, Guard, GuardMiddleware, local_path
@@ -88,6 +88,7 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["breakable"] = views.breakable
 
     def render(self, name: str, request: Request, **context: Any) -> HTMLResponse:
         template = self.env.get_template(name)

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +20,12 @@ from ..logging import REDACTOR
 from ..status.health import AUTH_FACT
 from ..status.phases import PHASES
 from ..status.report import ReportOptions, status_rows
+from ..status.view import without_path
 from . import operations, posed, views
 from .link import DaemonLink
 from .thumbnail import PlyError, frame, load_splats, png, render
 
 _URL_QUERY = re.compile(r"(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*")
-THROUGHPUT_WINDOW_SECONDS = 5.0
 THUMBNAILS_KEPT = 64
 ROWS_SHOWN = 500
 
@@ -43,14 +39,13 @@ def safe_text(text: str | None) -> str | None:
 
 # Finished files the console lists (the most recently changed); `status --all` has them all.
 FINISHED_SHOWN = 200
+# Phases that wait for the operator: a held file goes nowhere until someone approves it.
+NEEDS_ATTENTION = ("held", "failed", "rejected")
 
 
 class Console:
-    def __init__(self, link: DaemonLink, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, link: DaemonLink) -> None:
         self.link = link
-        self._clock = clock
-        self._samples: deque[tuple[float, float]] = deque()
-        self._lock = threading.Lock()
         self._thumbs: dict[tuple[str, int, int], tuple[bytes, dict[str, float]]] = {}
 
     # -- reading ------------------------------------------------------------------------------
@@ -97,7 +92,7 @@ class Console:
             "file": path.name,
             "folder": str(path.parent),
             "phase": phase,
-            "reason": safe_text(reason),
+            "reason": safe_text(without_path(reason, row["path"])),  # the row names the file
             "error": safe_text(row.get("error")),
             "size": views.human_size(size),
             "bytes_done": done,
@@ -107,6 +102,8 @@ class Console:
             "upload_state": row["upload_state"],
             "eid": row["eid"],
             "updated": views.short_time(row["updated_at"]),
+            # Kept for the file's whole life: the capture was uploaded with these reasons.
+            "preflight_warning": safe_text(views.preflight_warning(row.get("preflight"))),
         }
 
     def _bytes_done(self, row: dict[str, Any], phase: str) -> int:
@@ -125,15 +122,8 @@ class Console:
         return 0
 
     def throughput(self) -> float:
-        """Bytes per second put on the wire over the last few seconds."""
-        total = self.link.metrics.registry.get_sample_value("teleport_sync_bytes_uploaded_total")
-        now = self._clock()
-        with self._lock:
-            self._samples.append((now, total or 0.0))
-            while len(self._samples) > 2 and now - self._samples[1][0] > THROUGHPUT_WINDOW_SECONDS:
-                self._samples.popleft()
-            (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        """The uploads' bytes per second over the last few seconds (`status.throughput`)."""
+        return self.link.progress.rate.per_second()
 
     def overview(self) -> dict[str, Any]:
         rows = self.rows()
@@ -150,7 +140,7 @@ class Console:
             "window_open": limit["window_open"],
             "auth": self._auth(),
             "active": [r for r in rows if r["phase"] in ("uploading", "completing")],
-            "problems": [r for r in rows if r["phase"] in ("failed", "rejected")][:10],
+            "problems": [r for r in rows if r["phase"] in NEEDS_ATTENTION][:10],
             "recent": rows[:10],
             "paused": self._paused(),
         }

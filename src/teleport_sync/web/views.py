@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from ..journal.states import UploadState
 from ..models import failure_advice
@@ -12,6 +15,24 @@ from ..models import failure_advice
 def phase_of(row: dict[str, Any]) -> tuple[str, str | None]:
     """The row's phase and reason, as `phases.derive` gave them in the status report."""
     return str(row["phase"]), row.get("reason")
+
+
+# Where a long path or file name may wrap: after a folder separator, `_`, `-`, `.` or a space.
+_SEPARATOR = re.compile(r"([/_.\-\s]+)")
+
+
+def breakable(text: object) -> Markup:
+    """`text` escaped, with a line-break opportunity after each separator (so a long name
+    wraps between its words, and mid-word only when a word alone is wider than the line)."""
+    return Markup(_SEPARATOR.sub(r"\1<wbr>", str(escape(text))))
+
+
+def preflight_warning(preflight: dict[str, Any] | None) -> str | None:
+    """What pre-flight warned of (its reasons), for the file's row in every phase; None when
+    it did not warn (a hold says so in the row's reason)."""
+    if not preflight or preflight.get("verdict") != "warn" or not preflight.get("reasons"):
+        return None
+    return "pre-flight warns: " + "; ".join(str(r) for r in preflight["reasons"])
 
 
 def human_size(n: int | None) -> str:

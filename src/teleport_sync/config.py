@@ -176,7 +176,8 @@ class WatchSettings(_Section):
     paths: list[Path] = Field(default_factory=list)
     recursive: bool = True
     settle_seconds: float = Field(default=5.0, ge=0)
-    include: list[str] = Field(default_factory=lambda: ["*.zip", "*.mp4"])
+    # QuickTime .mov is sent as its remux to MP4 (inputs/remux.py).
+    include: list[str] = Field(default_factory=lambda: ["*.zip", "*.mp4", "*.mov"])
     exclude: list[str] = Field(default_factory=list)
     follow_symlinks: bool = False
     # A file that stays incomplete (no zip directory, no moov) this long after it stopped

@@ -18,6 +18,7 @@ from ..api import DownloadBounds, TeleportClient, build_client
 from ..config import ConfigError, Settings
 from ..control import Control, bandwidth_limiter, budget_from
 from ..engine import Progress, Uploader
+from ..inputs.remux import Remuxes
 from ..journal import FileRecord, Journal, JournalError
 from ..journal.lock import JournalLock, JournalUnwritable
 from ..logging import REDACTOR, get_logger
@@ -158,6 +159,8 @@ def _engine_settings(settings: Settings) -> dict[str, Any]:
         "adaptive": upload.adaptive,
         "name_template": upload.name_template,
         "training_parameters": upload.training_parameters,
+        # A .mov is sent as its remux to MP4, made in a work folder beside the journal.
+        "sources": Remuxes(settings.journal.path.parent / "work"),
     }
 
 

@@ -142,7 +142,7 @@ class PartSender:
         clock = self.ctx.clock
         while not run.abort.is_set():
             self.ctx.check_stop()
-            self.ctx.check_gate(run.path)
+            self.ctx.check_gate(Path(run.record.path))  # the input's path (pause PATH)
             if not run.window.acquire(lambda: run.abort.is_set() or self.ctx.stop.is_set()):
                 continue  # stopped or aborted while waiting: the loop says which
             attempt += 1

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..api.filebody import FileRegion
+from ..journal import FileRecord
 from ..models import CaptureOutput, NewCaptureInput, NewCaptureOutput, UploadedPart, UploadUrlOutput
 from ..retry import Pacer
 
@@ -67,3 +69,25 @@ class TeleportClient(Protocol):
     def rename_capture(self, eid: str, name: str) -> CaptureOutput: ...
 
     def delete_capture(self, eid: str) -> None: ...
+
+
+class Sources(Protocol):
+    """Where the bytes of an input come from. Almost always the file itself; a QuickTime .mov
+    is sent as its remux to MP4 (`inputs.remux.Remuxes`), made before its capture."""
+
+    def source_for(self, record: FileRecord) -> Path:
+        """The file whose bytes are sent for `record` (made now if needed); raises
+        InputProblem when there can be none."""
+
+    def done(self, record: FileRecord) -> None:
+        """`record` is uploaded: anything made for it can go."""
+
+
+class SameFile:
+    """Every input is sent as it is."""
+
+    def source_for(self, record: FileRecord) -> Path:
+        return Path(record.path)
+
+    def done(self, record: FileRecord) -> None:
+        return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from .create import CaptureCreator
 from .errors import FileChanged, UploadFailed
 from .parts import PartSender
 from .plan import plan_parts
-from .ports import TeleportClient
+from .ports import SameFile, Sources, TeleportClient
 
 log = get_logger("teleport_sync.engine")
 
@@ -77,8 +77,11 @@ class Uploader:
         throttle: Callable[[int], None] | None = None,
         plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
         schedule_retry: Callable[[int], str | None] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.client = client
+        # Where an input's bytes come from (a .mov's remux to MP4), and when they are done.
+        self.sources = sources or SameFile()
         self.journal = journal
         # When a file that failed `attempts` times is tried again (ISO time), or None: journaled
         # with the failure, in the same transaction. The daemon schedules; `upload` does not.
@@ -238,10 +241,14 @@ class Uploader:
     def _upload(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
         self.ctx.check_stop()
         self.ctx.check_gate(path)
+        source = self.sources.source_for(record)
+        size = identity.size if source == path else identify(source).size
         if record.eid is None:
-            record = self.creator.ensure(record)
+            # The capture is made for the bytes that are sent (a remux's, not the .mov's).
+            sized = replace(record, identity=replace(record.identity, size=size))
+            record = self.creator.ensure(sized)
         try:
-            return self._transfer(path, record, identity)
+            return self._transfer(path, record, identity, (source, size))
         except (InputProblem, UploadFailed) as exc:
             self._unless_refused(path, record, exc)
             raise
@@ -259,23 +266,28 @@ class Uploader:
             f"its capture was deleted ({exc})"
         ) from exc
 
-    def _transfer(self, path: Path, record: FileRecord, identity: FileIdentity) -> UploadResult:
+    def _transfer(
+        self, path: Path, record: FileRecord, identity: FileIdentity, sent: tuple[Path, int]
+    ) -> UploadResult:
+        """Send `sent` (the file whose bytes go, and its size: `path` itself but for a .mov)."""
         assert record.eid and record.chunk_size and record.num_parts
+        source, size = sent
         self.journal.mark_uploading(record.id)
-        plan = plan_parts(identity.size, record.chunk_size, record.num_parts)
+        plan = plan_parts(size, record.chunk_size, record.num_parts)
         acknowledged = self.journal.parts(record.id)
         todo = [p for p in plan if p.number not in acknowledged]
         done_bytes = sum(p.size for p in plan if p.number in acknowledged)
-        self.ctx.progress.started(path, identity.size, done_bytes, len(plan), len(acknowledged))
+        self.ctx.progress.started(path, size, done_bytes, len(plan), len(acknowledged))
         log.info("uploading", path=str(path), eid=record.eid, resuming_from=len(acknowledged))
         try:
-            self.parts.send_all(path, record, todo, identity.size)
+            self.parts.send_all(source, record, todo, size)
         except NotFoundError as exc:
             raise self.completer.vanished(path, record, exc) from exc
         self._check_unchanged(path, record, identity)
         self.creator.sweep_before_completion(record)
         state, sid = self.completer.complete(path, record, len(plan))
         self.journal.mark_uploaded(record.id, state, sid)
+        self.sources.done(record)
         log.info("uploaded", path=str(path), eid=record.eid, state=state)
         self.completer.rename(self.journal.get(record.id))
         return UploadResult(path, record.id, record.eid, False, len(todo), state)

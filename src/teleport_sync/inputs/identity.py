@@ -14,7 +14,13 @@ from pathlib import Path
 from ..models import FileIdentity, InputDataFormat
 
 FINGERPRINT_SPAN = 1 << 20
-FORMATS_BY_SUFFIX = {".zip": InputDataFormat.BULK_IMAGES, ".mp4": InputDataFormat.VIDEO}
+# A QuickTime .mov is a video: it is sent as its remux to MP4 (`remux`).
+FORMATS_BY_SUFFIX = {
+    ".zip": InputDataFormat.BULK_IMAGES,
+    ".mp4": InputDataFormat.VIDEO,
+    ".mov": InputDataFormat.VIDEO,
+    ".qt": InputDataFormat.VIDEO,
+}
 
 
 class InputProblem(Exception):

@@ -274,6 +274,24 @@ def test_a_1_gib_model_downloads_with_flat_memory(emulator: EmulatorServer, tmp_
 # -- file access and journal safety -----------------------------------------------------------
 
 
+def test_models_are_private_whatever_the_umask_until_mode_shares_them(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)  # a login shell's: without the rule, models would be world-readable
+    try:
+        with client_for(emulator) as client:
+            _, sid = ready_capture(emulator, client, "scan.zip")
+            target = tmp_path / "results" / "scan.zip"
+            fetch_models(client, plan_models(client, sid, ["ply"], target, ModelOptions()))
+    finally:
+        os.umask(old)
+    model = target / "ply" / "model.ply"
+    assert stat.S_IMODE(model.stat().st_mode) == 0o600
+    for folder in (model.parent, target, target.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    # `[results] mode` is the way to share them (the next test: mode and group applied).
+
+
 def test_mode_and_group_reach_models_and_their_folders(tmp_path: Path) -> None:
     model = tmp_path / "results" / "a.zip" / "ply" / "model.ply"
     model.parent.mkdir(parents=True, mode=0o700)

@@ -294,7 +294,9 @@ def station_factory(
         config.write_text(
             f'[api]\nbase_url = "{emulator.url}"\nauth_url = "{emulator.token_url}"\n'
             f'client_id = "{emulator.config.client_id}"\n'
-            "[watch]\nsettle_seconds = 0.5\n[poll]\ninterval_seconds = 0.3\n",
+            "[watch]\nsettle_seconds = 0.5\n[poll]\ninterval_seconds = 0.3\n"
+            # The image has no pose extra: the check asked for says so, and never blocks.
+            '[preflight]\npose = "warn"\n',
             encoding="utf-8",
         )
         config.chmod(0o644)  # no secret in it; the container's user reads it
@@ -362,6 +364,11 @@ def test_the_image_uploads_a_zip_as_10001_stops_on_sigterm_and_restarts_without_
     row = wait_until_done(station, "take.zip")["take.zip"]
 
     assert row["capture_state"] == "READY"
+    # No pose extra in the image: the check is said not to be installed, and did not block.
+    assert any(
+        "pose check" in reason and "not installed" in reason
+        for reason in row["preflight"]["reasons"]
+    ), row["preflight"]
     assert emulator.object_bytes(row["eid"]) == first.read_bytes()
     [model] = station.folders["/results"].rglob("model.ply")
     assert model.stat().st_uid == STATION_UID and model.stat().st_size > 0

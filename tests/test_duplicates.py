@@ -134,3 +134,17 @@ def test_content_decides_not_the_fingerprint(tmp_path: Path) -> None:
         held = control.admit(journal.by_path(str(twin)))  # type: ignore[arg-type]
         assert held is not None and "eid-1" in held and str(first) in held
         assert control.admit(journal.by_path(str(near))) is None  # type: ignore[arg-type]
+
+
+def test_two_copies_dropped_together_are_paid_once(tmp_path: Path) -> None:
+    """Neither has a capture yet when both are admitted: the second admitted sees the first."""
+    first = make_zip(tmp_path / "scan.zip")
+    copy = tmp_path / "second_take.zip"
+    shutil.copyfile(first, copy)
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        rows = [journal.register(str(p), identify(p), "bulk-images", p.name) for p in (first, copy)]
+        control = Control(journal, duplicates="hold")
+        assert control.admit(rows[0]) is None
+        held = control.admit(rows[1])
+        assert held is not None and str(first) in held and "being uploaded now" in held
+        assert control.admit(rows[0]) is None, "the first is not held by its copy"

@@ -15,6 +15,7 @@ import hashlib
 from pathlib import Path
 
 from ..inputs import InputProblem, identify
+from ..inputs.remux import is_quicktime
 from ..journal import FileRecord, Journal
 
 BLOCK = 1 << 20
@@ -30,6 +31,11 @@ def find_duplicate(journal: Journal, record: FileRecord) -> FileRecord | None:
 
 
 def duplicate_sentence(earlier: FileRecord) -> str:
+    if earlier.eid is None:
+        return (
+            f"the same bytes as {earlier.path}, which is being uploaded now (its capture is not "
+            "made yet); a second capture would be paid again"
+        )
     return (
         f"the same bytes as {earlier.path}, already uploaded as capture {earlier.eid}; a second "
         "capture would be paid again"
@@ -39,7 +45,8 @@ def duplicate_sentence(earlier: FileRecord) -> str:
 def same_bytes(path: Path, earlier: FileRecord, journal: Journal) -> bool | None:
     """Does `path` hold exactly the bytes `earlier` uploaded? None when it cannot be told."""
     parts = journal.parts(earlier.id)
-    complete = (
+    # A .mov's parts are of its remux to MP4, not of the file: compare the files themselves.
+    complete = not is_quicktime(Path(earlier.path)) and (
         earlier.chunk_size
         and earlier.num_parts
         and len(parts) == earlier.num_parts

@@ -83,6 +83,7 @@ class Control:
         self.journal = journal
         # [upload] duplicates: "hold", "warn" or "allow" (`duplicates.find_duplicate`).
         self.duplicates = duplicates
+        self._admitting = threading.Lock()
         self.preflight = preflight
         self.budget = budget or Budget()
         self.limiter = limiter
@@ -157,10 +158,12 @@ class Control:
             held_by_preflight = self.preflight(record)
             if held_by_preflight is not None:
                 return preflight_sentence(held_by_preflight, record.path)
-        facts = self._facts(record)
+        with self._admitting:  # two copies admitted at once: the second sees the first
+            facts = self._facts(record)
+            duplicate = record.eid is None and self._duplicate_holds(record, facts)
         if facts["held_reason"] and not facts["approved_at"]:
             return hold_reason(self.journal, record.id, record.path)
-        if record.eid is None and self._duplicate_holds(record, facts):
+        if duplicate:
             return hold_reason(self.journal, record.id, record.path)
         frames = facts["frames"]
 

@@ -116,11 +116,15 @@ class ControlMixin(PreflightMixin, BaseJournal):
         self, file_id: int, size: int, fingerprint: str
     ) -> list[FileRecord]:
         """Other rows with this size and fingerprint whose capture was made and is not failed
-        or deleted (the same bytes uploaded before, perhaps), oldest first."""
+        or deleted, or that were admitted for upload (this version) and are not held as a
+        copy themselves: the same bytes uploaded before, perhaps; oldest first."""
         rows = self._query(
             """SELECT * FROM files WHERE size = ? AND fingerprint = ? AND id != ?
-               AND eid IS NOT NULL AND (capture_state IS NULL
-                   OR UPPER(capture_state) NOT IN ('FAILED', 'ERROR', 'DELETED'))
+               AND ((eid IS NOT NULL AND (capture_state IS NULL
+                       OR UPPER(capture_state) NOT IN ('FAILED', 'ERROR', 'DELETED')))
+                 OR (eid IS NULL AND upload_state IN ('pending', 'uploading', 'failed')
+                     AND control_fingerprint = fingerprint
+                     AND (duplicate_reason IS NULL OR duplicate_approved_at IS NOT NULL)))
                ORDER BY id""",
             (size, fingerprint, file_id),
         )

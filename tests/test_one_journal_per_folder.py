@@ -132,6 +132,23 @@ def test_two_daemons_on_one_folder_upload_each_file_once(
         assert refused.returncode != 0
         assert "stop that daemon first" in refused.stdout + refused.stderr
         assert marker_journal(inbox) == first_journal, "the marker never changes hands"
+        # A one-shot `upload` with a third journal leaves the file to the folder's owner.
+        third_cfg = station(tmp_path, emulator, "script", other_path)
+        one_shot = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "teleport_sync",
+                "--config",
+                str(third_cfg),
+                "upload",
+                str(other_path / "scan.zip"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert one_shot.returncode != 0
+        assert f"pid {first.process.pid}" in one_shot.stdout + one_shot.stderr
     finally:
         if second is not None:
             assert second.stop() == 0

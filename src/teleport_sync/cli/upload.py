@@ -65,6 +65,26 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
     return f"{path}: {completeness.reason}"
 
 
+def _claimed_elsewhere(path: Path, parts: Any) -> str | None:
+    """A file in a folder another live journal watches is that journal's to upload (one
+    capture per file): why not here, or None."""
+    import time
+
+    from ..watch.claim import looks_live, owner_above
+    from ..watch.lostjournal import journal_id
+
+    found = owner_above(path.absolute())
+    if found is None or found[1].journal_id == journal_id(parts.journal):
+        return None
+    folder, owner = found
+    if not looks_live(owner, folder, time.time()):
+        return None
+    return (
+        f"{path}: {folder} is watched by {owner.who()}, which uploads it; not uploaded here too "
+        "(leave it to that daemon, or stop it first)"
+    )
+
+
 def _unfinished_or_broken(path: Path, reason: str, settle_seconds: float) -> str:
     """An incomplete file given by name: still being written (changed in the last settle
     time), or, far more likely for a file someone names on the command line, broken."""
@@ -158,7 +178,7 @@ def _upload_each(
     results: list[tuple[Path, str, str, int | None]] = []
     for index, path in enumerate(files, start=1):
         progress.announce(path, index, len(files))
-        refusal = _intake_refusal(path, parts.settings)
+        refusal = _intake_refusal(path, parts.settings) or _claimed_elsewhere(path, parts)
         if refusal is not None:
             progress.bars.console.print(f"[bold red]error:[/] {escape(refusal)}", highlight=False)
             results.append((path, "failed", "", None))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,12 +239,52 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path, emulator: Emula
     assert load_settings(config).web.token_value() == "s3cret-token-value"
 
 
-def test_the_demo_serves_the_console_and_prints_its_url() -> None:
+def test_the_demo_off_a_terminal_advertises_no_console_and_removes_its_folder() -> None:
     out = io.StringIO()
-    code = run_demo(Console(file=out, width=200), timeout=90)
+    code = run_demo(Console(file=out, width=200), timeout=90, interactive=False)
     text = out.getvalue()
     assert code == 0, text
-    assert re.search(r"web console: http://127\.0\.0\.1:\d+/", text), text
+    assert "Both captures are READY" in text
+    assert "web console:" not in text and "http://127.0.0.1:8765" not in text  # gone at once
+    found = re.search(r"demo in (\S+) \(a temporary folder, removed when the demo ends", text)
+    assert found, text
+    folder = Path(found.group(1))
+    assert not folder.exists() and f"Removed the demo's folder {folder}." in text
+    assert "--config" not in text  # no hint at a journal or an emulator that are gone
+    assert "teleport-sync demo --keep" in text  # how to have a look next time
+
+
+def test_the_demo_with_keep_stays_up_after_its_summary_and_keeps_its_folder() -> None:
+    out = io.StringIO()
+    until = threading.Event()
+    codes: list[int] = []
+
+    def demo() -> None:
+        console = Console(file=out, width=200)
+        codes.append(run_demo(console, timeout=90, keep=True, interactive=False, until=until))
+
+    thread = threading.Thread(target=demo)
+    thread.start()
+    try:
+        wait_for(lambda: "Up until you press Ctrl-C" in out.getvalue(), 120, "the loop's end")
+        text = out.getvalue()
+        # The summary first, then the wait: nothing to read only after Ctrl-C.
+        assert text.index("Both captures are READY") < text.index("Up until you press Ctrl-C")
+        url = re.search(r"web console: (http://127\.0\.0\.1:\d+/)", text)
+        assert url, text
+        assert httpx.get(url.group(1), timeout=10).status_code == 200  # up, as it says
+        hint = re.search(r"teleport-sync --config (\S+) status", text)
+        assert hint, text
+        listed = CliRunner().invoke(main, ["--config", hint.group(1), "status", "--json"])
+        assert listed.exit_code == 0 and len(json.loads(listed.output)) == 2
+    finally:
+        until.set()
+        thread.join(60)
+    assert codes == [0]
+    folder = Path(hint.group(1)).parent
+    assert folder.is_dir() and f"Kept the demo's folder {folder}" in out.getvalue()
+    assert f"rm -r {folder}" in out.getvalue()
+    shutil.rmtree(folder)
 
 
 def test_a_rejected_file_is_explained_on_its_page(console: Running, tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -72,19 +75,55 @@ def _console_listen(preferred: int = 8765) -> str:
     return f"127.0.0.1:{preferred}"
 
 
-def _linger(console: Console, url: str) -> None:
-    """Keep the daemon (and so the web console) up for a look, until Ctrl-C."""
-    console.print(f"\nThe web console stays up at {url} until you press Ctrl-C.")
+def _linger(console: Console, until: threading.Event) -> None:
+    """Keep the daemon, the emulator and the web console up for a look: until Ctrl-C, SIGTERM
+    or `until` is set."""
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread (a test): `until` ends it
+        previous = signal.signal(signal.SIGTERM, lambda *_: until.set())
     try:
-        while True:
-            time.sleep(3600)
+        until.wait()
     except KeyboardInterrupt:
         console.print()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(console: Console, *, timeout: float = 180.0) -> int:
-    configure_logging("WARNING", "console")
+def run_demo(
+    console: Console,
+    *,
+    timeout: float = 180.0,
+    keep: bool = False,
+    interactive: bool | None = None,
+    until: threading.Event | None = None,
+) -> int:
+    """The whole loop in a temporary folder. On a terminal (`interactive`) or with `keep`, it
+    stays up afterwards, web console included, until Ctrl-C; the folder is removed at the end
+    unless `keep` (or the demo failed: it is kept for a look, and said)."""
+    # Errors only: the live table and the summary say what happened (pre-flight's warning as a
+    # log line too would say it twice).
+    configure_logging("ERROR", "console")
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    stays_up = keep or interactive
     workdir = Path(tempfile.mkdtemp(prefix="teleport-sync-demo-"))
+    after = "kept when the demo ends" if keep else "removed when the demo ends; --keep keeps it"
+    console.print(f"[bold]teleport-sync demo[/] in {workdir} (a temporary folder, {after})")
+    code = 1
+    try:
+        code = _demo(console, workdir, timeout, stays_up, until or threading.Event())
+    finally:
+        _clean_up(console, workdir, keep=keep or code != 0)
+    if not stays_up and code == 0:
+        console.print(
+            "[dim]teleport-sync demo --keep keeps it (and its web console) up for a look.[/]"
+        )
+    return code
+
+
+def _demo(
+    console: Console, workdir: Path, timeout: float, stays_up: bool, until: threading.Event
+) -> int:
     inbox = workdir / "inbox"
     (inbox / "site-b").mkdir(parents=True)
     # The emulator announces READY with a signed webhook, as Teleport does; polling is the
@@ -98,22 +137,79 @@ def run_demo(console: Console, *, timeout: float = 180.0) -> int:
     )
     with EmulatorServer(config) as emulator:
         REDACTOR.add_secret(config.client_secret)
-        settings = _demo_settings(emulator, config, workdir, webhook_port)
+        # The web console only where it stays up for a look: never one that is gone seconds
+        # after its address was printed.
+        settings = _demo_settings(emulator, config, workdir, webhook_port, web=stays_up)
         config_file = _write_config_file(emulator, config, workdir)
-        console.print(f"[bold]teleport-sync demo[/] in {workdir}")
         console.print(f"emulator: {emulator.url}  inbox: {inbox}\n")
-        ok = _run_daemon(console, settings, inbox, timeout)
+        with _DaemonThread(settings) as daemon:
+            if daemon.web_url:
+                console.print(
+                    f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it stays "
+                    "up after the demo until you press Ctrl-C)\n"
+                )
+            console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
+            write_demo_zip(inbox / "scan.zip")
+            write_demo_mp4(inbox / "site-b" / "walkaround.mp4")
+            ok = _follow(console, settings, daemon.thread, timeout)
+            _summary(console, settings, workdir, ok)
+            if ok and stays_up:
+                console.print(
+                    f"\nUp until you press Ctrl-C (or send SIGTERM to {os.getpid()}): the web "
+                    f"console at {daemon.web_url}, and the emulator, so this works meanwhile:\n"
+                    f"  teleport-sync --config {config_file} status"
+                )
+                _linger(console, until)
+    return 0 if ok else 1
 
+
+class _DaemonThread:
+    """The real daemon on a thread, stopped (and waited for) on the way out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._stop = threading.Event()
+        self.daemon = Daemon(settings, stop=self._stop)
+        self.thread = threading.Thread(target=self.daemon.run, name="daemon", daemon=True)
+
+    @property
+    def web_url(self) -> str | None:
+        return self.daemon.web_url
+
+    def __enter__(self) -> _DaemonThread:
+        self.thread.start()
+        self.daemon.ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(timeout=15)
+
+
+def _summary(console: Console, settings: Settings, workdir: Path, ok: bool) -> None:
+    """What came of it, printed as soon as the loop ends (before any wait for Ctrl-C)."""
     if not ok:
         console.print("[bold red]the demo did not finish[/] (see the table above)")
-        return 1
+        return
     console.print("\n[bold green]Both captures are READY and their models are downloaded.[/]")
     _print_preflight(console, settings)
-    for model in sorted(p for p in (workdir / "results").rglob("*") if p.is_file()):
-        console.print(f"  result:  {model} ({model.stat().st_size} bytes)")
+    results = workdir / "results"
+    console.print(f"  results in {results}:")
+    for model in sorted(p for p in results.rglob("*") if p.is_file()):
+        console.print(f"    {model.relative_to(results)} ({model.stat().st_size} bytes)")
     console.print(f"  journal: {settings.journal.path}")
-    console.print(f"\nSee it again with:  teleport-sync --config {config_file} status")
-    return 0
+
+
+def _clean_up(console: Console, workdir: Path, *, keep: bool) -> None:
+    """Remove the demo's folder, or say it is kept, how to read it, and how to remove it."""
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        console.print(f"\nRemoved the demo's folder {workdir}.")
+        return
+    console.print(
+        f"\nKept the demo's folder {workdir} (remove it with: rm -r {workdir}). Its journal "
+        f"still reads with: teleport-sync --config {workdir / 'config.toml'} status (the "
+        "emulator stopped with the demo, so the viewer links it lists no longer open)."
+    )
 
 
 def _print_preflight(console: Console, settings: Settings) -> None:
@@ -138,9 +234,15 @@ def _print_preflight(console: Console, settings: Settings) -> None:
 
 
 def _demo_settings(
-    emulator: EmulatorServer, config: EmulatorConfig, workdir: Path, webhook_port: int
+    emulator: EmulatorServer,
+    config: EmulatorConfig,
+    workdir: Path,
+    webhook_port: int,
+    *,
+    web: bool,
 ) -> Settings:
-    """The daemon's settings: the emulator's API, webhooks from it, every kind of result."""
+    """The daemon's settings: the emulator's API, webhooks from it, every kind of result, and
+    the web console when `web`."""
     settings = Settings(
         api={
             "base_url": emulator.url,
@@ -153,7 +255,7 @@ def _demo_settings(
         webhooks={"listen": f"127.0.0.1:{webhook_port}", "secret": config.webhook_secret},
         journal={"path": workdir / "journal.sqlite3"},
         results={"dir": workdir / "results", "profiles": DEMO_PROFILES, "previews": True},
-        web={"listen": _console_listen()},
+        web={"listen": _console_listen()} if web else {},
     )
     settings.api.client_secret = SecretStr(config.client_secret)
     return settings
@@ -169,30 +271,6 @@ def _write_config_file(emulator: EmulatorServer, config: EmulatorConfig, workdir
     )
     os.chmod(config_file, 0o600)
     return config_file
-
-
-def _run_daemon(console: Console, settings: Settings, inbox: Path, timeout: float) -> bool:
-    """The real daemon on a thread, two samples dropped in; True once both are READY."""
-    stop = threading.Event()
-    daemon = Daemon(settings, stop=stop)
-    thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
-    thread.start()
-    daemon.ready.wait(30)
-    if daemon.web_url:
-        # Off a terminal nobody can press Ctrl-C, so the console closes with the demo.
-        lasts = "until you press Ctrl-C" if sys.stdin.isatty() else "while the demo runs"
-        console.print(
-            f"[bold]web console:[/] {daemon.web_url}  (open it in a browser; it is up {lasts})\n"
-        )
-    console.print("dropping scan.zip and site-b/walkaround.mp4 into the inbox...\n")
-    write_demo_zip(inbox / "scan.zip")
-    write_demo_mp4(inbox / "site-b" / "walkaround.mp4")
-    ok = _follow(console, settings, thread, timeout)
-    if ok and daemon.web_url and sys.stdin.isatty():
-        _linger(console, daemon.web_url)
-    stop.set()
-    thread.join(timeout=15)
-    return ok
 
 
 def _follow(console: Console, settings: Settings, thread: threading.Thread, timeout: float) -> bool:

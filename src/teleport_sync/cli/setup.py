@@ -248,9 +248,19 @@ def emulator(**options: Any) -> None:
 
 @main.command(short_help="See the whole loop on the emulator.")
 @click.option("--timeout", default=180.0, show_default=True, help="Give up after this many s.")
-def demo(timeout: float) -> None:
-    """The whole loop on the bundled emulator, in a temp folder: for a first look."""
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Stay up after the loop (web console, emulator) until Ctrl-C or SIGTERM, even off a "
+    "terminal, and keep the temporary folder afterwards.",
+)
+def demo(timeout: float, keep: bool) -> None:
+    """The whole loop on the bundled emulator, in a temporary folder: for a first look.
+
+    On a terminal it stays up after the loop, with its web console, until Ctrl-C. The folder is
+    removed at the end unless --keep (or the demo failed: then it is kept, and said).
+    """
     _require_emulator_extra()
     from .demo import run_demo
 
-    sys.exit(run_demo(stdout, timeout=timeout))
+    sys.exit(run_demo(stdout, timeout=timeout, keep=keep))

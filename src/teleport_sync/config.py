@@ -13,6 +13,7 @@ Every problem is a `ConfigError` whose message names the TOML key or the file, a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import json
@@ -344,6 +345,9 @@ class ActionsSettings(_Section):
     on_ready: list[str] | None = None
     on_failed: list[str] | None = None
     timeout_seconds: float = Field(default=300.0, gt=0)
+    # Names of the daemon's environment variables hooks get besides the allow-list
+    # (`results.actions.HOOK_ENVIRONMENT`); TELEPORT_SYNC_* is never passed on.
+    pass_environment: list[str] = Field(default_factory=list)
 
 
 class LogSettings(_Section):
@@ -492,6 +496,18 @@ class Settings(BaseSettings):
                 "or [api] client_secret in the config file"
             )
         return self.api.client_secret.get_secret_value()
+
+    def secret_values(self) -> list[str]:
+        """Every secret this config holds (client secret, webhook signing secret, console
+        token, notification signing secrets): each is masked wherever text is logged or
+        journaled. A token file that cannot be read is left out (its own check says why)."""
+        found = [self.api.client_secret, self.webhooks.secret, self.web.token]
+        found += [target.secret for target in self.notify]
+        values = [s.get_secret_value() for s in found if s is not None]
+        if self.web.token is None and self.web.token_file is not None:
+            with contextlib.suppress(ConfigError):  # its own check says why
+                values += [t for t in [self.web.token_value()] if t]
+        return values
 
 
 def is_loopback_host(host: str | None) -> bool:

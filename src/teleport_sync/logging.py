@@ -1,5 +1,8 @@
 """structlog setup: JSON lines for journald, a console renderer for people, and redaction.
 
+`printable` escapes control characters (text from a server is data); `Redactor` applies it
+to every string of every event after masking secrets.
+
 The redactor runs last before rendering, on every event, including formatted exceptions, so no
 code path can leak a client secret, a bearer token or a presigned-URL signature by accident.
 Known secrets (the configured client secret, every issued access token) are registered with
@@ -8,6 +11,7 @@ Known secrets (the configured client secret, every issued access token) are regi
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -33,6 +37,29 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?i)([\"'](?:client_secret|access_token|refresh_token)[\"']\s*:\s*[\"'])[^\"']*"),
 )
 
+# Characters a terminal acts on instead of showing: C0 controls (ESC starts CSI/OSC sequences
+# that clear the screen or set the title, BEL rings, CR/LF forge lines), DEL, C1 controls (a
+# one-byte CSI), and the bidirectional overrides that reorder what is shown.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`, `\\n`, `\\u202e`):
+    text from a server (capture names, states, error messages) is data, and never moves a
+    cursor, clears a screen, sets a title or forges a line on a terminal, in a log or in the
+    journal. `keep_newlines` for text of ours that has lines (a traceback)."""
+    pattern = _CONTROLS_BUT_NEWLINES if keep_newlines else _CONTROLS
+    return pattern.sub(_escape, text) if pattern.search(text) else text
+
+
 _SECRET_KEYS = frozenset(
     {"client_secret", "access_token", "token", "authorization", "password", "secret"}
 )
@@ -50,8 +77,10 @@ class Redactor:
         # client secret is masked from 4 characters on (min_length=4): it is known to be secret,
         # and a shorter one would garble every log line (a 1-letter secret masks that letter).
         if secret and len(secret) >= min_length:
+            # Also as it appears inside JSON text (a stored fact, an echoed request body).
+            quoted = json.dumps(secret)[1:-1]
             with self._lock:
-                self._secrets.add(secret)
+                self._secrets.update({secret, quoted})
 
     def redact(self, text: str) -> str:
         with self._lock:
@@ -67,13 +96,14 @@ class Redactor:
         if key is not None and key.lower() in _SECRET_KEYS and value not in (None, ""):
             return MASK
         if isinstance(value, str):
-            return self.redact(value)
+            # A traceback keeps its lines; every other string becomes one line of text.
+            return printable(self.redact(value), keep_newlines=key == "exception")
         if isinstance(value, dict):
             return {k: self._clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return type(value)(self._clean(v) for v in value)
         if isinstance(value, BaseException):
-            return self.redact(repr(value))
+            return printable(self.redact(repr(value)))
         return value
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from ..inputs import InputProblem
 from ..journal import Journal, StaleCapture
+from ..logging import printable
 from .app import (
     AppContext,
     fail,
@@ -42,7 +44,10 @@ def captures_list(app: AppContext, as_json: bool) -> None:
         return
     table = Table("eid", "name", "state", "created", "sid")
     for c in sorted(items, key=lambda c: c.created, reverse=True):
-        table.add_row(c.eid, c.name, c.state, c.created.isoformat(timespec="seconds"), c.sid or "")
+        # The account's text is data: no escape sequence, line break or [markup] of a name
+        # (anyone with access to the account sets them) acts on the terminal.
+        cells = (c.eid, c.name, c.state, c.created.isoformat(timespec="seconds"), c.sid or "")
+        table.add_row(*(Text(printable(cell)) for cell in cells))
     stdout.print(table)
     stdout.print(f"{len(items)} capture(s)")
 

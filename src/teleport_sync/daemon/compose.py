@@ -186,7 +186,8 @@ def client_from_settings(
             "no client id configured: set [api] client_id (from the Teleport Developer Dashboard)"
         )
     secret = settings.client_secret_value()
-    REDACTOR.add_secret(secret, min_length=4)
+    for configured in settings.secret_values():  # masked in every log line and journal text
+        REDACTOR.add_secret(configured, min_length=4)
     return build_client(
         base_url=settings.api.base_url,
         auth_url=settings.api.auth_url,

@@ -40,7 +40,7 @@ from typing import Any
 
 from ..api.errors import ApiError
 from ..journal import FileRecord, Journal, Source
-from ..journal.states import SEEN, judge_capture_state
+from ..journal.states import SEEN, judge_capture_state, malformed_state
 from ..logging import get_logger
 from ..models import CaptureOutput, is_terminal
 
@@ -85,6 +85,9 @@ def parse_delivery(body: bytes) -> Delivery:
     eid, state = data.get("eid"), data.get("state")
     if not isinstance(eid, str) or not eid or not isinstance(state, str) or not state:
         raise BadDelivery("the body needs string fields eid and state")
+    malformed = malformed_state(state.strip())
+    if malformed is not None:
+        raise BadDelivery(malformed)
     sid, reason = data.get("sid"), data.get("error_reason")
     return Delivery(
         eid=eid,

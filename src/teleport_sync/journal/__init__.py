@@ -40,7 +40,16 @@ from .report import ReportMixin
 from .results import ResultsMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION, _migrate_v5_events
 from .sightings import SightingsMixin
-from .states import MOVES, IllegalMove, Source, UploadState, Verdict, action_key
+from .states import (
+    MOVES,
+    REFUSED,
+    IllegalMove,
+    Source,
+    UploadState,
+    Verdict,
+    action_key,
+    malformed_state,
+)
 
 
 class Journal(
@@ -62,6 +71,7 @@ __all__ = [
     "CONTROL_GENERATION",
     "MIGRATIONS",
     "MOVES",
+    "REFUSED",
     "SCHEMA_VERSION",
     "BaseJournal",
     "FileOutcome",
@@ -81,6 +91,7 @@ __all__ = [
     "Verdict",
     "_migrate_v5_events",
     "action_key",
+    "malformed_state",
     "shown",
     "shown_path",
     "utc_now",

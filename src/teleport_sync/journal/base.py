@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+from ..logging import REDACTOR, printable
 from ..models import FileIdentity
 from ..private import private_dirs, private_file, tighten_path
 from ..timestamps import utc_now
@@ -67,6 +68,16 @@ def shown(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def recorded(text: str) -> str:
+    """Free text as the journal records it (errors, reasons, notes, events): the one point
+    every such text passes before it is stored, so `status`, `health`, the console,
+    notifications and hooks (which read it from here) never get what it held raw. Secrets are
+    masked (`logging.REDACTOR`: the configured secrets, every issued token, bearer and
+    presigned-URL patterns), control characters escaped (`logging.printable`: a server's text
+    is data) and bytes that are not UTF-8 shown as escapes."""
+    return shown(printable(REDACTOR.redact(text)))
 
 
 def shown_path(path: str) -> str:
@@ -241,7 +252,7 @@ class BaseJournal:
     def _event(self, conn: sqlite3.Connection, file_id: int | None, kind: str, msg: str) -> None:
         conn.execute(
             "INSERT INTO events (file_id, at, kind, message) VALUES (?, ?, ?, ?)",
-            (file_id, utc_now(), kind, shown(msg)),
+            (file_id, utc_now(), kind, recorded(msg)),
         )
 
     @staticmethod
@@ -256,7 +267,7 @@ class BaseJournal:
         conn.execute(
             "INSERT INTO discarded_captures (eid, file_id, reason, queued_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(eid) DO NOTHING",
-            (row["eid"], file_id, shown(why), utc_now()),
+            (row["eid"], file_id, recorded(why), utc_now()),
         )
 
     def add_event(self, file_id: int | None, kind: str, message: str) -> None:
@@ -274,6 +285,8 @@ class BaseJournal:
         return rows[0]["value"] if rows else None
 
     def set_fact(self, key: str, value: str) -> None:
+        # Facts are JSON of ours, but may quote an error (the authentication state): masked.
+        value = REDACTOR.redact(value)
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO facts (key, value, learned_at) VALUES (?, ?, ?) "

@@ -7,16 +7,18 @@ from typing import Any
 
 from ..logging import storable_url
 from ..models import CaptureOutput, is_failed, is_terminal
-from .base import BaseJournal, shown, utc_now
+from .base import BaseJournal, recorded, utc_now
 from .records import FileRecord
 from .states import (
     FAILED_STATES,
+    REFUSED,
     SEEN,
     STALE,
     Source,
     UploadState,
     Verdict,
     judge_capture_state,
+    malformed_state,
 )
 
 
@@ -41,6 +43,8 @@ def seen_in(
 ) -> None:
     """A heard state that moved nothing, kept in the history with why. Once per (state,
     source, why): a delivery replayed for ever adds one line."""
+    if malformed_state(state) is not None:
+        return  # not a state: never stored, not even as heard
     known = conn.execute(
         "SELECT 1 FROM state_history WHERE file_id = ? AND eid IS ? AND state = ? "
         "AND source IS ? AND applied = 0 AND note IS ?",
@@ -74,6 +78,8 @@ def observe_in(
         return Verdict(STALE, f"about capture {eid}; the file started over with another")
     verdict = judge_capture_state(row["upload_state"], row["capture_state"], state, source)
     now = utc_now()
+    if verdict.outcome == REFUSED:
+        return verdict  # not a state: nothing of it is stored
     if verdict.outcome == SEEN:
         seen_in(conn, file_id, row["eid"], state, source, verdict.note)
         return verdict
@@ -90,7 +96,7 @@ def observe_in(
         if state.upper() in FAILED_STATES:
             conn.execute(
                 "UPDATE files SET error = ? WHERE id = ?",
-                (shown(error or "no reason given"), file_id),
+                (recorded(error or "no reason given"), file_id),
             )
     # What the API said alongside a state the row holds (now, or already): its share id and
     # viewer link. Never from a webhook's body: callers pass only what the API answered.
@@ -248,5 +254,5 @@ class CapturesMixin(BaseJournal):
                 "INSERT INTO discarded_captures (eid, reason, queued_at, attempts, last_error) "
                 "VALUES (?, ?, ?, 1, ?) ON CONFLICT(eid) DO UPDATE SET "
                 "attempts = attempts + 1, last_error = excluded.last_error",
-                (eid, shown(why), utc_now(), shown(error)),
+                (eid, recorded(why), utc_now(), recorded(error)),
             )

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from .base import BaseJournal, utc_now
+from .base import BaseJournal, recorded, utc_now
 from .preflight import PREFLIGHT_COLUMNS, PREFLIGHT_JOIN, PreflightMixin
 from .records import FileRecord
 
@@ -170,7 +170,7 @@ class ControlMixin(PreflightMixin, BaseJournal):
             if problem is not None:
                 conn.execute(
                     "UPDATE files SET held_reason = ?, updated_at = ? WHERE id = ?",
-                    (problem, utc_now(), file_id),
+                    (recorded(problem), utc_now(), file_id),
                 )
                 self._event(conn, file_id, "held", problem)
                 return problem

@@ -11,6 +11,7 @@ from .base import (
     _db_path,
     _identity_columns,
     _py_path,
+    recorded,
     shown,
     utc_now,
 )
@@ -271,7 +272,7 @@ class FilesMixin(BaseJournal):
             conn.execute(
                 """UPDATE files SET upload_state = ?, error = ?, attempts = attempts + 1,
                        next_attempt_at = ?, updated_at = ? WHERE id = ?""",
-                (UploadState.FAILED, shown(error), next_attempt_at, utc_now(), file_id),
+                (UploadState.FAILED, recorded(error), next_attempt_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "failed", error)
 
@@ -282,7 +283,7 @@ class FilesMixin(BaseJournal):
             conn.execute(
                 """UPDATE files SET upload_state = ?, error = ?, updated_at = ?
                    WHERE id = ?""",
-                (UploadState.REJECTED, shown(error), utc_now(), file_id),
+                (UploadState.REJECTED, recorded(error), utc_now(), file_id),
             )
             self._event(conn, file_id, "rejected", error)
 

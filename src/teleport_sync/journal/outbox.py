@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from .base import BaseJournal, utc_now
+from .base import BaseJournal, recorded, utc_now
 from .records import FileRecord, OutboxRow
 from .states import UploadState
 
@@ -104,7 +104,7 @@ class OutboxMixin(BaseJournal):
             conn.execute(
                 f"UPDATE outbox SET {column} = ?, attempts = attempts + 1, last_error = ? "
                 "WHERE event_id = ? AND target = ?",
-                (utc_now(), error, event_id, target),
+                (utc_now(), recorded(error) if error else None, event_id, target),
             )
 
     def notification_retry(self, event_id: str, target: str, error: str, at: str) -> None:
@@ -113,7 +113,7 @@ class OutboxMixin(BaseJournal):
             conn.execute(
                 """UPDATE outbox SET attempts = attempts + 1, last_error = ?,
                        next_attempt_at = ? WHERE event_id = ? AND target = ?""",
-                (error, at, event_id, target),
+                (recorded(error), at, event_id, target),
             )
             conn.execute(
                 """UPDATE outbox SET next_attempt_at = ? WHERE target = ?

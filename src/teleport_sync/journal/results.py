@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .base import BaseJournal, _db_path, _py_path, utc_now
+from .base import BaseJournal, _db_path, _py_path, recorded, utc_now
 
 
 def _overlap(folder: str, claims: dict[str, str]) -> tuple[str, str] | None:
@@ -92,7 +92,7 @@ class ResultsMixin(BaseJournal):
             conn.execute(
                 """UPDATE files SET result_error = ?, result_attempts = result_attempts + 1,
                        result_next_at = ?, updated_at = ? WHERE id = ?""",
-                (error, next_at, utc_now(), file_id),
+                (recorded(error), next_at, utc_now(), file_id),
             )
             self._event(conn, file_id, "result_error", error)
 

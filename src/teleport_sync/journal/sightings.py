@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import BaseJournal, _db_path, _py_path, shown, utc_now
+from .base import BaseJournal, _db_path, _py_path, recorded, shown, utc_now
 
 
 class SightingsMixin(BaseJournal):
@@ -21,7 +21,7 @@ class SightingsMixin(BaseJournal):
             conn.executemany(
                 """INSERT INTO sightings (path, root, stage, reason, first_seen_at, updated_at)
                    VALUES (?, ?, 'settling', ?, ?, ?) ON CONFLICT(path) DO NOTHING""",
-                [(_db_path(path), shown(root), shown(reason), now, now) for path in paths],
+                [(_db_path(path), shown(root), recorded(reason), now, now) for path in paths],
             )
 
     def mark_incomplete(self, path: str, root: str, size: int, mtime_ns: int, reason: str) -> str:
@@ -46,7 +46,7 @@ class SightingsMixin(BaseJournal):
                        size = excluded.size, mtime_ns = excluded.mtime_ns,
                        incomplete_since = excluded.incomplete_since,
                        updated_at = excluded.updated_at""",
-                (_db_path(path), shown(root), shown(reason), size, mtime_ns, now, since, now),
+                (_db_path(path), shown(root), recorded(reason), size, mtime_ns, now, since, now),
             )
         return since
 

@@ -21,9 +21,11 @@ transaction that makes it, so no caller can put a row into a state it cannot lea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..logging import printable
 from ..models import FileIdentity
 
 
@@ -125,7 +127,23 @@ class Source(StrEnum):
     USER = "user"  # `captures delete`
 
 
-APPLIED, DUPLICATE, SEEN, STALE = "applied", "duplicate", "seen", "stale"
+APPLIED, DUPLICATE, SEEN, STALE, REFUSED = "applied", "duplicate", "seen", "stale", "refused"
+
+# What a capture state looks like. The API's set is open (NOTES: record unknown states, never
+# crash on one), so a well-formed unknown state is followed; text that is no state at all (NUL,
+# newlines, escape sequences, spaces, 100 characters) is refused and never stored.
+_STATE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+
+
+def malformed_state(state: str) -> str | None:
+    """Why `state` cannot be a capture state (shown escaped), or None when it can."""
+    if _STATE_FORM.fullmatch(state):
+        return None
+    return (
+        f"{printable(state[:60])!s} is not a capture state (letters, digits and _, at most 40); "
+        "refused, not recorded"
+    )
+
 
 # Where a known state stands in a capture's life; a state never moves to a lower rank. Unknown
 # states rank with PROCESSING: recorded and followed, never taken for an ending.
@@ -138,8 +156,9 @@ NOT_UPLOADED_YET = "the upload has not completed here yet; the upload goes on"
 class Verdict:
     """What the journal does with a heard state: `applied` (the capture moved), `duplicate`
     (it is already there: nothing is written), `seen` (kept in the history with `note`
-    saying why it moved nothing) or `stale` (about a capture the row no longer has: its file
-    started over meanwhile; nothing is written)."""
+    saying why it moved nothing), `stale` (about a capture the row no longer has: its file
+    started over meanwhile; nothing is written) or `refused` (not a state at all: `note` says
+    why; nothing is written)."""
 
     outcome: str
     note: str | None = None
@@ -186,7 +205,11 @@ def judge_capture_state(
     | FAILED/ERROR                    | anything else but a deletion       | seen      |
     | `uploaded`, any                 | DELETED, from the user             | applied   |
     | DELETED                         | anything                           | seen      |
+    | any                             | text that is no state at all       | refused   |
     """
+    malformed = malformed_state(heard)
+    if malformed is not None:
+        return Verdict(REFUSED, malformed)
     ended = _outcome(current)
     if current is not None and (
         current.upper() == heard.upper() or (ended is not None and ended == _outcome(heard))

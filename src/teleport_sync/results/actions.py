@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -61,6 +61,30 @@ def relative_to_roots(path: Path, roots: list[Path]) -> Path:
         except ValueError:
             continue
     return Path(path.name)
+
+
+# What a hook inherits of the daemon's environment: what a program needs to run, find its
+# locale and reach the network, nothing else. An allow-list, so no secret the daemon was given
+# (TELEPORT_SYNC_* overrides, CREDENTIALS_DIRECTORY, a cloud key) reaches a user's command.
+HOOK_ENVIRONMENT = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+        "XDG_RUNTIME_DIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
+        "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+NEVER_PASSED = "TELEPORT_SYNC_"
+
+
+def hook_environment(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """A hook's environment: the allow-list, `LC_*`, and the names `[actions]
+    pass_environment` adds; never a `TELEPORT_SYNC_*` variable, whatever is asked."""
+    wanted = HOOK_ENVIRONMENT | set(extra)
+    return {
+        name: value
+        for name, value in environ.items()
+        if (name in wanted or name.startswith("LC_")) and not name.startswith(NEVER_PASSED)
+    }
 
 
 def version_on_disk(path: Path) -> FileIdentity | None:
@@ -355,7 +379,7 @@ class Actions:
         self.journal.mark_action(
             record.id, action_key(record.capture_state, "hook"), eid=record.eid
         )
-        env = dict(os.environ)
+        env = hook_environment(os.environ, self.settings.pass_environment)
         env.update(
             TELEPORT_EID=record.eid or "",
             TELEPORT_SID=record.sid or "",
@@ -363,8 +387,6 @@ class Actions:
             TELEPORT_STATE=record.capture_state or "",
             TELEPORT_VIEWER_URL=record.viewer_url or "",
         )
-        # Never pass the secret on to user commands.
-        env.pop("TELEPORT_SYNC_API__CLIENT_SECRET", None)
         try:
             result = subprocess.run(
                 argv,

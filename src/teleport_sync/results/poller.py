@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from ..api import ApiError, AuthenticationError, TeleportClient
 from ..api.authstate import AuthState
-from ..journal import FileRecord, Journal, Source
+from ..journal import REFUSED, FileRecord, Journal, Source
 from ..logging import get_logger
 from ..models import is_failed, is_terminal
 
@@ -129,6 +129,10 @@ class Poller:
                 self.journal.note_listed(record.id, listed=True)
                 self._missing_warned.discard(record.eid or "")
             verdict = self.journal.observe_reported(record.id, capture, Source.POLL)
+            if verdict.outcome == REFUSED:  # not a state: still followed, nothing stored
+                log.warning("capture state refused", eid=record.eid, why=verdict.note)
+                remaining += 1
+                continue
             if verdict.applied:
                 log.info("capture state", path=record.path, eid=record.eid, state=capture.state)
                 if is_failed(capture.state):

@@ -17,6 +17,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from ..journal import shown_path
+from ..logging import printable
 from .phases import FAILED_STATES
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -93,7 +94,7 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
         Column("file", overflow="fold", ratio=1), Column("phase", no_wrap=True), show_lines=True
     )
     for row in rows:
-        cell = Text(row["path"])
+        cell = Text(printable(row["path"]))  # a file name may hold escapes: shown, not obeyed
         reason = without_path(row["reason"], row["path"])
         error = without_path(row["error"], row["path"])
         if reason:

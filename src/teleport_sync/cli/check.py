@@ -66,7 +66,8 @@ def check(
     if not found.ok:
         fail(f"pre-flight cannot run: {found.reason}", EXIT_USAGE)
     files = _expand(paths)
-    missing = [str(p) for p in files if not p.is_file()]
+    # A FIFO or a device is there, and gets its verdict below in the daemon's words.
+    missing = [str(p) for p in files if not p.exists() or p.is_dir()]
     if missing:
         fail(f"no such file: {', '.join(missing)}", EXIT_USAGE)
     results = [_check_one(settings, path.absolute(), pose) for path in files]

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..config import Settings
 from ..events.emitter import EventHub
 from ..inputs import (
+    UNREADABLE,
     InputProblem,
     capture_name,
     check_complete,
@@ -31,11 +32,6 @@ from ..watch.folders import SIDECAR_SUFFIX, capture_plan, effective
 from ..watch.sightings import Sightings
 
 log = get_logger("teleport_sync.daemon")
-
-UNREADABLE = (
-    "permission denied; let the teleport-sync user read it (chmod o+r, or "
-    "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
-)
 
 
 class Intake:

@@ -8,6 +8,7 @@ Imports only the helpers at the top of the package (`models`); everything above 
 from .completeness import IMAGE_SUFFIXES, Completeness, check_complete
 from .identity import (
     FORMATS_BY_SUFFIX,
+    UNREADABLE,
     InputProblem,
     capture_name,
     fingerprint,
@@ -19,6 +20,7 @@ from .identity import (
 __all__ = [
     "FORMATS_BY_SUFFIX",
     "IMAGE_SUFFIXES",
+    "UNREADABLE",
     "Completeness",
     "InputProblem",
     "capture_name",

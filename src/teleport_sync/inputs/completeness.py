@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..models import InputDataFormat
-from .identity import input_format_for
+from .identity import input_format_for, not_a_file, special_kind
 from .mp4boxes import VIDEO, describe_handlers, handler, tracks
 
 IMAGE_SUFFIXES = (
@@ -61,7 +61,11 @@ def _invalid(reason: str) -> Completeness:
 def check_complete(path: Path) -> Completeness:
     """Is `path` a whole, valid input of its format? Raises OSError if it cannot be read."""
     fmt = input_format_for(path)
-    size = path.stat().st_size
+    info = path.stat()
+    kind = special_kind(info.st_mode)
+    if kind is not None:  # never opened: a FIFO would block, a device never end
+        return _invalid(not_a_file(kind))
+    size = info.st_size
     if size == 0:
         return _invalid("the file is empty (0 bytes)")
     with path.open("rb") as handle:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from ..models import FileIdentity, InputDataFormat
@@ -31,6 +32,31 @@ class InputProblem(Exception):
         # True when the problem may go away by itself or by a fix outside the file's bytes
         # (permissions, a file still being written); False when the bytes themselves are wrong.
         self.retryable = retryable
+
+
+UNREADABLE = (
+    "permission denied; let the teleport-sync user read it (chmod o+r, or "
+    "setfacl -m u:teleport-sync:r); it is retried, and taken at once when its permissions change"
+)
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def special_kind(mode: int) -> str | None:
+    """What a path that is not a regular file is, said plainly; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
+
+
+def not_a_file(kind: str) -> str:
+    return f"{kind}, not a file; only regular files are uploaded"
 
 
 def input_format_for(path: Path) -> InputDataFormat:
@@ -61,16 +87,13 @@ def identify(path: Path) -> FileIdentity:
         raise InputProblem(f"{path}: no such file") from None
     except OSError as exc:
         raise InputProblem(f"{path}: cannot stat: {exc.strerror}", retryable=True) from None
-    if not path.is_file():
-        raise InputProblem(f"{path}: not a regular file; only files are uploaded")
+    kind = special_kind(info.st_mode)
+    if kind is not None:
+        raise InputProblem(f"{path}: {not_a_file(kind)}")
     if info.st_size == 0:
         raise InputProblem(f"{path}: the file is empty (0 bytes); nothing to upload")
     if not os.access(path, os.R_OK):
-        raise InputProblem(
-            f"{path}: permission denied; let the teleport-sync user read it (chmod o+r or a "
-            "group it is in)",
-            retryable=True,
-        )
+        raise InputProblem(f"{path}: {UNREADABLE}", retryable=True)
     try:
         print_ = fingerprint(path, info.st_size)
     except OSError as exc:

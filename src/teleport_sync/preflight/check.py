@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PreflightSettings
-from ..inputs import InputProblem, input_format_for
+from ..inputs import UNREADABLE, InputProblem, check_complete, input_format_for
 from ..inputs.frames import count_frames
 from ..models import InputDataFormat
 from .deps import Availability, load_decoders
@@ -53,6 +53,7 @@ def check_file(
         raise PreflightOff(found.reason)
     started = time.monotonic()
     fmt = input_format_for(path)
+    refuse_unusable(path)
     if fmt is InputDataFormat.BULK_IMAGES:
         result, thumbnails = _check_zip(path, settings, found)
     else:
@@ -81,6 +82,20 @@ def with_pose(result: Result, pose: PoseJudgement) -> Result:
         measures=result.measures + pose.measures,
         figures={**result.figures, "pose": pose.figures},
     )
+
+
+def refuse_unusable(path: Path) -> None:
+    """Raise InputProblem, in the daemon's words, for what its intake would refuse or wait for
+    (empty, a FIFO or a device, unreadable, not a whole .zip or .mp4): `check` and the daemon
+    agree on every input, and nothing that is no input is decoded."""
+    try:
+        completeness = check_complete(path)
+    except PermissionError:
+        raise InputProblem(f"{path}: {UNREADABLE}", retryable=True) from None
+    if completeness.state == "incomplete":
+        raise InputProblem(f"{path}: not complete yet: {completeness.reason}", retryable=True)
+    if not completeness.complete:
+        raise InputProblem(f"{path}: {completeness.reason}")
 
 
 def _check_zip(

@@ -112,7 +112,7 @@ def stand_in_base(podman: Podman, *, fresh: bool = False) -> str:
     tarball = CACHE / f"{SUITE}-{key}.tar"
     if fresh or not tarball.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = tarball.with_suffix(".partial.tar")
+        partial = tarball.with_suffix(f".{os.getpid()}.partial.tar")  # runs may overlap
         made = subprocess.run(
             [*base_recipe(), str(partial)], capture_output=True, text=True, timeout=900
         )

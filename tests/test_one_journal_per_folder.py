@@ -132,6 +132,12 @@ def test_two_daemons_on_one_folder_upload_each_file_once(
         assert refused.returncode != 0
         assert "stop that daemon first" in refused.stdout + refused.stderr
         assert marker_journal(inbox) == first_journal, "the marker never changes hands"
+        shown = subprocess.run(
+            [sys.executable, "-m", "teleport_sync", "--config", str(second_cfg), "status"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert f"watched by journal {first_journal}" in shown
         # A one-shot `upload` with a third journal leaves the file to the folder's owner.
         third_cfg = station(tmp_path, emulator, "script", other_path)
         one_shot = subprocess.run(
@@ -185,6 +191,12 @@ def test_a_killed_owners_folder_is_taken_over_once_its_lease_expires(
         assert root["taken_over_from"]["pid"] == first.process.pid
         assert code == 0
         assert marker_journal(inbox) == str(tmp_path / "user" / "journal.sqlite3")
+        shown = subprocess.run(
+            [sys.executable, "-m", "teleport_sync", "--config", str(second_cfg), "status"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert f"taken over from journal {tmp_path / 'service' / 'journal.sqlite3'}" in shown
 
         make_zip(inbox / "after.zip")
         wait_for(

@@ -72,6 +72,8 @@ def status(
         return
     stdout.print(status_table(rows))
     _print_viewers(rows)
+    for note in _claim_notes(settings):
+        click.echo(f"folder: {note}")
     shown = " (filtered)" if filtered else ""
     click.echo(f"{len(rows)} file(s){shown} in {settings.journal.path}")
     if hidden:
@@ -111,6 +113,17 @@ def status_rows_of(
             return rows, 0
         total = journal.finished_count(download_wanted=options.download_wanted)
         return rows, max(0, total - finished)
+
+
+def _claim_notes(settings: Settings) -> list[str]:
+    """Watch folders another journal owns, or that the daemon took over (`watch.claim`)."""
+    from ..daemon.compose import open_journal
+    from ..status.health import claim_notes
+
+    if not settings.journal.path.exists():
+        return []
+    with open_journal(settings) as journal:
+        return claim_notes(journal)
 
 
 def parse_when_option(text: str, option: str) -> Any:

@@ -131,6 +131,26 @@ def health_report(
     return report
 
 
+def claim_notes(journal: Journal) -> list[str]:
+    """Sentences for `status`: watch folders another journal owns (their files are held here)
+    and folders this daemon took over, as the running daemon journaled them."""
+    roots = _json_fact(journal, ROOTS_FACT) if daemon_running(journal)[0] else None
+    notes = []
+    for root in roots if isinstance(roots, list) else []:
+        owner, taken = root.get("claimed_by"), root.get("taken_over_from")
+        if isinstance(owner, dict):
+            notes.append(
+                f"{root['path']}: watched by journal {owner.get('journal')} on host "
+                f"{owner.get('host')}, pid {owner.get('pid')}: its files are held here"
+            )
+        if isinstance(taken, dict):
+            notes.append(
+                f"{root['path']}: taken over from journal {taken.get('journal')} on host "
+                f"{taken.get('host')}, pid {taken.get('pid')}, which stopped"
+            )
+    return notes
+
+
 def _root_without_daemon(path: Path) -> dict[str, Any]:
     path = path.absolute()
     if not path.exists():

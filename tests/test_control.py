@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from teleport_sync.commands import command
 from teleport_sync.config import Settings
 from teleport_sync.control import hold_reason, is_paused, pause_reason
-from teleport_sync.control.holds import command
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal

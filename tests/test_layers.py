@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "logging": 0,
     "config": 0,
     "private": 0,
+    "commands": 0,
     # adapters: the API, what a file is, the journal
     "api": 1,
     "inputs": 1,

@@ -68,7 +68,7 @@ def test_files_already_there_are_held_when_the_journal_is_lost(
     for name in ("before.zip", "while-stopped.zip"):
         assert rows[name]["upload_state"] == "rejected"  # DESIGN's upload_state has no "held"
         assert rows[name]["phase"] == "held"
-        assert "approve PATH" in str(rows[name]["reason"])
+        assert f"run `teleport-sync approve {inbox / name}`" in str(rows[name]["reason"])
         assert "cannot be known" in str(rows[name]["reason"])
     assert status(config)["before.zip"]["phase"] == "held"
     names = sorted(c.name for c in emulator.backend.captures.values())

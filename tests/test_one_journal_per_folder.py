@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from teleport_sync.emulator.faults import EmulatorConfig
 from teleport_sync.emulator.server import EmulatorServer
@@ -288,3 +289,22 @@ def test_a_clean_stop_frees_the_folder_at_once(tmp_path: Path) -> None:
     changes = other.beat()
     assert changes and changes[0].took_over is not None
     assert changes[0].took_over.stopped_at is not None
+
+
+def test_a_missing_folder_is_claimed_when_it_appears_without_a_word_about_the_marker(
+    tmp_path: Path,
+) -> None:
+    """The watcher says a folder is missing (and how to fix it); the claim adds no second,
+    misleading line about a marker it could not write there."""
+    share = tmp_path / "share"  # not mounted yet
+    mono = Clock(0.0)
+    station = claims(share, "a", mono, Clock(100.0))
+    with capture_logs() as logs:
+        assert station.start() == []
+        mono.now += 15
+        assert station.beat() == []
+    assert logs == [] and not share.exists()
+    share.mkdir()
+    mono.now += 15
+    assert [c.first for c in station.beat()] == [True]  # claimed as at a first start
+    assert parse_marker((share / MARKER).read_text()).journal_id == "a"  # type: ignore[union-attr]

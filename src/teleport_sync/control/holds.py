@@ -9,11 +9,11 @@ daemon watches (see `gate.Control.start_watching`).
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..commands import command
 from ..journal import Journal
 from ..journal.states import is_lost_journal_hold
 
@@ -63,19 +63,6 @@ def preflight_holds(row: dict[str, Any]) -> bool:
         and not row.get("preflight_approved_at")
         and row.get("preflight_fingerprint") == row.get("fingerprint")
     )
-
-
-def command(name: str, path: str) -> str:
-    """`teleport-sync NAME PATH` with the file's own path, ready to paste into a shell (a name
-    that is not UTF-8 as bash's $'...' with its bytes escaped)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raw = os.fsencode(path)
-        plain = {b for b in range(32, 127)} - {ord("'"), ord("\\")}
-        escaped = "".join(chr(b) if b in plain else f"\\x{b:02x}" for b in raw)
-        return f"teleport-sync {name} $'{escaped}'"
-    return f"teleport-sync {name} {shlex.quote(path)}"
 
 
 def preflight_sentence(summary: str | None, path: str) -> str:

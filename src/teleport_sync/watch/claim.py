@@ -229,6 +229,11 @@ class Claims:
         changes = []
         with self._lock_state:
             for root in self.roots:
+                if not root.path.is_dir():
+                    # Not there (a share not mounted yet): nothing to claim or renew, and the
+                    # watcher already says the folder is missing. Claimed once it appears,
+                    # as at first sight.
+                    continue
                 if root.ours:
                     change = self._renew(root)
                 else:
@@ -257,7 +262,7 @@ class Claims:
         changes = []
         with self._lock_state:
             for root in self.roots:
-                if root.fresh:
+                if root.fresh and root.path.is_dir():
                     change = self._try_claim(root, first_sight=True)
                     root.fresh = False
                     if change is not None:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..commands import command
 from ..config import WatchSettings
 from ..inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from ..journal import FileRecord, Journal, UploadState
@@ -53,19 +53,19 @@ def journal_id(journal: Journal) -> str:
     return made
 
 
-def lost_reason(root: Path) -> str:
+def lost_reason(root: Path, path: Path) -> str:
     return (
         f"{LOST_JOURNAL_HOLD}this journal has no row for the file, and {root / MARKER} says "
         f"another journal watched {root} (this one was deleted, emptied, replaced or restored "
         "from a backup); whether that journal uploaded the file cannot be known here: check "
-        "`teleport-sync captures list`, then run `teleport-sync approve PATH` to upload it"
+        f"`teleport-sync captures list`, then run `{command('approve', str(path))}` to upload it"
     )
 
 
 def claimed_reason(root: Path, owner: Claim, path: Path) -> str:
     """Why a file in a folder another live journal watches is held here (the `held` reason)."""
     lease = f"{owner.lease_seconds:g} s" if owner.lease_seconds else "a lease"
-    approve = f"teleport-sync approve {shlex.quote(str(path))}"
+    approve = command("approve", str(path))
     return (
         f"{LOST_JOURNAL_HOLD}{root} is watched by {owner.who()}, which uploads it; this daemon "
         "does not upload from a folder another live journal watches (one capture per file). "
@@ -78,7 +78,7 @@ def claimed_reason(root: Path, owner: Claim, path: Path) -> str:
 def hold_existing(journal: Journal, root: Path, settings: WatchSettings, template: str) -> int:
     """Hold the files already in `root`, which another journal watched (its claim is taken
     over, or was written by a version without leases). Returns how many were held."""
-    held = _hold_files(journal, root, settings, template, lambda path: lost_reason(root))
+    held = _hold_files(journal, root, settings, template, lambda path: lost_reason(root, path))
     if held:
         log.warning("files held: the journal is new to this folder", root=str(root), held=held)
     return held

@@ -134,7 +134,7 @@ def test_a_hook_gets_an_environment_from_the_allow_list(
     finally:
         station.close()
     env = json.loads(dump.read_text())
-    assert not [name for name in env if name.startswith("TELEPORT_SYNC_")]
+    assert not [n for n in env if n.startswith("TELEPORT_SYNC_") and n != "TELEPORT_SYNC_CONFIG"]
     assert "CREDENTIALS_DIRECTORY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert env["STUDIO_NAME"] == "north" and env["LC_ALL"] == "C.UTF-8" and env["PATH"]
     assert env["TELEPORT_EID"] == record.eid and env["TELEPORT_STATE"] == "READY"
@@ -142,10 +142,12 @@ def test_a_hook_gets_an_environment_from_the_allow_list(
 
 def test_the_allow_list_itself() -> None:
     given = {"PATH": "/bin", "LC_TIME": "C", "TELEPORT_SYNC_X": "s", "SECRET": "s", "HOME": "/h"}
+    given["TELEPORT_SYNC_CONFIG"] = "/etc/teleport-sync/config.toml"  # a path: hooks may use it
     assert hook_environment(given, ["TELEPORT_SYNC_X"]) == {
         "PATH": "/bin",
         "LC_TIME": "C",
         "HOME": "/h",
+        "TELEPORT_SYNC_CONFIG": "/etc/teleport-sync/config.toml",
     }
 
 

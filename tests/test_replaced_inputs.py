@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 import time
 import zipfile
@@ -246,6 +247,25 @@ def test_an_input_replaced_while_its_model_downloads_gets_nothing_of_it(
             assert list(settings.results.dir.rglob("model.ply"))
         finally:
             station.close()
+
+
+def test_an_input_replaced_between_the_check_and_the_move_is_put_back(
+    emulator: EmulatorServer, station: Station, tmp_path: Path
+) -> None:
+    scan = make_zip(station.inbox / "scan.zip", images=3)
+    record = station.upload(scan)
+    station.hear(record, "READY")
+    replaced: list[bytes] = []
+
+    def move_late(source: Path, target: Path) -> None:
+        if not replaced:  # the new take lands after the check, before the rename
+            replaced.append(replace_by_rename(source))
+        shutil.move(source, target)
+
+    station.actions.move_file = move_late
+    assert not station.actions.run_for(station.journal.get(record.id))
+    assert scan.read_bytes() == replaced[0]  # back where it was, not among the finished
+    assert_started_over(station, record, scan, str(record.eid))
 
 
 def test_deleting_the_old_capture_of_a_replaced_input_starts_it_over(

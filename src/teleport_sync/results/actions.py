@@ -66,11 +66,12 @@ def relative_to_roots(path: Path, roots: list[Path]) -> Path:
 # What a hook inherits of the daemon's environment: what a program needs to run, find its
 # locale and reach the network, nothing else. An allow-list, so no secret the daemon was given
 # (TELEPORT_SYNC_* overrides, CREDENTIALS_DIRECTORY, a cloud key) reaches a user's command.
+# TELEPORT_SYNC_CONFIG is a path, not a secret: a hook may run `teleport-sync status` with it.
 HOOK_ENVIRONMENT = frozenset(
     {
         "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
         "XDG_RUNTIME_DIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
-        "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "TELEPORT_SYNC_CONFIG",
     }
 )  # fmt: skip
 NEVER_PASSED = "TELEPORT_SYNC_"
@@ -78,12 +79,13 @@ NEVER_PASSED = "TELEPORT_SYNC_"
 
 def hook_environment(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
     """A hook's environment: the allow-list, `LC_*`, and the names `[actions]
-    pass_environment` adds; never a `TELEPORT_SYNC_*` variable, whatever is asked."""
-    wanted = HOOK_ENVIRONMENT | set(extra)
+    pass_environment` adds; never another `TELEPORT_SYNC_*` variable, whatever is asked."""
+    wanted = set(extra) | HOOK_ENVIRONMENT
     return {
         name: value
         for name, value in environ.items()
-        if (name in wanted or name.startswith("LC_")) and not name.startswith(NEVER_PASSED)
+        if name in HOOK_ENVIRONMENT
+        or ((name in wanted or name.startswith("LC_")) and not name.startswith(NEVER_PASSED))
     }
 
 
@@ -129,6 +131,7 @@ class Actions:
         results_dir: Path,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry_base_seconds: float = RESULT_RETRY_BASE_SECONDS,
+        move_file: Callable[[Path, Path], object] = shutil.move,
     ) -> None:
         self.client = client
         self.journal = journal
@@ -138,6 +141,8 @@ class Actions:
         self.results_dir = results_dir
         self.now = now
         self.retry_base_seconds = retry_base_seconds
+        # How an input is moved to done_dir/failed_dir (a test widens the window in it).
+        self.move_file = move_file
         self.access = FileAccess(results_dir, mode=results.mode, group=results.group)
         self._busy: set[int] = set()
         self._busy_lock = threading.Lock()
@@ -348,7 +353,7 @@ class Actions:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             target = target.with_name(f"{target.stem}.{record.eid}{target.suffix}")
-        shutil.move(source, target)
+        self.move_file(source, target)
         moved = identify(target)
         if not _same_bytes(moved, record.identity):
             self._put_back(record, target, source)
@@ -368,7 +373,7 @@ class Actions:
                 path=str(source),
             )
         else:
-            shutil.move(moved, source)
+            self.move_file(moved, source)
         self.journal.confirm_version(record.id, record.eid, version_on_disk(source), "its move")
         raise OSError(f"{source} changed while it was being moved; looked at again later")
 

@@ -365,15 +365,10 @@ class Actions:
         """The file was replaced between the check and the move: what was moved is a new
         version, not a finished input. It goes back where it was, and the row starts over
         (`FileReplaced`, raised by the journal's check of what is there now)."""
-        if source.exists():
-            log.error(
-                "a new version was moved by mistake (replaced during the move, and its path "
-                "is taken again); move it back to upload it",
-                moved=str(moved),
-                path=str(source),
-            )
-        else:
+        if not source.exists():
             self.move_file(moved, source)
+        else:  # its path is taken again meanwhile: say where it went
+            log.error("a new version was moved by mistake; move it back", moved=str(moved))
         self.journal.confirm_version(record.id, record.eid, version_on_disk(source), "its move")
         raise OSError(f"{source} changed while it was being moved; looked at again later")
 

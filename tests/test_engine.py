@@ -658,3 +658,38 @@ def test_a_permanent_503_costs_one_url_request_per_part_attempt(
     ]
     per_part = {p: asked.count(p) for p in asked}
     assert per_part and max(per_part.values()) <= policy.max_attempts
+
+
+def test_a_remux_made_again_at_another_size_starts_the_upload_over(
+    emulator: EmulatorServer, uploader: Uploader, journal: Journal, tmp_path: Path
+) -> None:
+    """A .mov is sent as its remux (`Sources`). If the work file is lost mid-upload and made
+    again at another size (another PyAV), the parts already sent are of other bytes: the
+    upload starts over with a new capture, and the old one is deleted."""
+    movie = make_mp4(tmp_path / "clip.mov", 4 * MIB)  # the input; its bytes never go
+    remuxes = [
+        make_mp4(tmp_path / "first.mp4", 12 * MIB),
+        make_mp4(tmp_path / "again.mp4", 7 * MIB),
+    ]
+
+    class WorkFolder:
+        made = 0
+
+        def source_for(self, record: object) -> Path:
+            return remuxes[min(self.made, 1)]
+
+        def done(self, record: object) -> None: ...
+
+    work = WorkFolder()
+    uploader.sources = work
+    interrupt_after_parts(uploader, 1)
+    with pytest.raises(Stopped):
+        uploader.upload(movie)
+    first_eid = journal.by_path(str(movie)).eid  # type: ignore[union-attr]
+    work.made = 1  # the work file was lost and made again
+    uploader.stop = threading.Event()
+    result = uploader.upload(movie)
+    assert result.eid != first_eid
+    assert emulator.object_bytes(result.eid) == remuxes[1].read_bytes()
+    assert first_eid not in emulator.backend.captures
+    assert journal.by_path(str(movie)).identity.size == movie.stat().st_size  # type: ignore[union-attr]

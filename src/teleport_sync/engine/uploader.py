@@ -243,6 +243,12 @@ class Uploader:
         self.ctx.check_gate(path)
         source = self.sources.source_for(record)
         size = identity.size if source == path else identify(source).size
+        remade = source != path and record.eid and record.chunk_size
+        if remade and -(-size // (record.chunk_size or 1)) != record.num_parts:
+            # A remux made again (its work file was lost) by another PyAV came out another size:
+            # the parts already sent are of other bytes. (The same PyAV makes the same bytes.)
+            why = "its MP4 remux was made again and differs"
+            record = self._start_over(record, identity, record.input_data_format, record.name, why)
         if record.eid is None:
             # The capture is made for the bytes that are sent (a remux's, not the .mov's).
             sized = replace(record, identity=replace(record.identity, size=size))

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,9 +75,18 @@ def marker_journal(folder: Path) -> str:
     return claim.journal
 
 
-@pytest.mark.parametrize("reached", ["same path", "symlink"])
+@pytest.fixture
+def bind_mounts() -> Iterator[list[Path]]:
+    """Bind mounts a test made, unmounted after it."""
+    made: list[Path] = []
+    yield made
+    for target in made:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+@pytest.mark.parametrize("reached", ["same path", "symlink", "bind mount"])
 def test_two_daemons_on_one_folder_upload_each_file_once(
-    emulator: EmulatorServer, tmp_path: Path, reached: str
+    emulator: EmulatorServer, tmp_path: Path, reached: str, bind_mounts: list[Path]
 ) -> None:
     inbox = tmp_path / "share"
     inbox.mkdir()
@@ -84,6 +94,13 @@ def test_two_daemons_on_one_folder_upload_each_file_once(
     if reached == "symlink":
         other_path = tmp_path / "mnt-share"
         other_path.symlink_to(inbox, target_is_directory=True)
+    if reached == "bind mount":
+        other_path = tmp_path / "mnt-share"
+        other_path.mkdir()
+        mounted = subprocess.run(["mount", "--bind", str(inbox), str(other_path)], check=False)
+        if mounted.returncode != 0:
+            pytest.skip("bind mounts need CAP_SYS_ADMIN")
+        bind_mounts.append(other_path)
     first_cfg = station(tmp_path, emulator, "service", inbox)
     second_cfg = station(tmp_path, emulator, "user", other_path)
     first = DaemonProcess(first_cfg, tmp_path / "service.log")

@@ -79,6 +79,12 @@ def test_upload_calls_a_broken_file_broken(emulator: EmulatorServer, tmp_path: P
     assert result.returncode == 1
     assert "is broken" in result.stderr + result.stdout
     assert "wait for the copy" not in result.stderr + result.stdout
+    assert "(still copying?)" not in result.stderr + result.stdout  # it is not: it is broken
+    # `check` says the same of it, in the same words.
+    checked = run_cli("--config", str(config), "check", str(cut))
+    assert checked.returncode == 1
+    assert "has not changed for" in checked.stdout and "is broken" in checked.stdout
+    assert "still copying" not in checked.stdout and "not complete yet" not in checked.stdout
 
 
 # -- 2. READY soon, and --follow says what happens ----------------------------------------

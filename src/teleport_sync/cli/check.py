@@ -82,14 +82,19 @@ def check(
 def _check_one(settings: Any, path: Path, pose: bool = False) -> dict[str, Any]:
     """One input's `preflight` object (as in `status --json`), with its path; or its error."""
     from ..inputs import InputProblem
-    from ..preflight.check import check_file
+    from ..preflight.check import NotComplete, check_file
     from ..watch.folders import effective
+    from .upload import unfinished_or_broken
 
     applied = effective(settings, path).preflight
     if pose and applied.pose == "off":
         applied = applied.model_copy(update={"pose": "warn"})
     try:
         checked = check_file(path, applied)
+    except NotComplete as exc:
+        # In `upload`'s words: a file named here that stopped changing is broken, not copying.
+        why = unfinished_or_broken(path, exc.reason, settings.watch.settle_seconds)
+        return {"path": str(path), "verdict": "error", "reasons": [why]}
     except InputProblem as exc:
         return {"path": str(path), "verdict": "error", "reasons": [str(exc)]}
     except OSError as exc:

@@ -61,7 +61,7 @@ def _intake_refusal(path: Path, settings: Settings) -> str | None:
     if completeness.state == "complete":
         return None
     if completeness.state == "incomplete":
-        return _unfinished_or_broken(path, completeness.reason, settings.watch.settle_seconds)
+        return unfinished_or_broken(path, completeness.reason, settings.watch.settle_seconds)
     return f"{path}: {completeness.reason}"
 
 
@@ -85,17 +85,19 @@ def _claimed_elsewhere(path: Path, parts: Any) -> str | None:
     )
 
 
-def _unfinished_or_broken(path: Path, reason: str, settle_seconds: float) -> str:
+def unfinished_or_broken(path: Path, reason: str, settle_seconds: float) -> str:
     """An incomplete file given by name: still being written (changed in the last settle
     time), or, far more likely for a file someone names on the command line, broken."""
     import time
+
+    from ..inputs import settled_reason
 
     idle = time.time() - path.stat().st_mtime
     if idle < max(settle_seconds, 2.0):
         return f"{path}: {reason}; it changed {idle:.0f} s ago: wait for the copy to end"
     return (
-        f"{path}: {reason}; it has not changed for {idle:.0f} s, so it is broken (cut short, "
-        "or not a finished export): write or copy it again"
+        f"{path}: {settled_reason(reason)}; it has not changed for {idle:.0f} s, so it is "
+        "broken (cut short, or not a finished export): write or copy it again"
     )
 
 

@@ -8,7 +8,6 @@ yet) or journaled and queued for upload.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import stat
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from ..inputs import (
     identify,
     input_format_for,
     same_file_as,
+    settled_reason,
 )
 from ..journal import Journal, JournalRowError, UploadState
 from ..logging import get_logger
@@ -152,7 +152,7 @@ class Intake:
                 path,
                 quick,
                 *what,
-                f"{_STILL_WRITTEN_GUESS.sub('', reason)}, and the program that wrote it has "
+                f"{settled_reason(reason)}, and the program that wrote it has "
                 "closed it: it is broken, not still being copied (write or copy it again: a "
                 "changed file is looked at again)",
             )
@@ -227,10 +227,6 @@ class Intake:
             self.journal.reject(str(path), identity, fmt, name, message)
             self.events.file_rejected(path)
         log.error("not uploaded", path=str(path), reason=message)
-
-
-# The end of an incompleteness reason that guesses the file is still being written.
-_STILL_WRITTEN_GUESS = re.compile(r"( yet)? \([^()]*\?\)$")
 
 
 # `input_data_format` of a row for a file that is not an input at all.

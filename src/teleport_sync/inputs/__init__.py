@@ -5,7 +5,7 @@
 Imports only the helpers at the top of the package (`models`); everything above may import it.
 """
 
-from .completeness import IMAGE_SUFFIXES, Completeness, check_complete
+from .completeness import IMAGE_SUFFIXES, Completeness, check_complete, settled_reason
 from .identity import (
     FORMATS_BY_SUFFIX,
     UNREADABLE,
@@ -29,4 +29,5 @@ __all__ = [
     "identify",
     "input_format_for",
     "same_file_as",
+    "settled_reason",
 ]

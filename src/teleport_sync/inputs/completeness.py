@@ -7,6 +7,7 @@ and say one of three things: complete, incomplete (look again later), or invalid
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,16 @@ class Completeness:
 
 
 COMPLETE = Completeness("complete")
+
+
+# The end of an incompleteness reason that guesses the file is still being written.
+_STILL_WRITTEN_GUESS = re.compile(r"( yet)? \([^()]*\?\)$")
+
+
+def settled_reason(reason: str) -> str:
+    """An incompleteness reason for a file known to have stopped changing: without its guess
+    that the file is still being written ("no moov box yet (still copying?)")."""
+    return _STILL_WRITTEN_GUESS.sub("", reason)
 
 
 def _incomplete(reason: str) -> Completeness:

@@ -23,6 +23,15 @@ from .pose import PoseJudgement
 from .rules import Facts, Result, Verdict, judge
 
 
+class NotComplete(InputProblem):
+    """The file is not a whole .zip or .mp4: still being written, or broken (its caller tells
+    which from how long it has been unchanged); `reason` is what is missing."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not complete yet: {reason}", retryable=True)
+        self.reason = reason
+
+
 class PreflightOff(Exception):
     """Pre-flight cannot run here (the extra is missing); the message says how to fix it."""
 
@@ -93,7 +102,7 @@ def refuse_unusable(path: Path) -> None:
     except PermissionError:
         raise InputProblem(f"{path}: {UNREADABLE}", retryable=True) from None
     if completeness.state == "incomplete":
-        raise InputProblem(f"{path}: not complete yet: {completeness.reason}", retryable=True)
+        raise NotComplete(path, completeness.reason)
     if not completeness.complete:
         raise InputProblem(f"{path}: {completeness.reason}")
 

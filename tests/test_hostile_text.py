@@ -28,6 +28,7 @@ from teleport_sync.results.actions import hook_environment
 from .conftest import write_config
 from .helpers import MIB, make_zip, wait_for
 from .hostile import Answer, HostileProxy
+from .sink import Sink
 from .test_cli import run_cli
 from .test_daemon import Running, settings_for
 from .test_replaced_inputs import Station
@@ -68,13 +69,14 @@ def echo_every_secret(emulator: EmulatorServer) -> Answer | None:
 def test_a_401_echoing_the_token_leaves_no_secret_in_the_journal_status_or_health(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:
-    with HostileProxy(emulator.url) as proxy:
+    with HostileProxy(emulator.url) as proxy, Sink() as sink:
         proxy.answer = echo_every_secret(emulator)  # type: ignore[assignment]
         settings = settings_for(
             emulator,
             tmp_path,
             webhooks={"secret": WEBHOOK_SECRET},
             web={"token": CONSOLE_TOKEN},
+            notify=[{"url": sink.url}],
         )
         settings.api.base_url = proxy.url
         settings.api.auth_url = proxy.token_url
@@ -86,11 +88,15 @@ def test_a_401_echoing_the_token_leaves_no_secret_in_the_journal_status_or_healt
                     return any(r.error for r in journal.all_files())
 
             wait_for(failed, 30, "the upload fails on the 401")
+            wait_for(lambda: bool(sink.received), 30, "the auth notification")
             config = write_config(tmp_path / "c.toml", emulator)
             status = run_cli("--config", str(config), "status", "--json")
             health = run_cli("--config", str(config), "health", "--json")
         stored = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
+        sent = b"".join(r.body for r in sink.received)
+    assert b"HTTP 401" in sent  # the auth notification quotes the error, masked
     tokens = list(emulator.backend.tokens)
+    assert "HTTP 401" in json.loads(health.stdout)["auth"]["error"]  # masked below, not absent
     assert tokens, "a token was issued and then echoed"
     [row] = json.loads(status.stdout)
     assert "401" in row["error"] and "***" in row["error"]  # the error is there, masked
@@ -100,6 +106,7 @@ def test_a_401_echoing_the_token_leaves_no_secret_in_the_journal_status_or_healt
         for where, text in (("status", status.stdout), ("health", health.stdout)):
             assert secret not in text, f"{secret} in {where}"
         assert secret.encode() not in stored, f"{secret} in the journal's bytes"
+        assert secret.encode() not in sent, f"{secret} in a notification"
 
 
 def test_a_hook_gets_an_environment_from_the_allow_list(

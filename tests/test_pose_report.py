@@ -96,3 +96,15 @@ def test_check_pose_runs_the_pose_check_where_the_config_leaves_it_off(tmp_path:
     assert code == 0  # --pose asks at most for a warning: nothing is held by hand
     assert "pose: posed 0 of 8" in out
     assert "no frame could be posed (0 of 8)" in out
+
+
+def test_health_says_whether_the_pose_check_can_run_here(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[journal]\npath = "{tmp_path / "j.sqlite3"}"\n[preflight]\npose = "hold"\n')
+    config.chmod(0o600)
+    result = CliRunner().invoke(main, ["--config", str(config), "health", "--json"])
+    report = json.loads(result.output)
+    assert report["pose"] == {"mode": "hold", "installed": True, "reason": None}
+    shown = CliRunner().invoke(main, ["--config", str(config), "health"]).output
+    assert "checks:  pose check (hold) installed" in shown

@@ -152,14 +152,17 @@ def health(app: AppContext, as_json: bool) -> None:
     roots = watch_roots(settings)
     bwlimit = settings.upload.bwlimit
     preflight = _preflight_here(settings)
+    pose = _pose_here(settings)
     if settings.journal.path.exists():
         with open_journal(settings) as journal:
             options = report_options(
                 journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
             )
-            report = health_report(journal, roots, options, bwlimit=bwlimit, preflight=preflight)
+            report = health_report(
+                journal, roots, options, bwlimit=bwlimit, preflight=preflight, pose=pose
+            )
     else:
-        report = health_report(None, roots, bwlimit=bwlimit, preflight=preflight)
+        report = health_report(None, roots, bwlimit=bwlimit, preflight=preflight, pose=pose)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -176,6 +179,18 @@ def _preflight_here(settings: Settings) -> dict[str, Any]:
 
     found = load_decoders()
     return {"enabled": found.ok, "reason": found.reason}
+
+
+def _pose_here(settings: Settings) -> dict[str, Any]:
+    """The pose check's mode (`[preflight] pose`) and, when it is wanted, whether pycolmap is
+    installed here (looked for, not imported)."""
+    mode = settings.preflight.pose if settings.preflight.enabled else "off"
+    if mode == "off":
+        return {"mode": "off", "installed": None, "reason": None}
+    from ..preflight.pose.runner import pose_available
+
+    missing = pose_available()
+    return {"mode": mode, "installed": missing is None, "reason": missing}
 
 
 def _print_health(report: dict[str, Any], settings: Settings) -> None:
@@ -210,6 +225,9 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
     if preflight := report.get("preflight"):
         on = "on" if preflight["enabled"] else f"OFF: {preflight['reason']}"
         click.echo(f"checks:  pre-flight {on}")
+    if (pose := report.get("pose")) and pose["mode"] != "off":
+        state = "installed" if pose["installed"] else f"NOT RUN: {pose['reason']}"
+        click.echo(f"checks:  pose check ({pose['mode']}) {state}")
     if discards := report.get("captures_to_delete"):
         last = next((d["last_error"] for d in reversed(discards) if d["last_error"]), None)
         click.echo(

@@ -24,6 +24,7 @@ from ..journal.lock import JournalLock, JournalUnwritable
 from ..logging import REDACTOR, get_logger
 from ..preflight.deps import Importer
 from ..preflight.gate import OnChecked, PreflightGate
+from ..preflight.pose.beside import PoseBeside
 from ..results.actions import Actions
 from ..retry import Clock, RetryPolicy
 from ..timestamps import parse_utc
@@ -38,6 +39,20 @@ class Components:
     uploader: Uploader
     control: Control
     preflight: PreflightGate
+    # The pose check, beside the upload: completion waits for its verdict.
+    pose: PoseBeside | None = None
+
+
+def _pose_beside(
+    settings: Settings, journal: Journal, uploader: Uploader, on_judged: OnChecked | None
+) -> PoseBeside:
+    """The pose check beside each upload; completion waits for its verdict."""
+    return PoseBeside(
+        journal,
+        lambda path: effective(settings, path).preflight,
+        stop=uploader.ctx.stop,
+        on_judged=on_judged,
+    )
 
 
 class FolderActions:
@@ -140,7 +155,8 @@ def components(
                 plan_for=lambda path: capture_plan(settings, path),
                 throttle=limiter.consume if limiter is not None else None,
             )
-            yield Components(settings, client, journal, uploader, control, preflight)
+            pose = uploader.completion = _pose_beside(settings, journal, uploader, on_preflight)
+            yield Components(settings, client, journal, uploader, control, preflight, pose)
     finally:
         journal.close()
         lock.release()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..api.filebody import FileRegion
 from ..journal import FileRecord
@@ -91,3 +91,22 @@ class SameFile:
 
     def done(self, record: FileRecord) -> None:
         return None
+
+
+@runtime_checkable
+class CompletionGate(Protocol):
+    """What completion (`POST /uploaded`, the paid step) waits for: the pose check, which runs
+    beside the parts (`preflight.pose.beside.PoseBeside` is the daemon's)."""
+
+    def applies(self, record: Any) -> bool:
+        """Does completion of this file wait for anything (is its check on)?"""
+        ...
+
+    def start(self, record: Any) -> None:
+        """The upload of this file version begins: start its check, unless it has a verdict."""
+        ...
+
+    def wait(self, record: Any) -> str | None:
+        """Block until the version's verdict; the sentence why completion must wait for
+        `approve` when it holds, else None."""
+        ...

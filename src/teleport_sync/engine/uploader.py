@@ -36,10 +36,10 @@ from ..retry import Clock, RetryPolicy, SystemClock
 from .complete import Completer
 from .context import EngineContext, NoProgress, Progress
 from .create import CaptureCreator
-from .errors import FileChanged, UploadFailed
+from .errors import FileChanged, Paused, UploadFailed
 from .parts import PartSender
 from .plan import plan_parts
-from .ports import SameFile, Sources, TeleportClient
+from .ports import CompletionGate, SameFile, Sources, TeleportClient
 
 log = get_logger("teleport_sync.engine")
 
@@ -78,6 +78,7 @@ class Uploader:
         plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
         schedule_retry: Callable[[int], str | None] | None = None,
         sources: Sources | None = None,
+        completion: CompletionGate | None = None,
     ) -> None:
         self.client = client
         # Where an input's bytes come from (a .mov's remux to MP4), and when they are done.
@@ -87,6 +88,8 @@ class Uploader:
         # with the failure, in the same transaction. The daemon schedules; `upload` does not.
         self.schedule_retry = schedule_retry or (lambda attempts: None)
         self.name_template = name_template
+        # What completion waits for (the pose check, run beside the parts), or nothing.
+        self.completion = completion
         self.ctx = EngineContext(
             client=client,
             journal=journal,
@@ -279,6 +282,8 @@ class Uploader:
         assert record.eid and record.chunk_size and record.num_parts
         source, size = sent
         self.journal.mark_uploading(record.id)
+        if self.completion is not None:
+            self.completion.start(record)  # beside the parts, not in front of them
         plan = plan_parts(size, record.chunk_size, record.num_parts)
         acknowledged = self.journal.parts(record.id)
         todo = [p for p in plan if p.number not in acknowledged]
@@ -290,6 +295,7 @@ class Uploader:
         except NotFoundError as exc:
             raise self.completer.vanished(path, record, exc) from exc
         self._check_unchanged(path, record, identity)
+        self._wait_for_verdict(path, record)
         self.creator.sweep_before_completion(record)
         state, sid = self.completer.complete(path, record, len(plan))
         self.journal.mark_uploaded(record.id, state, sid)
@@ -297,6 +303,17 @@ class Uploader:
         log.info("uploaded", path=str(path), eid=record.eid, state=state)
         self.completer.rename(self.journal.get(record.id))
         return UploadResult(path, record.id, record.eid, False, len(todo), state)
+
+    def _wait_for_verdict(self, path: Path, record: FileRecord) -> None:
+        """Completion is the paid step: with a completion gate, the row waits (`waiting`) for
+        its verdict; a hold leaves it there, uploaded but not completed, until `approve`."""
+        if self.completion is None or not self.completion.applies(record):
+            return
+        self.journal.mark_waiting(record.id)
+        held = self.completion.wait(record)
+        if held is not None:
+            raise Paused(f"{path}: {held}")
+        self.ctx.check_stop()
 
     def _check_unchanged(self, path: Path, record: FileRecord, identity: FileIdentity) -> None:
         if identify(path) == identity:

@@ -47,8 +47,8 @@ class FilesMixin(BaseJournal):
     def unfinished(self) -> list[FileRecord]:
         """Files whose upload began and did not end: resume these first."""
         rows = self._query(
-            "SELECT * FROM files WHERE upload_state IN (?, ?) ORDER BY id",
-            (UploadState.PENDING, UploadState.UPLOADING),
+            "SELECT * FROM files WHERE upload_state IN (?, ?, ?) ORDER BY id",
+            (UploadState.PENDING, UploadState.UPLOADING, UploadState.WAITING),
         )
         return self._records(rows)
 
@@ -250,6 +250,16 @@ class FilesMixin(BaseJournal):
                    WHERE id = ?""",
                 (UploadState.UPLOADING, utc_now(), file_id),
             )
+
+    def mark_waiting(self, file_id: int) -> None:
+        """Every part is acknowledged; completion waits for the pose verdict (or `approve`)."""
+        with self._transaction() as conn:
+            self._move(conn, file_id, UploadState.WAITING)
+            conn.execute(
+                "UPDATE files SET upload_state = ?, error = NULL, updated_at = ? WHERE id = ?",
+                (UploadState.WAITING, utc_now(), file_id),
+            )
+            self._event(conn, file_id, "waiting", "all parts acknowledged; completion waits")
 
     def mark_uploaded(self, file_id: int, state: str | None = None, sid: str | None = None) -> None:
         """The server acknowledged the upload: the file is `uploaded`, and the capture state

@@ -82,6 +82,40 @@ class PreflightMixin(BaseJournal):
                 self._event(conn, file_id, f"preflight-{verdict}", summary or "")
         return PreflightRow(file_id, fingerprint, verdict, summary, report, now, None)
 
+    def save_pose_result(
+        self,
+        file_id: int,
+        fingerprint: str,
+        verdict: str,
+        report: dict[str, Any],
+        *,
+        pose_holds: bool,
+    ) -> PreflightRow:
+        """The version's result with the pose check's part merged in by the caller (`report`,
+        `verdict`: the stronger of the two). Its worst frames stay; an approval stays unless
+        the pose check now holds it (the operator approved without seeing that)."""
+        summary = "; ".join(report.get("reasons") or []) or None
+        now = utc_now()
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT fingerprint, approved_at FROM preflight WHERE file_id = ?", (file_id,)
+            ).fetchall()
+            same = bool(rows) and rows[0]["fingerprint"] == fingerprint
+            approved = rows[0]["approved_at"] if same and not pose_holds else None
+            if not same:
+                conn.execute("DELETE FROM preflight_frames WHERE file_id = ?", (file_id,))
+            conn.execute(
+                """INSERT INTO preflight (file_id, fingerprint, verdict, summary, report,
+                       checked_at, approved_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(file_id) DO UPDATE SET fingerprint = excluded.fingerprint,
+                       verdict = excluded.verdict, summary = excluded.summary,
+                       report = excluded.report, checked_at = excluded.checked_at,
+                       approved_at = excluded.approved_at""",
+                (file_id, fingerprint, verdict, summary, json.dumps(report), now, approved),
+            )
+            self._event(conn, file_id, f"pose-{verdict}", summary or "")
+        return PreflightRow(file_id, fingerprint, verdict, summary, report, now, approved)
+
     def preflight_frame(self, file_id: int, rank: int) -> tuple[str, bytes] | None:
         """(name, JPEG) of the `rank`-th worst frame of the file's last check, or None."""
         rows = self._query(

@@ -9,11 +9,16 @@ The journal's `FilesMixin` owns every transition: it checks each move against `M
 transaction that makes it, so no caller can put a row into a state it cannot leave correctly
 (an `uploaded` row sent back to `pending` by a stray call would upload the file twice).
 
-    (new) ──register──▶ pending ──intent / capture──▶ uploading ──/uploaded──▶ uploaded
-                           │  ▲                         │  ▲
-                           │  └─────── restart ─────────┤  │ next attempt
-                           ▼                            ▼  │
+    (new) ──register──▶ pending ──intent / capture──▶ uploading ──parts all up──▶ waiting
+                           │  ▲                         │  ▲                           │
+                           │  └─────── restart ─────────┤  │ next attempt   /uploaded  ▼
+                           ▼                            ▼  │                        uploaded
                         rejected ◀───── input unusable ── failed ◀── network, server, auth
+
+`waiting`: every part is acknowledged and completion (`POST /uploaded`, the paid step) waits for
+the pose check's verdict (DESIGN §3a); when that verdict holds, the row stays `waiting` until
+`approve` (then `uploaded`), or the file changes or is forgotten (then `restart` discards the
+capture). Without a pose check the row passes through it at once.
 
 `restart` (the file changed, or its capture vanished before completion) moves any row back to
 `pending`. `rejected` is left only by a restart: the input itself has to change first.
@@ -35,17 +40,21 @@ class UploadState(StrEnum):
 
     PENDING = "pending"  # journaled; nothing sent yet
     UPLOADING = "uploading"  # intent journaled or capture created; parts going
+    WAITING = "waiting"  # parts all acknowledged; completion waits for the pose verdict
     UPLOADED = "uploaded"  # the server acknowledged completion: the capture is processing
     FAILED = "failed"  # an attempt failed; the next one is scheduled (`next_attempt_at`)
     REJECTED = "rejected"  # the input cannot be uploaded as it is; waits for it to change
 
 
-_ACTIVE = frozenset({UploadState.PENDING, UploadState.UPLOADING, UploadState.FAILED})
+_ACTIVE = frozenset(
+    {UploadState.PENDING, UploadState.UPLOADING, UploadState.WAITING, UploadState.FAILED}
+)
 
 # to-state -> the states a row may be in for that move. `restart` is the one move from anywhere.
 MOVES: dict[UploadState, frozenset[UploadState]] = {
     UploadState.PENDING: frozenset(UploadState),
     UploadState.UPLOADING: _ACTIVE,
+    UploadState.WAITING: _ACTIVE,
     UploadState.UPLOADED: _ACTIVE,
     UploadState.FAILED: _ACTIVE,
     UploadState.REJECTED: _ACTIVE | {UploadState.REJECTED},

@@ -37,7 +37,7 @@ class PreflightGate:
         *,
         importer: Importer | None = None,
         on_checked: OnChecked | None = None,
-        check: Callable[[Path, PreflightSettings, Availability], Checked] = check_file,
+        check: Callable[[Path, PreflightSettings, Availability], Checked] | None = None,
     ) -> None:
         self.journal = journal
         # Per path: `[preflight]` with its `[[watch.folder]]`'s keys (a reload swaps it).
@@ -45,7 +45,10 @@ class PreflightGate:
         self._importer = importer
         self._availability: Availability | None = None
         self.on_checked = on_checked
-        self._check = check
+        # The pictures only: the pose check runs beside the upload (`pose.beside`).
+        self._check = check or (
+            lambda path, settings, found: check_file(path, settings, found, pose=False)
+        )
         self._lock = threading.Lock()  # one check at a time: decoding is CPU-bound anyway
         self._finding = threading.Lock()
 

@@ -89,6 +89,7 @@ def health_report(
     options: ReportOptions | None = None,
     bwlimit: str | None = None,
     preflight: dict[str, Any] | None = None,
+    pose: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `health --json` contract. `journal` is None when there is no journal yet.
 
@@ -124,6 +125,8 @@ def health_report(
     found = fact if isinstance(fact, dict) else preflight
     if found is not None:
         report["preflight"] = {"enabled": found.get("enabled"), "reason": found.get("reason")}
+    if pose is not None:  # additive: the pose check's mode, and why it cannot run here
+        report["pose"] = pose
     if journal is not None:
         report["paused"] = journal.paused_paths()  # "*" = everything (`teleport-sync pause`)
         # Unfinished captures cut loose by a restart, not yet deleted from the account.

@@ -36,6 +36,7 @@ PHASES = (
     "held",
     "paused",
     "uploading",
+    "waiting",
     "completing",
     "processing",
     "downloading",
@@ -95,6 +96,8 @@ def derive(facts: PhaseFacts) -> tuple[str, str | None]:
         return "failed", _failed_upload_reason(facts)
     if state in (UploadState.PENDING, UploadState.UPLOADING):
         return _before_upload_done(facts)
+    if state == UploadState.WAITING:
+        return _waiting(facts)
     return _after_upload(facts)
 
 
@@ -119,6 +122,20 @@ def _before_upload_done(facts: PhaseFacts) -> tuple[str, str | None]:
     if facts.num_parts:
         return "uploading", f"{facts.parts_done} of {facts.num_parts} parts acknowledged"
     return "uploading", "creating the capture"
+
+
+def _waiting(facts: PhaseFacts) -> tuple[str, str | None]:
+    """Every part is up; completion (the paid step) waits for the pose check, or for approve
+    when its verdict holds the capture."""
+    if facts.held:
+        held = facts.held.replace("held by pre-flight:", "held before completion by pre-flight:")
+        return "held", f"{held} (all {facts.num_parts or 0} parts are uploaded)"
+    if facts.paused:
+        return "paused", facts.paused
+    return "waiting", (
+        "all parts are uploaded; completion (POST /uploaded, which starts the paid processing) "
+        "waits for the pose check's verdict"
+    )
 
 
 def _after_upload(facts: PhaseFacts) -> tuple[str, str | None]:

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..journal import FileRecord
 from ..status.phases import PHASES
-from . import posed, views
+from . import posed, poseview, views
 from .facade import ROWS_SHOWN, Console
 from .operations import ActionRefused
 from .security import CSRF_FIELD, Guard, GuardMiddleware, local_path
@@ -188,6 +188,17 @@ class Pages:
             return PlainTextResponse("no camera list\n", 404)
         return JSONResponse({"positions": path})
 
+    async def pose(self, request: Request) -> Response:
+        """The pose check's sparse points and camera path, for the page's 3D view."""
+        record = self._record(request)
+        row = self.console.link.journal.preflight_of(record.id) if record else None
+        current = row is not None and record is not None
+        current = current and row.fingerprint == record.identity.fingerprint  # type: ignore[union-attr]
+        found = poseview.pose_cloud(row.report if current and row else None)
+        if found is None:
+            return PlainTextResponse("no pose check for this file\n", 404)
+        return JSONResponse(found)
+
     async def result(self, request: Request) -> Response:
         path = self.console.result_path(request.path_params["file_id"], request.path_params["n"])
         if path is None:
@@ -243,6 +254,7 @@ def create_app(console: Console, guard: Guard, *, vendor: Path | None = None) ->
         Route("/files/{file_id:id}/results/{n:id}/{name}", pages.result),
         Route("/files/{file_id:id}/left-out/{n:id}", pages.left_out),
         Route("/files/{file_id:id}/cameras.json", pages.cameras),
+        Route("/files/{file_id:id}/pose.json", pages.pose),
         Route("/actions/{action}", pages.action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static", check_dir=True), name="static"),
     ]

@@ -21,7 +21,7 @@ from ..status.health import AUTH_FACT
 from ..status.phases import PHASES
 from ..status.report import ReportOptions, status_rows
 from ..status.view import without_path
-from . import operations, posed, views
+from . import operations, posed, poseview, views
 from .link import DaemonLink
 from .thumbnail import PlyError, frame, load_splats, png, render
 
@@ -139,7 +139,7 @@ class Console:
             "bwlimit": limit["limit"],
             "window_open": limit["window_open"],
             "auth": self._auth(),
-            "active": [r for r in rows if r["phase"] in ("uploading", "completing")],
+            "active": [r for r in rows if r["phase"] in ("uploading", "waiting", "completing")],
             "problems": [r for r in rows if r["phase"] in NEEDS_ATTENTION][:10],
             "recent": rows[:10],
             "paused": self._paused(),
@@ -214,6 +214,7 @@ class Console:
         view["attempts"] = record.attempts
         view["preflight"] = self._preflight(file_id, row.get("preflight"))
         view["teleport"] = posed.posed_view(record)
+        view["pose"] = poseview.pose_view(row.get("preflight"), safe_text)
         return view
 
     def _preflight(self, file_id: int, found: dict[str, Any] | None) -> dict[str, Any] | None:

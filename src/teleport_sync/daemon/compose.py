@@ -43,6 +43,18 @@ class Components:
     pose: PoseBeside | None = None
 
 
+def _preflight_gate(
+    settings: Settings, journal: Journal, importer: Importer | None, on_checked: OnChecked | None
+) -> PreflightGate:
+    """Pre-flight of the pictures, before each new capture (per folder's settings)."""
+    return PreflightGate(
+        journal,
+        lambda path: effective(settings, path).preflight,
+        importer=importer,
+        on_checked=on_checked,
+    )
+
+
 def _pose_beside(
     settings: Settings, journal: Journal, uploader: Uploader, on_judged: OnChecked | None
 ) -> PoseBeside:
@@ -130,12 +142,7 @@ def components(
         except JournalError as exc:
             raise JournalUnwritable(str(exc)) from None
         limiter = bandwidth_limiter(settings.upload.bwlimit)
-        preflight = PreflightGate(
-            journal,
-            lambda path: effective(settings, path).preflight,
-            importer=preflight_importer,
-            on_checked=on_preflight,
-        )
+        preflight = _preflight_gate(settings, journal, preflight_importer, on_preflight)
         control = Control(
             journal, budget=budget_from(settings.budget), limiter=limiter, preflight=preflight
         )

@@ -57,6 +57,10 @@ class UploadResult:
 class Uploader:
     """Uploads files through one client and one journal. Thread-safe across files."""
 
+    # What completion waits for (the pose check, run beside the parts), or nothing: set by
+    # the composition root (`daemon.compose`).
+    completion: CompletionGate | None = None
+
     def __init__(
         self,
         client: TeleportClient,
@@ -78,7 +82,6 @@ class Uploader:
         plan_for: Callable[[Path], tuple[str, dict[str, Any] | None]] | None = None,
         schedule_retry: Callable[[int], str | None] | None = None,
         sources: Sources | None = None,
-        completion: CompletionGate | None = None,
     ) -> None:
         self.client = client
         # Where an input's bytes come from (a .mov's remux to MP4), and when they are done.
@@ -88,8 +91,6 @@ class Uploader:
         # with the failure, in the same transaction. The daemon schedules; `upload` does not.
         self.schedule_retry = schedule_retry or (lambda attempts: None)
         self.name_template = name_template
-        # What completion waits for (the pose check, run beside the parts), or nothing.
-        self.completion = completion
         self.ctx = EngineContext(
             client=client,
             journal=journal,

@@ -133,7 +133,7 @@ def _console(running: Running, name: str) -> tuple[str, dict | None]:
     import httpx
 
     with httpx.Client(base_url=str(running.daemon.web_url), timeout=10) as http:
-        listing = http.get("/files").text
+        listing = http.get("/files").text.replace("<wbr>", "")  # break hints in long names
         found = re.search(rf'href="/files/(\d+)"[^>]*>[^<]*{re.escape(name)}', listing)
         assert found, listing
         page = http.get(f"/files/{found.group(1)}").text

@@ -5,6 +5,7 @@ between two owners."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -325,3 +326,26 @@ def test_a_missing_folder_is_claimed_when_it_appears_without_a_word_about_the_ma
     mono.now += 15
     assert [c.first for c in station.beat()] == [True]  # claimed as at a first start
     assert parse_marker((share / MARKER).read_text()).journal_id == "a"  # type: ignore[union-attr]
+
+
+def test_our_own_marker_is_not_retaken_while_another_process_locks_the_folder(
+    tmp_path: Path,
+) -> None:
+    """Another daemon on this machine is taking the folder over (it holds the lock, and has
+    not rewritten the marker yet): a restart of the marker's own journal contends instead of
+    writing it back."""
+    mono = Clock(0.0)
+    first = claims(tmp_path, "a", mono, Clock(100.0), lock=True)
+    first.start()
+    first.release()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        again = claims(tmp_path, "a", mono, Clock(100.0), lock=True)
+        assert again.start() == []
+        assert again.owner_of(tmp_path / "x.zip") is not None
+    finally:
+        os.close(fd)
+    assert again.beat() == []  # the lock gone, the claim its own and stopped: quietly ours
+    assert again.owner_of(tmp_path / "x.zip") is None
+    assert parse_marker((tmp_path / MARKER).read_text()).run == again.run  # type: ignore[union-attr]

@@ -319,6 +319,8 @@ class Claims:
         text = read_marker(root.path)
         claim = parse_marker(text) if text is not None else None
         if claim is not None and claim.journal_id == self.journal_id and first_sight:
+            if not self._lock(root):  # another daemon here is taking it over right now
+                return self._contend(root, claim)
             return self._take(root, None, first=False)  # ours, from an earlier start
         if claim is not None and claim.journal_id != self.journal_id:
             if self._live(root, claim, text, first_sight):

@@ -1,7 +1,8 @@
 """Pre-flight's cost: seconds per 100 photos of 12 MP and per minute of 1080p video, peak RSS,
 against what uploading the same bytes takes at 100 Mbit/s; and the video decoders compared.
+With `--hostile`: peak RSS and time on hostile archives instead, against the typical set.
 
-    python bench/preflight.py [--images 300] [--seconds 60] [--work DIR] [--keep]
+    python bench/preflight.py [--images 300] [--seconds 60] [--work DIR] [--hostile]
 
 Inputs are made here by ffmpeg and zip: 300 JPEGs of 4000x3000 (a textured scene walked
 past, with sensor-like noise, about 3 MB each, stored in one zip) and a 60 s 1920x1080 H.264
@@ -20,10 +21,16 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.hostile_archives import flat_png, zip_bomb
 
 from common import TELEPORT_SYNC, save
 
@@ -153,14 +160,68 @@ def decoders(video: Path, samples: int = 60) -> dict[str, Any]:
     return out
 
 
+def make_hostile(work: Path) -> list[Path]:
+    """The archives of issue 37: six 20000x4400 PNGs with six 9400x9400 JPEGs (1.6 GiB of
+    RSS before the budget), 40 members of 255 MiB of zeros (a zip bomb), 100,000 tiny photos;
+    and a 3 s 8192x4320 H.264 video (the largest frames pre-flight decodes)."""
+    pictures = work / "hostile.zip"
+    if not pictures.exists():
+        jpeg = work / "huge.jpg"
+        source = "testsrc2=s=9400x9400"
+        ffmpeg("-f", "lavfi", "-i", source, "-frames:v", "1", "-q:v", "9", str(jpeg))
+        panorama = flat_png(20000, 4400)
+        with zipfile.ZipFile(pictures, "w", zipfile.ZIP_STORED) as out:
+            for i in range(6):
+                out.writestr(f"pano_{i:02d}.png", panorama)
+                out.write(jpeg, f"huge_{i:02d}.jpg")
+    bomb = work / "bomb.zip"
+    if not bomb.exists():
+        zip_bomb(bomb, 40, 255 << 20)
+    many = work / "many.zip"
+    if not many.exists():
+        tiny = work / "tiny.jpg"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48", "-frames:v", "1", str(tiny))
+        with zipfile.ZipFile(many, "w", zipfile.ZIP_STORED) as out:
+            for i in range(100_000):
+                out.write(tiny, f"IMG_{i:06d}.jpg")
+    video = work / "8k.mp4"  # the largest frames decoded: one at a time, slices in parallel
+    if not video.exists():
+        ffmpeg(
+            "-f", "lavfi", "-i", "testsrc2=s=8192x4320:r=10", "-t", "3", "-c:v", "libx264",
+            "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(video),
+        )  # fmt: skip
+    return [pictures, bomb, many, video]
+
+
+def hostile(work: Path, images: int) -> dict[str, Any]:
+    """Each hostile archive judged in its own process, beside the typical 12 MP set."""
+    typical = judged(make_photos(work, images))
+    rows = [judged(path) for path in make_hostile(work)]
+    summary = {
+        "typical_peak_rss_mib": typical["peak_rss_mib"],
+        "hostile_peak_rss_mib": max(r["peak_rss_mib"] for r in rows),
+        "hostile_worst_wall_seconds": max(r["wall_seconds"] for r in rows),
+        "within_512_mib": all(r["peak_rss_mib"] <= 512 for r in rows),
+    }
+    return {"summary": summary, "typical": typical, "runs": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--work", type=Path, help="keep inputs here between runs")
+    parser.add_argument("--hostile", action="store_true", help="peak RSS on hostile archives")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tsync-preflight-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.hostile:
+        result = hostile(work, args.images)
+        print(json.dumps(result, indent=2))
+        print(f"saved {save('preflight-hostile', result)}")
+        if not args.work:
+            shutil.rmtree(work)
+        return
     photos = make_photos(work, args.images)
     phone = make_video(work, args.seconds, 30)
     sparse = make_video(work, args.seconds, 250)

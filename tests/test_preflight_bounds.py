@@ -198,3 +198,17 @@ def test_check_prints_how_a_large_set_was_sampled(tmp_path: Path) -> None:
     config.touch(mode=0o600)
     result = CliRunner().invoke(main, ["--config", str(config), "check", str(archive)])
     assert "  sampled: 1000 of 1100 images examined, in 100 runs" in result.output
+
+
+@needs_tools
+def test_video_frames_over_8k_are_refused_before_decoding(tmp_path: Path) -> None:
+    """(8K itself is decoded a frame at a time: its peak RSS is in bench/preflight.py --hostile.)"""
+    path = tmp_path / "over.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "color=c=gray:s=8448x4352:r=4", "-t", "1", "-c:v", "libx264",
+        "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path),
+    )  # fmt: skip
+    result, _code, peak_mib = run_check(path, tmp_path)
+    assert peak_mib < 200  # not one frame decoded
+    reasons = " ".join(result["reasons"])  # type: ignore[arg-type]
+    assert "the video has 8448x4352 frames, larger than pre-flight decodes" in reasons

@@ -36,6 +36,14 @@ DECODE_FPS_1080P = 250.0
 FRAMES_PER_SAMPLE = 15  # half a second of a phone's video
 
 
+# Frames decoded at once grow with frame threading (each thread holds its own): above 4K UHD,
+# slices are decoded in parallel instead, one frame at a time (an 8192x8192 H.264 stream: 715
+# MiB of RSS with frame threads, 336 MiB with slices). Over 8K (DCI), frames are not decoded:
+# their reference frames alone could pass pre-flight's memory.
+FRAME_THREADS_MAX_PIXELS = 3840 * 2160
+MAX_PIXELS = 8192 * 4320
+
+
 class VideoProblem(Exception):
     """The file cannot be read as a video; the message says why."""
 
@@ -76,7 +84,7 @@ class VideoSampler:
             self.container.close()
             raise VideoProblem("has no video stream")
         self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"  # FFmpeg's own threads: the GIL is not held meanwhile
+        self.stream.thread_type = _threading_for(self.container, self.stream)
         self.count = count
         self.size_bytes = path.stat().st_size
         self.keyframes_only = False
@@ -211,6 +219,19 @@ class VideoSampler:
         name = frame_name(seconds)
         judged = measure(grey, index=index, name=name, size=(frame.width, frame.height))
         return Sampled(judged, seconds, _thumbnail(frame))
+
+
+def _threading_for(container: av.container.InputContainer, stream: av.VideoStream) -> str:
+    """FFmpeg's threads for `stream` (the GIL is not held meanwhile), within pre-flight's
+    memory; raises VideoProblem (closing `container`) when its frames are too large."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > MAX_PIXELS:
+        container.close()
+        raise VideoProblem(
+            f"has {width}x{height} frames, larger than pre-flight decodes within its memory "
+            "(8192x4320 pixels at most); not judged"
+        )
+    return "AUTO" if width * height <= FRAME_THREADS_MAX_PIXELS else "SLICE"
 
 
 def _nearest(sorted_values: list[int], value: int) -> int | None:

@@ -90,3 +90,17 @@ def mp4_frames(handle: BinaryIO, size: int) -> FrameCount:
         duration = _duration(track.get(b"mdhd")) or _duration(movie.get(b"mvhd"))
         return FrameCount(_sample_count(track), duration)
     return FrameCount(None, _duration(movie.get(b"mvhd")))
+
+
+def video_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the first video track's sample entry (`stsd`), read from the boxes
+    alone, before any decoder is opened; None when the file does not say."""
+    with path.open("rb") as handle:
+        for track in tracks(handle, 0, path.stat().st_size, {b"hdlr", b"stsd"}):
+            entry = track.get(b"stsd", b"")
+            if handler(track) == VIDEO and len(entry) >= 44:
+                # version/flags, entry count; the entry's size and type, 6 reserved bytes, its
+                # data reference index and 16 bytes of pre-defined fields; then the size.
+                width, height = struct.unpack(">HH", entry[40:44])
+                return width, height
+    return None

@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
+from ..inputs.frames import video_size
 from .frames import FrameMeasure
 from .measures import analysis_size, measure
 
@@ -76,6 +77,10 @@ class VideoSampler:
     """The frames of one video file, sampled (`facts`, then `samples()`)."""
 
     def __init__(self, path: Path, count: int) -> None:
+        # Opening probes the stream by decoding a frame: a size too large is refused first.
+        declared = video_size(path)
+        if declared is not None:
+            _refuse_over(*declared)
         try:
             self.container = av.open(str(path))
         except av.error.FFmpegError as exc:
@@ -225,13 +230,20 @@ def _threading_for(container: av.container.InputContainer, stream: av.VideoStrea
     """FFmpeg's threads for `stream` (the GIL is not held meanwhile), within pre-flight's
     memory; raises VideoProblem (closing `container`) when its frames are too large."""
     width, height = stream.codec_context.width, stream.codec_context.height
-    if width * height > MAX_PIXELS:
+    try:
+        _refuse_over(width, height)  # the stream's own size, when the boxes said less
+    except VideoProblem:
         container.close()
+        raise
+    return "AUTO" if width * height <= FRAME_THREADS_MAX_PIXELS else "SLICE"
+
+
+def _refuse_over(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
         raise VideoProblem(
             f"has {width}x{height} frames, larger than pre-flight decodes within its memory "
             "(8192x4320 pixels at most); not judged"
         )
-    return "AUTO" if width * height <= FRAME_THREADS_MAX_PIXELS else "SLICE"
 
 
 def _nearest(sorted_values: list[int], value: int) -> int | None:

@@ -16,7 +16,7 @@ import pytest
 from teleport_sync.config import PreflightSettings
 from teleport_sync.preflight.check import check_file
 
-from .hostile_archives import flat_png, zip_bomb
+from .hostile_archives import flat_png, repeated_zip, zip_bomb
 from .media import ffmpeg, make_photos, make_scene, needs_tools, zip_folder
 
 pytest.importorskip("av", reason="the preflight extra is not installed")
@@ -216,3 +216,12 @@ def test_video_frames_over_8k_are_refused_before_decoding(tmp_path: Path) -> Non
     assert peak_mib < 200  # not one frame decoded
     reasons = " ".join(result["reasons"])  # type: ignore[arg-type]
     assert "the video has 8448x4352 frames, larger than pre-flight decodes" in reasons
+
+
+def test_a_directory_of_a_quarter_million_entries_is_counted_not_read(tmp_path: Path) -> None:
+    """(A million entries took 47 s and 693 MiB before: zipfile holds every entry.)"""
+    archive = repeated_zip(tmp_path / "entries.zip", 250_000, b"x")
+    result, _code, peak_mib = run_check(archive, tmp_path)
+    assert peak_mib < 256
+    reasons = " ".join(result["reasons"])  # type: ignore[arg-type]
+    assert "the zip holds 250000 entries, more than pre-flight reads from one archive's" in reasons

@@ -89,6 +89,25 @@ def _check_zip(handle: BinaryIO, size: int) -> Completeness:
     head = handle.read(4)
     if head not in (_ZIP_LOCAL, _ZIP_EOCD):
         return _invalid("not a zip archive (it does not start with a zip header)")
+    found = _directory(handle, size)
+    if isinstance(found, Completeness):
+        return found
+    entries, cd_size, cd_offset = found
+    if entries == 0:
+        return _invalid("the zip archive is empty; it must contain images (.jpg, .png, ...)")
+    names = _zip_names(handle, cd_offset, cd_size, entries)
+    if names is None:
+        return _invalid("the zip's central directory is corrupt")
+    if not any(name.lower().endswith(IMAGE_SUFFIXES) for name in names):
+        return _invalid(
+            f"the zip archive holds {len(names)} file(s) but no images (.jpg, .png, .tif, ...)"
+        )
+    return COMPLETE
+
+
+def _directory(handle: BinaryIO, size: int) -> tuple[int, int, int] | Completeness:
+    """(entries, size, offset) of the zip's central directory, from its end record; or why
+    it cannot be found yet."""
     search = min(size, _EOCD_MAX_SEARCH)
     handle.seek(size - search)
     tail = handle.read(search)
@@ -108,16 +127,15 @@ def _check_zip(handle: BinaryIO, size: int) -> Completeness:
         entries, cd_size, cd_offset = zip64
     if cd_offset + cd_size > size:
         return _incomplete("the zip's central directory points past the end of the file")
-    if entries == 0:
-        return _invalid("the zip archive is empty; it must contain images (.jpg, .png, ...)")
-    names = _zip_names(handle, cd_offset, cd_size, entries)
-    if names is None:
-        return _invalid("the zip's central directory is corrupt")
-    if not any(name.lower().endswith(IMAGE_SUFFIXES) for name in names):
-        return _invalid(
-            f"the zip archive holds {len(names)} file(s) but no images (.jpg, .png, .tif, ...)"
-        )
-    return COMPLETE
+    return entries, cd_size, cd_offset
+
+
+def zip_entry_count(path: Path) -> int | None:
+    """The entries a zip's end record declares (its last 64 KiB are read, never the directory
+    itself: a directory of millions of entries costs nothing to count); None without one."""
+    with path.open("rb") as handle:
+        found = _directory(handle, path.stat().st_size)
+    return None if isinstance(found, Completeness) else found[0]
 
 
 def _zip64_directory(handle: BinaryIO, eocd_pos: int) -> tuple[int, int, int] | None:

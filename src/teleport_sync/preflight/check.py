@@ -15,10 +15,12 @@ from typing import Any
 
 from ..config import PreflightSettings
 from ..inputs import UNREADABLE, InputProblem, check_complete, input_format_for
+from ..inputs.completeness import zip_entry_count
 from ..inputs.frames import count_frames
 from ..models import InputDataFormat
 from .deps import Availability, load_decoders
 from .frames import FrameMeasure, Neighbours, hamming
+from .members import MAX_ENTRIES
 from .pose import PoseJudgement
 from .rules import Facts, Result, Verdict, judge
 
@@ -112,6 +114,13 @@ def _check_zip(
 ) -> tuple[Result, list[tuple[str, bytes]]]:
     from . import images
 
+    entries = zip_entry_count(path)
+    if entries is not None and entries > MAX_ENTRIES:  # counted from the end record alone
+        problem = (
+            f"holds {entries} entries, more than pre-flight reads from one archive's directory "
+            f"({MAX_ENTRIES}); not judged"
+        )
+        return judge(settings, Facts("images", None, problem=problem), [], []), []
     counted = count_frames(path, InputDataFormat.BULK_IMAGES)
     selected: list[images.Selection] = []
     try:

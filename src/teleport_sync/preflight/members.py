@@ -5,6 +5,7 @@ never inflates a member past what it declared. So every bound here is checked on
 directory alone, before one byte is inflated:
 - a member that would inflate past `MAX_MEMBER_BYTES` is not read (a zip bomb of zeros named
   `.jpg` is refused in milliseconds, by name);
+- an archive whose end record declares more than `MAX_ENTRIES` entries is not opened at all;
 - at most `MAX_EXAMINED` images, and at most `MAX_ARCHIVE_BYTES` inflated in all, are examined
   from one archive. A larger set is sampled: runs of `RUN` neighbours spread evenly over it (the
   neighbour rules need neighbours), and the result says so.
@@ -21,6 +22,10 @@ from .budget import MIB
 MAX_MEMBER_BYTES = 128 * MIB  # a 100 MP JPEG is ~50 MB; an uncompressed 40 MP TIFF ~120 MB
 MAX_ARCHIVE_BYTES = 4096 * MIB  # ~1000 photos of 12 MP
 MAX_EXAMINED = 1000
+# Entries in one archive's directory: Python's zipfile holds each as an object (~0.5 KB), so a
+# directory of millions would be hundreds of MiB before one photo is read. Real sets have
+# thousands.
+MAX_ENTRIES = 200_000
 RUN = 10
 
 

@@ -158,7 +158,8 @@ def _unreadable(frames: list[FrameMeasure], facts: Facts) -> Measure:
     bad = [f for f in frames if f.error]
     if not frames:
         what = "no image could be judged" if facts.kind == "images" else "no frame was decoded"
-        what = f"the video {facts.problem}" if facts.problem else what
+        source = "video" if facts.kind == "video" else "zip"
+        what = f"the {source} {facts.problem}" if facts.problem else what
         return Measure("unreadable", 0, what, "every frame must decode", False)
     names = "; ".join(f"{f.name} {f.error}" for f in bad[:NAMES_IN_A_REASON])
     more = f" and {len(bad) - NAMES_IN_A_REASON} more" if len(bad) > NAMES_IN_A_REASON else ""

@@ -82,3 +82,23 @@ def test_without_an_executor_a_failing_fetch_is_raised_by_take() -> None:
     with pytest.raises(OSError, match="cannot open"):
         prefetch.take(2)
     assert prefetch.take(3) == "3"
+
+
+def test_how_far_ahead_may_grow_between_takes() -> None:
+    # The engine looks a round ahead of its window of parts in flight, which widens on a long
+    # path: each take tops the look-ahead up to what `ahead` says now.
+    asked: list[int] = []
+    width = [2]
+
+    def fetch(key: int) -> int:
+        asked.append(key)
+        return key
+
+    prefetch = Prefetcher(fetch, range(1, 11), ahead=lambda: width[0], executor=None)
+    assert asked == [1, 2]
+    width[0] = 5
+    assert prefetch.take(1) == 1
+    assert asked == [1, 2, 3, 4, 5, 6]  # 2..6 fetched ahead: five
+    width[0] = 1
+    assert prefetch.take(2) == 2
+    assert asked == [1, 2, 3, 4, 5, 6]  # narrower: nothing more until fewer are ahead

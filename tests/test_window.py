@@ -1,6 +1,7 @@
 """The rule for parts in flight (engine/window.py), on a fake clock: wider while throughput grows
-(twice as wide while it grows in proportion), held once the link is full or when each part
-already runs fast, halved at a failure, never past its cap or below one. Each test drives it
+(twice as wide while it grows in proportion), held at the path's own width (the link's rate over
+one part's rate) once the link is full, or at once when each part already runs fast, halved at a
+failure and grown back no wider than the path, never past its cap or below one. Each test drives it
 with a simulated link: parts share the throughput the link gives at their number, and start as
 slots free up."""
 
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from teleport_sync.engine.window import FlightWindow
+from teleport_sync.api import build_client
+from teleport_sync.engine import Uploader
+from teleport_sync.engine.window import FlightWindow, start_width
+from teleport_sync.journal import Journal
 
 PART = 8 << 20
 
@@ -41,10 +46,26 @@ def long_path(per_connection: float, link: float) -> Callable[[int], float]:
 
 def test_a_long_path_widens_fast_and_holds_once_the_link_is_full() -> None:
     window = FlightWindow(start=4, cap=64)
-    # 5 MB/s a connection (a 256 KiB window over a 50 ms round trip), a 125 MB/s link.
+    # 5 MB/s a connection (a 256 KiB window over a 50 ms round trip), a 125 MB/s link: 25 parts
+    # fill it.
     widths = simulate(window, long_path(5e6, 125e6), 400)
     assert widths[:4] == [4, 8, 16, 32]  # twice as wide while throughput keeps up
-    assert window.limit == 32  # 33 was no faster: back to 32, held
+    # 32 was not faster in proportion: the link is full, and 16 parts moved 5 MB/s each.
+    assert widths[4:] == [27]  # 125 / 5 = 25 parts, and 8 % of headroom
+    assert window.path_width == 27
+
+
+def test_the_width_follows_the_path_not_a_fixed_number() -> None:
+    # A 1 Gbit/s link with a 150 ms round trip: 256 KiB / 0.15 s = 1.75 MB/s a connection,
+    # ~72 parts to fill 125 MB/s. The cap (a safety bound) is far above.
+    window = FlightWindow(start=8, cap=256)
+    widths = simulate(window, long_path(256 * 1024 / 0.15, 125e6), 1200)
+    assert widths[:5] == [8, 16, 32, 64, 128]
+    assert 72 <= window.limit <= 78  # the path's width, not the cap, not 32
+    # Half the round trip: half the width.
+    window = FlightWindow(start=8, cap=256)
+    simulate(window, long_path(256 * 1024 / 0.075, 125e6), 1200)
+    assert 36 <= window.limit <= 39
 
 
 def test_a_very_long_path_reaches_the_cap_and_stays_there() -> None:
@@ -75,6 +96,8 @@ def test_a_failure_halves_it_and_growth_starts_again() -> None:
     simulate(window, long_path(1e6, 125e6), 400)
     window.part_failed(window.part_started(0.0))
     assert window.limit == 16
+    assert simulate(window, long_path(1e6, 125e6), 100) == [16, 32]  # back to the path's width
+    window.part_failed(window.part_started(0.0))
     for _ in range(5):  # five failures in a row, each of a part started after the one before
         window.part_failed(window.part_started(0.0))
     assert window.limit == 1  # never below one
@@ -122,3 +145,83 @@ def test_slots_beyond_the_width_wait_and_a_stop_ends_the_wait() -> None:
     stop.set()
     blocked.join(5)
     assert got == [True, False]
+
+
+def test_growth_after_a_failure_stops_at_the_width_the_path_was_found_to_fill() -> None:
+    window = FlightWindow(start=4, cap=256)
+    simulate(window, long_path(5e6, 125e6), 400)
+    assert window.limit == 27
+    window.part_failed(window.part_started(0.0))
+    assert window.limit == 13
+    widths = simulate(window, long_path(5e6, 125e6), 400)
+    assert widths[:3] == [13, 26, 27]  # doubling, but never past the path's width
+    assert max(widths) == 27
+    assert window.limit in (26, 27)  # 26 parts of 5 MB/s already fill 125 MB/s
+
+
+def lossy(window: FlightWindow, parts_between_failures: int, failures: int) -> int:
+    """A 100 Mbit/s link (12.5 MB/s whatever the width) where a part fails every so often:
+    the widest the window went."""
+    widest = window.limit
+    for _ in range(failures):
+        widest = max(widest, *simulate(window, lambda n: 12.5e6, parts_between_failures))
+        window.part_failed(window.part_started(0.0))
+    return widest
+
+
+def test_a_slow_lossy_link_does_not_open_dozens_of_connections() -> None:
+    # A part fails every 30th: the window probes twice as wide once, finds no gain, and every
+    # failure after that narrows it and grows it back only to the width that filled the link.
+    window = FlightWindow(start=8, cap=256)
+    assert lossy(window, 30, failures=20) == 16  # the one probe
+    # Each probe after a failure found the link full at the narrower width again.
+    assert window.path_width is not None and window.path_width <= 8
+    assert window.limit <= 8
+
+
+def test_a_lossy_link_failing_before_the_first_judgment_stays_narrow() -> None:
+    # Failures come faster than a round ends: the window never learns the path, and never
+    # grows past where it started.
+    window = FlightWindow(start=8, cap=256)
+    assert lossy(window, 3, failures=30) <= 8
+    assert window.limit <= 4
+
+
+def test_the_next_file_on_a_learned_path_starts_at_half_its_width() -> None:
+    first = FlightWindow(start=8, cap=256)
+    path = long_path(256 * 1024 / 0.15, 125e6)  # 1 Gbit/s, 150 ms: ~72 parts fill it
+    assert simulate(first, path, 1200)[:5] == [8, 16, 32, 64, 128]  # four doublings
+    learned = first.path_width
+    assert learned is not None and 72 <= learned <= 78
+    second = FlightWindow(start=start_width(8, learned), cap=256)
+    widths = simulate(second, path, 1200)
+    assert widths[0] == learned // 2
+    assert widths[1] == 2 * (learned // 2)  # one doubling reaches the path's width
+    assert 72 <= second.limit <= 78
+    # A path that never needed more than `concurrency` (or nothing learned): `concurrency`.
+    assert start_width(8, 8) == 8 and start_width(8, None) == 8
+
+
+def test_parts_that_run_free_teach_the_width_they_held(tmp_path: Path) -> None:
+    # A LAN after a long path: the remembered width is replaced by the one that sufficed.
+    window = FlightWindow(start=38, cap=256)
+    assert simulate(window, lambda n: 4e9, 200) == [38]
+    assert window.path_width == 38  # the next file starts at 19, the one after at 9, then 8
+
+
+def test_the_width_a_path_filled_is_remembered_in_the_journal(tmp_path: Path) -> None:
+    with (
+        Journal(tmp_path / "journal.sqlite3") as journal,
+        build_client(
+            base_url="http://127.0.0.1:9", auth_url="http://127.0.0.1:9/t", client_id="c",
+            client_secret="s",
+        ) as client,
+    ):  # fmt: skip
+        uploader = Uploader(client, journal, concurrency=8, adaptive=True)
+        assert uploader.ctx.start_width() == 8  # nothing learned yet
+        uploader.ctx.learn_path_width(76)
+        # Another process (the next `upload`, or the daemon restarted) on the same journal.
+        again = Uploader(client, journal, concurrency=8, adaptive=True)
+        assert again.ctx.start_width() == 38
+        fixed = Uploader(client, journal, concurrency=8, adaptive=False)
+        assert fixed.ctx.start_width() == 8  # adaptive off: exactly `concurrency`

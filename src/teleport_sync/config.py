@@ -198,8 +198,9 @@ class UploadSettings(_Section):
     # Parts in flight per file to start with; widened while throughput grows (`adaptive`).
     concurrency: int = Field(default=8, ge=1, le=64)
     files_at_once: int = Field(default=2, ge=1, le=32)
-    # Parts in flight across all files together, and how wide one file's window may grow.
-    max_parts_in_flight: int = Field(default=32, ge=1, le=1024)
+    # Parts in flight across all files together, and how wide one file's window may grow: a
+    # safety bound; the window itself stops at the width the path fills (engine/window.py).
+    max_parts_in_flight: int = Field(default=128, ge=1, le=1024)
     # Widen each file's parts in flight while throughput grows, narrow on errors
     # (engine/window.py); false: exactly `concurrency`.
     adaptive: bool = True

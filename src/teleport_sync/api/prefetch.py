@@ -20,6 +20,9 @@ V = TypeVar("V")
 class Prefetcher(Generic[K, V]):
     """`fetch(key)` run on `executor` for the next `ahead` keys of `order` not yet taken.
 
+    `ahead` may be a function, asked again at each `take`: how far ahead to look may grow
+    (the engine's window of parts in flight widens on a long path).
+
     `take(key)` returns the prefetched value (or its exception), or fetches it on the spot if
     the key was never scheduled. Each key is prefetched at most once: a retry must `fetch`
     anew, because a value may be spent (a URL that expired, say). Without an executor `fetch`
@@ -32,15 +35,23 @@ class Prefetcher(Generic[K, V]):
         fetch: Callable[[K], V],
         order: Iterable[K],
         *,
-        ahead: int,
+        ahead: int | Callable[[], int],
         executor: Executor | None,
     ) -> None:
         self._fetch = fetch
+        self._ahead = ahead if callable(ahead) else lambda: ahead
         self._executor = executor
         self._lock = threading.Lock()
         self._waiting: deque[K] = deque(order)
         self._fetching: dict[K, Future[V]] = {}
-        for _ in range(ahead):
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """Schedule keys until `ahead` are fetching (or none are left)."""
+        while True:
+            with self._lock:
+                if not self._waiting or len(self._fetching) >= self._ahead():
+                    return
             self._schedule_next()
 
     def _schedule_next(self) -> None:
@@ -63,7 +74,7 @@ class Prefetcher(Generic[K, V]):
             future = self._fetching.pop(key, None)
             if future is None and key in self._waiting:
                 self._waiting.remove(key)
-        self._schedule_next()
+        self._top_up()
         if future is None:
             return self._fetch(key)
         return future.result()

@@ -17,6 +17,7 @@ from ..journal import Journal
 from ..retry import Clock, RetryPolicy
 from .errors import Paused, Stopped
 from .ports import TeleportClient
+from .window import start_width
 
 
 class Progress(Protocol):
@@ -67,10 +68,27 @@ class EngineContext:
     # How wide one file's window of parts in flight may grow (`window.FlightWindow`); 0: it
     # stays at `concurrency`.
     max_width: int = 0
+    # The width of parts in flight the last file found to fill this path (the link's rate
+    # times its round trip, over one connection's window), or None: the next file starts at
+    # half of it and grows, instead of probing up from `concurrency` again. Remembered in the
+    # journal per API base URL, as Linux keeps a path's ssthresh per destination.
+    path_width: int | None = None
 
     @property
     def etag_fact(self) -> str:
         return f"storage-etags-are-md5 {self.client.base_url}"
+
+    @property
+    def path_width_fact(self) -> str:
+        return f"parts-in-flight-filling-the-path {self.client.base_url}"
+
+    def start_width(self) -> int:
+        return start_width(self.concurrency, self.path_width)
+
+    def learn_path_width(self, width: int) -> None:
+        if width != self.path_width:
+            self.path_width = width
+            self.journal.set_fact(self.path_width_fact, str(width))
 
     def learn_etags(self, md5_shaped: bool) -> None:
         with self.etag_lock:

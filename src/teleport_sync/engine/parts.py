@@ -86,9 +86,13 @@ class PartSender:
         eid, client = record.eid, self.ctx.client
         # The parts in flight start at `concurrency` and may widen to `max_width` (window.py);
         # a thread per slot it may reach. Hashing runs beside the sending, not before it; part
-        # URLs are asked for as far ahead as the window may reach, so no PUT waits for its URL.
+        # URLs (and queued hashes) are asked for a round ahead of the window as it is now (no
+        # more than there are threads to take them), so no PUT waits for its URL, and a narrow
+        # window does not ask for a hundred URLs it may not use before they expire.
         workers = min(max(self.ctx.concurrency, self.ctx.max_width), len(todo))
-        window = FlightWindow(start=self.ctx.concurrency, cap=workers)
+        started = self.ctx.start_width() if self.ctx.max_width else self.ctx.concurrency
+        window = FlightWindow(start=started, cap=workers)
+        ahead = lambda: min(workers, 2 * window.limit)  # noqa: E731
         hasher = part_hasher(workers)
         try:
             with (
@@ -99,7 +103,7 @@ class PartSender:
                 urls = Prefetcher(
                     lambda n: client.create_upload_url(eid, n, bytesize, retry=False).upload_url,
                     [part.number for part in todo],
-                    ahead=workers,
+                    ahead=ahead,
                     executor=url_pool,
                 )
                 run = FileRun(path, record, bytesize, threading.Event(), hasher, urls, window)
@@ -108,7 +112,7 @@ class PartSender:
                     run.hashes = Prefetcher(
                         lambda n: hasher.submit(path, *regions[n], run.stop_hashing),
                         list(regions),
-                        ahead=workers,  # queued: the hasher takes them as lanes or threads free
+                        ahead=ahead,  # queued: the hasher takes them as lanes or threads free
                         executor=None,  # submit only queues the work
                     )
                 futures = [pool.submit(self.send_one, run, part) for part in todo]
@@ -120,10 +124,11 @@ class PartSender:
                         future.cancel()
         finally:
             hasher.close()
-        if window.limit != self.ctx.concurrency:
-            log.info(
-                "parts in flight", path=str(path), started=self.ctx.concurrency, ended=window.limit
-            )
+        if window.path_width is not None and window.path_width < len(todo):
+            # Found where the link is full (a file with fewer parts than that says nothing).
+            self.ctx.learn_path_width(window.path_width)
+        if window.limit != started:
+            log.info("parts in flight", path=str(path), started=started, ended=window.limit)
         if run.failure is not None:
             raise run.failure
 

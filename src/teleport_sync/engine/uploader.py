@@ -113,6 +113,8 @@ class Uploader:
         # hashing could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s.
         remembered = journal.fact(self.ctx.etag_fact)
         self.ctx.etags_are_md5 = None if remembered is None else remembered == "yes"
+        width = journal.fact(self.ctx.path_width_fact)
+        self.ctx.path_width = int(width) if width and width.isdigit() and adaptive else None
         # Per input: its capture name and training parameters (folders, sidecars); raises
         # InputProblem for an input that cannot go as it is. Else the two defaults above.
         self.plan_for = plan_for or (

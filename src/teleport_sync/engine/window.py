@@ -2,17 +2,30 @@
 
 On a fast local link a few parts fill it; on a long path each connection is held back by its
 round trip (a TCP window's worth of bytes per RTT), and only more connections in flight fill the
-link. So the window starts at `[upload] concurrency` and works in rounds: a round lasts until as
-many parts as the width (at least `settle`) are acknowledged, and its throughput (bytes
-acknowledged over its time) is set against the round before. The first round probes twice as
-wide, unless each part in it already moved faster than `unbound` (a LAN, or loopback: no round
-trip holds it back, and a wider round would only share the same link or CPU). Then: throughput
-grew nearly in proportion to the width (`burst` of it: each connection is window-limited, more
-of them is all it takes), twice as wide again, as TCP's slow start doubles; grew by at least
-`gain`, one more; did not grow, the link (or the CPU) is full: back to the narrower width, and
-hold it. A part that failed or timed out halves it (never below one; once for the parts that
-were in flight together), and growth starts again. It never passes `cap` (`[upload]
-max_parts_in_flight`).
+link: as many as the link's rate times the round trip over one connection's window (the
+bandwidth-delay product, in parts). So the window starts at `[upload] concurrency` and works in
+rounds: a round lasts until as many parts as the width (at least `settle`) are acknowledged, and
+its throughput (bytes acknowledged over its time) is set against the round before.
+
+- Why it grows: the first round probes twice as wide, unless each part in it already moved
+  faster than `unbound` (a LAN, or loopback: no round trip holds it back, and a wider round
+  would only share the same link or CPU). While throughput grows nearly in proportion to the
+  width (`burst` of it: each connection is window-limited, more of them is all it takes), twice
+  as wide again, as TCP's slow start doubles.
+- When it stops: the first round that did not grow in proportion has found the link full. The
+  round before it shows what one part moves on this path when the link is not the limit, so
+  the width the link needs is this round's throughput over that per-part rate (plus `gain` of
+  headroom for the gaps between a slot's parts): the path's own width, between the two
+  rounds' widths. It holds there, and that width is the path's ceiling from then on. A probe
+  that did not grow at all finds the narrower width again.
+- How it shrinks: a part that failed or timed out halves it (never below one; once for the
+  parts that were in flight together), and growth starts again, doubling, up to the path's
+  width where it was learned: a slow or lossy station goes back to the few parts its link
+  holds, not to dozens.
+
+It never passes `cap` (`[upload] max_parts_in_flight`, and the file's own parts). The next file
+on the same path starts at half the width this one found (`start_width`): one probe from there
+finds the path's width again, instead of four or five doublings up from `concurrency`.
 
 Pure rule plus a slot counter: time is passed in (`now`), so the rule is tested with a fake
 clock; `acquire`/`release` are what the part threads call around each attempt.
@@ -23,6 +36,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+
+def start_width(concurrency: int, path_width: int | None) -> int:
+    """Where a file's window starts: `concurrency`, or half the width the last file found to
+    fill the path if that is more (as TCP starts again below the ssthresh it remembers)."""
+    return max(concurrency, (path_width or 0) // 2)
 
 
 @dataclass
@@ -46,6 +65,8 @@ class FlightWindow:
     _last_rate: float = field(default=0.0, init=False)
     _last_limit: int = field(default=0, init=False)
     _growing: bool = field(default=True, init=False)
+    # The width that filled the link, once a round found it full: growth stops there.
+    path_width: int | None = field(default=None, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +88,8 @@ class FlightWindow:
     def release(self) -> None:
         with self._cond:
             self._in_flight -= 1
-            self._cond.notify_all()
+            # One slot freed, one waiter woken: a wide window has a hundred threads waiting.
+            self._cond.notify()
 
     # -- the rule -------------------------------------------------------------------------------
 
@@ -95,18 +117,28 @@ class FlightWindow:
         width, last, before = self.limit, self._last_rate, self._last_limit
         if self._growing and not last and rate / width >= self.unbound:
             self._growing = False  # each part already runs free: nothing to gain from width
-        if self._growing and width < self.cap:
+            self.path_width = width
+        if self._growing:
             grew = rate / last if last else 0.0
             widened = width / before if before else 1.0
             if not last or (widened > 1 and grew >= 1 + self.burst * (widened - 1)):
-                self.limit = min(self.cap, width * 2)  # the first probe, or in proportion
-            elif grew >= 1 + self.gain:
-                self.limit = width + 1
-            else:  # no faster for being wider: back to the narrower width, and hold it
-                self.limit = min(width, before)
+                # The first probe, or throughput in proportion: twice as wide.
+                self.limit = min(self.ceiling, width * 2)
+            else:
+                # The link is full. At the narrower width each part moved last / before; the
+                # link carries `rate`: rate / (last / before) parts fill it, and `gain` more
+                # for the gaps between a slot's parts, unless the narrower width filled it.
+                full = grew < 1 + self.gain
+                needed = before if full else int(before * grew * (1 + self.gain))
+                self.limit = self.path_width = max(1, min(width, max(before, needed)))
                 self._growing = False
         self._last_rate, self._last_limit = rate, width
         self._cond.notify_all()
+
+    @property
+    def ceiling(self) -> int:
+        """How wide growth may go: the path's width once learned, else the cap."""
+        return min(self.cap, self.path_width or self.cap)
 
     def part_failed(self, epoch: int) -> None:
         """A part failed or timed out: half as many in flight; growth may start again.

@@ -82,6 +82,18 @@ class EngineContext:
     def path_width_fact(self) -> str:
         return f"parts-in-flight-filling-the-path {self.client.base_url}"
 
+    def recall(self) -> None:
+        """What earlier runs learned, per API base URL, so a CLI upload does not re-learn it.
+
+        When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores), hashing
+        could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s. The path's
+        width matters only to an adaptive window (`max_width`).
+        """
+        remembered = self.journal.fact(self.etag_fact)
+        self.etags_are_md5 = None if remembered is None else remembered == "yes"
+        width = self.journal.fact(self.path_width_fact) if self.max_width else None
+        self.path_width = int(width) if width and width.isdigit() else None
+
     def start_width(self) -> int:
         return start_width(self.concurrency, self.path_width)
 

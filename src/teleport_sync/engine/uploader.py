@@ -108,13 +108,7 @@ class Uploader:
             ),
             max_width=max(concurrency, max_parts_in_flight or 0) if adaptive else 0,
         )
-        # Remembered across runs (per API base URL), so a CLI upload does not re-learn it.
-        # When storage's ETags are not MD5s (SSE-KMS buckets, some S3-compatible stores),
-        # hashing could never be checked, so it is skipped: MD5 costs a core at ~500 MB/s.
-        remembered = journal.fact(self.ctx.etag_fact)
-        self.ctx.etags_are_md5 = None if remembered is None else remembered == "yes"
-        width = journal.fact(self.ctx.path_width_fact)
-        self.ctx.path_width = int(width) if width and width.isdigit() and adaptive else None
+        self.ctx.recall()  # what earlier runs learned of storage and of the path
         # Per input: its capture name and training parameters (folders, sidecars); raises
         # InputProblem for an input that cannot go as it is. Else the two defaults above.
         self.plan_for = plan_for or (

@@ -272,3 +272,32 @@ def test_a_directory_of_a_quarter_million_entries_is_counted_not_read(tmp_path: 
     assert peak_mib < 256
     reasons = " ".join(result["reasons"])  # type: ignore[arg-type]
     assert "the zip holds 250000 entries, more than pre-flight reads from one archive's" in reasons
+
+
+def test_a_pictures_cost_is_what_decoding_it_takes(tmp_path: Path) -> None:
+    """The estimate against the growth of a child's peak RSS when it decodes (a PNG and a
+    WebP of 25 MP, whose decoder keeps buffers of its own): never under it by more than 10 %."""
+    from PIL import Image
+
+    from teleport_sync.preflight.budget import decode_cost
+
+    for name, kind in (("p.png", "PNG"), ("w.webp", "WEBP")):
+        path = tmp_path / name
+        Image.new("RGB", (5000, 5000), (10, 200, 30)).save(path, kind)
+        measure = (
+            "import re\n"
+            "from teleport_sync.preflight.budget import MemoryBudget\n"
+            "from teleport_sync.preflight.images import decode_grey\n"
+            "def peak():\n"
+            "    status = open('/proc/self/status').read()\n"
+            "    return int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+            f"data = open({str(path)!r}, 'rb').read()\n"
+            "before = peak()\n"
+            "decode_grey(data, MemoryBudget(1 << 40))\n"
+            "print(peak() - before)\n"
+        )
+        run = [sys.executable, "-c", measure]
+        grew = int(subprocess.run(run, capture_output=True, text=True, check=True).stdout) * 1024
+        with Image.open(path) as image:
+            cost = decode_cost(image.mode, image.size, image.format)
+        assert cost >= 0.9 * grew, (name, cost >> 20, grew >> 20)

@@ -147,7 +147,7 @@ def decode_grey(
         stored = image.size
         # Draft mode: libjpeg decodes straight to the smallest scale at least this large.
         image.draft("L", analysis_size(*stored))
-        cost = decode_cost(image.mode, image.size)
+        cost = decode_cost(image.mode, image.size, image.format)
         what = f"a {stored[0]}x{stored[1]} {image.format or 'picture'}"
         with (budget or MemoryBudget()).reserve(cost, what):
             # Grey and small first, turned upright after: no full-size copy for the turn.
@@ -178,7 +178,7 @@ def _thumbnail(archive: zipfile.ZipFile, name: str, budget: MemoryBudget) -> byt
             return b""
         with archive.open(info) as stream, Image.open(stream) as image:
             image.draft("RGB", (THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2))
-            with budget.reserve(decode_cost(image.mode, image.size) * 2, name):
+            with budget.reserve(decode_cost(image.mode, image.size, image.format) * 2, name):
                 small = ImageOps.exif_transpose(image).convert("RGB")
         small.thumbnail(THUMBNAIL_SIZE, resample=BOX)
         out = io.BytesIO()

@@ -89,6 +89,7 @@ def test_parts_that_already_run_fast_are_not_probed_wider() -> None:
     # After a failure growth may start again, and the same judgment holds it again.
     window.part_failed(window.part_started(0.0))
     assert simulate(window, lambda n: 1e9, 200) == [2]
+    assert window.path_width == 2
 
 
 def test_a_failure_halves_it_and_growth_starts_again() -> None:
@@ -225,3 +226,18 @@ def test_the_width_a_path_filled_is_remembered_in_the_journal(tmp_path: Path) ->
         assert again.ctx.start_width() == 38
         fixed = Uploader(client, journal, concurrency=8, adaptive=False)
         assert fixed.ctx.start_width() == 8  # adaptive off: exactly `concurrency`
+
+
+def test_resets_do_not_ratchet_the_width_down() -> None:
+    # A 1 Gbit/s, 50 ms path (27 parts), then reset after reset while the link is slowed to
+    # half (others share it, the resets cost time): the rounds after each failure are no
+    # measure of the path, so the window doubles back to its width instead of judging them
+    # (judged, 26 would show no gain over 13, and every reset would halve the width for good).
+    window = FlightWindow(start=8, cap=256)
+    simulate(window, long_path(5e6, 125e6), 400)
+    assert window.limit == 27
+    for _ in range(10):
+        window.part_failed(window.part_started(0.0))
+        assert window.limit == 13
+        assert simulate(window, long_path(5e6, 62.5e6), 60) == [13, 26, 27]
+    assert window.path_width == 27

@@ -19,9 +19,11 @@ its throughput (bytes acknowledged over its time) is set against the round befor
   rounds' widths. It holds there, and that width is the path's ceiling from then on. A probe
   that did not grow at all finds the narrower width again.
 - How it shrinks: a part that failed or timed out halves it (never below one; once for the
-  parts that were in flight together), and growth starts again, doubling, up to the path's
-  width where it was learned: a slow or lossy station goes back to the few parts its link
-  holds, not to dozens.
+  parts that were in flight together), and growth starts again: where the path's width was
+  learned, doubling back to it round by round without judging (as TCP's slow start runs up to
+  its ssthresh: a round cut short by resets is no measure of the path, and judging it would
+  ratchet the width down reset after reset), else by the rule above. Either way a slow or
+  lossy station goes back to the few parts its link holds, not to dozens.
 
 It never passes `cap` (`[upload] max_parts_in_flight`, and the file's own parts). The next file
 on the same path starts at half the width this one found (`start_width`): one probe from there
@@ -118,7 +120,12 @@ class FlightWindow:
         if self._growing and not last and rate / width >= self.unbound:
             self._growing = False  # each part already runs free: nothing to gain from width
             self.path_width = width
-        if self._growing:
+        if self._growing and self.path_width and width < self.path_width:
+            # Back from a failure on a path whose width is known: twice as wide again, up to
+            # it, without judging (a round cut short by a reset is no measure of the path).
+            self.limit = min(self.ceiling, width * 2)
+            self._growing = self.limit < self.ceiling
+        elif self._growing:
             grew = rate / last if last else 0.0
             widened = width / before if before else 1.0
             if not last or (widened > 1 and grew >= 1 + self.burst * (widened - 1)):

@@ -214,6 +214,23 @@ def idle_figures(pid: int, seconds: float = 10.0) -> tuple[float, float]:
     return cpu() - start, rss
 
 
+def _get(url: str) -> str:
+    try:
+        answer = httpx.get(url, timeout=120)
+    except httpx.HTTPError:
+        return ""
+    return answer.text if answer.status_code == 200 else ""
+
+
+def wait_until(ready: Callable[[], bool], started: float, limit: float = 600) -> float:
+    """Seconds from `started` until `ready()`."""
+    while not ready():
+        if time.perf_counter() - started > limit:
+            raise RuntimeError("the daemon did not get ready")
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
 def journal_run(tree: Path, rows: int) -> dict[str, float]:
     emulator = Emulator(0, processing=1.0)
     out: dict[str, float] = {}
@@ -238,21 +255,20 @@ def journal_run(tree: Path, rows: int) -> dict[str, float]:
                 stderr=subprocess.DEVNULL,
             )
             try:
-                while True:
-                    try:
-                        httpx.get(f"http://127.0.0.1:{web}/files", timeout=30)
-                        break
-                    except httpx.HTTPError:
-                        if time.perf_counter() - started > 300:
-                            raise RuntimeError("the daemon did not start") from None
-                        time.sleep(0.05)
-                out["startup"] = time.perf_counter() - started
+                # Ready: the first report of the phases is on the metrics page (journal opened,
+                # integrity checked, the folder scanned, the keeper's first count done).
+                done = f'teleport_sync_phase{{phase="done"}} {float(rows)}'
+                out["startup"] = wait_until(
+                    lambda: done in _get(f"http://127.0.0.1:{metrics}/metrics"), started
+                )
+                wait_until(lambda: bool(_get(f"http://127.0.0.1:{web}/files")), started)
                 out["scrape"] = timed(
                     lambda: httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=60)
                 )
                 out["files_page"] = timed(
                     lambda: httpx.get(f"http://127.0.0.1:{web}/files", timeout=60)
                 )
+                time.sleep(5)  # let the start-up's last work end
                 out["idle_cpu_10s"], out["rss_mib"] = idle_figures(daemon.pid)
             finally:
                 daemon.terminate()

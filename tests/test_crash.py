@@ -29,9 +29,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
+    # An account that already holds others' captures: the orphan window's search of the
+    # listing stops at the intent's time (api.listing), and must still find the orphan.
     return EmulatorConfig(
-        seed=5, chunk_size=5 * MIB, processing_delay_seconds=600, put_delay_seconds=0.15
+        seed=5,
+        chunk_size=5 * MIB,
+        processing_delay_seconds=600,
+        put_delay_seconds=0.15,
+        others_captures=OTHERS,
     )
+
+
+OTHERS = 5_000
 
 
 @dataclass
@@ -170,3 +179,5 @@ def test_sigkill_right_after_each_nth_call(emulator: EmulatorServer, tmp_path: P
     ).fetchone()[0]
     conn.close()
     assert adopted == 1
+    # Every search of the listing stopped near its top: not one walk of the others' captures.
+    assert 0 < emulator.stats.listings < OTHERS // 100

@@ -109,3 +109,15 @@ def test_the_orphan_search_stops_at_the_intent_only_while_the_order_holds() -> N
     account.pages = 0
     assert search.search(lambda c: c.eid == "tok", since=None)  # no intent time: all of it
     assert account.pages == 51
+
+
+def test_a_reload_shortens_the_full_walk_period_at_once() -> None:
+    account = Account(300)
+    clock = FakeClock()
+    search = listing(account, clock, full_walk_seconds=3600)
+    search.find({"gone"})
+    assert search.full_walks == 1 and not search.full_walk_due()
+    search.reconfigure(60, 600)  # `[poll] full_walk_seconds = 60`, SIGHUP
+    clock.advance(61)
+    assert search.full_walk_due()
+    assert search.find({"gone"}).complete and search.full_walks == 2

@@ -88,6 +88,12 @@ class Listing:
         self.requests = 0
         self.full_walks = 0
 
+    def reconfigure(self, full_walk_seconds: float, clock_skew_seconds: float) -> None:
+        """New `[poll]` values (a config reload): the next search uses them."""
+        with self._lock:
+            self.full_walk_seconds = full_walk_seconds
+            self.clock_skew = timedelta(seconds=clock_skew_seconds)
+
     # -- the budget -------------------------------------------------------------------------
 
     def full_walk_due(self) -> bool:

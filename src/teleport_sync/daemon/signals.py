@@ -109,6 +109,7 @@ class Reloader:
             new, daemon.client, daemon.journal, retry_base_seconds=daemon.actions_retry_seconds
         )
         daemon.poller.interval = new.poll.interval_seconds
+        daemon.client.listing.reconfigure(new.poll.full_walk_seconds, new.poll.clock_skew_seconds)
         daemon.events.reload(new)
         # Names and training parameters per folder and sidecar, from the new settings.
         daemon.uploader.plan_for = lambda path: capture_plan(new, path)

@@ -163,7 +163,7 @@ def make_journal(tree: Path, folder: Path, rows: int) -> Path:
         "INSERT INTO files (id, path, dev, inode, size, mtime_ns, fingerprint, input_data_format,"
         " name, eid, sid, chunk_size, num_parts, upload_state, capture_state, created_at,"
         " updated_at, intent_at, actions_done) VALUES (?, ?, 1, ?, 4096, 1, 'f', 'bulk-images',"
-        " ?, ?, ?, 4096, 1, 'uploaded', 'READY', ?, ?, ?, '[\"download\"]')",
+        " ?, ?, ?, 4096, 1, 'uploaded', 'READY', ?, ?, ?, '[\"download\", \"notify\"]')",
         (
             (
                 i,
@@ -271,8 +271,14 @@ def journal_run(tree: Path, rows: int) -> dict[str, float]:
                 time.sleep(5)  # let the start-up's last work end
                 out["idle_cpu_10s"], out["rss_mib"] = idle_figures(daemon.pid)
             finally:
+                stopping = time.perf_counter()
                 daemon.terminate()
-                daemon.wait(30)
+                try:
+                    daemon.wait(120)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+                    daemon.wait()
+                out["stop"] = time.perf_counter() - stopping  # SIGTERM to exit (120: killed)
             out["forget_before"] = timed(
                 lambda: cli(tree, config, "forget", "--before", "2026-06-01")
             )

@@ -111,3 +111,24 @@ def test_forget_before_drops_a_year_of_finished_rows_with_their_history(
         ids = [r.id for r in journal.all_files()]
         assert all(journal.events(i) is not None for i in ids)
         assert journal.finished_count() == 0
+
+
+def test_a_start_resumes_only_ended_captures_whose_notification_is_not_journaled(
+    tmp_path: Path,
+) -> None:
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        told = finished_row(journal, 1)
+        journal.mark_action(told, "notify")
+        untold = finished_row(journal, 2)  # a crash between the download and the notification
+        failed = finished_row(journal, 3, state="FAILED", download=False)
+        journal.mark_action(failed, "failed:notify")
+        failed_then_ready = finished_row(journal, 4, state="FAILED", download=False)
+        journal.mark_action(failed_then_ready, "failed:notify")
+        journal.record_state(failed_then_ready, "READY")  # READY's own notification is due
+        resumed = {r.id for r in journal.terminal(unnotified=True)}
+        assert resumed == {untold, failed_then_ready}
+        assert len(journal.terminal()) == 4
+        marker = journal.change_marker()
+        assert journal.change_marker() == marker  # reading changes nothing
+        journal.mark_action(untold, "notify")
+        assert journal.change_marker() != marker

@@ -87,7 +87,7 @@ class Finishing:
     def retry_pending_actions(self) -> None:
         """Actions that failed (results dir not writable, API down) get another go, and a
         notification a crash left unsent goes out once its actions are done."""
-        for record in self.journal.terminal():
+        for record in self.journal.terminal(unnotified=True):
             if action_key(record.capture_state, "notify") in record.actions_done:
                 continue
             try:

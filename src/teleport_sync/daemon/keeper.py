@@ -66,6 +66,10 @@ class HealthKeeper:
         # Told of every change of the authentication answer (the `auth` notification).
         self.on_auth_change: Callable[[AuthSnapshot], None] = lambda snapshot: None
         self._next_report = float("-inf")
+        # The last count and the journal's change marker it was made at: an idle daemon does
+        # not recount a journal nobody wrote to (its ages still move on with the clock).
+        self._counted: tuple[tuple[int, int], tuple[list[dict[str, Any]], dict[str, int]]] | None
+        self._counted = None
         self.metrics.auth_ok.set(-1)
 
     # -- facts ----------------------------------------------------------------------------------
@@ -123,7 +127,7 @@ class HealthKeeper:
         now = time.monotonic()
         if not force and now < self._next_report:
             return
-        rows, counts = live_counts(self.journal, self._options())
+        rows, counts = self._counts(force)
         self._fleet_gauges(rows)
         took = time.monotonic() - now
         self._next_report = now + max(REPORT_EVERY_SECONDS, took / REPORT_SHARE)
@@ -137,6 +141,12 @@ class HealthKeeper:
         self.metrics.healthy.set(int(auth.ok is not False and unwatched == 0 and not claimed))
         line = status_line(counts, auth, self.roots)
         self.notifier.status(f"{line}; {extra}" if extra else line)
+
+    def _counts(self, force: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        marker = self.journal.change_marker()
+        if force or self._counted is None or self._counted[0] != marker:
+            self._counted = (marker, live_counts(self.journal, self._options()))
+        return self._counted[1]
 
     def _fleet_gauges(self, rows: list[dict[str, Any]]) -> None:
         """How long files wait, and the cleanup backlog: from the rows just read, so the

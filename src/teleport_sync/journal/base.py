@@ -280,6 +280,13 @@ class BaseJournal:
         )
         return [(r["kind"], r["message"]) for r in rows]
 
+    def change_marker(self) -> tuple[int, int]:
+        """Differs from one call to the next if and only if the journal may have changed (by
+        this connection or another process): readers skip recounting an unchanged journal."""
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), self._conn.total_changes
+
     def fact(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM facts WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None

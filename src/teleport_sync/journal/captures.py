@@ -211,12 +211,19 @@ class CapturesMixin(BaseJournal):
         )
         return self._records(rows)
 
-    def terminal(self) -> list[FileRecord]:
-        rows = self._query(
-            "SELECT * FROM files WHERE UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR') "
-            "ORDER BY id"
-        )
-        return self._records(rows)
+    def terminal(self, *, unnotified: bool = False) -> list[FileRecord]:
+        """Rows whose capture ended; with `unnotified`, only those whose notification (the
+        last of its actions, `states.action_key`) is not journaled: what a start-up resumes,
+        without reading a year of finished rows."""
+        where = "UPPER(capture_state) IN ('READY', 'FAILED', 'ERROR')"
+        if unnotified:
+            where += (
+                " AND NOT (UPPER(capture_state) = 'READY' "
+                "AND COALESCE(actions_done, '') LIKE '%\"notify\"%')"
+                " AND NOT (UPPER(capture_state) IN ('FAILED', 'ERROR') "
+                "AND COALESCE(actions_done, '') LIKE '%\"failed:notify\"%')"
+            )
+        return self._records(self._query(f"SELECT * FROM files WHERE {where} ORDER BY id"))
 
     def mark_capture_deleted(self, eid: str) -> list[str]:
         """`captures delete` removed this capture: say so in its rows; returns their paths."""

@@ -244,3 +244,17 @@ def test_long_names_may_wrap_only_after_their_separators() -> None:
     shown = str(views.breakable("/srv/inbox/north facade_2026-12-04.zip"))
     assert shown == "/<wbr>srv/<wbr>inbox/<wbr>north <wbr>facade_<wbr>2026-<wbr>12-<wbr>04.<wbr>zip"
     assert str(views.breakable("<b>&x.zip")) == "&lt;b&gt;&amp;x.<wbr>zip"  # still escaped
+
+
+def test_a_rows_preflight_warning_outlives_its_upload_and_an_approved_hold_keeps_it() -> None:
+    reasons = ["8 images; at least 20 wanted (min_frames)"]
+    warned = {"verdict": "warn", "reasons": reasons}
+    assert views.preflight_warning(warned) == f"pre-flight warns: {reasons[0]}"
+    held = {"verdict": "hold", "reasons": reasons, "approved_at": None}
+    assert views.preflight_warning(held) is None  # the row's reason says it is held, and why
+    approved = {**held, "approved_at": "2026-12-04T16:00:00+00:00"}
+    assert views.preflight_warning(approved) == (
+        f"pre-flight held it, then it was approved: {reasons[0]}"
+    )
+    assert views.preflight_warning({"verdict": "ok", "reasons": []}) is None
+    assert views.preflight_warning(None) is None

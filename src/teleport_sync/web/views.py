@@ -28,11 +28,17 @@ def breakable(text: object) -> Markup:
 
 
 def preflight_warning(preflight: dict[str, Any] | None) -> str | None:
-    """What pre-flight warned of (its reasons), for the file's row in every phase; None when
-    it did not warn (a hold says so in the row's reason)."""
-    if not preflight or preflight.get("verdict") != "warn" or not preflight.get("reasons"):
+    """What pre-flight found wrong (its reasons), for the file's row in every phase, the
+    upload's and after; None when it found nothing, or while it holds the file (the row's
+    reason says so then)."""
+    if not preflight or not preflight.get("reasons"):
         return None
-    return "pre-flight warns: " + "; ".join(str(r) for r in preflight["reasons"])
+    reasons = "; ".join(str(r) for r in preflight["reasons"])
+    if preflight.get("verdict") == "warn":
+        return f"pre-flight warns: {reasons}"
+    if preflight.get("verdict") == "hold" and preflight.get("approved_at"):
+        return f"pre-flight held it, then it was approved: {reasons}"
+    return None
 
 
 def human_size(n: int | None) -> str:

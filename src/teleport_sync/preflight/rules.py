@@ -104,7 +104,11 @@ def judge(
         *_video_rules(settings, facts),
     ]
     worst: list[WorstFrame] = [
-        WorstFrame(f.name, f"cannot be decoded: {f.error}", 100.0) for f in frames if f.error
+        # The error is a phrase that follows the name ("cannot be decoded (...)", "not
+        # decoded: ...", "inflates to 255 MiB, ..."), as in the unreadable reason.
+        WorstFrame(f.name, f.error, 100.0)
+        for f in frames
+        if f.error
     ]
     # A frame crushed black or blown white has no edges to judge: it is badly exposed, and
     # left out of the blur rule (and of the median that rule compares with).

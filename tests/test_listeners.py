@@ -196,3 +196,14 @@ def test_the_console_login_redirects_only_to_its_own_paths(
                 if line.lower().startswith("location:")
             )
             assert answer.startswith("HTTP/1.1 303") and location == expected, (path, location)
+
+
+def test_a_length_that_is_not_ascii_digits_is_refused_with_411(receiver: WebhookReceiver) -> None:
+    for length in ("²", "1³", "-1", "1e3"):  # headers are Latin-1: ² and ³ are digits there
+        with socket.create_connection(receiver.address, timeout=10) as sock:
+            sock.sendall(
+                f"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode(
+                    "latin-1"
+                )
+            )
+            assert sock.makefile("rb").readline() == b"HTTP/1.0 411 Length Required\r\n", length

@@ -404,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes | None:
         """The body within the size limit, or None once an error has been answered."""
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):  # "²" is a digit too
             self.close_connection = True
             self._answer(411, "bad_request", "a Content-Length is required")
             return None

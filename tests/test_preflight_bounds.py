@@ -301,3 +301,23 @@ def test_a_pictures_cost_is_what_decoding_it_takes(tmp_path: Path) -> None:
         with Image.open(path) as image:
             cost = decode_cost(image.mode, image.size, image.format)
         assert cost >= 0.9 * grew, (name, cost >> 20, grew >> 20)
+
+
+@needs_tools
+def test_a_member_that_fails_its_crc_is_named_and_the_others_judged(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    make_photos(make_scene(tmp_path / "scene.png"), folder, 21)
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for photo in sorted(folder.iterdir()):
+            out.write(photo, photo.name)
+    with zipfile.ZipFile(archive) as opened:
+        info = opened.getinfo("IMG_0005.jpg")
+    data = bytearray(archive.read_bytes())
+    at = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
+    data[at : at + 64] = bytes(64)  # a damaged stretch: the stored CRC no longer matches
+    archive.write_bytes(bytes(data))
+    checked = check_file(archive, PreflightSettings())
+    assert checked.result.figures["judged"] == 20
+    [reason] = [r for r in checked.result.reasons if "cannot be" in r]
+    assert reason.startswith("1 of 21 cannot be decoded: IMG_0005.jpg cannot be read (Bad CRC-32")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,9 @@ from .measures import BOX, analysis_size, measure
 from .members import Member, Selection, image_members, select, too_large
 
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# What reading a member from the archive raises: a bad CRC, a broken deflate stream, an
+# encrypted or unsupported method.
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 HEIF_SUFFIXES = (".heic", ".heif")
 # Pillow reads a DNG's small preview, not the photo; EXR it does not read at all.
 NOT_DECODED = {".dng": "a raw DNG", ".exr": "an OpenEXR image"}
@@ -95,15 +99,19 @@ def _examine(
         return _done(FrameMeasure(index, name, error=member.refused, follows=member.follows))
     try:
         stream = archive.open(member.info)
-    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:
+    except (OSError, *READ_ERRORS) as exc:
         failed = FrameMeasure(index, name, error=f"cannot be read ({exc})", follows=member.follows)
         return _done(failed)
     return pool.submit(_judge_member, stream, member, budget)
 
 
 def _judge_member(stream: IO[bytes], member: Member, budget: MemoryBudget) -> FrameMeasure:
-    with stream:
-        judged = judge_image(stream, member.index, member.info.filename, budget)
+    name = member.info.filename
+    try:
+        with stream:
+            judged = judge_image(stream, member.index, name, budget)
+    except READ_ERRORS as exc:  # the member's bytes, inflated as the decoder reads them
+        judged = FrameMeasure(member.index, name, error=f"cannot be read ({exc})")
     return judged if member.follows else replace(judged, follows=False)
 
 
@@ -184,5 +192,5 @@ def _thumbnail(archive: zipfile.ZipFile, name: str, budget: MemoryBudget) -> byt
         out = io.BytesIO()
         small.save(out, "JPEG", quality=75)
         return out.getvalue()
-    except (KeyError, TooLarge, zipfile.BadZipFile, NotImplementedError, *DECODE_ERRORS):
+    except (KeyError, TooLarge, *READ_ERRORS, *DECODE_ERRORS):
         return b""  # an unreadable member has no picture to show; its reason says why

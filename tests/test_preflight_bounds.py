@@ -321,3 +321,24 @@ def test_a_member_that_fails_its_crc_is_named_and_the_others_judged(tmp_path: Pa
     assert checked.result.figures["judged"] == 20
     [reason] = [r for r in checked.result.reasons if "cannot be" in r]
     assert reason.startswith("1 of 21 cannot be decoded: IMG_0005.jpg cannot be read (Bad CRC-32")
+
+
+def test_a_decoder_seeking_to_and_fro_through_a_member_is_stopped() -> None:
+    """zipfile pays a member's size for each jump back and forth; four passes are allowed."""
+    import io
+
+    from teleport_sync.preflight.images import Metered
+
+    size = 8 << 20
+    stream = Metered(io.BytesIO(bytes(size)), size)
+    assert len(stream.read()) == size  # one pass
+    stream.seek(0)
+    stream.seek(size - 1)  # a jump to the end reads through the whole member: two passes
+    stream.seek(16)
+    with pytest.raises(OSError, match="back and forth through it past 4 times its size"):
+        for _ in range(3):
+            stream.seek(size - 1)
+            stream.seek(16)
+    steady = Metered(io.BytesIO(bytes(size)), size)
+    while steady.read(65536):  # a decoder reading forward never gets near the limit
+        pass

@@ -105,11 +105,53 @@ def _examine(
     return pool.submit(_judge_member, stream, member, budget)
 
 
+class Metered:
+    """A member's stream that a decoder may not seek back and forth through for ever: zipfile
+    goes back by inflating again from the start and forward by reading through, so a picture
+    whose offsets jump to and fro (a TIFF's tags can) would cost its size at every jump. At most
+    `PASSES` times the member's size is inflated; past that reading fails, naming why."""
+
+    PASSES = 4
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self._size = size
+        self._left = self.PASSES * max(size, 1 << 20)
+
+    def _spend(self, count: int) -> None:
+        self._left -= count
+        if self._left < 0:
+            raise OSError(
+                f"the decoder went back and forth through it past {self.PASSES} times its size"
+            )
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._spend(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        here = self._stream.tell()
+        there = (offset, here + offset, self._size + offset)[whence]
+        self._spend(there if there < here else there - here)  # what the move inflates
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
 def _judge_member(stream: IO[bytes], member: Member, budget: MemoryBudget) -> FrameMeasure:
     name = member.info.filename
     try:
         with stream:
-            judged = judge_image(stream, member.index, name, budget)
+            metered = Metered(stream, member.info.file_size)
+            judged = judge_image(metered, member.index, name, budget)  # type: ignore[arg-type]
     except READ_ERRORS as exc:  # the member's bytes, inflated as the decoder reads them
         judged = FrameMeasure(member.index, name, error=f"cannot be read ({exc})")
     return judged if member.follows else replace(judged, follows=False)

@@ -126,7 +126,7 @@ def test_watch_upload_follow_download_and_restart(
     # Nothing ignored in silence: the stray text file has a row saying why it is not taken.
     notes = status.pop("notes.txt")
     assert notes["phase"] == "rejected"
-    assert "not a capture (zip or mp4 wanted)" in str(notes["reason"])
+    assert "not a capture (zip, mp4 or mov wanted)" in str(notes["reason"])
     assert set(status) == names
     for name in names:
         row = status[name]

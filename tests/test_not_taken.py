@@ -44,7 +44,7 @@ def test_every_file_gets_a_row_or_a_reason(emulator: EmulatorServer, tmp_path: P
     for name in ("readme.txt", "photo.jpg"):
         assert rows[name]["phase"] == "rejected"
         assert rows[name]["reason"].startswith(str(inbox / name))
-        assert "not a capture (zip or mp4 wanted)" in rows[name]["reason"]
+        assert "not a capture (zip, mp4 or mov wanted)" in rows[name]["reason"]
     log = daemon.log.read_text()
     assert log.count('"not taken"') == 2, "once per file"
 

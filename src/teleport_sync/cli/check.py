@@ -39,7 +39,7 @@ VERDICT_STYLE = {"ok": "green", "warn": "yellow", "hold": "red", "error": "red"}
 def check(
     app: AppContext, paths: tuple[Path, ...], as_json: bool, pose: bool, report: bool
 ) -> None:
-    """Judge .zip and .mp4 files (or those below folders): frame count, resolution, blur,
+    """Judge .zip, .mp4 and .mov files (or those below folders): frame count, resolution, blur,
     exposure, near-duplicates, gaps, video length and rate. Nothing is uploaded or journaled.
 
     Each input gets a verdict: ok, warn (it would be uploaded, with the reasons shown) or hold

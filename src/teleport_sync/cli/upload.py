@@ -28,11 +28,14 @@ from .app import (
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
-    """Files as given; folders expand to the .zip and .mp4 files below them."""
+    """Files as given; folders expand to the inputs below them (.zip, .mp4 and .mov: what
+    `input_format_for` takes, as the daemon does)."""
+    from ..inputs import FORMATS_BY_SUFFIX
+
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in (".zip", ".mp4")))
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in FORMATS_BY_SUFFIX))
         else:
             out.append(path)
     return out
@@ -41,12 +44,15 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 def _intake_refusal(path: Path, settings: Settings) -> str | None:
     """Why the daemon would not take `path` now (its ignore rules, format and completeness
     checks), in the daemon's words; None when it would. Nothing is created for a refused file."""
+    from ..daemon.intake import not_taken_reason
     from ..inputs import InputProblem, check_complete, input_format_for
-    from ..watch.candidates import ignore_reason
+    from ..watch.candidates import NOT_INCLUDED, ignore_reason
 
     path = path.absolute()
     root = next((r for r in settings.watch.paths if path.is_relative_to(r)), path.parent)
     ignored = ignore_reason(path, root, settings.watch)
+    if ignored == NOT_INCLUDED:  # the daemon does not ignore it: its row says this sentence
+        return not_taken_reason(path, settings.watch.include)
     if ignored is not None:
         return f"{path}: {ignored} (the daemon ignores it)"
     try:
@@ -141,7 +147,7 @@ def upload(
         configure_logging("WARNING", settings.log.format)
     files = _expand(paths)
     if not files:
-        fail("no .zip or .mp4 files found in the given paths", EXIT_USAGE)
+        fail("no .zip, .mp4 or .mov files found in the given paths", EXIT_USAGE)
     stop = threading.Event()
     try:
         with (

@@ -22,6 +22,7 @@ from ..inputs import (
     check_complete,
     identify,
     input_format_for,
+    not_a_capture,
     same_file_as,
     settled_reason,
 )
@@ -239,15 +240,15 @@ def not_taken_reason(path: Path, include: list[str]) -> str:
     suffix = path.suffix.lower()
     if suffix in QUICKTIME_SUFFIXES:
         mp4 = shlex.quote(str(path.with_suffix(".mp4")))
+        # Only reached when `[watch] include` leaves *.mov out: say so, not "not an MP4".
         return (
-            f"{path}: a QuickTime movie, not an MP4 (mp4 or zip wanted); remux it without "
-            f"re-encoding, then drop the .mp4 here: ffmpeg -i {shlex.quote(str(path))} -c copy "
-            f"-movflags +faststart {mp4}"
+            f"{path}: a QuickTime movie, not taken: [watch] include ({', '.join(include)}) "
+            f'leaves it out; add "*.mov" to it, or remux it without re-encoding and drop the '
+            f".mp4 here: ffmpeg -i {shlex.quote(str(path))} -c copy -movflags +faststart {mp4}"
         )
     if suffix in (".zip", ".mp4"):
         return f"{path}: not taken: [watch] include ({', '.join(include)}) leaves it out"
-    kind = f"a {suffix} file" if suffix else "a file without an extension"
-    return f"{path}: not a capture (zip or mp4 wanted): {kind}; it is left as it is"
+    return f"{not_a_capture(path)}; it is left as it is"
 
 
 def _same_stat(a: FileIdentity, b: FileIdentity) -> bool:

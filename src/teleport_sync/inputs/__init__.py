@@ -14,6 +14,7 @@ from .identity import (
     fingerprint,
     identify,
     input_format_for,
+    not_a_capture,
     same_file_as,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "fingerprint",
     "identify",
     "input_format_for",
+    "not_a_capture",
     "same_file_as",
     "settled_reason",
 ]

@@ -59,13 +59,18 @@ def not_a_file(kind: str) -> str:
     return f"{kind}, not a file; only regular files are uploaded"
 
 
+def not_a_capture(path: Path) -> str:
+    """What a file of another type is told: one sentence for the daemon's `rejected` row,
+    `check` and `upload`, so one problem reads the same wherever it is met."""
+    suffix = path.suffix.lower()
+    kind = f"a {suffix} file" if suffix else "a file without an extension"
+    return f"{path}: not a capture (zip, mp4 or mov wanted): {kind}"
+
+
 def input_format_for(path: Path) -> InputDataFormat:
     fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
-        raise InputProblem(
-            f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; "
-            "teleport-sync uploads .zip archives of images and .mp4 videos"
-        )
+        raise InputProblem(not_a_capture(path))
     return fmt
 
 

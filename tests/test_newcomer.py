@@ -1,0 +1,66 @@
+"""What a newcomer following the README word for word tripped on: a folder's .mov left out of
+`check` and `upload` although the daemon takes it, one kind of file refused in two different
+sentences, and `config check` saying "from (not set)"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from teleport_sync.daemon.intake import not_taken_reason
+from teleport_sync.emulator.server import EmulatorServer
+
+from .conftest import write_config
+from .test_cli import run_cli
+from .test_not_taken import make_mov, needs_tools, video_packets
+
+
+@needs_tools
+def test_check_and_upload_of_a_folder_take_its_mov_as_the_daemon_does(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    movie = make_mov(shoot / "IMG_0042.MOV", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    (shoot / "notes.txt").write_text("shot on tuesday")  # not an input: not expanded
+
+    checked = run_cli("--config", str(config), "check", "--json", str(shoot))
+    assert checked.returncode in (0, 1), checked.stderr
+    assert [r["path"] for r in json.loads(checked.stdout)] == [str(movie)]
+
+    uploaded = run_cli("--config", str(config), "upload", str(shoot))
+    assert uploaded.returncode == 0, uploaded.stderr + uploaded.stdout
+    rows = json.loads(run_cli("--config", str(config), "status", "--json").stdout)
+    assert [(r["path"], r["upload_state"]) for r in rows] == [(str(movie), "uploaded")]
+    sent = emulator.object_bytes(str(rows[0]["eid"]))
+    assert video_packets(sent) == video_packets(movie), "its remux, the same packets"
+    assert emulator.stats.count("api", "POST", "/api/v1/captures") == 1
+
+
+def test_a_file_of_another_type_is_refused_in_one_sentence_everywhere(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shot on tuesday")
+    daemon_says = not_taken_reason(notes, ["*.zip", "*.mp4", "*.mov"])
+    assert daemon_says == f"{notes}: not a capture (zip, mp4 or mov wanted): a .txt file; " + (
+        "it is left as it is"
+    )
+    checked = run_cli("--config", str(config), "check", "--json", str(notes))
+    assert checked.returncode == 1
+    [result] = json.loads(checked.stdout)
+    assert result["reasons"] == [daemon_says.removesuffix("; it is left as it is")]
+    uploaded = run_cli("--config", str(config), "upload", str(notes))
+    assert uploaded.returncode != 0
+    assert "not a capture (zip, mp4 or mov wanted): a .txt file" in uploaded.stderr
+    assert emulator.stats.count("api", "POST", "/api/v1/captures") == 0
+
+
+def test_a_mov_left_out_by_include_names_include_not_a_wrong_format(tmp_path: Path) -> None:
+    movie = tmp_path / "IMG_0042.mov"
+    said = not_taken_reason(movie, ["*.zip", "*.mp4"])
+    assert "[watch] include (*.zip, *.mp4) leaves it out" in said
+    assert 'add "*.mov"' in said and "ffmpeg -i" in said
+    assert "not an MP4" not in said

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,20 @@ def test_two_copies_dropped_together_are_paid_once(tmp_path: Path) -> None:
         held = control.admit(rows[1])
         assert held is not None and str(first) in held and "being uploaded now" in held
         assert control.admit(rows[0]) is None, "the first is not held by its copy"
+
+
+def test_a_copy_of_a_file_whose_name_is_not_utf8_is_held(tmp_path: Path) -> None:
+    """The earlier file's name holds bytes that are not UTF-8 (an old camera's card): the hold's
+    sentence names it as `\\xff` escapes. Before, journaling the sentence raised
+    UnicodeEncodeError in every admission, so the copy was neither held nor uploaded, only
+    'queued' for ever with a traceback in the log each retry."""
+    first = make_zip(Path(os.fsdecode(bytes(tmp_path) + b"/scan\xff\xfe.zip")))
+    copy = tmp_path / "second_take.zip"
+    shutil.copyfile(first, copy)
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        rows = [journal.register(str(p), identify(p), "bulk-images", "scan.zip") for p in (first, copy)]
+        control = Control(journal, duplicates="hold")
+        assert control.admit(rows[0]) is None
+        held = control.admit(rows[1])
+        assert held is not None and "scan\\xff\\xfe.zip" in held and "being uploaded now" in held
+        assert journal.control_facts(rows[1].id)["duplicate_reason"] is not None

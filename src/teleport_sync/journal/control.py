@@ -134,11 +134,13 @@ class ControlMixin(PreflightMixin, BaseJournal):
         """This version is the same bytes as an earlier upload: held until `approve`, or (warn)
         let go at once with the sentence kept."""
         now = utc_now()
+        # Through `recorded` like every free text: the sentence names the earlier file, whose
+        # name may hold bytes that are not UTF-8 (SQLite would refuse the raw surrogates).
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE files SET duplicate_reason = ?, duplicate_approved_at = ?, "
                 "updated_at = ? WHERE id = ?",
-                (sentence, None if hold else now, now, file_id),
+                (recorded(sentence), None if hold else now, now, file_id),
             )
             self._event(conn, file_id, "held" if hold else "duplicate", sentence)
 

@@ -257,3 +257,19 @@ def test_error_texts_are_stored_escaped_and_log_lines_stay_one_line(journal: Jou
         configure_logging("INFO", "console", stream=sys.stderr)
     line = stream.getvalue()
     assert line.count("\n") == 1 and not CONTROL.search(line) and "x1b]0;pwned" in line
+
+
+def test_status_shows_a_hostile_file_name_as_text_in_its_viewer_line(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A file named with escapes and a newline: the table escaped it, but the viewer line below
+    it printed the name raw (a forged line, a cleared screen on the operator's terminal)."""
+    hostile = make_zip(tmp_path / "\x1b[2J\x1b]0;pwned\x07\nviewer of fake.zip: evil.zip")
+    config = write_config(tmp_path / "c.toml", emulator)
+    uploaded = run_cli("--config", str(config), "upload", "--follow", str(hostile))
+    assert uploaded.returncode == 0, uploaded.stderr
+    shown = run_cli("--config", str(config), "status", env={"COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr
+    viewers = [line for line in shown.stdout.splitlines() if line.startswith("viewer of ")]
+    assert len(viewers) == 1 and "\\x1b[2J" in viewers[0] and "/share/" in viewers[0], viewers
+    assert not CONTROL.search(shown.stdout), repr(shown.stdout)

@@ -11,6 +11,7 @@ import click
 from rich.markup import escape
 
 from ..config import Settings
+from ..logging import printable
 from .app import (
     EXIT_FAILED,
     EXIT_OK,
@@ -241,4 +242,6 @@ def _print_viewers(rows: list[dict[str, Any]]) -> None:
     """Web viewer links of finished captures, one per line, below the table (long URLs)."""
     for row in rows:
         if row.get("viewer_url"):
-            stdout.print(escape(f"viewer of {Path(row['path']).name}: {row['viewer_url']}"))
+            # As in the table: a file name may hold escapes and newlines, shown, not obeyed.
+            name = printable(Path(row["path"]).name)
+            stdout.print(escape(f"viewer of {name}: {row['viewer_url']}"))

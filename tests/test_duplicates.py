@@ -160,7 +160,9 @@ def test_a_copy_of_a_file_whose_name_is_not_utf8_is_held(tmp_path: Path) -> None
     copy = tmp_path / "second_take.zip"
     shutil.copyfile(first, copy)
     with Journal(tmp_path / "journal.sqlite3") as journal:
-        rows = [journal.register(str(p), identify(p), "bulk-images", "scan.zip") for p in (first, copy)]
+        rows = [
+            journal.register(str(p), identify(p), "bulk-images", "scan.zip") for p in (first, copy)
+        ]
         control = Control(journal, duplicates="hold")
         assert control.admit(rows[0]) is None
         held = control.admit(rows[1])

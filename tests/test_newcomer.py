@@ -64,3 +64,29 @@ def test_a_mov_left_out_by_include_names_include_not_a_wrong_format(tmp_path: Pa
     assert "[watch] include (*.zip, *.mp4) leaves it out" in said
     assert 'add "*.mov"' in said and "ffmpeg -i" in said
     assert "not an MP4" not in said
+
+
+def test_config_check_says_not_set_plainly_and_that_run_needs_a_watch_folder(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)  # no [watch] paths
+    checked = run_cli("--config", str(config), "config", "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "watch:         (none: `run` needs [watch] paths" in checked.stdout
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f'[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n')
+    checked = run_cli("--config", str(bare), "config", "check")
+    assert checked.returncode == 2
+    assert "client secret: (not set)" in checked.stdout
+    assert "from (not set)" not in checked.stdout
+
+
+def test_health_says_everything_is_paused_not_a_star(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    assert run_cli("--config", str(config), "pause").returncode == 0
+    health = run_cli("--config", str(config), "health")
+    assert "paused:  everything (teleport-sync resume)" in health.stdout, health.stdout
+    as_json = json.loads(run_cli("--config", str(config), "health", "--json").stdout)
+    assert as_json["paused"] == ["*"]  # the JSON keeps the journal's own value

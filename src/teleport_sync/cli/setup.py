@@ -35,7 +35,8 @@ def config_check(app: AppContext) -> None:
     settings = app.settings
     click.echo(f"config file:   {config_source(settings)}")
     click.echo(f"client id:     {settings.api.client_id or '(not set)'}")
-    click.echo(f"client secret: from {settings.secret_source or '(not set)'}")
+    source = f"from {settings.secret_source}" if settings.secret_source else "(not set)"
+    click.echo(f"client secret: {source}")
     click.echo(f"api:           {settings.api.base_url}")
     click.echo(f"token from:    {settings.api.auth_url}")
     click.echo(f"journal:       {settings.journal.path}")
@@ -51,6 +52,9 @@ def config_check(app: AppContext) -> None:
 
         click.echo(f"notify:        {target_label(index, target)}: {', '.join(target.events)}")
     problems = []
+    if not settings.watch.paths:
+        # Valid for `upload`, but `run` refuses it: say so here, not only at the first start.
+        click.echo("watch:         (none: `run` needs [watch] paths; `upload PATH` works without)")
     for path in settings.watch.paths:
         state = "ok" if path.is_dir() else "MISSING"
         click.echo(f"watch:         {path} ({state})")

@@ -195,6 +195,8 @@ def _pose_here(settings: Settings) -> dict[str, Any]:
 
 
 def _print_health(report: dict[str, Any], settings: Settings) -> None:
+    from ..control import PAUSE_ALL
+
     daemon, auth = report["daemon"], report["auth"]
     click.echo(f"config:  {config_source(settings)}")
     running = f"running (pid {daemon['pid']})" if daemon["running"] else "NOT RUNNING"
@@ -222,7 +224,9 @@ def _print_health(report: dict[str, Any], settings: Settings) -> None:
     if "bwlimit" in report:
         click.echo(f"upload:  bandwidth limit now {report['bwlimit']['limit']}")
     if report.get("paused"):
-        click.echo(f"paused:  {', '.join(report['paused'])} (teleport-sync resume)")
+        # The journal's "*" (health --json keeps it) is `pause` without paths: say so.
+        paused = ["everything" if p == PAUSE_ALL else p for p in report["paused"]]
+        click.echo(f"paused:  {', '.join(paused)} (teleport-sync resume)")
     if preflight := report.get("preflight"):
         on = "on" if preflight["enabled"] else f"OFF: {preflight['reason']}"
         click.echo(f"checks:  pre-flight {on}")

@@ -9,10 +9,10 @@ its throughput (bytes acknowledged over its time) is set against the round befor
 
 - Why it grows: the first round probes twice as wide, unless each part in it already moved
   faster than `unbound` (a LAN, or loopback: no round trip holds it back, and a wider round
-  would only share the same link or CPU). While throughput grows nearly in proportion to the
-  width (`burst` of it: each connection is window-limited, more of them is all it takes), twice
+  would only share the same link or CPU). While throughput grows with the width (by at least
+  half of it, `burst`: each connection is window-limited, more of them is all it takes), twice
   as wide again, as TCP's slow start doubles.
-- When it stops: the first round that did not grow in proportion has found the link full. The
+- When it stops: the first round that did not grow so has found the link full. The
   round before it shows what one part moves on this path when the link is not the limit, so
   the width the link needs is this round's throughput over that per-part rate (plus `gain` of
   headroom for the gaps between a slot's parts): the path's own width, between the two
@@ -52,7 +52,11 @@ class FlightWindow:
     cap: int
     settle: int = 2
     gain: float = 0.08
-    burst: float = 0.75
+    # Twice as wide while it brings at least 1 + burst times as much: each connection
+    # window-limited. Not all of 2x: where a relay, a proxy or a loaded CPU takes its share,
+    # connections slow a little as they multiply before the link is full, and stopping at the
+    # first doubling short of 2x held the window well below the path's width.
+    burst: float = 0.5
     # A part moving faster than this (bytes/s) is not held back by its round trip: TCP's
     # window is not what limits it, so more parts in flight would only share the same link or
     # CPU (probing wider there costs a round at a width that is slower, not faster).

@@ -5,12 +5,15 @@ sentences, and `config check` saying "from (not set)"."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from teleport_sync.daemon.intake import not_taken_reason
 from teleport_sync.emulator.server import EmulatorServer
 
 from .conftest import write_config
+from .helpers import make_zip
 from .test_cli import run_cli
 from .test_not_taken import make_mov, needs_tools, video_packets
 
@@ -90,3 +93,24 @@ def test_health_says_everything_is_paused_not_a_star(
     assert "paused:  everything (teleport-sync resume)" in health.stdout, health.stdout
     as_json = json.loads(run_cli("--config", str(config), "health", "--json").stdout)
     assert as_json["paused"] == ["*"]  # the JSON keeps the journal's own value
+
+
+def test_check_pose_without_pycolmap_says_so_in_one_line_and_exits_2(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    scan = make_zip(tmp_path / "scan.zip")
+    # pycolmap cannot be imported in this process, as on ARM Linux (None in sys.modules makes
+    # find_spec and import fail), whatever this machine has installed.
+    hidden = (
+        "import sys; sys.modules['pycolmap'] = None; from teleport_sync.cli import main; main()"
+    )
+    args = ["--config", str(config), "check", "--pose", str(scan)]
+    result = subprocess.run(
+        [sys.executable, "-c", hidden, *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: check --pose cannot run: ")
+    assert "pip install 'teleport-sync[pose]'" in lines[0]
+    assert result.stdout == ""

@@ -65,6 +65,14 @@ def check(
     found = load_decoders()
     if not found.ok:
         fail(f"pre-flight cannot run: {found.reason}", EXIT_USAGE)
+    if pose:
+        from ..preflight.pose import pose_available
+
+        # Asked for by name, so its absence is an answer of its own (exit 2, as for the
+        # preflight extra), not a warning among the reasons; `[preflight] pose` in the config
+        # keeps the daemon's way: a warn reason that never blocks.
+        if missing := pose_available():
+            fail(f"check --pose cannot run: {missing}", EXIT_USAGE)
     files = _expand(paths)
     # A FIFO or a device is there, and gets its verdict below in the daemon's words.
     missing = [str(p) for p in files if not p.exists() or p.is_dir()]
@@ -116,7 +124,7 @@ def _print(results: list[dict[str, Any]]) -> None:
         if result.get("measures"):
             stdout.print(_measures_table(result), highlight=False)
         pose = (result.get("figures") or {}).get("pose")
-        if pose:
+        if pose and not any(str(pose.get("detail")) in r for r in result.get("reasons", [])):
             stdout.print(f"  pose: {escape(_pose_line(pose))}", highlight=False)
         sampling = (result.get("figures") or {}).get("sampling")
         if sampling:

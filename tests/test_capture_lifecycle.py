@@ -403,7 +403,9 @@ def test_inputs_whose_results_folders_collide_each_get_their_own(
     assert paths_a and paths_b and not paths_a & paths_b
     for path in paths_a | paths_b:
         assert Path(path).is_file()
-    folder_a, folder_b = (Path(next(iter(p))).parent.parent for p in (paths_a, paths_b))
+    # The capture's folder holds its profiles' folders (ply/model.ply) and its camera list.
+    models_a, models_b = (r.results_by_profile["ply"] for r in (a, b))
+    folder_a, folder_b = (Path(m[0]).parent.parent for m in (models_a, models_b))
     # Whichever downloaded second got the folder with its eid, and its events say so.
     suffixed = [r for r, f in ((a, folder_a), (b, folder_b)) if f.name == f"x.zip.{r.eid}"]
     assert len(suffixed) == 1 and folder_a != folder_b

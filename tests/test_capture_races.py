@@ -171,7 +171,7 @@ def test_a_name_reused_after_forget_never_replaces_the_first_models(
         make_zip(scan, images=3)
         wait_for(lambda: (tmp_path / "done" / "scan.zip").exists(), 40, "the first done")
         wait_for(lambda: rows(settings)["scan.zip"]["phase"] == "done", 20, "done")
-    [first_model] = rows(settings)["scan.zip"]["result_paths"]  # type: ignore[misc]
+    [first_model] = rows(settings)["scan.zip"]["results_by_profile"]["ply"]  # type: ignore[index]
     first_bytes = Path(first_model).read_bytes()
     config = tmp_path / "c.toml"
     config.write_text(f'[journal]\npath = "{settings.journal.path}"\n')
@@ -182,7 +182,7 @@ def test_a_name_reused_after_forget_never_replaces_the_first_models(
         # Moved beside the first input in done/ (as scan.<eid>.zip): the only row now.
         wait_for(lambda: [r["phase"] for r in rows(settings).values()] == ["done"], 40, "again")
     [row] = rows(settings).values()
-    [second_model] = row["result_paths"]  # type: ignore[misc]
+    [second_model] = row["results_by_profile"]["ply"]  # type: ignore[index]
     assert second_model != first_model and Path(first_model).read_bytes() == first_bytes
     assert Path(second_model).is_file()
 

@@ -136,9 +136,12 @@ def test_watch_upload_follow_download_and_restart(
         path = Path(str(row["path"]))
         assert emulator.object_bytes(eid) == path.read_bytes()
         assert [c.name for c in emulator.backend.captures.values()].count(name) == 1
-        [result] = row["result_paths"]  # type: ignore[misc]
+        [result] = row["results_by_profile"]["ply"]  # type: ignore[index]
         assert Path(result).read_bytes().startswith(b"ply\n")
-        assert row["results_by_profile"] == {"ply": [result]}
+        # Beside the model: the camera list and the metadata it came with (metadata v2).
+        names = sorted(Path(p).name for p in row["result_paths"])  # type: ignore[union-attr]
+        assert names == ["cameras.json", "metadata.json", "model.ply"]
+        assert list(row["results_by_profile"]) == ["ply"]  # type: ignore[arg-type]
     assert (tmp_path / "results" / "site" / "day1" / "walk.mp4" / "ply" / "model.ply").exists()
     assert emulator.stats.count("put") == sum(
         sum(emulator.stats.successful_puts(str(r["eid"])).values()) for r in status.values()
@@ -306,6 +309,6 @@ def test_unwritable_results_dir_fails_only_that_action(
 
         blocker.unlink()  # the fix; the action is tried again on its own
         wait_for(all_ready(settings, {"a.mp4"}), 30, "the model once the folder is writable")
-    [result] = rows(settings)["a.mp4"]["result_paths"]  # type: ignore[misc]
+    [result] = rows(settings)["a.mp4"]["results_by_profile"]["ply"]  # type: ignore[index]
     assert rows(settings)["a.mp4"]["result_error"] is None
     assert Path(result).read_bytes().startswith(b"ply\n")

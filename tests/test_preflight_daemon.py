@@ -126,7 +126,9 @@ def _console_strip(running: Running, name: str) -> tuple[str, list[bytes]]:
 
     with httpx.Client(base_url=str(running.daemon.web_url), timeout=10) as http:
         listing = http.get("/files").text
-        found = re.search(rf'href="/files/(\d+)"[^>]*>[^<]*{re.escape(name)}', listing)
+        # The row is found by its path: the link's text may carry <wbr> break hints.
+        row = rf'data-path="[^"]*/{re.escape(name)}">\s*<td class="file"><a href="/files/(\d+)"'
+        found = re.search(row, listing)
         assert found, listing
         page = http.get(f"/files/{found.group(1)}").text
         sources = re.findall(r'src="(/files/\d+/preflight/\d+\.jpg)"', page)

@@ -349,3 +349,21 @@ def test_our_own_marker_is_not_retaken_while_another_process_locks_the_folder(
     assert again.beat() == []  # the lock gone, the claim its own and stopped: quietly ours
     assert again.owner_of(tmp_path / "x.zip") is None
     assert parse_marker((tmp_path / MARKER).read_text()).run == again.run  # type: ignore[union-attr]
+
+
+def test_a_hostile_marker_is_named_as_text_not_obeyed(tmp_path: Path) -> None:
+    """The marker lies in a shared folder anyone who drops files there may write: its journal
+    path and host reach `health`, `status` and held files' reasons, and must not move the
+    operator's cursor, set a terminal's title or forge a line there."""
+    mono = Clock(0.0)
+    (tmp_path / MARKER).write_text(
+        "ffff\x1b[2J\n/tmp/\x1b]0;pwned\x07evil\u202e.sqlite3\nhost=vm\x1b[31m\npid=1\n"
+        f"run=r\x1b[0m\nrenewed_at={5_000.0:.3f}\nlease_seconds=60\nbeat=1\n"
+    )
+    other = claims(tmp_path, "b", mono, Clock(5_001.0))
+    other.start()
+    owner = other.owner_of(tmp_path / "x.zip")
+    assert owner is not None
+    who = owner[1].who()
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in who), who
+    assert "\\x1b]0;pwned\\x07evil\\u202e" in who and "vm\\x1b[31m" in who

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..logging import get_logger
+from ..logging import get_logger, printable
 
 MARKER = ".teleport-sync-journal"
 DEFAULT_LEASE_SECONDS = 60.0
@@ -85,7 +85,10 @@ class Claim:
 
 
 def parse_marker(text: str) -> Claim | None:
-    lines = text.splitlines()
+    # The marker lies in the watch folder, which anyone who drops files there can write: its
+    # text reaches health, status and held files' reasons, so control characters are escaped
+    # here (a name shown, never obeyed; ours never hold any, so comparisons are unchanged).
+    lines = [printable(line) for line in text.splitlines()]
     if not lines or not lines[0].strip():
         return None
     fields = dict(line.split("=", 1) for line in lines[2:] if "=" in line)

@@ -1,7 +1,8 @@
-"""Upload over an emulated WAN: teleport-sync against s3transfer as boto3 ships it.
+"""Upload over an emulated WAN, against the link itself (and today's engine, s3transfer).
 
-    sudo python bench/wan.py [--rates 100mbit,1gbit] [--rtts 10,50,150] [--runs 2]
+    sudo python bench/wan.py [--rates 100mbit,1gbit] [--rtts 10,50,150] [--runs 3]
                              [--window-kib 256] [--part-mib 8] [--loss-per-gib 0]
+                             [--today CHECKOUT] [--no-s3transfer]
 
 Studios upload over real links, where a connection is held back by its round trip as much as
 by the link's rate. Each point of the grid builds one:
@@ -15,19 +16,30 @@ by the link's rate. Each point of the grid builds one:
 - optionally the line drops connections (`--loss-per-gib`: on average that many resets per GiB
   sent), as flaky paths do.
 
-teleport-sync runs with its defaults (8 parts in flight to start, widened while throughput
-grows, up to 32) and the sink's part size; s3transfer with boto3's defaults (8 MiB parts, 10
-threads). Each client runs `--runs` times per point, interleaved; the median is reported, as a
-ratio to s3transfer. Needs root (network namespaces) and iproute2; without them it says so and
-exits 0. Writes bench/results/wan.json.
+The anchor is the link: `link` sends the same file as `--link-streams` (4) parallel PUTs by
+sendfile, no API calls (bench/clients/sendfile_put.py), through a second delay line of the same
+round trip whose window (the point's bandwidth-delay product, twice over) never holds them
+back, so it measures what the shaped path (and this relay and sink, on this CPU) carries. Four,
+not one: on a loaded machine one connection is held back by the one sink thread hashing it.
+teleport-sync runs with its defaults and the sink's part size, on a journal of its own per
+point: its first run learns the path's width, the later ones start from half of it (as a
+daemon's later files, or any later `upload`, do). `--today CHECKOUT` also times teleport-sync
+from another checkout's `src/` (the engine before a change) on the same journal; s3transfer
+runs with boto3's defaults (8 MiB parts, 10 threads) unless `--no-s3transfer`. Clients are
+interleaved run by run; medians (with min and max), each client's peak RSS, its rate on the
+wire (first to last part byte at the sink) and the most part bodies the sink received at once.
+Needs root (network namespaces) and iproute2; without them it says so and exits 0. Writes
+bench/results/wan.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,8 +47,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import BENCH, MIB, PYTHON, TELEPORT_SYNC, make_file, save
@@ -180,12 +194,65 @@ def sink_behind(line_port: int, part: int) -> Iterator[int]:
         process.wait()
 
 
-def timed(argv: list[str]) -> float:
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    wire_seconds: float | None  # first part byte to last, as the sink saw them
+    widest: int  # the most parts (PUT bodies) the sink was receiving at once
+
+
+def sink_log(sink_port: int) -> list[dict]:
+    with urllib.request.urlopen(f"http://{PEER}:{sink_port}/_sink/log", timeout=30) as answer:
+        return json.load(answer)
+
+
+def widest_overlap(bodies: list[dict]) -> int:
+    """The most bodies in flight at once: a sweep over their first and last bytes."""
+    edges = sorted([(b["first"], 1) for b in bodies] + [(b["last"], -1) for b in bodies])
+    widest = now = 0
+    for _, step in edges:
+        now += step
+        widest = max(widest, now)
+    return widest
+
+
+def timed(argv: list[str], sink_port: int, env: dict[str, str] | None = None) -> Run:
+    before = len(sink_log(sink_port))
     started = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{argv[:4]} failed: {result.stderr[-1500:]}")
-    return time.perf_counter() - started
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    # The client's own peak RSS, sampled from /proc: wait4's ru_maxrss keeps the high-water
+    # mark of this process (the relay's buffers) across the fork and exec.
+    peak_kib = 0
+    while process.poll() is None:
+        peak_kib = max(peak_kib, high_water_kib(process.pid))
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    status = process.returncode
+    if status != 0:
+        assert process.stderr is not None
+        raise RuntimeError(f"{argv[:4]} failed: {process.stderr.read().decode()[-1500:]}")
+    bodies = [b for b in sink_log(sink_port)[before:] if b["first"]]
+    wire = max(b["last"] for b in bodies) - min(b["first"] for b in bodies) if bodies else None
+    return Run(elapsed, peak_kib / 1024, wire, widest_overlap(bodies))
+
+
+def high_water_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass  # it just ended
+    return 0
+
+
+def bytes_per_second(rate: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)([kmg]?)bit", rate.lower()).groups()  # type: ignore[union-attr]
+    return float(number) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit] / 8
 
 
 def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Path) -> dict:
@@ -193,8 +260,11 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
     cap = args.window_kib * 1024 // 2  # half the window in each direction's line
     loss = args.loss_per_gib * 65536 / (1 << 30)
     line = DelayLine((PEER, 0), rtt_ms / 2000, cap, loss)
-    with line, sink_behind(line.port, args.part_mib * MIB) as sink_port:
-        line.upstream = (PEER, sink_port)
+    # The link itself: a few connections whose window (twice the bandwidth-delay product) is
+    # never what holds them back, through the same delay line, to the same sink.
+    wide = DelayLine((PEER, 0), rtt_ms / 2000, int(bytes_per_second(rate) * rtt_ms / 1000), 0.0)
+    with line, wide, sink_behind(line.port, args.part_mib * MIB) as sink_port:
+        line.upstream = wide.upstream = (PEER, sink_port)
         url = f"http://127.0.0.1:{line.port}"
         config = work / f"wan-{rate}-{rtt_ms}.toml"
         config.write_text(
@@ -204,39 +274,80 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
             '[log]\nlevel = "WARNING"\n[preflight]\nenabled = false\n'
         )
         config.chmod(0o600)
-        clients = {
-            "teleport-sync upload": [*TELEPORT_SYNC, "--config", str(config), "upload",
-                                     "--force", str(data)],
-            "s3transfer (boto3 defaults)": [PYTHON, str(BENCH / "clients" / "s3transfer_upload.py"),
-                                            url, str(data), "0", "0", "defaults"],
+        upload = [*TELEPORT_SYNC, "--config", str(config), "upload", "--force", str(data)]
+        clients: dict[str, tuple[list[str], dict[str, str]]] = {
+            LINK: ([PYTHON, str(BENCH / "clients" / "sendfile_put.py"),
+                    f"http://127.0.0.1:{wide.port}", str(data), str(args.link_streams)], {}),
+            OURS: (upload, {}),
         }  # fmt: skip
-        times: dict[str, list[float]] = {name: [] for name in clients}
+        if args.today:
+            clients[TODAY] = (upload, {"PYTHONPATH": str(Path(args.today) / "src")})
+        for variant in args.variant:  # NAME:VAR=VALUE,...: teleport-sync with other settings
+            name, _, settings = variant.partition(":")
+            clients[name] = (upload, dict(item.split("=", 1) for item in settings.split(",")))
+        if args.s3transfer:
+            clients[S3T] = ([PYTHON, str(BENCH / "clients" / "s3transfer_upload.py"),
+                             url, str(data), "0", "0", "defaults"], {})  # fmt: skip
+        runs: dict[str, list[Run]] = {name: [] for name in clients}
         for _ in range(args.runs):
-            for name, argv in clients.items():
-                times[name].append(timed(argv))
+            for name, (argv, env) in clients.items():
+                runs[name].append(timed(argv, sink_port, env))
         size_mib = data.stat().st_size / MIB
-        ours = statistics.median(times["teleport-sync upload"])
-        theirs = statistics.median(times["s3transfer (boto3 defaults)"])
+        rates = {n: sorted(size_mib / r.seconds for r in rs) for n, rs in runs.items()}
+        link = statistics.median(rates[LINK])
         return {
             "rate": rate,
             "rtt_ms": rtt_ms,
             "size_mib": size_mib,
-            "seconds": {name: round(statistics.median(t), 2) for name, t in times.items()},
-            "mib_per_s": {n: round(size_mib / statistics.median(t), 1) for n, t in times.items()},
-            "ratio_to_s3transfer": round(theirs / ours, 2),
+            "clients": {
+                name: {
+                    "mib_per_s": round(statistics.median(rates[name]), 1),
+                    "mib_per_s_min_max": [round(rates[name][0], 1), round(rates[name][-1], 1)],
+                    # In run order: teleport-sync's first run on a point learns the path's
+                    # width (journaled); the later ones start from half of it.
+                    "each_run": [round(size_mib / r.seconds, 1) for r in rs],
+                    "of_link": round(statistics.median(rates[name]) / link, 3),
+                    "wire_mib_per_s": round(
+                        size_mib / statistics.median(r.wire_seconds or r.seconds for r in rs), 1
+                    ),
+                    "peak_rss_mib": round(max(r.peak_rss_mib for r in rs), 1),
+                    "widest_in_flight": max(r.widest for r in rs),
+                }
+                for name, rs in runs.items()
+            },
             "resets": line.resets,
         }
+
+
+LINK, OURS, TODAY, S3T = "link", "upload", "today", "s3transfer"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="100mbit,1gbit")
     parser.add_argument("--rtts", default="10,50,150", help="round-trip times in ms")
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--window-kib", type=int, default=256, help="one connection's window")
     parser.add_argument("--part-mib", type=int, default=8, help="the sink's part size")
-    parser.add_argument("--size-mib", default="100mbit:128,1gbit:512", help="file size per rate")
+    parser.add_argument("--size-mib", default="100mbit:128,1gbit:1024", help="file size per rate")
     parser.add_argument("--loss-per-gib", type=float, default=0.0)
+    parser.add_argument(
+        "--link-streams", type=int, default=4, help="PUTs in parallel that measure the link"
+    )
+    parser.add_argument(
+        "--today", metavar="CHECKOUT", help="also time teleport-sync from this checkout (its src/)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE",
+        help="also time teleport-sync with these environment settings, e.g. "
+        "cap32:TELEPORT_SYNC_UPLOAD__MAX_PARTS_IN_FLIGHT=32",
+    )
+    parser.add_argument(
+        "--no-s3transfer", dest="s3transfer", action="store_false", help="leave s3transfer out"
+    )
     args = parser.parse_args()
     why = missing()
     if why:
@@ -252,15 +363,19 @@ def main() -> None:
             for rtt in (int(r) for r in args.rtts.split(",")):
                 row = point(rate, rtt, args, data, work)
                 rows.append(row)
-                ours, theirs = row["mib_per_s"].values()
-                print(
-                    f"{rate:>8} {rtt:>4} ms  teleport-sync {ours:>7} MiB/s  "
-                    f"s3transfer {theirs:>7} MiB/s  x{row['ratio_to_s3transfer']}  "
-                    f"resets {row['resets']}",
-                    flush=True,
-                )
+                for name, c in row["clients"].items():
+                    low, high = c["mib_per_s_min_max"]
+                    print(
+                        f"{rate:>8} {rtt:>4} ms  {name:<10} {c['mib_per_s']:>6} MiB/s "
+                        f"({low}-{high})  {c['of_link']:>5.0%} of link  "
+                        f"wire {c['wire_mib_per_s']:>6}  RSS {c['peak_rss_mib']:>5} MiB  "
+                        f"widest {c['widest_in_flight']:>3}  runs {c['each_run']}",
+                        flush=True,
+                    )
+                print(f"{rate:>8} {rtt:>4} ms  resets {row['resets']}", flush=True)
     print("wrote", save("wan", {"window_kib": args.window_kib, "part_mib": args.part_mib,
-                               "loss_per_gib": args.loss_per_gib, "rows": rows}))  # fmt: skip
+                               "loss_per_gib": args.loss_per_gib, "today": args.today,
+                               "runs": args.runs, "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

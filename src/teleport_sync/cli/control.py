@@ -103,7 +103,7 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     if bool(paths) == bool(before):
         fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
     when = parse_when_option(before, "--before") if before else None
-    rows, _ = status_rows_of(settings)
+    rows = _rows_for_before(settings) if when is not None else status_rows_of(settings)[0]
     chosen = [
         row
         for row in rows
@@ -124,6 +124,23 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
         click.echo(f"kept {len(kept)} (use --force to drop them too):")
         for line in kept:
             click.echo(f"  {line}")
+
+
+def _rows_for_before(settings: Settings) -> list[dict[str, Any]]:
+    """The rows in hand as `status` shows them, and the finished ones (most of a year's
+    journal) as only what `forget` reads of them, straight from SQL."""
+    from ..daemon.compose import open_journal
+    from ..journal import shown_path
+
+    rows, _ = status_rows_of(settings, finished=0)
+    if not settings.journal.path.exists():
+        return rows
+    with open_journal(settings) as journal:
+        done = journal.finished_rows(download_wanted=settings.results.download)
+    return rows + [
+        {"path": shown_path(path), "phase": "done", "capture_state": state, "updated_at": at}
+        for path, state, at in done
+    ]
 
 
 def _forgettable(

@@ -83,6 +83,13 @@ class ReportMixin(BaseJournal):
             history.setdefault(r["file_id"], []).append(history_entry(r))
         return history
 
+    def finished_rows(self, *, download_wanted: bool = True) -> list[tuple[str, str, str]]:
+        """(path, capture state, updated_at) of every finished row (`_finished_sql`): what
+        `forget --before` needs of a year of them, without building their status rows."""
+        done = _finished_sql(download_wanted)
+        rows = self._query(f"SELECT path, capture_state, updated_at FROM files f WHERE {done}")
+        return [(_py_path(r["path"]), r["capture_state"], r["updated_at"]) for r in rows]
+
     def file_ids(self) -> list[tuple[str, int]]:
         """(path, id) of every file row: one light query (no record is built)."""
         return [(_py_path(r["path"]), r["id"]) for r in self._query("SELECT id, path FROM files")]

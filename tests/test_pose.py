@@ -158,3 +158,26 @@ def test_ordered_sets_match_neighbours_and_close_their_loop() -> None:
 
 def test_groups_are_the_connected_frames_largest_first() -> None:
     assert groups(6, [(0, 1), (1, 2), (4, 5)]) == [[0, 1, 2], [4, 5], [3]]
+
+
+def test_a_video_is_sampled_by_time_and_posed(tmp_path: Path, room: rooms.Room) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is needed (Debian: apt-get install ffmpeg)")
+    rooms.write_set(room, rooms.orbit(18), tmp_path / "frames", size=SIZE)
+    video = tmp_path / "orbit.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-framerate", "1", "-start_number", "1",
+         "-i", str(tmp_path / "frames" / "IMG_%04d.jpg"),
+         "-vf", "fps=10", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
+        check=True,
+    )  # fmt: skip
+    # One view a second for 18 s, at 10 frames/s: sampled at pose_fps = 1, each view once.
+    judged = check_pose(video, "video", _settings(pose_fps=1.0))
+    figures = judged.figures
+    assert figures["status"] == "done", figures.get("detail")
+    assert figures["frames"] == 18 and figures["ordered"] is True
+    assert figures["names"][:3] == ["0.0s", "1.0s", "2.0s"]
+    assert figures["posed"] >= 16, judged.reasons

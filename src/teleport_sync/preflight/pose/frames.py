@@ -103,10 +103,9 @@ def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) ->
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         duration = _duration(container, stream)
-        wanted = max(2, round(duration * fps)) if duration else limit
-        times = (
-            [duration * k / max(wanted - 1, 1) for k in spread(wanted, limit)] if duration else []
-        )
+        # Every 1/fps seconds from the start (an 18 s video at 1/s: 0 .. 17 s), spread down.
+        wanted = max(2, int(duration * fps)) if duration else limit
+        times = [k / fps for k in spread(wanted, limit)] if duration else []
         next_at = 0
         for frame in container.decode(stream):
             if frame.time is None:

@@ -114,3 +114,21 @@ def test_check_pose_without_pycolmap_says_so_in_one_line_and_exits_2(
     assert len(lines) == 1 and lines[0].startswith("error: check --pose cannot run: ")
     assert "pip install 'teleport-sync[pose]'" in lines[0]
     assert result.stdout == ""
+
+
+@needs_tools
+def test_a_movs_failed_part_names_the_movie_not_its_remux_in_the_work_folder(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    movie = make_mov(tmp_path / "IMG_0042.MOV", "-c:v", "libx264", "-pix_fmt", "yuv420p")
+    emulator.config.wrong_etag_rate = 1.0  # every part arrives "corrupted": the upload fails
+    try:
+        uploaded = run_cli("--config", str(config), "upload", str(movie))
+    finally:
+        emulator.config.wrong_etag_rate = 0.0
+    assert uploaded.returncode == 1, uploaded.stdout + uploaded.stderr
+    [row] = json.loads(run_cli("--config", str(config), "status", "--json").stdout)
+    assert row["upload_state"] == "failed"
+    assert row["error"].startswith(f"{movie}: part 1/1 of {movie.name} arrived corrupted")
+    assert "work" not in row["error"]

@@ -128,7 +128,7 @@ class PartSender:
             # Found where the link is full (a file with fewer parts than that says nothing).
             self.ctx.learn_path_width(window.path_width)
         if window.limit != started:
-            log.info("parts in flight", path=str(path), started=started, ended=window.limit)
+            log.info("parts in flight", path=record.path, started=started, ended=window.limit)
         if run.failure is not None:
             raise run.failure
 
@@ -166,7 +166,9 @@ class PartSender:
                 run.window.release()
 
     def _label(self, run: FileRun, part: PartPlan) -> str:
-        return f"part {part.number}/{run.record.num_parts} of {run.path.name}"
+        # The input's name: for a .mov the bytes sent are its remux in the work folder, whose
+        # name means nothing to whoever reads the message.
+        return f"part {part.number}/{run.record.num_parts} of {Path(run.record.path).name}"
 
     def _attempt(self, run: FileRun, part: PartPlan, attempt: int) -> None:
         path, record, label = run.path, run.record, self._label(run, part)
@@ -191,10 +193,14 @@ class PartSender:
         if md5 is None:
             # Storage received different bytes than we read: send this part again.
             self.ctx.progress.advanced(path, -body.sent)
-            log.warning("ETag differs from the part's MD5; sending it again", part=part.number)
+            log.warning(
+                "ETag differs from the part's MD5; sending it again",
+                path=record.path,
+                part=part.number,
+            )
             self.ctx.on_retry("etag-mismatch")
             if attempt >= self.ctx.policy.max_attempts:
-                raise UploadFailed(f"{path}: {label} arrived corrupted {attempt} times")
+                raise UploadFailed(f"{record.path}: {label} arrived corrupted {attempt} times")
             raise _Again
         self.ctx.journal.record_part(record.id, part.number, part.size, md5, etag)
         self.ctx.progress.part_done(path, part.number)
@@ -212,7 +218,7 @@ class PartSender:
         The part attempt is the retry unit: its URL request is made once (no retries nested
         inside), and a failure feeds the pacer of the remote that failed, which every thread
         waits on before its next call to that remote."""
-        ctx, path, policy = self.ctx, run.path, self.ctx.policy
+        ctx, path, policy = self.ctx, run.record.path, self.ctx.policy  # path: for messages
         assert run.record.eid
         pacer = ctx.client.pacer
         try:
@@ -230,7 +236,7 @@ class PartSender:
         except UploadUrlExpired as exc:
             if attempt >= policy.max_attempts:
                 raise UploadFailed(f"{path}: {exc}") from exc
-            log.info("upload URL expired; asking for a new one", part=part.number)
+            log.info("upload URL expired; asking for a new one", path=path, part=part.number)
             ctx.on_retry("expired-url")
             if attempt > 1:
                 # Fresh URLs that arrive expired mean clock skew or a hiccup at the API:
@@ -241,7 +247,9 @@ class PartSender:
             if attempt >= policy.max_attempts:
                 raise UploadFailed(f"{path}: {exc} (after {attempt} attempts)") from exc
             delay = pacer.failed(attempt - 1, exc.retry_after, policy=policy)
-            log.info("retrying part", part=part.number, error=str(exc), delay=round(delay, 2))
+            log.info(
+                "retrying part", path=path, part=part.number, error=str(exc), delay=round(delay, 2)
+            )
             ctx.on_retry("part")
             raise _Again(congested=True) from exc
         except NotFoundError:
@@ -267,7 +275,7 @@ class PartSender:
                 run.path, part.offset, part.size
             ).result()
         except OSError as exc:
-            raise _unreadable(run.path, label, exc) from exc
+            raise _unreadable(run.path, label, exc) from exc  # the file that could not be read
         return md5 if bare.lower() == md5 else None
 
 

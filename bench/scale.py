@@ -263,10 +263,10 @@ def journal_run(tree: Path, rows: int) -> dict[str, float]:
                 )
                 wait_until(lambda: bool(_get(f"http://127.0.0.1:{web}/files")), started)
                 out["scrape"] = timed(
-                    lambda: httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=60)
+                    lambda: httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=600)
                 )
                 out["files_page"] = timed(
-                    lambda: httpx.get(f"http://127.0.0.1:{web}/files", timeout=60)
+                    lambda: httpx.get(f"http://127.0.0.1:{web}/files", timeout=600)
                 )
                 time.sleep(5)  # let the start-up's last work end
                 out["idle_cpu_10s"], out["rss_mib"] = idle_figures(daemon.pid)

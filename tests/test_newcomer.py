@@ -132,3 +132,24 @@ def test_a_movs_failed_part_names_the_movie_not_its_remux_in_the_work_folder(
     assert row["upload_state"] == "failed"
     assert row["error"].startswith(f"{movie}: part 1/1 of {movie.name} arrived corrupted")
     assert "work" not in row["error"]
+
+
+def test_resume_of_a_folder_resumes_the_files_paused_below_it_and_says_what(
+    tmp_path: Path,
+) -> None:
+    from teleport_sync.journal import Journal
+
+    config = tmp_path / "control.toml"
+    config.write_text(f'[journal]\npath = "{tmp_path / "journal.sqlite3"}"\n', encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    walk = inbox / "site" / "walk.mp4"
+    assert run_cli("--config", str(config), "pause", str(walk)).returncode == 0
+    resumed = run_cli("--config", str(config), "resume", str(inbox))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == f"resumed: {walk}"
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        assert journal.paused_paths() == []
+    # Nothing paused there: said so, not "resumed".
+    again = run_cli("--config", str(config), "resume", str(inbox))
+    assert again.returncode == 0 and again.stdout == ""
+    assert f"not paused: {inbox}" in again.stderr

@@ -50,18 +50,33 @@ def pause(app: AppContext, paths: tuple[Path, ...]) -> None:
 @pass_app
 @reports_errors
 def resume(app: AppContext, paths: tuple[Path, ...]) -> None:
-    """Undo `pause` (everything, or these files and folders); only missing parts are sent."""
+    """Undo `pause` (everything, or these files and folders, with the pauses of files and
+    folders below them); only missing parts are sent."""
     from ..control import PAUSE_ALL, paused_by
     from ..daemon.compose import open_journal
 
     targets = _control_paths(paths)
     with open_journal(app.settings) as journal:
-        journal.set_paused(targets, False)
+        before = journal.paused_paths()
+        # A folder resumes what was paused below it too ("resume the inbox" means its files).
+        below = [p for p in before if p != PAUSE_ALL and any(_below(p, t) for t in targets)]
+        lifted = [p for p in dict.fromkeys([*targets, *below]) if p in before]
+        journal.set_paused(targets + below, False)
         still = {paused_by(journal.paused_paths(), t) for t in targets} - {None}
-    click.echo("resumed: " + ("everything" if paths == () else ", ".join(targets)))
+    if paths == ():
+        click.echo("resumed: everything")
+    elif lifted:
+        click.echo("resumed: " + ", ".join(lifted))
+    not_paused = [t for t in targets if t not in before and not any(_below(p, t) for p in below)]
+    if not_paused and not still:
+        stderr.print(f"not paused: {', '.join(not_paused)}", highlight=False)
     for entry in sorted(e for e in still if e is not None):
         what = "everything" if entry == PAUSE_ALL else entry
         stderr.print(f"still paused by a pause of {what}: resume that to go on", highlight=False)
+
+
+def _below(path: str, folder: str) -> bool:
+    return path != folder and Path(path).is_relative_to(folder)
 
 
 @main.command(short_help="Release held files.")

@@ -153,3 +153,11 @@ def test_resume_of_a_folder_resumes_the_files_paused_below_it_and_says_what(
     again = run_cli("--config", str(config), "resume", str(inbox))
     assert again.returncode == 0 and again.stdout == ""
     assert f"not paused: {inbox}" in again.stderr
+
+
+def test_every_groups_help_lines_are_whole() -> None:
+    for group in ("captures", "config", "notify"):
+        shown = run_cli(group, "--help").stdout
+        commands = shown.split("Commands:", 1)[1].strip().splitlines()
+        assert commands, shown
+        assert not [line for line in commands if line.rstrip().endswith("...")], shown

@@ -66,7 +66,7 @@ def captures_rename(app: AppContext, eid: str, name: str) -> None:
     click.echo(f"renamed {capture.eid} to {capture.name!r}")
 
 
-@captures.command("delete")
+@captures.command("delete", short_help="Delete capture EID and its models from the account.")
 @click.argument("eid")
 @click.option("--yes", is_flag=True, help="Do not ask (for scripts; asked only on a terminal).")
 @pass_app

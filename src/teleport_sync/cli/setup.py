@@ -97,7 +97,7 @@ def config_example() -> None:
     click.echo(files("teleport_sync").joinpath("config.example.toml").read_text("utf-8"), nl=False)
 
 
-@notify_group.command("test")
+@notify_group.command("test", short_help="Send a test event to every [[notify]] target.")
 @pass_app
 @reports_errors
 def notify_test(app: AppContext) -> None:

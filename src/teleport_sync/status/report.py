@@ -15,6 +15,7 @@ from typing import Any
 
 from ..inputs import FORMATS_BY_SUFFIX
 from ..journal import Journal, shown, shown_path
+from ..logging import printable
 from ..models import TeleportPosed
 from .phases import PHASES, PhaseFacts, derive
 
@@ -77,9 +78,11 @@ def live_counts(
 def _printable(row: dict[str, Any]) -> dict[str, Any]:
     # File names that are not UTF-8 are journaled as their bytes; shown, they get \x escapes
     # (and paths one text per file: `journal.shown_path`).
+    # Reasons are partly built as status reads them (a hold's sentence, with the file's path):
+    # control characters are escaped here too, as the journal does for what it stores.
     for key in ("name", "error", "reason"):
         if isinstance(row.get(key), str):
-            row[key] = shown(row[key])
+            row[key] = shown(printable(row[key]))
     row["path"] = shown_path(row["path"])
     row["result_paths"] = [shown_path(p) for p in row["result_paths"]]
     row["preview_paths"] = [shown_path(p) for p in row.get("preview_paths") or []]

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from ..config import Settings
+from ..journal import shown, shown_path
+from ..logging import printable
 from .app import (
     EXIT_USAGE,
     AppContext,
@@ -93,10 +95,11 @@ def approve(app: AppContext, paths: tuple[Path, ...]) -> None:
 
     with open_journal(app.settings) as journal:
         approved, not_held = approve_paths(journal, [normalise(p) for p in paths])
+    # Names shown as `status` shows them: escapes and bytes that are not UTF-8 as text.
     for path in approved:
-        click.echo(f"approved: {path}")
+        click.echo(f"approved: {printable(shown_path(str(path)))}")
     if not_held:
-        fail(f"{'; '.join(not_held)} (see: teleport-sync status)")
+        fail(f"{shown(printable('; '.join(not_held)))} (see: teleport-sync status)")
 
 
 @main.command(short_help="Drop finished rows from the journal.")

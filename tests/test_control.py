@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal
 
 from .helpers import MIB, make_zip, wait_for
+from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
 
@@ -304,3 +306,35 @@ def test_hints_are_commands_to_paste_with_the_files_own_path() -> None:
     # A name that is not UTF-8 (journaled as its bytes): bash's $'...' gives the same bytes.
     latin1 = os.fsdecode(b"/srv/caf\xe9 'x'.zip")
     assert command("resume", latin1) == "teleport-sync resume $'/srv/caf\\xe9 \\x27x\\x27.zip'"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/srv/esc\x1b[31mRED\x1b]0;t\x07\nnext line.zip",
+        "/srv/caf\u00e9\u202egpj.zip",
+        os.fsdecode(b"/srv/caf\xe9\x1b[2J.zip"),
+    ],
+)
+def test_a_hint_for_a_name_with_control_characters_is_text_that_bash_turns_back_into_it(
+    path: str,
+) -> None:
+    """A file named with escapes or a newline: the hint was its raw name in quotes, so `status`
+    printed the escapes to the operator's terminal (obeyed, not shown) and the command pasted
+    back named no file. Now bash's $'...' with the bytes escaped, as for a name not UTF-8."""
+    hint = command("approve", path)
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", hint), hint
+    argument = hint.removeprefix("teleport-sync approve ")
+    said = subprocess.run(["bash", "-c", f"printf %s {argument}"], capture_output=True, check=True)
+    assert said.stdout == os.fsencode(path)
+
+
+def test_approve_names_a_hostile_file_as_text(tmp_path: Path) -> None:
+    """`approve` echoed the path it released (or could not find) raw: a name's escapes acted on
+    the operator's terminal."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[journal]\npath = "{tmp_path / "j.sqlite3"}"\n')
+    missing = tmp_path / "esc\x1b]0;pwned\x07\x1b[2J.zip"
+    done = run_cli("--config", str(config), "approve", str(missing))
+    assert done.returncode != 0
+    assert "\x1b" not in done.stdout + done.stderr and "\\x1b]0;pwned\\x07" in done.stderr

@@ -367,3 +367,26 @@ def test_a_hostile_marker_is_named_as_text_not_obeyed(tmp_path: Path) -> None:
     who = owner[1].who()
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in who), who
     assert "\\x1b]0;pwned\\x07evil\\u202e" in who and "vm\\x1b[31m" in who
+
+
+@pytest.mark.parametrize("lease", ["99999999", "inf", "nan"])
+def test_a_marker_claiming_an_endless_lease_is_held_to_the_longest_a_station_can_set(
+    tmp_path: Path, lease: str
+) -> None:
+    """A marker (hand-edited, damaged, or written by anyone who can write the shared folder)
+    whose lease is years long, or not a number: its folder was held until then, every file
+    'held' naming a daemon that does not exist. The reader honours at most the longest lease
+    a config may set ([watch] claim_lease_seconds <= 3600)."""
+    mono = Clock(0.0)
+    (tmp_path / MARKER).write_text(
+        "dead\n/gone/journal.sqlite3\nhost=elsewhere\npid=1\nrun=r\n"
+        f"renewed_at={5_000.0:.3f}\nlease_seconds={lease}\nbeat=1\n"
+    )
+    other = claims(tmp_path, "b", mono, Clock(5_001.0))
+    other.start()
+    mono.now += 3_000
+    other.beat()
+    assert other.owner_of(tmp_path / "x.zip") is not None or lease == "nan"
+    mono.now += 700  # past 3600 s of silence by our own clock: the owner is gone
+    other.beat()
+    assert other.owner_of(tmp_path / "x.zip") is None

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import secrets
 import socket
@@ -49,6 +50,7 @@ from ..logging import get_logger, printable
 
 MARKER = ".teleport-sync-journal"
 DEFAULT_LEASE_SECONDS = 60.0
+MAX_LEASE_SECONDS = 3600.0  # [watch] claim_lease_seconds' upper bound (config.py)
 
 log = get_logger("teleport_sync.daemon")
 
@@ -100,12 +102,20 @@ def parse_marker(text: str) -> Claim | None:
             pid=int(fields["pid"]) if fields.get("pid", "").isdigit() else None,
             run=fields.get("run", ""),
             renewed_at=float(fields["renewed_at"]) if "renewed_at" in fields else None,
-            lease_seconds=float(fields["lease_seconds"]) if "lease_seconds" in fields else None,
+            lease_seconds=_lease(fields["lease_seconds"]) if "lease_seconds" in fields else None,
             stopped_at=float(fields["stopped_at"]) if "stopped_at" in fields else None,
             beat=int(fields.get("beat", "0")),
         )
     except ValueError:
         return None
+
+
+def _lease(text: str) -> float:
+    """A marker's lease, as honoured: at most the longest a config may set. A lease of years,
+    or not a number (a marker hand-edited, damaged, or written by anyone who can write the
+    folder), would otherwise hold the folder for as long, naming a daemon long gone."""
+    lease = float(text)
+    return lease if math.isfinite(lease) and 0 < lease <= MAX_LEASE_SECONDS else MAX_LEASE_SECONDS
 
 
 def format_marker(claim: Claim) -> str:

@@ -399,7 +399,7 @@ def _missing_mp4(base: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("make", "message"),
-    [(_empty_zip, "empty"), (_text_file, "unsupported"), (_missing_mp4, "no such file")],
+    [(_empty_zip, "empty"), (_text_file, "not a capture"), (_missing_mp4, "no such file")],
 )
 def test_bad_inputs_fail_with_one_clear_line(
     uploader: Uploader, tmp_path: Path, make: Callable[[Path], Path], message: str

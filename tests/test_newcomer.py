@@ -161,3 +161,15 @@ def test_every_groups_help_lines_are_whole() -> None:
         commands = shown.split("Commands:", 1)[1].strip().splitlines()
         assert commands, shown
         assert not [line for line in commands if line.rstrip().endswith("...")], shown
+
+
+def test_upload_and_check_say_a_missing_path_alike(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    missing = tmp_path / "nosuch.zip"
+    for command in ("upload", "check"):
+        result = run_cli("--config", str(config), command, str(missing))
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr.strip() == f"error: no such file: {missing}", command
+    assert emulator.stats.count("api", "POST", "/api/v1/captures") == 0

@@ -148,6 +148,11 @@ def upload(
     files = _expand(paths)
     if not files:
         fail("no .zip, .mp4 or .mov files found in the given paths", EXIT_USAGE)
+    # A path that is not there is a typo, said as `check` says it (exit 2), before anything
+    # is uploaded; a FIFO or a device is there, and gets its refusal in the daemon's words.
+    missing = [str(p) for p in files if not p.exists() and not p.is_symlink()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}", EXIT_USAGE)
     stop = threading.Event()
     try:
         with (

@@ -70,8 +70,9 @@ def make_video(work: Path, seconds: int) -> Path:
         )
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-framerate", "2", "-i", str(frames / "%05d.png"),
-         "-vf", "scale=1920:1080:flags=bicubic,fps=30,noise=alls=4:allf=t",
-         "-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p", str(video)],
+         "-vf", "scale=1920:1080:flags=bicubic,fps=30",
+         "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p",
+         str(video)],
         check=True,
     )  # fmt: skip
     shutil.rmtree(frames)

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "config": 0,
     "private": 0,
     "commands": 0,
+    "children": 0,
     # adapters: the API, what a file is, the journal
     "api": 1,
     "inputs": 1,

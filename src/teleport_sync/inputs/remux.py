@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from ..children import dies_with_parent
 from ..private import private_dirs
 from .identity import InputProblem
 
@@ -59,6 +60,7 @@ def remux_in_child(source: Path, dest: Path, timeout: float = 600.0) -> None:
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=dies_with_parent(),  # no orphan writing the work folder after a kill -9
     )
     if done.returncode == 0 and dest.exists():
         return

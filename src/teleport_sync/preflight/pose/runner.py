@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ...children import dies_with_parent
 from ...config import PreflightSettings
 
 POSE_INSTALL_HINT = "pip install 'teleport-sync[pose]'"
@@ -82,7 +83,7 @@ def run_pose(
                 stdout=errors,
                 stderr=errors,
                 start_new_session=True,  # its own group: killed whole at the limit
-                preexec_fn=_limit_memory(settings.pose_memory_mib),
+                preexec_fn=dies_with_parent(_limit_memory(settings.pose_memory_mib)),
                 env={**os.environ, "GLOG_minloglevel": "2", "OMP_NUM_THREADS": "1"},
             )
             try:

@@ -85,3 +85,22 @@ def test_three_captures_followed_on_a_year_old_account_cost_a_page_a_poll(
         # Each poll stops at the floor (a page or two); no second full walk within the hour.
         assert listed_after <= 3 * polls_after, (listed_after, polls_after)
     assert emulator.stats.listings < 3 * FULL_WALK
+
+
+def test_captures_list_limit_stops_the_walk_at_the_page_holding_the_last(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    import json
+
+    from .conftest import write_config
+    from .test_cli import run_cli
+
+    config = write_config(tmp_path / "config.toml", emulator)
+    before = emulator.stats.listings
+    listed = run_cli("--config", str(config), "captures", "list", "--json", "--limit", "150")
+    assert listed.returncode == 0, listed.stderr
+    captures = json.loads(listed.stdout)
+    assert len(captures) == 150 and len({c["eid"] for c in captures}) == 150
+    assert emulator.stats.listings - before == 2  # two pages of 100, not the 201 of a walk
+    refused = run_cli("--config", str(config), "captures", "list", "--limit", "0")
+    assert refused.returncode == 2 and "--limit" in refused.stderr

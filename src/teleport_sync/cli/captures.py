@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -31,14 +32,21 @@ def captures() -> None:
 
 @captures.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Only the first N the listing gives (the newest, on a live account): a year-old "
+    "account holds thousands, and all of them cost a request per 100.",
+)
 @pass_app
 @reports_errors
-def captures_list(app: AppContext, as_json: bool) -> None:
-    """Every capture of the account."""
+def captures_list(app: AppContext, as_json: bool, limit: int | None) -> None:
+    """Every capture of the account (or the newest N with --limit)."""
     from ..daemon.compose import client_from_settings
 
     with client_from_settings(app.settings) as client:
-        items = list(client.iter_captures())
+        # islice stops the walk itself: no page past the one holding the Nth capture is asked.
+        items = list(itertools.islice(client.iter_captures(), limit))
     if as_json:
         click.echo(json.dumps([c.model_dump(mode="json") for c in items], indent=2))
         return

@@ -221,12 +221,7 @@ class TeleportClient:
         response = self._request(
             "GET", "/api/v1/captures", doing, params={"limit": limit, "offset": offset}
         )
-        try:
-            items = response.json()
-        except ValueError:
-            raise ApiError(f"{doing}: the server's answer was not JSON") from None
-        if not isinstance(items, list):
-            raise ApiError(f"{doing}: expected a JSON array, got {type(items).__name__}")
+        items = _json_of(response, doing, list)
         try:
             return [CaptureOutput.model_validate(item) for item in items]
         except pydantic.ValidationError as exc:
@@ -417,12 +412,18 @@ def _settle_partial(partial: Path, destination: Path, origin: Path) -> None:
 
 
 def _json_object(response: httpx.Response, doing: str) -> dict[str, Any]:
+    return _json_of(response, doing, dict)
+
+
+def _json_of(response: httpx.Response, doing: str, kind: type[Any]) -> Any:
+    """The answer's JSON, which must be a `kind` (list or dict); else an ApiError naming it."""
     try:
         body = response.json()
     except ValueError:
         raise ApiError(f"{doing}: the server's answer was not JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(f"{doing}: expected a JSON object, got {type(body).__name__}")
+    if not isinstance(body, kind):
+        wanted = "array" if kind is list else "object"
+        raise ApiError(f"{doing}: expected a JSON {wanted}, got {type(body).__name__}")
     return body
 
 

@@ -23,7 +23,7 @@ from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.watch.claim import MARKER, Claims, parse_marker
 
 from .conftest import write_config
-from .helpers import MIB, make_zip, wait_for
+from .helpers import MIB, make_zip, set_knobs, wait_for
 from .test_faults import DaemonProcess, status
 
 LEASE = 1.0  # seconds: the daemons beat every quarter of it, so the tests stay fast
@@ -34,7 +34,9 @@ def emulator_config() -> EmulatorConfig:
     return EmulatorConfig(seed=31, chunk_size=5 * MIB, processing_delay_seconds=0.2)
 
 
-def station(tmp_path: Path, emulator: EmulatorServer, name: str, watched: Path) -> Path:
+def station(
+    tmp_path: Path, emulator: EmulatorServer, name: str, watched: Path, extra: str = ""
+) -> Path:
     """A station's config: its own journal and results, watching `watched`."""
     home = tmp_path / name
     home.mkdir()
@@ -46,7 +48,7 @@ def station(tmp_path: Path, emulator: EmulatorServer, name: str, watched: Path) 
             f"claim_lease_seconds = {LEASE}\n"
             "[poll]\ninterval_seconds = 0.3\n"
             f'[results]\ndir = "{home / "results"}"\n'
-            '[log]\nlevel = "DEBUG"\nformat = "json"\n'
+            '[log]\nlevel = "DEBUG"\nformat = "json"\n' + extra
         ),
     )
 
@@ -231,6 +233,83 @@ def test_a_killed_owners_folder_is_taken_over_once_its_lease_expires(
     assert captures_named(emulator, "while-both.zip") == 1
     assert captures_named(emulator, "after.zip") == 1
     assert "expired without a heartbeat" in (tmp_path / "user.log").read_text()
+
+
+def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The owner is killed -9 with a capture made and 2 of its 5 parts sent; the other daemon
+    takes the folder over; the owner is started again. The restarted owner deletes its
+    unfinished capture (never completed: nothing paid) and hands the file over; the new owner
+    uploads it without an `approve`. One capture completed, none left half made, and each
+    station's `status` says what happened."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    one_part_at_a_time = "[upload]\nconcurrency = 1\n"
+    first_cfg = station(tmp_path, emulator, "service", inbox, one_part_at_a_time)
+    second_cfg = station(tmp_path, emulator, "user", inbox, one_part_at_a_time)
+    first_journal = str(tmp_path / "service" / "journal.sqlite3")
+    second_journal = str(tmp_path / "user" / "journal.sqlite3")
+    first = DaemonProcess(first_cfg, tmp_path / "service.log")
+    second = restarted = None
+    try:
+        wait_for(lambda: started(first), 30, "the first daemon")
+        second = DaemonProcess(second_cfg, tmp_path / "user.log")
+        wait_for(lambda: started(second), 30, "the second daemon")
+        set_knobs(emulator, put_delay_seconds=0.5)  # slow parts: the kill lands mid-upload
+        scan = make_zip(tmp_path / "scan.zip", pad=22 * MIB)  # 5 parts of 5 MiB
+        os.replace(scan, inbox / "scan.zip")
+        wait_for(
+            lambda: int(status(first_cfg).get("scan.zip", {}).get("parts_done") or 0) >= 2,
+            60,
+            "two parts acknowledged by the owner",
+        )
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        killed = status(first_cfg)["scan.zip"]
+        half_made = str(killed["eid"])
+        assert killed["upload_state"] == "uploading" and killed["num_parts"] == 5
+        assert half_made in emulator.backend.captures
+        set_knobs(emulator, put_delay_seconds=0.0)
+
+        wait_for(lambda: "took over the watch folder" in second.log.read_text(), 30, "takeover")
+        wait_for(
+            lambda: "took the folder over" in str(status(second_cfg)["scan.zip"]["reason"]),
+            30,
+            "the new owner's hold saying what happened",
+        )
+        held = status(second_cfg)["scan.zip"]
+        assert held["phase"] == "held"
+        reason = str(held["reason"])
+        assert first_journal in reason and f"pid {first.process.pid}" in reason
+        assert "which uploads it" not in reason, "the old owner is no longer live"
+        assert emulator.backend.captures[half_made].completed_at is None
+
+        restarted = DaemonProcess(first_cfg, tmp_path / "service.log")
+        wait_for(
+            lambda: status(second_cfg).get("scan.zip", {}).get("capture_state") == "READY",
+            60,
+            "the new owner's upload of the file handed over",
+        )
+        mine = status(first_cfg)["scan.zip"]
+        assert mine["phase"] == "held" and mine["eid"] is None
+        said = str(mine["reason"])
+        assert second_journal in said and socket.gethostname() in said
+        assert f"pid {second.process.pid}" in said
+        assert f"capture {half_made}" in said and "deleted" in said
+        assert "uploading" not in str(mine["phase"])
+        assert marker_journal(inbox) == second_journal, "the marker stays with the new owner"
+    finally:
+        if restarted is not None:
+            assert restarted.stop() == 0
+        if second is not None:
+            assert second.stop() == 0
+        first.stop()
+    assert half_made not in emulator.backend.captures, "no half-made capture left behind"
+    made = [c for c in emulator.backend.captures.values() if c.name.startswith("scan.zip")]
+    assert len(made) == 1 and made[0].completed_at is not None
+    original = (inbox / "scan.zip").read_bytes()
+    assert emulator.backend.storage.read_range(made[0].eid, 0, len(original)) == original
 
 
 class Clock:

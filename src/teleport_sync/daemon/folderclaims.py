@@ -1,6 +1,8 @@
 """The daemon's side of one live journal per folder (`watch.claim`): the heartbeat thread, the
 holds a claim's change brings (a folder taken over: what its old owner left; a folder another
-journal owns: everything this daemon would upload from it), and the sentence that holds a file.
+journal owns: everything this daemon would upload from it), the sentence that holds a file, and
+hand-overs (`watch.handoff`): what this daemon began in a folder taken over from it is given up
+to the new owner, and what the old owner hands over here is uploaded.
 """
 
 from __future__ import annotations
@@ -10,11 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
-from ..journal import Journal
+from ..engine import Uploader
+from ..journal import FileRecord, Journal, UploadState
 from ..logging import get_logger
 from ..watch.claim import Change, Claims
 from ..watch.folders import watch_roots
-from ..watch.lostjournal import claimed_reason, hold_claimed, hold_existing, journal_id
+from ..watch.lostjournal import (
+    claimed_reason,
+    given_up_reason,
+    hand_over,
+    hold_claimed,
+    hold_existing,
+    journal_id,
+    retell_claimed,
+    take_handoffs,
+)
 
 log = get_logger("teleport_sync.daemon")
 
@@ -26,8 +38,10 @@ class FolderClaims:
         settings: Callable[[], Settings],
         upload_existing: bool,
         on_change: Callable[[], None],
+        uploader: Uploader,
     ) -> None:
         self.journal = journal
+        self.uploader = uploader  # gives up the uploads begun in a folder taken over from us
         self._settings = settings
         self.claims = Claims(
             journal_id(journal),
@@ -49,15 +63,78 @@ class FolderClaims:
         found = self.claims.owner_of(path)
         return None if found is None else claimed_reason(found[0], found[1], path)
 
+    def give_up(self, record: FileRecord) -> bool:
+        """For an upload worker, before it uploads `record`: False when its folder is not
+        another live journal's. Else the file is held here, naming the owner, and an upload
+        this daemon began there is given up: its capture deleted when never completed
+        (`Uploader.give_up`), and the file handed over when the owner took the folder over
+        from this journal. Raises UploadFailed when the account cannot be read to tell."""
+        found = self.claims.owner_of(Path(record.path))
+        if found is None:
+            return False
+        root, owner = found
+        path = Path(record.path)
+        if record.upload_state in (UploadState.UPLOADED, UploadState.REJECTED):
+            return True  # done here before the owner came, or held already
+        handed = owner.took_over_from == self.claims.journal_id
+        sent = f"{len(self.journal.parts(record.id))} of {record.num_parts or '?'} parts"
+
+        def why(deleted: list[str]) -> str:
+            if not handed and not deleted:
+                return claimed_reason(root, owner, path)
+            return given_up_reason(root, owner, path, deleted, sent, handed)
+
+        if not self.uploader.give_up(record, why):
+            log.warning(
+                "completed before the stop: followed here although another journal watches "
+                "the folder now",
+                path=str(path),
+                eid=record.eid,
+            )
+            return True
+        given = self.journal.get(record.id)
+        if handed and not hand_over(self.journal, root, owner, given, "its capture was deleted"):
+            deleted = [record.eid] if record.eid else []
+            self.journal.mark_rejected(
+                record.id, given_up_reason(root, owner, path, deleted, sent, False)
+            )
+        log.warning(
+            "gave up an unfinished upload: another journal watches this folder now",
+            path=str(path),
+            eid=record.eid,
+            owner=owner.who(),
+            handed_over=handed,
+        )
+        return True
+
     def apply(self, changes: list[Change]) -> None:
-        """The holds that `changes` bring, and what contended folders hold."""
+        """The holds that `changes` bring, what contended folders hold, and hand-overs."""
         settings = self._settings()
         template = settings.upload.name_template
         for change in changes:
-            if change.took_over is not None and not self.upload_existing:
-                hold_existing(self.journal, change.root, settings.watch, template)
+            previous = change.took_over
+            if previous is None:
+                continue
+            retell_claimed(self.journal, self.claims.aliases_of(change.root), previous)
+            if not self.upload_existing:
+                hold_existing(self.journal, change.root, settings.watch, template, previous)
         for root, owner in self.claims.contended():
             hold_claimed(self.journal, root, owner, settings.watch, template)
+        self.take_handoffs()
+
+    def take_handoffs(self) -> int:
+        """Release the files handed over by the journals this daemon's folders were taken
+        over from (`watch.handoff`); how many."""
+        released = 0
+        for roots, predecessor in self.claims.owned():
+            for path, sender in take_handoffs(self.journal, roots, predecessor):
+                released += 1
+                log.warning(
+                    "handed over by the journal that watched the folder before: uploading it here",
+                    path=str(path),
+                    sender=sender,
+                )
+        return released
 
     def moved(self, roots: list[Path]) -> None:
         """A reload changed the watch roots: new ones are claimed (or contended) at once."""
@@ -74,6 +151,8 @@ class FolderClaims:
                 changes = self.claims.beat()
                 if changes:
                     self.apply(changes)
+                    self._on_change()
+                elif self.take_handoffs():
                     self._on_change()
             except Exception:  # the heartbeat must outlive any one bad moment
                 log.exception("unexpected error while renewing the watch folders' claims")

@@ -219,7 +219,7 @@ class Daemon:
         # One live journal per folder: which roots this daemon owns (`watch.claim`).
         changed = lambda: (self._roots_changed(), self.queue.enqueue_unfinished())  # noqa: E731
         self.claims = FolderClaims(
-            parts.journal, lambda: self.settings, self.upload_existing, changed
+            parts.journal, lambda: self.settings, self.upload_existing, changed, parts.uploader
         )
         self.intake.held_by_claim = self.claims.hold_reason
         self.watcher = Watcher(
@@ -249,7 +249,7 @@ class Daemon:
             stop=self.stop,
             next_attempt=self._next_attempt,
             report_status=self._report_status,
-            held_by_claim=self.claims.hold_reason,
+            not_ours=self.claims.give_up,
         )
 
     def retry_now(self, file_id: int) -> None:

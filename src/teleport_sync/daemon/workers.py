@@ -62,7 +62,7 @@ class Uploads:
         stop: threading.Event,
         next_attempt: Callable[[int], str],
         report_status: Callable[[], None],
-        held_by_claim: Callable[[Path], str | None] = lambda path: None,
+        not_ours: Callable[[FileRecord], bool] = lambda record: False,
     ) -> None:
         self.queue = queue
         self.journal = journal
@@ -77,8 +77,9 @@ class Uploads:
         self.stop = stop
         self._next_attempt = next_attempt
         self._report_status = report_status
-        # Why a file is not uploaded here: another journal's live claim on its folder.
-        self._held_by_claim = held_by_claim
+        # True when another live journal owns the file's folder: the file is held here, and
+        # what this daemon began of it is given up (`FolderClaims.give_up`).
+        self._not_ours = not_ours
 
     def worker(self) -> None:
         while True:
@@ -122,14 +123,14 @@ class Uploads:
 
     def process(self, record: FileRecord) -> None:
         path = Path(record.path)
-        claimed = self._held_by_claim(path)
-        if claimed is not None:
-            if record.eid is None and record.upload_state != UploadState.UPLOADED:
-                self.journal.reject(
-                    record.path, record.identity, record.input_data_format, record.name, claimed
-                )
-            # A capture begun here waits: queued again when this daemon takes the folder over.
-            log.warning("not starting: another journal watches this folder", path=str(path))
+        try:
+            if self._not_ours(record):
+                log.warning("not starting: another journal watches this folder", path=str(path))
+                return
+        except UploadFailed as exc:  # the account could not be read to give the upload up
+            when = self._next_attempt(record.attempts + 1)
+            self.journal.mark_failed(record.id, str(exc), when)
+            log.error("cannot give up the upload yet; will retry", path=str(path), error=str(exc))
             return
         waiting = self.control.admit(record)
         if waiting is not None:

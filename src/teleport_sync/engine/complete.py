@@ -52,6 +52,29 @@ class Completer:
                 journal.forget_parts(record.id, str(exc))
             raise UploadFailed(f"{path}: {exc}") from exc
 
+    def completed_before_stop(self, record: FileRecord) -> bool:
+        """Was `/uploaded` sent before a stop that lost its answer? Only possible once every
+        part is acknowledged (completion is never sent earlier), so only then is the account
+        read; a capture past CREATED is journaled as uploaded here, and given its final name.
+        Raises UploadFailed when the account cannot be read."""
+        assert record.eid
+        journal = self.ctx.journal
+        if record.num_parts is None or len(journal.parts(record.id)) < record.num_parts:
+            return False
+        try:
+            found = self.ctx.client.find_capture(record.eid)
+        except ApiError as exc:
+            raise UploadFailed(
+                f"{record.path}: cannot read capture {record.eid} to tell whether it was "
+                f"completed before the stop: {exc}"
+            ) from exc
+        if found is None or awaiting_upload(found.state):
+            return False  # gone (nothing to delete) or never completed
+        journal.mark_uploaded(record.id, found.state, found.sid)
+        log.info("completion confirmed by listing", eid=record.eid, state=found.state)
+        self.rename(journal.get(record.id))
+        return True
+
     def vanished(self, path: Path, record: FileRecord, exc: Exception) -> StartOver:
         """The capture is gone (deleted in the web UI, say): the file starts over, and says so."""
         why = (

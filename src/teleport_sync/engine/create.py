@@ -180,6 +180,19 @@ class CaptureCreator:
             self.delete_quietly(eid, "duplicate made by a create that timed out")
             self.ctx.journal.add_event(record.id, "deleted-duplicate", eid)
 
+    def discard_unjournaled(self, record: FileRecord, why: str) -> list[str]:
+        """Delete the captures carrying this row's intent token that the journal never
+        recorded (a create whose answer a crash lost: no part of them was ever sent); their
+        eids. Raises UploadFailed when the account cannot be listed."""
+        if record.intent_nonce is None:
+            return []
+        ours = self.ctx.journal.known_eids()
+        found = [c.eid for c in self._carrying(record.intent_nonce, record) if c.eid not in ours]
+        for eid in found:
+            self.delete_quietly(eid, why)
+            self.ctx.journal.add_event(record.id, "deleted-unjournaled", eid)
+        return found
+
     def sweep_before_completion(self, record: FileRecord) -> None:
         if self.is_ambiguous(record.id):
             self.sweep(record)

@@ -329,6 +329,22 @@ class Uploader:
             "file will be uploaded again once it is complete"
         )
 
+    def give_up(self, record: FileRecord, why: Callable[[list[str]], str]) -> bool:
+        """Another station uploads this file now: end this one's upload of it uncompleted.
+        Its capture (and any a crash-cut create made under its intent) never reached
+        `/uploaded`, so nothing was paid: deleted, the row refused with `why(deleted eids)`.
+        False when uploaded, or completed after all (an answer a crash lost: journaled as
+        uploaded, §3). UploadFailed when the account cannot be read to tell."""
+        if record.upload_state == UploadState.UPLOADED:
+            return False
+        if record.eid and self.completer.completed_before_stop(record):
+            return False
+        discarded = [record.eid] if record.eid else []
+        if record.eid is None and record.intent_nonce is not None:
+            discarded = self.creator.discard_unjournaled(record, "given up to another station")
+        self.abandon(record, why(discarded))
+        return True
+
     def abandon(self, record: FileRecord, why: str) -> None:
         """The input is gone: delete its unfinished capture and say why in the journal."""
         self.journal.restart(record.id, record.identity, record.input_data_format, record.name, why)

@@ -12,6 +12,9 @@ folder is mounted:
     renewed_at=<owner's wall clock, epoch seconds>  lease_seconds=<lease>   (one per line)
     beat=<n>                  (counts the owner's heartbeats: the marker changes at each one,
                                whatever the clocks say)
+    took_over_from=<journal id>   (the journal whose claim this owner took over, if it did:
+                               that journal, started again, hands over what it never
+                               completed (`handoff`); kept across the owner's restarts)
     stopped_at=<wall clock>   (only once the owner stopped cleanly: the claim is free)
 
 The owner rewrites it (a new file renamed over the old one, so a reader never sees half of it)
@@ -68,6 +71,7 @@ class Claim:
     lease_seconds: float | None = None
     stopped_at: float | None = None  # the owner stopped cleanly: free to take
     beat: int = 0
+    took_over_from: str = ""  # the journal whose expired claim this owner took over
 
     def who(self) -> str:
         """`journal 0123abcd (/var/lib/teleport-sync/journal.sqlite3) on host nas, pid 812`"""
@@ -105,6 +109,7 @@ def parse_marker(text: str) -> Claim | None:
             lease_seconds=_lease(fields["lease_seconds"]) if "lease_seconds" in fields else None,
             stopped_at=float(fields["stopped_at"]) if "stopped_at" in fields else None,
             beat=int(fields.get("beat", "0")),
+            took_over_from=fields.get("took_over_from", "").strip(),
         )
     except ValueError:
         return None
@@ -123,6 +128,7 @@ def format_marker(claim: Claim) -> str:
         f"{claim.journal_id}\n{claim.journal}\nhost={claim.host}\npid={claim.pid}\n"
         f"run={claim.run}\nrenewed_at={claim.renewed_at:.3f}\n"
         f"lease_seconds={claim.lease_seconds:g}\nbeat={claim.beat}\n"
+        + (f"took_over_from={claim.took_over_from}\n" if claim.took_over_from else "")
         + (f"stopped_at={claim.stopped_at:.3f}\n" if claim.stopped_at is not None else "")
     )
 
@@ -181,6 +187,9 @@ class _Root:
     ours: bool = False
     owner: Claim | None = None  # the live claim of another journal, while contending
     taken_over_from: Claim | None = None
+    # The journal id this daemon's claim took over (this start, or an earlier one: the marker
+    # keeps it), or "": whose hand-overs it accepts (`handoff`).
+    predecessor: str = ""
     lock_fd: int | None = None
     last_text: str | None = None  # the marker as last read (contender) or written (owner)
     unchanged_since: float = 0.0  # our monotonic clock, when last_text was first seen
@@ -307,6 +316,17 @@ class Claims:
                         return alias, root.owner
         return None
 
+    def owned(self) -> list[tuple[tuple[Path, ...], str]]:
+        """(every configured path reaching it, the journal it was taken over from or "") of
+        each folder this daemon owns."""
+        with self._lock_state:
+            return [(r.aliases, r.predecessor) for r in self.roots if r.ours]
+
+    def aliases_of(self, path: Path) -> tuple[Path, ...]:
+        """Every configured path that reaches the root `path` (itself when not a root)."""
+        with self._lock_state:
+            return next((r.aliases for r in self.roots if r.path == path), (path,))
+
     def contended(self) -> list[tuple[Path, Claim]]:
         """(root, owner) of every folder another live journal owns."""
         with self._lock_state:
@@ -334,7 +354,7 @@ class Claims:
         if claim is not None and claim.journal_id == self.journal_id and first_sight:
             if not self._lock(root):  # another daemon here is taking it over right now
                 return self._contend(root, claim)
-            return self._take(root, None, first=False)  # ours, from an earlier start
+            return self._take(root, claim, first=False)  # ours, from an earlier start
         if claim is not None and claim.journal_id != self.journal_id:
             if self._live(root, claim, text, first_sight):
                 return self._contend(root, claim)
@@ -383,16 +403,20 @@ class Claims:
         )
         taken = foreign and previous is not None and previous.journal_id != self.journal_id
         root.ours, root.owner = True, None
+        if previous is not None:
+            # Taken from another journal: hand-overs come from it. Ours from an earlier start
+            # (or a copy of this journal): whatever that start took over, it still holds.
+            root.predecessor = previous.journal_id if taken else previous.took_over_from
         self._lock(root)
         self._write(root)
         if taken:
             root.taken_over_from = previous
             log.warning(
                 "took over the watch folder: the journal that watched it stopped; files it "
-                "left are held until approved",
+                "left are held until it hands them over (started again) or they are approved",
                 root=str(root.path),
                 previous=previous.who() if previous else None,
-                how=_how_it_ended(previous),
+                how=how_it_ended(previous),
             )
             return Change(root.path, took_over=previous)
         return Change(root.path, first=True) if first else None
@@ -428,6 +452,7 @@ class Claims:
             self.lease_seconds,
             now if stopped else None,
             self._beats,
+            root.predecessor,
         )
         target = root.path / MARKER
         temporary = root.path / f"{MARKER}.{self.run}.tmp"
@@ -476,7 +501,8 @@ class Claims:
             root.lock_fd = None
 
 
-def _how_it_ended(claim: Claim | None) -> str:
+def how_it_ended(claim: Claim | None) -> str:
+    """How the claim `claim` ended, as a clause (`it stopped cleanly`)."""
     if claim is None or claim.renewed_at is None:
         return "its marker was written by a version without leases"
     if claim.stopped_at is not None:

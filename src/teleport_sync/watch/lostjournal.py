@@ -16,6 +16,11 @@ The marker is also a claim with a lease (`claim`): a daemon whose journal finds 
 journal's *live* claim on a folder does not upload from it; its files there are held the same
 way, with a reason naming the other journal, its host and its pid (`hold_claimed`). Their
 release waits until that claim is gone.
+
+When a claim changes hands, the holds say what happened: the new owner's holds on files the old
+owner may have uploaded name it as stopped (`took_over_reason`, not "which uploads it"); the old
+owner, started again, gives up what it began there (`given_up_reason`) and hands the files over
+(`handoff`), and the new owner releases them into its usual admission (`take_handoff`).
 """
 
 from __future__ import annotations
@@ -30,13 +35,26 @@ from ..commands import command
 from ..config import WatchSettings
 from ..inputs import InputProblem, capture_name, check_complete, identify, input_format_for
 from ..journal import FileRecord, Journal, UploadState
-from ..journal.states import LOST_JOURNAL_HOLD
+from ..journal.states import LOST_JOURNAL_HOLD, is_lost_journal_hold
 from ..logging import get_logger
 from ..models import FileIdentity
 from .candidates import ignore_reason
-from .claim import MARKER, Claim, looks_live, owner_above
+from .claim import MARKER, Claim, how_it_ended, looks_live, owner_above
+from .handoff import HandOff, read_handoffs, remove_note, write_handoff
 
-__all__ = ["MARKER", "claimed_reason", "hold_claimed", "hold_existing", "journal_id", "release"]
+__all__ = [
+    "MARKER",
+    "claimed_reason",
+    "given_up_reason",
+    "hold_claimed",
+    "hold_existing",
+    "journal_id",
+    "release",
+    "retell_claimed",
+    "take_handoff",
+    "take_handoffs",
+    "took_over_reason",
+]
 
 JOURNAL_ID_FACT = "journal-id"
 
@@ -75,10 +93,91 @@ def claimed_reason(root: Path, owner: Claim, path: Path) -> str:
     )
 
 
-def hold_existing(journal: Journal, root: Path, settings: WatchSettings, template: str) -> int:
-    """Hold the files already in `root`, which another journal watched (its claim is taken
-    over, or was written by a version without leases). Returns how many were held."""
-    held = _hold_files(journal, root, settings, template, lambda path: lost_reason(root, path))
+def took_over_reason(root: Path, previous: Claim, path: Path) -> str:
+    """Why a file the old owner of `root` may have uploaded is held by the journal that took
+    the folder over from it (the `held` reason)."""
+    return (
+        f"{LOST_JOURNAL_HOLD}the file was in {root} while {previous.who()} watched it; that "
+        f"daemon stopped ({how_it_ended(previous)}) and this journal took the folder over, so "
+        "it may have uploaded the file, or begun to. If it starts again it hands over what it "
+        "never completed, and this daemon uploads that; otherwise check `teleport-sync "
+        f"captures list`, then run `{command('approve', str(path))}`"
+    )
+
+
+def given_up_reason(
+    root: Path, owner: Claim, path: Path, deleted: list[str], sent: str, handed: bool
+) -> str:
+    """Why a file this daemon began to upload is held here now that `owner` watches `root`
+    (the `held` reason): what became of its capture, and who uploads the file. `sent`: how
+    many parts had gone ("2 of 5 parts"), `handed`: a hand-over note was left for the owner."""
+    if deleted:
+        captures = ", ".join(deleted)
+        kept = (
+            f"this daemon's unfinished capture {captures} ({sent} sent; never completed, so "
+            "nothing was paid for it) was deleted"
+        )
+    else:
+        kept = "this daemon had made no capture of it"
+    if handed:
+        return (
+            f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, which took the "
+            f"folder over while this daemon was stopped and uploads the file; {kept}, and the "
+            "file was handed over to it. Nothing to do here (one capture per file)"
+        )
+    approve = command("approve", str(path))
+    return (
+        f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, which took the folder "
+        f"over from another journal; {kept}. That daemon holds the file until it is approved "
+        f"there: check `teleport-sync captures list`, then run `{approve}` on that station"
+    )
+
+
+def retell_claimed(journal: Journal, roots: tuple[Path, ...], previous: Claim) -> int:
+    """The folder reached by `roots` was taken over from `previous`: holds that named it as
+    the live owner "which uploads it" say what is true now (`took_over_reason`)."""
+    retold = 0
+    for record in journal.all_files():
+        if not is_lost_journal_hold(record.upload_state, record.error):
+            continue
+        path = Path(record.path)
+        for root in roots:
+            named = tuple(  # `claimed_reason`'s and `given_up_reason`'s openings
+                f"{LOST_JOURNAL_HOLD}{root} is {now}watched by journal {previous.journal_id} ("
+                for now in ("", "now ")
+            )
+            if (record.error or "").startswith(named):
+                journal.mark_rejected(record.id, took_over_reason(root, previous, path))
+                retold += 1
+                break
+    return retold
+
+
+def hold_existing(
+    journal: Journal,
+    root: Path,
+    settings: WatchSettings,
+    template: str,
+    previous: Claim | None = None,
+) -> int:
+    """Hold the files already in `root`, which another journal watched (`previous`: its
+    claim, taken over; or written by a version without leases). Returns how many were held."""
+    stopped = (
+        previous is not None
+        and previous.renewed_at is not None
+        and previous.journal != str(journal.path)  # else this very journal was replaced
+    )
+    held = _hold_files(
+        journal,
+        root,
+        settings,
+        template,
+        lambda path: (
+            took_over_reason(root, previous, path)
+            if stopped and previous is not None
+            else lost_reason(root, path)
+        ),
+    )
     if held:
         log.warning("files held: the journal is new to this folder", root=str(root), held=held)
     return held
@@ -88,18 +187,88 @@ def hold_claimed(
     journal: Journal, root: Path, owner: Claim, settings: WatchSettings, template: str
 ) -> int:
     """Hold what this journal would upload from `root`, which another live journal watches:
-    the files it has no row for, and its own rows there whose capture is not made yet."""
+    the files it has no row for, and its own rows there whose capture is not begun (the
+    upload workers give up the others, which need the account: `Uploader.give_up`). When the
+    owner took the folder over from this journal, those rows are handed over to it."""
     held = _hold_files(
         journal, root, settings, template, lambda path: claimed_reason(root, owner, path)
     )
+    handed = owner.took_over_from == journal_id(journal)
     for record in journal.all_files():
         path = Path(record.path)
         waiting = record.upload_state in (UploadState.PENDING, UploadState.FAILED)
-        if waiting and record.eid is None and path.is_relative_to(root):
-            why = claimed_reason(root, owner, path)
-            journal.reject(record.path, record.identity, record.input_data_format, record.name, why)
+        begun = record.eid is not None or record.intent_nonce is not None
+        if waiting and not begun and path.is_relative_to(root):
+            if handed and hand_over(journal, root, owner, record, "it had made no capture"):
+                why = given_up_reason(root, owner, path, [], "no parts", True)
+            else:
+                why = claimed_reason(root, owner, path)
+            fmt, name = record.input_data_format, record.name
+            journal.reject(record.path, record.identity, fmt, name, why)
             held += 1
     return held
+
+
+def hand_over(journal: Journal, root: Path, owner: Claim, record: FileRecord, said: str) -> bool:
+    """Leave `owner`, which took `root` over from this journal, a note handing it the file
+    of `record` (whose capture here is deleted or was never made: `said` says which); False
+    when the note cannot be written (the owner then holds the file until approved)."""
+    path = Path(record.path)
+    note = HandOff(
+        sender=journal_id(journal),
+        receiver=owner.journal_id,
+        relative=os.fsencode(path.relative_to(root)),
+        size=record.identity.size,
+        mtime_ns=record.identity.mtime_ns,
+        said=f"{said} ({journal.path})",
+    )
+    return write_handoff(root, note)
+
+
+def take_handoffs(
+    journal: Journal, roots: tuple[Path, ...], predecessor: str
+) -> list[tuple[Path, str]]:
+    """In a folder this journal owns (reached by `roots`), taken over from the journal
+    `predecessor` ("" when not taken over): release the files that journal handed over to this
+    one (`take_handoff`), and remove every note, acted on or addressed to no one who can act on
+    it any more. (path released, sender) of each release."""
+    me = journal_id(journal)
+    released = []
+    for note_path, note in read_handoffs(roots[0]):
+        if note is not None and predecessor and (note.sender, note.receiver) == (predecessor, me):
+            path = take_handoff(journal, roots, note)
+            if path is not None:
+                released.append((path, note.sender))
+        remove_note(note_path)
+    return released
+
+
+def take_handoff(journal: Journal, roots: tuple[Path, ...], note: HandOff) -> Path | None:
+    """The journal this one took a folder over from handed a file over (`handoff`): its hold
+    here is released into the usual admission (pre-flight, duplicates, budget), after
+    intake's checks. The path released, or None (no such hold, or another version of it)."""
+    relative = Path(os.fsdecode(note.relative))
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        return None  # a note names files below the folder, nothing else
+    for root in roots:
+        path = root / relative
+        record = journal.by_path(str(path))
+        if record is None or not is_lost_journal_hold(record.upload_state, record.error):
+            continue
+        try:
+            st = path.stat()
+            if (st.st_size, st.st_mtime_ns) != (note.size, note.mtime_ns):
+                return None  # not the version given up: the hold stands, and says why
+            completeness = check_complete(path)
+            identity = identify(path)
+        except (InputProblem, OSError):
+            return None
+        if not completeness.complete:
+            return None
+        why = f"handed over by journal {note.sender}, which watched the folder before: {note.said}"
+        journal.restart(record.id, identity, record.input_data_format, record.name, why)
+        return path
+    return None
 
 
 def _hold_files(

@@ -127,9 +127,10 @@ def given_up_reason(
         )
     approve = command("approve", str(path))
     return (
-        f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, which took the folder "
-        f"over from another journal; {kept}. That daemon holds the file until it is approved "
-        f"there: check `teleport-sync captures list`, then run `{approve}` on that station"
+        f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, whose marker does not "
+        "say it took the folder over from this journal (so it takes no hand-over from it); "
+        f"{kept}. That daemon holds the file until it is approved there: check "
+        f"`teleport-sync captures list`, then run `{approve}` on that station"
     )
 
 

@@ -150,7 +150,7 @@ def _rows_for_before(settings: Settings) -> list[dict[str, Any]]:
     from ..daemon.compose import open_journal
     from ..journal import shown_path
 
-    rows, _ = status_rows_of(settings, finished=0)
+    rows = status_rows_of(settings, finished=0)[0]
     if not settings.journal.path.exists():
         return rows
     with open_journal(settings) as journal:

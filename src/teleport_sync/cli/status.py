@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,67 +66,80 @@ def status(
     settings = app.settings
     when = parse_when_option(since, "--since") if since else None
     filtered = bool(phases or since or path_filter)
+    if as_json and not filtered:
+        _echo_json_lines(settings)
+        return
     # A year's finished rows make a table nobody reads: the latest few, and how many more.
     recent = None if as_json or every_row or filtered else RECENT_FINISHED
-    rows, hidden = status_rows_of(settings, finished=recent)
+    if phases and "done" not in phases:
+        recent = 0  # no finished row can be asked for: none is read
+    rows, hidden, notes = status_rows_of(settings, finished=recent, notes=not as_json)
     rows = filter_rows(rows, phases=phases, since=when, path=path_filter)
     if as_json:
-        _echo_json_rows(rows)
+        _write_json_array(json.dumps(row) for row in rows)
         return
     stdout.print(status_table(rows))
     _print_viewers(rows)
-    for note in _claim_notes(settings):
+    for note in notes:
         click.echo(f"folder: {note}")
     shown = " (filtered)" if filtered else ""
     click.echo(f"{len(rows)} file(s){shown} in {settings.journal.path}")
-    if hidden:
+    if hidden and not filtered:
         click.echo(f"{hidden} older finished file(s) not shown (`status --all` lists them)")
     click.echo(f"config: {config_source(settings)}")
 
 
-def _echo_json_rows(rows: list[dict[str, Any]]) -> None:
-    """The JSON array, one object per line: the C encoder (an indented dump is pure Python,
-    ten seconds for 50,000 rows), written as it goes."""
+def _echo_json_lines(settings: Settings) -> None:
+    """Every row, as `status_json_lines` renders them (a year of finished rows by SQLite)."""
+    from ..daemon.compose import open_journal
+    from ..status.health import report_options
+    from ..status.report import status_json_lines
+
+    if not settings.journal.path.exists():
+        _write_json_array(iter(()))
+        return
+    with open_journal(settings, reader=True) as journal:
+        options = report_options(
+            journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
+        )
+        _write_json_array(status_json_lines(journal, options))
+
+
+def _write_json_array(lines: Iterator[str]) -> None:
+    """The JSON array, one object per line (each `json.dumps` of a row), written as it goes."""
     out = click.get_text_stream("stdout")
     out.write("[")
-    for n, row in enumerate(rows):
-        out.write(",\n" if n else "\n")
-        out.write(json.dumps(row))
-    out.write("\n]\n" if rows else "]\n")
+    any_line = False
+    for line in lines:
+        out.write(",\n" if any_line else "\n")
+        out.write(line)
+        any_line = True
+    out.write("\n]\n" if any_line else "]\n")
     out.flush()
 
 
 def status_rows_of(
-    settings: Settings, *, finished: int | None = None
-) -> tuple[list[dict[str, Any]], int]:
-    """The status rows (with `finished` = n, only the n latest finished ones) and how many
-    finished rows were left out."""
+    settings: Settings, *, finished: int | None = None, notes: bool = False
+) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """The status rows (with `finished` = n, only the n latest finished ones), how many
+    finished rows were left out, and (`notes`) the sentences about watch folders another
+    journal owns or the daemon took over (`watch.claim`): one opening of the journal."""
     from ..daemon.compose import open_journal
-    from ..status.health import report_options
+    from ..status.health import claim_notes, report_options
     from ..status.report import status_rows
 
     if not settings.journal.path.exists():
-        return [], 0
-    with open_journal(settings) as journal:
+        return [], 0, []
+    with open_journal(settings, reader=True) as journal:
         options = report_options(
             journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
         )
         rows = status_rows(journal, options, finished=finished)
+        said = claim_notes(journal) if notes else []
         if finished is None:
-            return rows, 0
+            return rows, 0, said
         total = journal.finished_count(download_wanted=options.download_wanted)
-        return rows, max(0, total - finished)
-
-
-def _claim_notes(settings: Settings) -> list[str]:
-    """Watch folders another journal owns, or that the daemon took over (`watch.claim`)."""
-    from ..daemon.compose import open_journal
-    from ..status.health import claim_notes
-
-    if not settings.journal.path.exists():
-        return []
-    with open_journal(settings) as journal:
-        return claim_notes(journal)
+        return rows, max(0, total - finished), said
 
 
 def parse_when_option(text: str, option: str) -> Any:
@@ -152,10 +167,11 @@ def health(app: AppContext, as_json: bool) -> None:
     settings = app.settings
     roots = watch_roots(settings)
     bwlimit = settings.upload.bwlimit
-    preflight = _preflight_here(settings)
+    # Imports the decoders (a third of a second): only when no running daemon says.
+    preflight = functools.partial(_preflight_here, settings)
     pose = _pose_here(settings)
     if settings.journal.path.exists():
-        with open_journal(settings) as journal:
+        with open_journal(settings, reader=True) as journal:
             options = report_options(
                 journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
             )

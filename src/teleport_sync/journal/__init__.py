@@ -28,6 +28,7 @@ from .base import (
     shown_path,
     utc_now,
 )
+from .bulk import BulkReportMixin
 from .captures import CapturesMixin
 from .control import CONTROL_GENERATION, ControlMixin
 from .files import FilesMixin
@@ -61,6 +62,7 @@ class Journal(
     OutboxMixin,
     ControlMixin,
     ReportMixin,
+    BulkReportMixin,
     OutcomesMixin,
     BaseJournal,
 ):

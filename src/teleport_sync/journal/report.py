@@ -19,6 +19,7 @@ class ReportMixin(BaseJournal):
         finished: int | None = None,
         download_wanted: bool = True,
         file_id: int | None = None,
+        file_ids: list[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Raw facts for the status report: every file and every sighting, in three queries.
 
@@ -30,27 +31,21 @@ class ReportMixin(BaseJournal):
         With `finished` = n, only the `finished_count` rows' n most recently changed are read
         (besides all the others): what a year of finished rows costs stays out of counts, the
         console and the table, whose cost then follows the work in hand. With `file_id`, that
-        file's row alone (no sightings of paths without a row).
+        file's row alone (no sightings of paths without a row). With `file_ids`, those rows and
+        the sightings of paths without a row (`status --json`: the rows SQLite did not render).
         """
-        where = ""
-        if file_id is not None:
-            where = f"WHERE f.id = {int(file_id)}"
-        elif finished is not None:
-            done = _finished_sql(download_wanted)
-            where = (
-                f"WHERE NOT ({done}) OR f.id IN (SELECT f.id FROM files f WHERE {done} "
-                f"ORDER BY f.updated_at DESC LIMIT {int(finished)})"
-            )
+        where, args = _report_where(finished, download_wanted, file_id, file_ids)
         files = self._query(
             f"""SELECT f.*, (SELECT COUNT(*) FROM parts pt WHERE pt.file_id = f.id) AS parts_done,
                    {PREFLIGHT_COLUMNS}
-               FROM files f {PREFLIGHT_JOIN} {where} ORDER BY f.id"""
+               FROM files f {PREFLIGHT_JOIN} {where} ORDER BY f.id""",
+            args,
         )
-        some = finished is not None or file_id is not None
+        some = finished is not None or file_id is not None or file_ids is not None
         history = self._histories([row["id"] for row in files] if some else None)
         sightings = {
             _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
-            for r in self._query("SELECT * FROM sightings")
+            for r in self._query(*_sightings_sql(file_ids))
         }
         if file_id is not None:
             paths = {_py_path(row["path"]) for row in files}
@@ -140,6 +135,35 @@ class ReportMixin(BaseJournal):
             if n <= attempts:
                 since[_py_path(path)] = r["at"]
         return since
+
+
+def _report_where(
+    finished: int | None, download_wanted: bool, file_id: int | None, file_ids: list[int] | None
+) -> tuple[str, tuple[str, ...]]:
+    """`report_rows`'s WHERE clause and its arguments."""
+    if file_id is not None:
+        return f"WHERE f.id = {int(file_id)}", ()
+    if file_ids is not None:
+        return "WHERE f.id IN (SELECT value FROM json_each(?))", (json.dumps(file_ids),)
+    if finished is not None:
+        done = _finished_sql(download_wanted)
+        return (
+            f"WHERE NOT ({done}) OR f.id IN (SELECT f.id FROM files f WHERE {done} "
+            f"ORDER BY f.updated_at DESC LIMIT {int(finished)})"
+        ), ()
+    return "", ()
+
+
+def _sightings_sql(file_ids: list[int] | None) -> tuple[str, tuple[str, ...]]:
+    """Every sighting; with `file_ids`, less those of rows not among them (a sighting belongs
+    to its path's row, and is shown with it)."""
+    if file_ids is None:
+        return "SELECT * FROM sightings", ()
+    return (
+        "SELECT * FROM sightings WHERE path NOT IN (SELECT path FROM files WHERE id NOT IN "
+        "(SELECT value FROM json_each(?)))",
+        (json.dumps(file_ids),),
+    )
 
 
 def _finished_sql(download_wanted: bool) -> str:

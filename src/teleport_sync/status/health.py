@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -88,13 +89,14 @@ def health_report(
     configured_roots: list[Path],
     options: ReportOptions | None = None,
     bwlimit: str | None = None,
-    preflight: dict[str, Any] | None = None,
+    preflight: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     pose: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `health --json` contract. `journal` is None when there is no journal yet.
 
     Also (additive key `preflight`): whether pre-flight is on and, when off, why: as the
-    running daemon journaled it, else `preflight` (what this process finds: config, extra).
+    running daemon journaled it, else `preflight` (what this process finds: config, extra; or
+    a function finding it, asked only then).
 
     With `bwlimit` (`[upload] bwlimit`), also the limit in force now and whether the upload
     window is open (additive key `bwlimit`); what `pause` paused (`paused`); and unfinished
@@ -122,7 +124,7 @@ def health_report(
     if bwlimit is not None:
         report["bwlimit"] = bwlimit_now(bwlimit, datetime.now())
     fact = _json_fact(journal, PREFLIGHT_FACT) if running else None
-    found = fact if isinstance(fact, dict) else preflight
+    found = fact if isinstance(fact, dict) else preflight() if callable(preflight) else preflight
     if found is not None:
         report["preflight"] = {"enabled": found.get("enabled"), "reason": found.get("reason")}
     if pose is not None:  # additive: the pose check's mode, and why it cannot run here

@@ -150,6 +150,9 @@ def test_ordered_sets_match_neighbours_and_close_their_loop() -> None:
     chosen = pairs_for(100, ordered=True, overlap=5, exhaustive_up_to=40)
     assert (0, 1) in chosen and (0, 5) in chosen and (0, 6) not in chosen
     assert (0, 10) in chosen and (0, 20) in chosen and (0, 40) in chosen  # powers of two apart
+    # ... from every (overlap / 2)-th frame only: one bridge joins two groups, and each far
+    # pair costs a match.
+    assert (2, 12) in chosen and (1, 11) not in chosen and (3, 23) not in chosen
     assert (0, 99) in chosen and (4, 95) in chosen  # the ends against each other
     assert len(chosen) < 100 * 99 // 2 // 5
     assert len(pairs_for(30, ordered=True, overlap=5, exhaustive_up_to=40)) == 30 * 29 // 2
@@ -171,13 +174,16 @@ def test_a_video_is_sampled_by_time_and_posed(tmp_path: Path, room: rooms.Room) 
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-framerate", "1", "-start_number", "1",
          "-i", str(tmp_path / "frames" / "IMG_%04d.jpg"),
-         "-vf", "fps=10", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
+         "-vf", "fps=10,scale=1280:960", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)],
         check=True,
     )  # fmt: skip
     # One view a second for 18 s, at 10 frames/s: sampled at pose_fps = 1, each view once.
+    # At 1280x960 the frames are scaled to 1024 px as they are converted, and large enough for
+    # SIFT at their own size (no doubling): the path real videos take.
     judged = check_pose(video, "video", _settings(pose_fps=1.0))
     figures = judged.figures
     assert figures["status"] == "done", figures.get("detail")
     assert figures["frames"] == 18 and figures["ordered"] is True
     assert figures["names"][:3] == ["0.0s", "1.0s", "2.0s"]
     assert figures["posed"] >= 16, judged.reasons
+    assert figures["features"] and min(figures["features"]) >= 300  # none called bare

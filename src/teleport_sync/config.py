@@ -134,13 +134,13 @@ class PreflightSettings(_Section):
     pose_fps: float = Field(default=2.0, gt=0)
     # Frames are downscaled to this longest side, with at most this many SIFT features each.
     pose_max_side: int = Field(default=1024, ge=160)
-    pose_features: int = Field(default=2048, ge=100)
+    pose_features: int = Field(default=1024, ge=100)
     # A frame with fewer features shows a bare surface (nothing to match on).
     pose_min_features: int = Field(default=300, ge=0)
     # Sets up to this size (or whose order means nothing) are matched every pair with every
     # pair; longer ordered ones with their next `pose_overlap` neighbours plus loop closures.
     pose_exhaustive_up_to: int = Field(default=40, ge=0)
-    pose_overlap: int = Field(default=10, ge=1)
+    pose_overlap: int = Field(default=6, ge=1)
 
 
 class FolderSettings(_Section):

@@ -68,7 +68,7 @@ def _write_frames(request: dict[str, Any], folder: Path) -> Any:
     source, limit, side = Path(request["path"]), request["frames"], request["max_side"]
     if request["kind"] == "video":
         return frames.video(source, folder, limit=limit, max_side=side, fps=request["fps"])
-    return frames.photos(source, folder, limit=limit, max_side=side)
+    return frames.photos(source, folder, limit=limit, max_side=side, threads=request["threads"])
 
 
 def _named(figures: dict[str, Any], written: Any) -> dict[str, Any]:

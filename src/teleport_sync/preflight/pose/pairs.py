@@ -1,9 +1,10 @@
 """Which frames are matched with which, and the groups a set of matched pairs falls into.
 
 Pure Python, so the choices are tested alone. A time-ordered set (a video, photos in capture
-order) is matched with its next `overlap` neighbours, with frames a power of two apart (a
-walk that comes back is found), and the ends against each other (an orbit closes its loop):
-about n x (overlap + log n) pairs, not n²/2. A small set, or one whose order means nothing, is
+order) is matched with its next `overlap` neighbours, every `overlap / 2`-th frame also with
+frames a power of two apart (a walk that comes back is found: one bridge suffices to join
+two groups), and the ends against each other (an orbit closes its loop): about
+n x (overlap + 2 log n / overlap) pairs, not n²/2. A small set, or one whose order means nothing, is
 matched exhaustively.
 """
 
@@ -22,6 +23,8 @@ def pairs_for(
     for i in range(count):
         for j in range(i + 1, min(count, i + overlap + 1)):
             chosen.add((i, j))
+        if i % max(1, overlap // 2):
+            continue
         step = 2 * overlap
         while i + step < count:
             chosen.add((i, i + step))

@@ -28,6 +28,11 @@ ROTATION_ONLY = {
 }
 # What the 3D view gets at most: enough to see the scene's shape, small in the journal.
 POINTS_SHOWN = 3000
+# SIFT's first octave: COLMAP doubles every frame before detecting (-1), which finds the
+# smallest details at four times the pixels. Frames this large have enough detail at their own
+# size (0), and detection costs a quarter: 72 s -> 17 s for 100 frames of 1024 px. Smaller
+# frames (the tests' renders, small videos) keep the doubling or they lose half their features.
+FULL_SIZE_FROM = 640
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ def _extract(database: Path, folder: Path, names: Sequence[str], options: SfmOpt
     extraction.use_gpu = False
     extraction.max_image_size = 4096  # the frames are already downscaled; never resized again
     extraction.sift.max_num_features = options.max_features
+    extraction.sift.first_octave = 0 if _longest_side(folder / names[0]) >= FULL_SIZE_FROM else -1
+    # One orientation per keypoint: a second one adds ~40 % descriptors to every match for
+    # frames that differ little in roll, and a pose check needs evidence, not every match.
+    extraction.sift.max_num_orientations = 1
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     pycolmap.extract_features(
@@ -96,6 +105,13 @@ def _extract(database: Path, folder: Path, names: Sequence[str], options: SfmOpt
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
     )
+
+
+def _longest_side(frame: Path) -> int:
+    from PIL import Image
+
+    with Image.open(frame) as picture:
+        return max(picture.size)
 
 
 def _match(database: Path, work: Path, names: Sequence[str], options: SfmOptions) -> None:
@@ -166,6 +182,16 @@ def _map(
     mapping.min_model_size = 3
     mapping.extract_colors = True
     mapping.random_seed = 1  # the same set gives the same verdict
+    # A verdict needs which frames pose, not the last tenth of a pixel: bundle adjustment is
+    # refined once (not 2 and 5 times), its iterations capped, and the global one run when the
+    # model grew by 40 % (not 10 %). Mapping 100 frames: 23 s -> 12 s, the same frames posed.
+    mapping.ba_local_max_refinements = 1
+    mapping.ba_global_max_refinements = 1
+    mapping.ba_local_max_num_iterations = 25
+    mapping.ba_global_max_num_iterations = 30
+    mapping.ba_global_frames_ratio = 1.4
+    mapping.ba_global_points_ratio = 1.4
+    mapping.mapper.ba_global_ignore_redundant_points3D = True
     output = work / "sparse"
     output.mkdir(exist_ok=True)
     return pycolmap.incremental_mapping(database, folder, output, mapping)

@@ -102,11 +102,8 @@ class FolderActions:
         return self._by_folder[folder.path if folder is not None else None].run_for(record)
 
 
-def open_journal(settings: Settings, *, reader: bool = False) -> Journal:
-    """The journal; a `reader` (status, health: they write nothing) has its structure checked
-    (`PRAGMA quick_check`, a fraction of the full check at 50,000 rows) and the daemon's start
-    and every writer the full `integrity_check`."""
-    return Journal(settings.journal.path, quick_check=reader)
+def open_journal(settings: Settings) -> Journal:
+    return Journal(settings.journal.path)
 
 
 def results_dir(settings: Settings) -> Path:

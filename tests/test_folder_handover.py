@@ -162,23 +162,43 @@ def test_holds_naming_the_old_owner_as_live_are_retold_at_takeover(
     assert reason.startswith("held: ") and previous.who() in reason
 
 
-def test_rows_not_begun_are_handed_to_an_owner_that_took_the_folder_from_this_journal(
-    tmp_path: Path, journal: Journal
+@pytest.mark.parametrize("taken_from_us", [False, True])
+def test_rows_not_begun_are_left_to_the_workers_when_the_owner_took_the_folder_from_us(
+    tmp_path: Path, journal: Journal, taken_from_us: bool
 ) -> None:
+    """The heartbeat never hands a row over: a worker may be starting its upload this very
+    moment. The workers do, one per file (`FolderClaims.give_up`). A row whose create may have
+    landed (an intent token) is the workers' in any case: the account must be read."""
     inbox = tmp_path / "share"
     inbox.mkdir()
-    path = make_zip(inbox / "queued.zip")
-    st = path.stat()
-    identity = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
-    journal.register(str(path), identity, "bulk-images", "queued.zip")
+    for name in ("queued.zip", "creating.zip"):
+        path = make_zip(inbox / name)
+        st = path.stat()
+        identity = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "")
+        record = journal.register(str(path), identity, "bulk-images", name)
+    journal.mark_create_intent(record.id, "feedc0de")
     me = journal_id(journal)
-    owner = Claim("bbbb", "/srv/b/j.sqlite3", "nas", 9, "r", 5_000.0, 60.0, None, 1, me)
+    owner = Claim(
+        "bbbb",
+        "/srv/b/j.sqlite3",
+        "nas",
+        9,
+        "r",
+        5_000.0,
+        60.0,
+        None,
+        1,
+        me if taken_from_us else "",
+    )
     hold_claimed(journal, inbox, owner, WatchSettings(paths=[inbox]), "{name}")
-    row = rows(journal)["queued.zip"]
-    assert row["phase"] == "held"
-    assert "handed over to it" in str(row["reason"]) and owner.who() in str(row["reason"])
-    notes = list((inbox / HANDOFF_DIR).iterdir())
-    assert len(notes) == 1 and oct(notes[0].stat().st_mode & 0o777) == "0o600"
+    after = rows(journal)
+    assert after["creating.zip"]["phase"] != "held"
+    if taken_from_us:
+        assert after["queued.zip"]["upload_state"] == "pending"
+    else:
+        assert after["queued.zip"]["phase"] == "held"
+        assert "which uploads it" in str(after["queued.zip"]["reason"])
+    assert not (inbox / HANDOFF_DIR).exists()
 
 
 # -- the engine's side: an unfinished upload given up, against the emulator ---------------------

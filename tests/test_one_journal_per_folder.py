@@ -235,32 +235,47 @@ def test_a_killed_owners_folder_is_taken_over_once_its_lease_expires(
     assert "expired without a heartbeat" in (tmp_path / "user.log").read_text()
 
 
+@pytest.mark.parametrize("second_starts", ["before the kill", "after the kill"])
 def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over(
-    emulator: EmulatorServer, tmp_path: Path
+    emulator: EmulatorServer, tmp_path: Path, second_starts: str
 ) -> None:
     """The owner is killed -9 with a capture made and 2 of its 5 parts sent; the other daemon
-    takes the folder over; the owner is started again. The restarted owner deletes its
-    unfinished capture (never completed: nothing paid) and hands the file over; the new owner
-    uploads it without an `approve`. One capture completed, none left half made, and each
-    station's `status` says what happened."""
+    (watching beside it all along, holding the file, or started after the kill) takes the
+    folder over; the owner is started again. The restarted owner deletes its unfinished
+    capture (never completed: nothing paid) and hands the file over; the new owner uploads it
+    without an `approve`. One capture completed, none left half made, and each station's
+    `status` says what happened."""
     inbox = tmp_path / "share"
     inbox.mkdir()
-    one_part_at_a_time = "[upload]\nconcurrency = 1\n"
-    first_cfg = station(tmp_path, emulator, "service", inbox, one_part_at_a_time)
-    second_cfg = station(tmp_path, emulator, "user", inbox, one_part_at_a_time)
+    one_at_a_time = "[upload]\nconcurrency = 1\nfiles_at_once = 1\n"
+    first_cfg = station(tmp_path, emulator, "service", inbox, one_at_a_time)
+    second_cfg = station(tmp_path, emulator, "user", inbox, one_at_a_time)
     first_journal = str(tmp_path / "service" / "journal.sqlite3")
     second_journal = str(tmp_path / "user" / "journal.sqlite3")
     first = DaemonProcess(first_cfg, tmp_path / "service.log")
     second = restarted = None
     try:
         wait_for(lambda: started(first), 30, "the first daemon")
-        second = DaemonProcess(second_cfg, tmp_path / "user.log")
-        wait_for(lambda: started(second), 30, "the second daemon")
-        set_knobs(emulator, put_delay_seconds=0.5)  # slow parts: the kill lands mid-upload
+        if second_starts == "before the kill":
+            second = DaemonProcess(second_cfg, tmp_path / "user.log")
+            wait_for(lambda: started(second), 30, "the second daemon")
+        # Slow parts: the kill lands mid-upload, seconds before the last part could go.
+        set_knobs(emulator, put_delay_seconds=2.0)
         scan = make_zip(tmp_path / "scan.zip", pad=22 * MIB)  # 5 parts of 5 MiB
         os.replace(scan, inbox / "scan.zip")
         wait_for(
-            lambda: int(status(first_cfg).get("scan.zip", {}).get("parts_done") or 0) >= 2,
+            lambda: status(first_cfg).get("scan.zip", {}).get("phase") == "uploading",
+            60,
+            "the owner's upload",
+        )
+        make_zip(inbox / "queued.zip")  # waits behind scan.zip: not begun when the kill comes
+        wait_for(
+            lambda: status(first_cfg).get("queued.zip", {}).get("phase") == "queued",
+            30,
+            "the second file queued by the owner",
+        )
+        wait_for(
+            lambda: int(status(first_cfg)["scan.zip"]["parts_done"] or 0) >= 2,
             60,
             "two parts acknowledged by the owner",
         )
@@ -269,8 +284,11 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
         killed = status(first_cfg)["scan.zip"]
         half_made = str(killed["eid"])
         assert killed["upload_state"] == "uploading" and killed["num_parts"] == 5
+        assert int(killed["parts_done"] or 0) < 5, "killed before its last part (and completion)"
         assert half_made in emulator.backend.captures
         set_knobs(emulator, put_delay_seconds=0.0)
+        if second is None:
+            second = DaemonProcess(second_cfg, tmp_path / "user.log")
 
         wait_for(lambda: "took over the watch folder" in second.log.read_text(), 30, "takeover")
         wait_for(
@@ -286,11 +304,15 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
         assert emulator.backend.captures[half_made].completed_at is None
 
         restarted = DaemonProcess(first_cfg, tmp_path / "service.log")
-        wait_for(
-            lambda: status(second_cfg).get("scan.zip", {}).get("capture_state") == "READY",
-            60,
-            "the new owner's upload of the file handed over",
-        )
+        for name in ("scan.zip", "queued.zip"):
+            wait_for(
+                lambda name=name: status(second_cfg).get(name, {}).get("capture_state") == "READY",
+                60,
+                f"the new owner's upload of {name}, handed over",
+            )
+        not_begun = status(first_cfg)["queued.zip"]
+        assert not_begun["phase"] == "held" and second_journal in str(not_begun["reason"])
+        assert "had made no capture" in str(not_begun["reason"])
         mine = status(first_cfg)["scan.zip"]
         assert mine["phase"] == "held" and mine["eid"] is None
         said = str(mine["reason"])
@@ -308,6 +330,7 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
     assert half_made not in emulator.backend.captures, "no half-made capture left behind"
     made = [c for c in emulator.backend.captures.values() if c.name.startswith("scan.zip")]
     assert len(made) == 1 and made[0].completed_at is not None
+    assert captures_named(emulator, "queued.zip") == 1
     original = (inbox / "scan.zip").read_bytes()
     assert emulator.backend.storage.read_range(made[0].eid, 0, len(original)) == original
 

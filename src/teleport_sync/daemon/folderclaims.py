@@ -12,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
-from ..engine import Uploader
+from ..engine import Uploader, UploadFailed
 from ..journal import FileRecord, Journal, UploadState
 from ..logging import get_logger
 from ..watch.claim import Change, Claims
 from ..watch.folders import watch_roots
 from ..watch.lostjournal import (
+    NOT_TAKEN_FROM_US,
+    NOTE_NOT_WRITTEN,
     claimed_reason,
     given_up_reason,
     hand_over,
@@ -79,12 +81,24 @@ class FolderClaims:
         handed = owner.took_over_from == self.claims.journal_id
         sent = f"{len(self.journal.parts(record.id))} of {record.num_parts or '?'} parts"
 
-        def why(deleted: list[str]) -> str:
+        deleted: list[str] = []  # what give_up deleted: this row's capture, a crash-cut create's
+
+        def why(discarded: list[str]) -> str:
+            deleted.extend(discarded)
             if not handed and not deleted:
                 return claimed_reason(root, owner, path)
-            return given_up_reason(root, owner, path, deleted, sent, handed)
+            return given_up_reason(
+                root, owner, path, deleted, sent, None if handed else NOT_TAKEN_FROM_US
+            )
 
-        if not self.uploader.give_up(record, why):
+        try:
+            gave_up = self.uploader.give_up(record, why)
+        except UploadFailed as exc:
+            raise UploadFailed(
+                f"{root} is now watched by {owner.who()}; this daemon gives its upload of the "
+                f"file up (uploading nothing more) once it can read the account: {exc}"
+            ) from exc
+        if not gave_up:
             log.warning(
                 "completed before the stop: followed here although another journal watches "
                 "the folder now",
@@ -93,10 +107,10 @@ class FolderClaims:
             )
             return True
         given = self.journal.get(record.id)
-        if handed and not hand_over(self.journal, root, owner, given, "its capture was deleted"):
-            deleted = [record.eid] if record.eid else []
+        said = f"deleted its capture {', '.join(deleted)}" if deleted else "had made no capture"
+        if handed and not hand_over(self.journal, root, owner, given, said):
             self.journal.mark_rejected(
-                record.id, given_up_reason(root, owner, path, deleted, sent, False)
+                record.id, given_up_reason(root, owner, path, deleted, sent, NOTE_NOT_WRITTEN)
             )
         log.warning(
             "gave up an unfinished upload: another journal watches this folder now",

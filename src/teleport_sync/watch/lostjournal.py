@@ -105,12 +105,25 @@ def took_over_reason(root: Path, previous: Claim, path: Path) -> str:
     )
 
 
+NOT_TAKEN_FROM_US = (
+    "its marker does not say it took the folder over from this journal, so it takes no "
+    "hand-over from it"
+)
+NOTE_NOT_WRITTEN = "the hand-over note could not be written into the folder: see this log"
+
+
 def given_up_reason(
-    root: Path, owner: Claim, path: Path, deleted: list[str], sent: str, handed: bool
+    root: Path,
+    owner: Claim,
+    path: Path,
+    deleted: list[str],
+    sent: str,
+    not_handed: str | None = None,
 ) -> str:
     """Why a file this daemon began to upload is held here now that `owner` watches `root`
     (the `held` reason): what became of its capture, and who uploads the file. `sent`: how
-    many parts had gone ("2 of 5 parts"), `handed`: a hand-over note was left for the owner."""
+    many parts had gone ("2 of 5 parts"); `not_handed`: why no hand-over note was left for
+    the owner (None: one was)."""
     if deleted:
         captures = ", ".join(deleted)
         kept = (
@@ -119,7 +132,7 @@ def given_up_reason(
         )
     else:
         kept = "this daemon had made no capture of it"
-    if handed:
+    if not_handed is None:
         return (
             f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, which took the "
             f"folder over while this daemon was stopped and uploads the file; {kept}, and the "
@@ -127,10 +140,9 @@ def given_up_reason(
         )
     approve = command("approve", str(path))
     return (
-        f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}, whose marker does not "
-        "say it took the folder over from this journal (so it takes no hand-over from it); "
-        f"{kept}. That daemon holds the file until it is approved there: check "
-        f"`teleport-sync captures list`, then run `{approve}` on that station"
+        f"{LOST_JOURNAL_HOLD}{root} is now watched by {owner.who()}; {kept}. The file was not "
+        f"handed over ({not_handed}), so that daemon holds it until it is approved there: "
+        f"check `teleport-sync captures list`, then run `{approve}` on that station"
     )
 
 
@@ -188,24 +200,22 @@ def hold_claimed(
     journal: Journal, root: Path, owner: Claim, settings: WatchSettings, template: str
 ) -> int:
     """Hold what this journal would upload from `root`, which another live journal watches:
-    the files it has no row for, and its own rows there whose capture is not begun (the
-    upload workers give up the others, which need the account: `Uploader.give_up`). When the
-    owner took the folder over from this journal, those rows are handed over to it."""
+    the files it has no row for, and its own rows there whose capture is not begun. When the
+    owner took the folder over from this journal, its rows are left to the upload workers
+    instead, which give each up and hand it over (`FolderClaims.give_up`): one worker per file,
+    so a file a worker is uploading right now is never handed over under it."""
     held = _hold_files(
         journal, root, settings, template, lambda path: claimed_reason(root, owner, path)
     )
-    handed = owner.took_over_from == journal_id(journal)
+    if owner.took_over_from == journal_id(journal):
+        return held
     for record in journal.all_files():
         path = Path(record.path)
         waiting = record.upload_state in (UploadState.PENDING, UploadState.FAILED)
-        begun = record.eid is not None or record.intent_nonce is not None
+        begun = record.eid is not None or record.intent_nonce is not None  # for the workers
         if waiting and not begun and path.is_relative_to(root):
-            if handed and hand_over(journal, root, owner, record, "it had made no capture"):
-                why = given_up_reason(root, owner, path, [], "no parts", True)
-            else:
-                why = claimed_reason(root, owner, path)
-            fmt, name = record.input_data_format, record.name
-            journal.reject(record.path, record.identity, fmt, name, why)
+            why = claimed_reason(root, owner, path)
+            journal.reject(record.path, record.identity, record.input_data_format, record.name, why)
             held += 1
     return held
 
@@ -221,7 +231,7 @@ def hand_over(journal: Journal, root: Path, owner: Claim, record: FileRecord, sa
         relative=os.fsencode(path.relative_to(root)),
         size=record.identity.size,
         mtime_ns=record.identity.mtime_ns,
-        said=f"{said} ({journal.path})",
+        said=f"{journal.path} {said}",
     )
     return write_handoff(root, note)
 

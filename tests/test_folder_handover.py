@@ -91,10 +91,12 @@ def test_the_new_owner_releases_only_what_its_predecessor_handed_to_it(
 ) -> None:
     inbox = tmp_path / "share"
     inbox.mkdir()
-    for name in ("scan.zip", "stranger.zip", "elsewhere.zip", "changed.zip", "later.zip"):
+    latin1 = os.fsdecode(b"caf\xe9 take.zip")  # not UTF-8: a note keeps the OS's bytes
+    names = ("scan.zip", "stranger.zip", "elsewhere.zip", "changed.zip", "later.zip", latin1)
+    for name in names:
         make_zip(inbox / name)
     previous = old_owner()
-    assert hold_existing(journal, inbox, WatchSettings(paths=[inbox]), "{name}", previous) == 5
+    assert hold_existing(journal, inbox, WatchSettings(paths=[inbox]), "{name}", previous) == 6
     held = rows(journal)
     assert {r["phase"] for r in held.values()} == {"held"}
     reason = str(held["scan.zip"]["reason"])
@@ -112,16 +114,21 @@ def test_the_new_owner_releases_only_what_its_predecessor_handed_to_it(
         )
 
     note("scan.zip")
+    note(latin1)
     note("stranger.zip", sender="cccc")  # not the journal this one took the folder from
     note("elsewhere.zip", receiver="dddd")  # addressed to another owner
     note("changed.zip", bump=1)  # another version than the one given up
     note("../share/later.zip")  # outside the folder, even if it names a file in it
     released = take_handoffs(journal, (inbox,), "aaaa")
 
-    assert released == [(inbox / "scan.zip", "aaaa")]
+    assert sorted(released) == [(inbox / latin1, "aaaa"), (inbox / "scan.zip", "aaaa")]
+    for name in (latin1, "scan.zip"):
+        record = journal.by_path(str(inbox / name))
+        assert record is not None and record.upload_state == UploadState.PENDING
     after = rows(journal)
-    assert (after["scan.zip"]["upload_state"], after["scan.zip"]["phase"]) == ("pending", "queued")
-    assert {after[n]["phase"] for n in after if n != "scan.zip"} == {"held"}
+    assert after["scan.zip"]["phase"] == "queued"
+    held = {n for n in after if after[n]["phase"] == "held"}
+    assert held == {"stranger.zip", "elsewhere.zip", "changed.zip", "later.zip"}
     assert list((inbox / HANDOFF_DIR).iterdir()) == [], "every note is consumed or dropped"
     record = journal.by_path(str(inbox / "scan.zip"))
     assert record is not None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from teleport_sync.config import PreflightSettings
 from teleport_sync.preflight.check import check_pose, with_pose
@@ -66,6 +68,60 @@ def test_bare_walls_are_named_and_held(tmp_path: Path) -> None:
     assert judged.figures["posed"] == 0
     assert any("show bare surfaces (< 300 features" in r for r in judged.reasons), judged.reasons
     assert any("no frame could be posed (0 of 16)" in r for r in judged.reasons)
+
+
+def _smear(pixels: np.ndarray, length: int, step: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """The frame as the camera moving `length` pixels along `step` during the exposure."""
+    moved = [
+        np.roll(pixels.astype(np.float32), (k * step[0], k * step[1]), axis=(0, 1))
+        for k in range(-(length // 2), length // 2 + 1)
+    ]
+    return np.clip(sum(moved) / len(moved), 0, 255).astype(np.uint8)
+
+
+def test_streaks_tell_a_smeared_frame_from_a_sharp_a_bare_or_a_defocused_one(
+    room: rooms.Room,
+) -> None:
+    from PIL import ImageFilter
+
+    from teleport_sync.preflight.measures import SMEAR_RATIO, streak_ratio
+
+    position, target = next(iter(rooms.orbit(8)))
+    sharp = rooms.render(room, position, target, SIZE)
+    bare = rooms.render(rooms.furnished_room(bare=True), position, target, SIZE)
+    ratio = lambda pixels: streak_ratio(Image.fromarray(pixels))  # noqa: E731
+    assert ratio(sharp) > 0.7 and ratio(bare) > 0.7
+    defocused = Image.fromarray(sharp).filter(ImageFilter.GaussianBlur(4))
+    assert streak_ratio(defocused) > 0.6  # blurred evenly: the sharpness floor's to name
+    for step in [(0, 1), (1, 0), (1, 1), (1, -1)]:  # sideways, up, both diagonals
+        assert ratio(_smear(sharp, 15, step)) < SMEAR_RATIO, step
+
+
+def test_frames_smeared_by_motion_are_named_as_smeared_not_bare(
+    tmp_path: Path, room: rooms.Room
+) -> None:
+    photos = rooms.write_set(room, rooms.orbit(16), tmp_path / "smeared", size=SIZE)
+    for photo in photos:  # the camera swung sideways 31 px while each was exposed
+        smeared = _smear(np.asarray(Image.open(photo)), 31)
+        Image.fromarray(smeared).save(photo, quality=92)
+    judged = check_pose(rooms.zip_set(photos, tmp_path / "smeared.zip"), "images", _settings())
+    assert judged.verdict is Verdict.HOLD
+    assert judged.figures["posed"] < 8
+    assert any(r.startswith("most frames are smeared by motion (16 of 16") for r in judged.reasons)
+    assert not any("bare surfaces" in r for r in judged.reasons), judged.reasons
+
+
+def test_frames_too_dark_to_match_are_named_as_dark_not_bare(
+    tmp_path: Path, room: rooms.Room
+) -> None:
+    photos = rooms.write_set(room, rooms.orbit(16), tmp_path / "dark", size=SIZE)
+    for photo in photos:  # shot at 1/30 of the light
+        dark = (np.asarray(Image.open(photo), np.float32) / 30).astype(np.uint8)
+        Image.fromarray(dark).save(photo, quality=92)
+    judged = check_pose(rooms.zip_set(photos, tmp_path / "dark.zip"), "images", _settings())
+    assert judged.verdict is Verdict.HOLD
+    assert any(r.startswith("most frames are too dark or too bright") for r in judged.reasons)
+    assert not any("bare surfaces" in r for r in judged.reasons), judged.reasons
 
 
 def test_a_pan_from_one_spot_has_no_parallax(tmp_path: Path, room: rooms.Room) -> None:

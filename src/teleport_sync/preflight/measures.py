@@ -10,6 +10,9 @@ sharpness figures of a set are comparable whatever the cameras wrote:
 - exposure: the fractions of pixels crushed black (<= `DARK`) or blown white (>= `BRIGHT`);
 - a 64-bit difference hash (dHash) of a 9x8 thumbnail: neighbours a few bits apart show the
   same view (a tripod left standing, a burst);
+- streaks: how much sharper the frame's steepest edges are across one direction than along
+  another (`streak_ratio`): motion smears every edge along the direction the camera moved,
+  whatever the scene; the Laplacian's variance misses it when the other direction is sharp;
 - motion between neighbours: phase correlation of 64x64 windowed thumbnails gives how far the
   view moved (as a fraction of the frame) and how well the two match at all (the peak).
 
@@ -37,6 +40,13 @@ MOTION_SIZE = 64
 # Gaussian sigma 8: 0.9-2.6, sigma 4: 1.3-4.4, sigma 2: 2.7-23. So 10 names any set smeared
 # by sigma 4 or more, with 3.8x to spare at sigma 8, and sits 2.5x under the softest real photo.
 SHARPNESS_FLOOR = 10.0
+# A set whose median `streak_ratio` is under this is smeared by motion. Measured on the tests'
+# rendered room at 360x270 (tests/rooms.py) and the pose bench's 1024 px frames: sharp views
+# 0.73-0.90, bare walls 0.29-0.93 (median 0.76: a frame of one long edge can be low, a set is
+# not), smeared 9 px sideways 0.26-0.38, 9 px diagonally 0.46-0.54, 31 px 0.12-0.29; a
+# Gaussian blur (no direction) 0.7-0.94, which is the sharpness floor's to name.
+SMEAR_RATIO = 0.45
+STREAK_PERCENTILE = 99.5
 # Pillow's BOX filter averages every source pixel into the thumbnail: no aliasing.
 BOX = Image.Resampling.BOX
 
@@ -70,6 +80,36 @@ def sharpness(pixels: Any) -> float:
     a = pixels.astype(np.float32)
     lap = a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - np.float32(4.0) * a[1:-1, 1:-1]
     return float(lap.var())
+
+
+def streak_ratio(picture: Image.Image) -> float:
+    """The weakest over the strongest of a frame's steepest steps along four directions
+    (0, 45, 90 and 135 degrees; the top half percent of each): about 1 for a sharp or evenly
+    blurred frame, small for one smeared along a line."""
+    g = np.asarray(picture.convert("L"), dtype=np.float32)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 1.0
+    diagonal = np.float32(math.sqrt(0.5))  # a diagonal step spans sqrt(2) pixels
+    steps = (
+        np.abs(g[:, 1:] - g[:, :-1]),
+        np.abs(g[1:, :] - g[:-1, :]),
+        np.abs(g[1:, 1:] - g[:-1, :-1]) * diagonal,
+        np.abs(g[1:, :-1] - g[:-1, 1:]) * diagonal,
+    )
+    steepest = [_percentile(step.ravel(), STREAK_PERCENTILE) for step in steps]
+    return round(min(steepest) / max(max(steepest), 1e-6), 3)
+
+
+def clipped_share(grey: Image.Image) -> float:
+    """The share of a grey frame's pixels crushed black or blown white."""
+    histogram = grey.histogram()
+    total = max(1, sum(histogram))
+    return round((sum(histogram[: DARK + 1]) + sum(histogram[BRIGHT:])) / total, 3)
+
+
+def _percentile(values: Any, percent: float) -> float:
+    at = min(values.size - 1, int(values.size * percent / 100))
+    return float(np.partition(values, at)[at])  # a partial sort: 4x cheaper than percentile
 
 
 def dhash(grey: Image.Image) -> int:

@@ -38,7 +38,13 @@ def _run(request: dict[str, Any], started: float) -> dict[str, Any]:
     work = Path(request["work"])
     written = _write_frames(request, work / "frames")
     decoded = round(time.monotonic() - started, 2)
-    common = {"names": written.shown, "total": written.total, "decoded_seconds": decoded}
+    common = {
+        "names": written.shown,
+        "total": written.total,
+        "decoded_seconds": decoded,
+        "streaks": written.streaks,
+        "clipped": written.clipped,
+    }
     if len(written.names) < 2:
         return {"frames": len(written.names), "error": None, "too_few": True, **common}
     pairs = pairs_for(

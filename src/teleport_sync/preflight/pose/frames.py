@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from ...inputs import IMAGE_SUFFIXES
+from ..measures import clipped_share, streak_ratio
 
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL = 36867
@@ -34,6 +35,8 @@ class Written:
     shown: list[str]  # what each is called for the operator (the member, or a time)
     ordered: bool  # the order means something (capture times, or a video)
     total: int  # frames in the input (before spreading down to the limit)
+    streaks: list[float]  # each frame's `measures.streak_ratio` (small: smeared by motion)
+    clipped: list[float]  # each frame's share of pixels crushed black or blown white
 
 
 def spread(count: int, limit: int) -> list[int]:
@@ -62,20 +65,26 @@ def photos(path: Path, folder: Path, *, limit: int, max_side: int, threads: int 
             pictures = pool.map(lambda entry: _downscaled(archive, entry[2], max_side), chosen)
             names: list[str] = []
             shown: list[str] = []
-            for (_, member_name, _), image in zip(chosen, pictures, strict=True):
-                if image is None:
+            streaks: list[float] = []
+            clipped: list[float] = []
+            for (_, member_name, _), decoded in zip(chosen, pictures, strict=True):
+                if decoded is None:
                     continue  # the per-picture check names frames that do not decode
+                image, (streak, clip) = decoded
                 name = f"{len(names):05d}.jpg"
                 image.save(folder / name, quality=90)
                 names.append(name)
                 shown.append(member_name)
+                streaks.append(streak)
+                clipped.append(clip)
     # Photos named by a camera (IMG_0001...) are in capture order even without EXIF times.
-    return Written(names, shown, ordered=has_times or _numbered(shown), total=len(members))
+    ordered = has_times or _numbered(shown)
+    return Written(names, shown, ordered, len(members), streaks, clipped)
 
 
 def _downscaled(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_side: int
-) -> Image.Image | None:
+) -> tuple[Image.Image, tuple[float, float]] | None:
     try:
         with Image.open(io.BytesIO(archive.read(info))) as picture:
             picture.draft("RGB", (max_side, max_side))  # JPEG: decoded at 1/2, 1/4 or 1/8
@@ -83,7 +92,13 @@ def _downscaled(
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     image.thumbnail((max_side, max_side))
-    return image
+    return image, _marks(image)
+
+
+def _marks(image: Image.Image) -> tuple[float, float]:
+    """What tells a smeared or a dark frame from a bare one: its streaks and its clipping."""
+    grey = image.convert("L")
+    return streak_ratio(grey), clipped_share(grey)
 
 
 def _numbered(names: list[str]) -> bool:
@@ -112,6 +127,8 @@ def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) ->
 
     names: list[str] = []
     shown: list[str] = []
+    streaks: list[float] = []
+    clipped: list[float] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -137,10 +154,13 @@ def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) ->
             image.save(folder / name, quality=90)
             names.append(name)
             shown.append(f"{frame.time:.1f}s")
+            streak, clip = _marks(image)
+            streaks.append(streak)
+            clipped.append(clip)
             next_at += 1
             if next_at >= len(times) or len(names) >= limit:
                 break
-    return Written(names, shown, ordered=True, total=wanted)
+    return Written(names, shown, True, wanted, streaks, clipped)
 
 
 def _duration(container: object, stream: object) -> float:

@@ -3,17 +3,20 @@
 Pure over the figures a `PoseRun` carries, so each rule is tested on figures alone. The share
 of frames posed in the largest model decides the verdict (`pose_min_posed` warns,
 `pose_hold_posed` holds when `pose = "hold"`); the causes explain it, found in the order an
-operator would fix them: bare surfaces, no parallax, groups that never overlap, frames left out.
+operator would fix them: frames smeared by motion, frames too dark or bright, bare surfaces,
+no parallax, groups that never overlap, frames left out.
 A check that could not run (not installed, crashed, overran) is said as a warning and never
 holds a file by itself.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from ...config import PreflightSettings
+from ..measures import SMEAR_RATIO
 from ..rules import Measure, Verdict
 from .runner import PoseRun
 
@@ -27,6 +30,9 @@ ROTATION_SHARE = 0.5
 MIN_PARALLAX_DEGREES = 2.0
 # A second group of matched frames this large is a separate walk, not a stray frame.
 GROUP_MIN = 3
+# A set whose median frame has this share of its pixels clipped is an exposure problem (the
+# per-picture check's `clipped_fraction` default), whatever its feature counts say.
+CLIPPED_SHARE = 0.3
 # Bare frames are named when they are more than this share of the set.
 BARE_SHARE = 0.2
 
@@ -49,7 +55,9 @@ def judge_pose(settings: PreflightSettings, run: PoseRun) -> PoseJudgement:
         return PoseJudgement(Verdict.WARN, (f"pose check: {why}",), (), _shown(run))
     posed = int(figures["posed"])
     share = posed / frames
-    causes = [c for c in (_bare(settings, figures), _groups(figures), _turned(figures)) if c]
+    # A smeared or a dark frame has few features too: its cause is that, not a bare wall.
+    surfaces = _smeared(figures) or _clipped(figures) or _bare(settings, figures)
+    causes = [c for c in (surfaces, _groups(figures), _turned(figures)) if c]
     verdict = Verdict.OK
     if share < settings.pose_min_posed:
         verdict = Verdict.WARN
@@ -83,6 +91,36 @@ def _posed_reason(
     return (
         f"posed {posed} of {frames} (under {settings.pose_min_posed:.0%}, pose_min_posed); "
         f"left out {_named(left_out)}"
+    )
+
+
+def _smeared(figures: dict[str, Any]) -> str | None:
+    streaks = list(figures.get("streaks") or [])
+    if not streaks or statistics.median(streaks) >= SMEAR_RATIO:
+        return None
+    names = list(figures.get("names") or [])
+    smeared = [
+        names[i] if i < len(names) else str(i) for i, r in enumerate(streaks) if r < SMEAR_RATIO
+    ]
+    return (
+        f"most frames are smeared by motion ({len(smeared)} of {len(streaks)} streaked along "
+        f"one direction: {_named(smeared)}): the camera moved during the exposure; hold it "
+        "steadier, move slower, or use a faster shutter (more light)"
+    )
+
+
+def _clipped(figures: dict[str, Any]) -> str | None:
+    clipped = list(figures.get("clipped") or [])
+    if not clipped or statistics.median(clipped) < CLIPPED_SHARE:
+        return None
+    names = list(figures.get("names") or [])
+    dark = [
+        names[i] if i < len(names) else str(i) for i, c in enumerate(clipped) if c >= CLIPPED_SHARE
+    ]
+    return (
+        f"most frames are too dark or too bright to match ({len(dark)} of {len(clipped)} over "
+        f"{CLIPPED_SHARE:.0%} crushed black or blown white: {_named(dark)}): fix the exposure "
+        "or add light"
     )
 
 

@@ -16,6 +16,7 @@ from teleport_sync.journal import Journal
 
 from . import rooms
 from .helpers import wait_for
+from .test_cli import run_cli
 from .test_daemon import Running, rows, settings_for
 
 pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
@@ -124,6 +125,29 @@ def test_a_held_file_that_changes_loses_its_capture_and_starts_over(
     assert row["eid"] != held_eid
     assert row["preflight"]["figures"]["pose"]["posed"] == 18
     assert len(completions(emulator)) == 1
+
+
+def test_a_held_file_that_is_forgotten_loses_its_capture_and_is_never_completed(
+    emulator: EmulatorServer, tmp_path: Path, sets: dict[str, Path]
+) -> None:
+    settings = settings_for(emulator, tmp_path, preflight=PREFLIGHT)
+    config = tmp_path / "forget.toml"
+    inbox = settings.watch.paths[0]
+    config.write_text(
+        f'[journal]\npath = "{settings.journal.path}"\n[watch]\npaths = ["{inbox}"]\n'
+    )
+    with Running(settings) as running:
+        path = drop(sets["bare"], settings.watch.paths[0], "gone.zip")
+        wait_for(lambda: rows(settings).get("gone.zip", {}).get("phase") == "held", 180, "held")
+        held_eid = rows(settings)["gone.zip"]["eid"]
+        path.unlink()  # the operator gives the take up: out of the folder, out of the journal
+        forgot = run_cli("--config", str(config), "forget", "--force", str(path))
+        assert forgot.returncode == 0, forgot.stderr
+        assert "forgot 1 row(s)" in forgot.stdout
+        wait_for(lambda: held_eid not in emulator.backend.captures, 60, "the held capture deleted")
+        assert running.thread.is_alive()  # the daemon kept running
+    assert "gone.zip" not in rows(settings)
+    assert completions(emulator) == []  # never completed, so never paid for
 
 
 def _console(running: Running, name: str) -> tuple[str, dict | None]:

@@ -249,3 +249,38 @@ PINNED_PLAIN: dict[str, Any] = {
     "preflight": None,
     "teleport_posed": None,
 }
+
+
+def test_a_phase_without_done_reads_no_finished_row_and_says_nothing_of_them(
+    varied: Path, tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    listed = run_cli("--config", str(config), "status", "--json", "--phase", "failed")
+    assert [Path(r["path"]).name for r in json.loads(listed.stdout)] == [
+        "fetching.zip",
+        "failed.zip",
+    ]
+    table = run_cli("--config", str(config), "status", "--phase", "failed", env={"COLUMNS": "200"})
+    assert "2 file(s) (filtered)" in table.stdout and "not shown" not in table.stdout
+    done = json.loads(
+        run_cli("--config", str(config), "status", "--json", "--phase", "done").stdout
+    )
+    every = json.loads(run_cli("--config", str(config), "status", "--json").stdout)
+    assert done == [r for r in every if r["phase"] == "done"] and len(done) == 13
+
+
+def test_a_damaged_journal_is_one_clear_line_from_the_readers(
+    varied: Path, tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    with sqlite3.connect(varied) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with varied.open("r+b") as journal_file:  # a b-tree page overwritten: a disk fault
+        journal_file.seek(page_size * 3)
+        journal_file.write(b"\xff" * page_size)
+    for args in (("status",), ("status", "--json"), ("health", "--json")):
+        said = run_cli("--config", str(config), *args)
+        assert said.returncode == 1, (args, said.stdout)
+        assert str(varied) in said.stderr and "Traceback" not in said.stderr, args
+        assert "move it aside" in said.stderr, args

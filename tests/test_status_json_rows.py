@@ -58,7 +58,7 @@ def varied(tmp_path: Path) -> Path:
         journal.observe_capture(plain, "PROCESSING", source=Source.POLL)  # heard late: a note
         journal.record_results(plain, {"default": ["/results/1/model.ply"]}, ["/results/1/p.jpg"])
         journal.record_viewer_url(plain, "https://teleport.example/v/e0001")
-        journal.set_input_facts(plain, "print-1", 40, 12.5, 2.5)
+        journal.set_input_facts(plain, "print-1", 40, 12.5, 0.1)
         deleted = _finished(journal, 2, "/year/deleted.zip", state="PROCESSING")
         journal.observe_capture(deleted, "DELETED", source=Source.USER)
         _finished(journal, 3, LATIN1_PATH)
@@ -240,7 +240,7 @@ PINNED_PLAIN: dict[str, Any] = {
     "reason": None,
     "frames": 40,
     "duration_seconds": 12.5,
-    "estimated_cost": 2.5,
+    "estimated_cost": 0.1,
     "result_error": None,
     "results_by_profile": {"default": ["/results/1/model.ply"]},
     "preview_paths": ["/results/1/p.jpg"],

@@ -31,6 +31,15 @@ def _q(column: str) -> str:
     return f"CASE WHEN {column} IS NULL THEN 'null' ELSE json_quote({column}) END"
 
 
+def _number(column: str) -> str:
+    """A number as Python prints it: a REAL by the same `%!.15g` as `_float_exact` judged it
+    by (not json_quote's, whose digits SQLite's versions have changed)."""
+    return (
+        f"CASE WHEN {column} IS NULL THEN 'null' WHEN typeof({column}) = 'real' "
+        f"THEN printf('%!.15g', {column}) ELSE json_quote({column}) END"
+    )
+
+
 def _float_exact(column: str) -> str:
     """A REAL that json_quote writes as Python's repr does: 15 digits say it exactly (so the
     shortest repr has at most 15, DBL_DIG), and both write it without an exponent."""
@@ -92,9 +101,9 @@ _FIELDS = (
         "reason",
         "json_quote(CASE WHEN UPPER(f.capture_state) = 'DELETED' THEN :deleted ELSE :ready END)",
     ),
-    ("frames", _q("f.frames")),
-    ("duration_seconds", _q("f.duration_seconds")),
-    ("estimated_cost", _q("f.estimated_cost")),
+    ("frames", _number("f.frames")),
+    ("duration_seconds", _number("f.duration_seconds")),
+    ("estimated_cost", _number("f.estimated_cost")),
     ("result_error", _q("f.result_error")),
     ("results_by_profile", _json_text("f.results_by_profile", "{}")),
     ("preview_paths", _json_text("f.preview_paths", "[]")),

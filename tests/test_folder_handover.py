@@ -30,6 +30,7 @@ from teleport_sync.watch.lostjournal import (
     journal_id,
     retell_claimed,
     take_handoffs,
+    tell_done,
 )
 
 from .conftest import FakeClock
@@ -137,6 +138,45 @@ def test_the_new_owner_releases_only_what_its_predecessor_handed_to_it(
     note("later.zip")  # the same note, but this journal took the folder over from no one
     assert take_handoffs(journal, (inbox,), "") == []
     assert rows(journal)["later.zip"]["phase"] == "held"
+
+
+def test_files_the_old_owner_completed_stay_held_naming_their_capture(tmp_path: Path) -> None:
+    """The old owner, started again, lists what it completed there: the new owner's holds on
+    those name the capture (nothing to do; approve would pay twice) and stay holds; a file it
+    did not complete keeps saying it may have been uploaded."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    for name in ("done.zip", "other.zip"):
+        make_zip(inbox / name)
+    with Journal(tmp_path / "a.sqlite3") as old, Journal(tmp_path / "b.sqlite3") as new:
+        st = (inbox / "done.zip").stat()
+        identity = FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, "f")
+        record = old.register(str(inbox / "done.zip"), identity, "bulk-images", "done.zip")
+        old.record_created(record.id, "e-done", 5 * MIB, 1)
+        old.mark_uploaded(record.id, "UPLOADED")
+        previous = Claim(journal_id(old), str(old.path), "nas", 812, "r", 5_000.0, 60.0, None, 3)
+        hold_existing(new, inbox, WatchSettings(paths=[inbox]), "{name}", previous)
+        owner = Claim(
+            journal_id(new),
+            str(new.path),
+            "nas",
+            9,
+            "r",
+            5_000.0,
+            60.0,
+            None,
+            1,
+            previous.journal_id,
+        )
+
+        assert tell_done(old, inbox, owner) == 1
+        assert take_handoffs(new, (inbox,), previous.journal_id) == [], "nothing released"
+        held = rows(new)
+        assert {r["phase"] for r in held.values()} == {"held"}
+        reason = str(held["done.zip"]["reason"])
+        assert "completed this file as capture e-done" in reason and str(old.path) in reason
+        assert "second, paid capture" in reason
+        assert "may have uploaded the file" in str(held["other.zip"]["reason"])
 
 
 def test_a_journal_that_replaced_this_one_is_still_a_lost_journal(

@@ -244,7 +244,8 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
     folder over; the owner is started again. The restarted owner deletes its unfinished
     capture (never completed: nothing paid) and hands the file over; the new owner uploads it
     without an `approve`. One capture completed, none left half made, and each station's
-    `status` says what happened."""
+    `status` says what happened: also of a file the owner had completed (held by the new
+    owner, saying which capture it is)."""
     inbox = tmp_path / "share"
     inbox.mkdir()
     one_at_a_time = "[upload]\nconcurrency = 1\nfiles_at_once = 1\n"
@@ -259,6 +260,13 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
         if second_starts == "before the kill":
             second = DaemonProcess(second_cfg, tmp_path / "user.log")
             wait_for(lambda: started(second), 30, "the second daemon")
+        make_zip(inbox / "earlier.zip")
+        wait_for(
+            lambda: status(first_cfg).get("earlier.zip", {}).get("upload_state") == "uploaded",
+            30,
+            "a file the owner completes",
+        )
+        earlier = str(status(first_cfg)["earlier.zip"]["eid"])
         # Slow parts: the kill lands mid-upload, seconds before the last part could go.
         set_knobs(emulator, put_delay_seconds=2.0)
         scan = make_zip(tmp_path / "scan.zip", pad=22 * MIB)  # 5 parts of 5 MiB
@@ -310,6 +318,13 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
                 60,
                 f"the new owner's upload of {name}, handed over",
             )
+        wait_for(
+            lambda: "completed this file" in str(status(second_cfg)["earlier.zip"]["reason"]),
+            30,
+            "the new owner told which files the old one completed",
+        )
+        done_there = status(second_cfg)["earlier.zip"]
+        assert done_there["phase"] == "held" and f"as capture {earlier}" in done_there["reason"]
         not_begun = status(first_cfg)["queued.zip"]
         assert not_begun["phase"] == "held" and second_journal in str(not_begun["reason"])
         assert "had made no capture" in str(not_begun["reason"])
@@ -331,6 +346,7 @@ def test_an_owner_killed_mid_upload_hands_its_file_to_the_journal_that_took_over
     made = [c for c in emulator.backend.captures.values() if c.name.startswith("scan.zip")]
     assert len(made) == 1 and made[0].completed_at is not None
     assert captures_named(emulator, "queued.zip") == 1
+    assert captures_named(emulator, "earlier.zip") == 1
     original = (inbox / "scan.zip").read_bytes()
     assert emulator.backend.storage.read_range(made[0].eid, 0, len(original)) == original
 

@@ -28,6 +28,7 @@ from ..watch.lostjournal import (
     journal_id,
     retell_claimed,
     take_handoffs,
+    tell_done,
 )
 
 log = get_logger("teleport_sync.daemon")
@@ -44,6 +45,8 @@ class FolderClaims:
     ) -> None:
         self.journal = journal
         self.uploader = uploader  # gives up the uploads begun in a folder taken over from us
+        # (root, owner journal, owner run) told which files this journal completed there.
+        self._told: set[tuple[Path, str, str]] = set()
         self._settings = settings
         self.claims = Claims(
             journal_id(journal),
@@ -105,6 +108,8 @@ class FolderClaims:
                 path=str(path),
                 eid=record.eid,
             )
+            if handed and record.eid:
+                tell_done(self.journal, root, owner, only=record.id)
             return True
         given = self.journal.get(record.id)
         said = f"deleted its capture {', '.join(deleted)}" if deleted else "had made no capture"
@@ -134,6 +139,10 @@ class FolderClaims:
                 hold_existing(self.journal, change.root, settings.watch, template, previous)
         for root, owner in self.claims.contended():
             hold_claimed(self.journal, root, owner, settings.watch, template)
+            told = (root, owner.journal_id, owner.run)
+            if owner.took_over_from == self.claims.journal_id and told not in self._told:
+                self._told.add(told)  # once per owner's start: the list is rewritten whole
+                tell_done(self.journal, root, owner)
         self.take_handoffs()
 
     def take_handoffs(self) -> int:

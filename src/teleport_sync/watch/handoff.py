@@ -12,6 +12,10 @@ the notes addressed to it *from the journal it took the folder over from*, relea
 (the file then goes through B's usual admission: pre-flight, duplicates, budget) and deletes the
 notes. Notes for anyone else are stale (their owner is gone) and are deleted by the owner.
 
+A also says which files there it *did* complete (`done_as`: the capture), all in one note: B's
+holds on those then say so (nothing to do; `approve` would pay a second capture) instead of
+"it may have uploaded the file". They stay held: the capture and its models are A's.
+
 Why this never pays twice: A writes a note only after its own capture is gone (or was never
 made) and while B's claim is live, so A uploads nothing from that folder from then on; B acts on
 a note only while it owns the folder. A file A had completed gets no note: B keeps holding it.
@@ -46,6 +50,7 @@ class HandOff:
     size: int  # the version given up: it must still be the file on disk
     mtime_ns: int
     said: str  # the sender's sentence (what it did with its capture), for the owner's journal
+    done_as: str = ""  # not given up: the sender completed this version as this capture
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -55,6 +60,7 @@ class HandOff:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "said": self.said,
+            "done_as": self.done_as,
         }
 
 
@@ -63,16 +69,26 @@ def note_name(sender: str, relative: bytes) -> str:
     return f"{sender}.{hashlib.sha256(relative).hexdigest()[:24]}.json"
 
 
+def done_name(sender: str) -> str:
+    """The one note listing what a sender completed in a folder (rewritten at each start)."""
+    return f"{sender}.done.json"
+
+
 def write_handoff(root: Path, note: HandOff) -> bool:
     """Leave `note` in `root` for its owner; False (logged) when the folder cannot be written."""
+    return write_notes(root, note_name(note.sender, note.relative), [note])
+
+
+def write_notes(root: Path, name: str, notes: list[HandOff]) -> bool:
+    """Leave `notes` in `root` as one file `name`; False (logged) when it cannot be written."""
     folder = root / HANDOFF_DIR
-    target = folder / note_name(note.sender, note.relative)
+    target = folder / name
     temporary = folder / f".{target.name}.{os.getpid()}.tmp"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(note.to_json(), out)
+            json.dump({"notes": [note.to_json() for note in notes]}, out)
         os.replace(temporary, target)
     except OSError as exc:
         log.warning(
@@ -85,8 +101,9 @@ def write_handoff(root: Path, note: HandOff) -> bool:
     return True
 
 
-def read_handoffs(root: Path) -> list[tuple[Path, HandOff | None]]:
-    """Every note in `root` (None for one that cannot be read as a note), oldest first."""
+def read_handoffs(root: Path) -> list[tuple[Path, list[HandOff]]]:
+    """Every note file in `root` with what it says (nothing, when it cannot be read as
+    notes), oldest first."""
     folder = root / HANDOFF_DIR
     try:
         entries = sorted(
@@ -98,19 +115,28 @@ def read_handoffs(root: Path) -> list[tuple[Path, HandOff | None]]:
     return [(Path(entry.path), _parse(Path(entry.path))) for entry in entries]
 
 
-def _parse(path: Path) -> HandOff | None:
+MAX_NOTE_BYTES = 64 * 1024 * 1024  # a done list of a very large folder; nothing bigger is read
+
+
+def _parse(path: Path) -> list[HandOff]:
     try:
-        raw = json.loads(path.read_bytes()[:65536])
-        return HandOff(
-            sender=str(raw["from"]),
-            receiver=str(raw["to"]),
-            relative=bytes.fromhex(str(raw["path"])),
-            size=int(raw["size"]),
-            mtime_ns=int(raw["mtime_ns"]),
-            said=str(raw.get("said", ""))[:2000],
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        if path.stat().st_size > MAX_NOTE_BYTES:
+            return []
+        entries = json.loads(path.read_bytes())["notes"]
+        return [
+            HandOff(
+                sender=str(raw["from"]),
+                receiver=str(raw["to"]),
+                relative=bytes.fromhex(str(raw["path"])),
+                size=int(raw["size"]),
+                mtime_ns=int(raw["mtime_ns"]),
+                said=str(raw.get("said", ""))[:2000],
+                done_as=str(raw.get("done_as", ""))[:64],
+            )
+            for raw in entries
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def remove_note(path: Path) -> None:

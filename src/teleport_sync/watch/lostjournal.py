@@ -40,7 +40,7 @@ from ..logging import get_logger
 from ..models import FileIdentity
 from .candidates import ignore_reason
 from .claim import MARKER, Claim, how_it_ended, looks_live, owner_above
-from .handoff import HandOff, read_handoffs, remove_note, write_handoff
+from .handoff import HandOff, done_name, read_handoffs, remove_note, write_handoff, write_notes
 
 __all__ = [
     "MARKER",
@@ -53,6 +53,7 @@ __all__ = [
     "retell_claimed",
     "take_handoff",
     "take_handoffs",
+    "tell_done",
     "took_over_reason",
 ]
 
@@ -236,6 +237,44 @@ def hand_over(journal: Journal, root: Path, owner: Claim, record: FileRecord, sa
     return write_handoff(root, note)
 
 
+def tell_done(journal: Journal, root: Path, owner: Claim, *, only: int | None = None) -> int:
+    """Tell `owner`, which took `root` over from this journal, which files there this journal
+    completed, so its holds on them say so: all in one note, or the row `only` in a note of its
+    own (a completion found after the list was written). How many."""
+    me = journal_id(journal)
+    notes = [
+        HandOff(
+            sender=me,
+            receiver=owner.journal_id,
+            relative=os.fsencode(Path(record.path).relative_to(root)),
+            size=record.identity.size,
+            mtime_ns=record.identity.mtime_ns,
+            said=str(journal.path),
+            done_as=record.eid,
+        )
+        for record in ([journal.get(only)] if only is not None else journal.all_files())
+        if record.upload_state == UploadState.UPLOADED
+        and record.eid
+        and Path(record.path).is_relative_to(root)
+    ]
+    if not notes:
+        return 0
+    if only is not None:
+        return int(write_handoff(root, notes[0]))
+    return len(notes) if write_notes(root, done_name(me), notes) else 0
+
+
+def done_reason(root: Path, note: HandOff, path: Path) -> str:
+    """Why a file the journal this one took `root` over from completed stays held here."""
+    return (
+        f"{LOST_JOURNAL_HOLD}journal {note.sender} ({note.said}), which watched {root} before "
+        f"this journal took it over, completed this file as capture {note.done_as} (it said so "
+        "when it started again): nothing to do here; its models are that station's. "
+        f"`{command('approve', str(path))}` would upload it again as a second, paid capture; "
+        f"`{command('forget', str(path))}` drops this row"
+    )
+
+
 def take_handoffs(
     journal: Journal, roots: tuple[Path, ...], predecessor: str
 ) -> list[tuple[Path, str]]:
@@ -245,11 +284,12 @@ def take_handoffs(
     it any more. (path released, sender) of each release."""
     me = journal_id(journal)
     released = []
-    for note_path, note in read_handoffs(roots[0]):
-        if note is not None and predecessor and (note.sender, note.receiver) == (predecessor, me):
-            path = take_handoff(journal, roots, note)
-            if path is not None:
-                released.append((path, note.sender))
+    for note_path, notes in read_handoffs(roots[0]):
+        for note in notes:
+            if predecessor and (note.sender, note.receiver) == (predecessor, me):
+                path = take_handoff(journal, roots, note)
+                if path is not None:
+                    released.append((path, note.sender))
         remove_note(note_path)
     return released
 
@@ -257,7 +297,8 @@ def take_handoffs(
 def take_handoff(journal: Journal, roots: tuple[Path, ...], note: HandOff) -> Path | None:
     """The journal this one took a folder over from handed a file over (`handoff`): its hold
     here is released into the usual admission (pre-flight, duplicates, budget), after
-    intake's checks. The path released, or None (no such hold, or another version of it)."""
+    intake's checks. The path released, or None (no such hold, or another version of it; or a
+    file that journal completed: its hold then says so, and stays)."""
     relative = Path(os.fsdecode(note.relative))
     if relative.is_absolute() or ".." in relative.parts or not relative.parts:
         return None  # a note names files below the folder, nothing else
@@ -270,6 +311,9 @@ def take_handoff(journal: Journal, roots: tuple[Path, ...], note: HandOff) -> Pa
             st = path.stat()
             if (st.st_size, st.st_mtime_ns) != (note.size, note.mtime_ns):
                 return None  # not the version given up: the hold stands, and says why
+            if note.done_as:
+                journal.mark_rejected(record.id, done_reason(root, note, path))
+                return None
             completeness = check_complete(path)
             identity = identify(path)
         except (InputProblem, OSError):

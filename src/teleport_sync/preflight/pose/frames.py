@@ -15,6 +15,7 @@ import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from math import ceil
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -87,7 +88,11 @@ def _downscaled(
 ) -> tuple[Image.Image, tuple[float, float]] | None:
     try:
         with Image.open(io.BytesIO(archive.read(info))) as picture:
-            picture.draft("RGB", (max_side, max_side))  # JPEG: decoded at 1/2, 1/4 or 1/8
+            # JPEG decodes at 1/2, 1/4 or 1/8 of its size, the smallest still covering the box
+            # asked for: ask for the frame's own shape, or a square box keeps 3:2 and 4:3 photos
+            # at twice the pixels (4000x3000 into 1000x1000: 1/2, into 1000x750: 1/4).
+            scale = max_side / max(picture.size)
+            picture.draft("RGB", (ceil(picture.width * scale), ceil(picture.height * scale)))
             image = ImageOps.exif_transpose(picture).convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None

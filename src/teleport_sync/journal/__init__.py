@@ -5,8 +5,9 @@ URLs are credentials while valid and are always requested fresh.
 
 Durability: WAL, `synchronous=FULL` (a committed part survives power loss), one transaction per
 acknowledged part, `busy_timeout` so the CLI can read while the daemon writes, and
-`PRAGMA integrity_check` at open. The schema is versioned with `PRAGMA user_version`; each entry
-of `MIGRATIONS` (`schema.py`) moves it one version up.
+`PRAGMA integrity_check` at open (`quick_check` for readers that write nothing: `status`,
+`health`). The schema is versioned with `PRAGMA user_version`; each entry of `MIGRATIONS`
+(`schema.py`) moves it one version up.
 
 `Journal` is one class to its users, composed of one mixin per concern over `BaseJournal` (the
 connection, transactions and shared plumbing), so each concern's SQL can be read on its own.

@@ -132,3 +132,21 @@ def test_a_start_resumes_only_ended_captures_whose_notification_is_not_journaled
         assert journal.change_marker() == marker  # reading changes nothing
         journal.mark_action(untold, "notify")
         assert journal.change_marker() != marker
+
+
+def test_a_filtered_table_shows_the_latest_finished_rows_it_keeps_and_says_how_many_more(
+    year: Path, tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    done = run_cli("--config", str(config), "status", "--phase", "done", env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    hidden = FINISHED + 1 - 50  # the finished rows and the deleted capture's, less those shown
+    # The 50 latest finished, and scan_904 (done, but in hand: the listing lost it).
+    assert "51 file(s) (filtered)" in done.stdout, done.stdout[-400:]
+    assert f"{hidden} older finished file(s) not shown (`status --all` lists them)" in done.stdout
+    assert "queued" not in done.stdout and "scan_000.zip" not in done.stdout
+    every = run_cli("--config", str(config), "status", "--phase", "done", "--all")
+    assert f"{FINISHED + 2} file(s) (filtered)" in every.stdout
+    assert "not shown" not in every.stdout
+    one = run_cli("--config", str(config), "status", "--path", "/year/scan_000.zip")
+    assert "1 file(s) (filtered)" in one.stdout and "not shown" not in one.stdout

@@ -115,19 +115,17 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     next scan and be uploaded again.
     """
     from ..daemon.compose import open_journal
-    from ..status.view import path_matches
+    from ..status.filters import RowFilter
 
     settings = app.settings
     if bool(paths) == bool(before):
         fail("give either PATH... or --before DATE (see: teleport-sync forget --help)", EXIT_USAGE)
     when = parse_when_option(before, "--before") if before else None
-    rows = _rows_for_before(settings) if when is not None else status_rows_of(settings)[0]
-    chosen = [
-        row
-        for row in rows
-        if (when is not None and datetime.fromisoformat(row["updated_at"]) < when)
-        or any(path_matches(row["path"], str(p)) for p in paths)
-    ]
+    if when is not None:
+        rows = _rows_for_before(settings)
+        chosen = [row for row in rows if datetime.fromisoformat(row["updated_at"]) < when]
+    else:  # only the finished rows at these paths are built, not a year of them
+        chosen = status_rows_of(settings, kept=RowFilter(paths=tuple(map(str, paths))))[0]
     if not chosen:
         click.echo("no row matches; `teleport-sync status` lists what the journal knows")
         return
@@ -156,8 +154,13 @@ def _rows_for_before(settings: Settings) -> list[dict[str, Any]]:
     with open_journal(settings) as journal:
         done = journal.finished_rows(download_wanted=settings.results.download)
     return rows + [
-        {"path": shown_path(path), "phase": "done", "capture_state": state, "updated_at": at}
-        for path, state, at in done
+        {
+            "path": shown_path(row.path),
+            "phase": "done",
+            "capture_state": row.capture_state,
+            "updated_at": row.updated_at,
+        }
+        for row in done
     ]
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -28,6 +28,9 @@ from .app import (
     reports_errors,
     stdout,
 )
+
+if TYPE_CHECKING:
+    from ..status.filters import RowFilter
 
 # Finished rows the table shows by default (the most recently changed).
 RECENT_FINISHED = 50
@@ -63,36 +66,33 @@ def status(
     every_row: bool,
 ) -> None:
     """What the journal knows: one row per file, from its first event on."""
-    from ..status.view import filter_rows, status_table
+    from ..status.filters import RowFilter
+    from ..status.view import status_table
 
     settings = app.settings
     when = parse_when_option(since, "--since") if since else None
-    filtered = bool(phases or since or path_filter)
-    if as_json and not filtered:
-        _echo_json_lines(settings)
-        return
-    # A year's finished rows make a table nobody reads: the latest few, and how many more.
-    recent = None if as_json or every_row or filtered else RECENT_FINISHED
-    if phases and "done" not in phases:
-        recent = 0  # no finished row can be asked for: none is read
-    rows, hidden, notes = status_rows_of(settings, finished=recent, notes=not as_json)
-    rows = filter_rows(rows, phases=phases, since=when, path=path_filter)
+    row_filter = RowFilter(phases, when, (path_filter,) if path_filter is not None else ())
     if as_json:
-        _write_json_array(json.dumps(row) for row in rows)
+        _echo_json_lines(settings, row_filter)
         return
+    # A year's finished rows make a table nobody reads: the latest few, and how many more
+    # (of those the filter keeps).
+    recent = None if every_row else RECENT_FINISHED
+    rows, hidden, notes = status_rows_of(settings, finished=recent, notes=True, kept=row_filter)
     stdout.print(status_table(rows))
     _print_viewers(rows)
     for note in notes:
         click.echo(f"folder: {note}")
-    shown = " (filtered)" if filtered else ""
+    shown = " (filtered)" if row_filter else ""
     click.echo(f"{len(rows)} file(s){shown} in {settings.journal.path}")
-    if hidden and not filtered:
+    if hidden:
         click.echo(f"{hidden} older finished file(s) not shown (`status --all` lists them)")
     click.echo(f"config: {config_source(settings)}")
 
 
-def _echo_json_lines(settings: Settings) -> None:
-    """Every row, as `status_json_lines` renders them (a year of finished rows by SQLite)."""
+def _echo_json_lines(settings: Settings, row_filter: RowFilter) -> None:
+    """Every row the filter keeps, as `status_json_lines` renders them (a year of finished
+    rows by SQLite)."""
     from ..status.health import report_options
     from ..status.report import status_json_lines
 
@@ -103,7 +103,7 @@ def _echo_json_lines(settings: Settings) -> None:
         options = report_options(
             journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
         )
-        _write_json_array(status_json_lines(journal, options))
+        _write_json_array(status_json_lines(journal, options, row_filter))
 
 
 def _open_reader(settings: Settings) -> Journal:
@@ -127,25 +127,38 @@ def _write_json_array(lines: Iterator[str]) -> None:
 
 
 def status_rows_of(
-    settings: Settings, *, finished: int | None = None, notes: bool = False
+    settings: Settings,
+    *,
+    finished: int | None = None,
+    notes: bool = False,
+    kept: RowFilter | None = None,
 ) -> tuple[list[dict[str, Any]], int, list[str]]:
-    """The status rows (with `finished` = n, only the n latest finished ones), how many
-    finished rows were left out, and (`notes`) the sentences about watch folders another
-    journal owns or the daemon took over (`watch.claim`): one opening of the journal."""
+    """The status rows `kept` keeps (with `finished` = n, only the n latest finished ones), how
+    many finished rows it kept were left out, and (`notes`) the sentences about watch folders
+    another journal owns or the daemon took over (`watch.claim`): one opening of the journal.
+    A finished row the filter leaves out is never built (`status.report.finished_kept`)."""
+    from ..status.filters import RowFilter
     from ..status.health import claim_notes, report_options
-    from ..status.report import status_rows
+    from ..status.report import finished_kept, status_rows
 
     if not settings.journal.path.exists():
         return [], 0, []
-    with _open_reader(settings) as journal:
+    kept = kept or RowFilter()
+    with _open_reader(settings) as journal, journal.snapshot():
         options = report_options(
             journal, download_wanted=settings.results.download, bwlimit=settings.upload.bwlimit
         )
-        rows = status_rows(journal, options, finished=finished)
+        finished_ids = finished_kept(journal, options, kept)
+        rows = kept.rows(
+            status_rows(journal, options, finished=finished, finished_ids=finished_ids)
+        )
         said = claim_notes(journal) if notes else []
         if finished is None:
             return rows, 0, said
-        total = journal.finished_count(download_wanted=options.download_wanted)
+        if finished_ids is None:
+            total = journal.finished_count(download_wanted=options.download_wanted)
+        else:
+            total = len(finished_ids)
         return rows, max(0, total - finished), said
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from .base import BaseJournal
 from .preflight import PREFLIGHT_JOIN
-from .report import _finished_sql
+from .report import _finished_sql, finished_where
 
 
 def _q(column: str) -> str:
@@ -151,15 +151,18 @@ class BulkReportMixin(BaseJournal):
         phase: str,
         ready: str | None,
         deleted: str | None,
+        finished_ids: list[int] | None = None,
     ) -> list[tuple[int, str | None]]:
         """(id, line) of every file row, by id: a finished row's `status --json` object as
         `json.dumps` prints it, or None for a row in hand or one SQLite cannot render exactly
         (the module's docstring). `phase` and the reasons (`ready`, `deleted`) are what
-        `status.phases.derive` says of a finished READY and DELETED capture."""
+        `status.phases.derive` says of a finished READY and DELETED capture. With
+        `finished_ids`, of the finished rows only those (the ones a filter keeps)."""
         done = _finished_sql(download_wanted)
+        where, among = finished_where(download_wanted, finished_ids)
         rows = self._query(
             f"""SELECT f.id, CASE WHEN ({done}) AND {_RENDERABLE} THEN {_RENDERED} END AS line
-                FROM files f {PREFLIGHT_JOIN} ORDER BY f.id""",
-            {"phase": phase, "ready": ready, "deleted": deleted},
+                FROM files f {PREFLIGHT_JOIN} {where} ORDER BY f.id""",
+            {"phase": phase, "ready": ready, "deleted": deleted, **among},
         )
         return [(r[0], r[1]) for r in rows]

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import BaseJournal, _py_path
 from .captures import history_entry
 from .preflight import PREFLIGHT_COLUMNS, PREFLIGHT_JOIN
+
+
+class FinishedRow(NamedTuple):
+    """What a finished row's filters and `forget --before` read of it."""
+
+    id: int
+    path: str
+    capture_state: str | None
+    updated_at: str
 
 
 class ReportMixin(BaseJournal):
@@ -20,6 +29,7 @@ class ReportMixin(BaseJournal):
         download_wanted: bool = True,
         file_id: int | None = None,
         file_ids: list[int] | None = None,
+        finished_ids: list[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Raw facts for the status report: every file and every sighting, in three queries.
 
@@ -33,15 +43,17 @@ class ReportMixin(BaseJournal):
         console and the table, whose cost then follows the work in hand. With `file_id`, that
         file's row alone (no sightings of paths without a row). With `file_ids`, those rows and
         the sightings of paths without a row (`status --json`: the rows SQLite did not render).
+        With `finished_ids`, of the finished rows only those (`status --path`, say: chosen by
+        `finished_rows`); with `finished` too, the n most recently changed of those.
         """
-        where, args = _report_where(finished, download_wanted, file_id, file_ids)
+        where, args = _report_where(finished, download_wanted, file_id, file_ids, finished_ids)
         files = self._query(
             f"""SELECT f.*, (SELECT COUNT(*) FROM parts pt WHERE pt.file_id = f.id) AS parts_done,
                    {PREFLIGHT_COLUMNS}
                FROM files f {PREFLIGHT_JOIN} {where} ORDER BY f.id""",
             args,
         )
-        some = finished is not None or file_id is not None or file_ids is not None
+        some = where != ""
         history = self._histories([row["id"] for row in files] if some else None)
         sightings = {
             _py_path(r["path"]): {**dict(r), "path": _py_path(r["path"])}
@@ -78,12 +90,15 @@ class ReportMixin(BaseJournal):
             history.setdefault(r["file_id"], []).append(history_entry(r))
         return history
 
-    def finished_rows(self, *, download_wanted: bool = True) -> list[tuple[str, str, str]]:
-        """(path, capture state, updated_at) of every finished row (`_finished_sql`): what
-        `forget --before` needs of a year of them, without building their status rows."""
+    def finished_rows(self, *, download_wanted: bool = True) -> list[FinishedRow]:
+        """Id, path, capture state and updated_at of every finished row (`_finished_sql`):
+        what `forget --before` and the filters of `status` need of a year of them, without
+        building their status rows (their phase is `done`, and no sighting moves their time)."""
         done = _finished_sql(download_wanted)
-        rows = self._query(f"SELECT path, capture_state, updated_at FROM files f WHERE {done}")
-        return [(_py_path(r["path"]), r["capture_state"], r["updated_at"]) for r in rows]
+        rows = self._query(
+            f"SELECT id, path, capture_state, updated_at FROM files f WHERE {done} ORDER BY id"
+        )
+        return [FinishedRow(r[0], _py_path(r[1]), r[2], r[3]) for r in rows]
 
     def file_ids(self) -> list[tuple[str, int]]:
         """(path, id) of every file row: one light query (no record is built)."""
@@ -138,20 +153,39 @@ class ReportMixin(BaseJournal):
 
 
 def _report_where(
-    finished: int | None, download_wanted: bool, file_id: int | None, file_ids: list[int] | None
-) -> tuple[str, tuple[str, ...]]:
+    finished: int | None,
+    download_wanted: bool,
+    file_id: int | None,
+    file_ids: list[int] | None,
+    finished_ids: list[int] | None = None,
+) -> tuple[str, dict[str, str]]:
     """`report_rows`'s WHERE clause and its arguments."""
     if file_id is not None:
-        return f"WHERE f.id = {int(file_id)}", ()
+        return f"WHERE f.id = {int(file_id)}", {}
     if file_ids is not None:
-        return "WHERE f.id IN (SELECT value FROM json_each(?))", (json.dumps(file_ids),)
-    if finished is not None:
-        done = _finished_sql(download_wanted)
-        return (
-            f"WHERE NOT ({done}) OR f.id IN (SELECT f.id FROM files f WHERE {done} "
-            f"ORDER BY f.updated_at DESC LIMIT {int(finished)})"
-        ), ()
-    return "", ()
+        return "WHERE f.id IN (SELECT value FROM json_each(:file_ids))", {
+            "file_ids": json.dumps(file_ids)
+        }
+    return finished_where(download_wanted, finished_ids, finished)
+
+
+def finished_where(
+    download_wanted: bool, finished_ids: list[int] | None, latest: int | None = None
+) -> tuple[str, dict[str, str]]:
+    """A WHERE clause and its named argument: every row not finished, and of the finished ones
+    those in `finished_ids` (None: all), the `latest` n most recently changed (None: all)."""
+    if finished_ids is None and latest is None:
+        return "", {}
+    done = _finished_sql(download_wanted)
+    args = {} if finished_ids is None else {"finished_ids": json.dumps(finished_ids)}
+    among = "f.id IN (SELECT value FROM json_each(:finished_ids))"
+    if latest is None:  # an id not finished is kept either way: no second test of `done`
+        return f"WHERE NOT ({done}) OR {among}", args
+    among = f"AND {among} " if args else ""
+    return (
+        f"WHERE NOT ({done}) OR f.id IN (SELECT f.id FROM files f WHERE {done} {among}"
+        f"ORDER BY f.updated_at DESC LIMIT {int(latest)})"
+    ), args
 
 
 def _sightings_sql(file_ids: list[int] | None) -> tuple[str, tuple[str, ...]]:

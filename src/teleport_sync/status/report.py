@@ -17,6 +17,7 @@ from ..inputs import FORMATS_BY_SUFFIX
 from ..journal import Journal, UploadState, shown, shown_path
 from ..logging import printable
 from ..models import TeleportPosed
+from .filters import RowFilter
 from .phases import DELETED_STATE, PHASES, PhaseFacts, derive
 
 # Given a raw journal row, the sentence saying why the file is held or paused (or None).
@@ -45,35 +46,76 @@ def status_rows(
     *,
     finished: int | None = None,
     file_id: int | None = None,
+    finished_ids: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Every file the journal knows, files being written included, as the contract's objects.
 
     `finished` = n: of the rows that are done for good, only the n most recently changed
-    (`Journal.report_rows`); `live_counts` counts the others. `file_id`: that file's row."""
+    (`Journal.report_rows`); `live_counts` counts the others. `file_id`: that file's row.
+    `finished_ids`: of the finished rows, only these (`finished_kept`)."""
     options = _with_hooks(journal, options)
     raws = journal.report_rows(
-        finished=finished, download_wanted=options.download_wanted, file_id=file_id
+        finished=finished,
+        download_wanted=options.download_wanted,
+        file_id=file_id,
+        finished_ids=finished_ids,
     )
     return [_printable(_row(raw, options)) for raw in raws]
 
 
-def status_json_lines(journal: Journal, options: ReportOptions | None = None) -> Iterator[str]:
-    """Every row of `status_rows(journal, options)`, in its order, as `json.dumps` prints it:
-    the lines of `status --json`, at a cost that a year of finished rows barely moves.
+def finished_kept(
+    journal: Journal, options: ReportOptions | None, row_filter: RowFilter
+) -> list[int] | None:
+    """The ids of the finished rows (`Journal.finished_rows`) that `row_filter` keeps, judged
+    on their phase, time and shown path alone (no row built), or None without a filter (all
+    of them). A finished row is `done` and no sighting moves its time: its status row would
+    give the filter the same three values."""
+    if not row_filter:
+        return None
+    wanted = (options or ReportOptions()).download_wanted
+    phase = _finished_phase(wanted)[0]
+    if not row_filter.wants_phase(phase):
+        return []  # no finished row is read
+    return [
+        row.id
+        for row in journal.finished_rows(download_wanted=wanted)
+        if row_filter.keeps_values(phase, row.updated_at, shown_path(row.path))
+    ]
+
+
+def _finished_phase(download_wanted: bool) -> tuple[str, str | None, str | None]:
+    """What `derive` says of a finished row: its phase, and its reason when READY and when
+    DELETED."""
+    fetched = PhaseFacts(UploadState.UPLOADED, "READY", actions_done=("download",))
+    phase, ready = derive(replace(fetched, download_wanted=download_wanted))
+    deleted = derive(PhaseFacts(UploadState.UPLOADED, DELETED_STATE))[1]
+    return phase, ready, deleted
+
+
+def status_json_lines(
+    journal: Journal, options: ReportOptions | None = None, row_filter: RowFilter | None = None
+) -> Iterator[str]:
+    """Every row of `status_rows(journal, options)` that `row_filter` keeps, in its order, as
+    `json.dumps` prints it: the lines of `status --json`, at a cost that a year of finished
+    rows barely moves.
 
     SQLite renders the finished rows (`Journal.finished_json`: their phase and reason are the
-    ones `derive` gives, asked here); a line holding a backslash, DEL or anything but ASCII is
-    left to this module, as is every row in hand (`_row`, the contract's one reference)."""
+    ones `derive` gives, asked here), only those the filter keeps (`finished_kept`); a line
+    holding a backslash, DEL or anything but ASCII is left to this module, as is every row in
+    hand (`_row`, the contract's one reference), which the filter judges once built."""
     options = _with_hooks(journal, options)
+    row_filter = row_filter or RowFilter()
     wanted = options.download_wanted
-    fetched = PhaseFacts(UploadState.UPLOADED, "READY", actions_done=("download",))
-    phase, ready = derive(replace(fetched, download_wanted=wanted))
-    deleted = derive(PhaseFacts(UploadState.UPLOADED, DELETED_STATE))[1]
+    phase, ready, deleted = _finished_phase(wanted)
     with journal.snapshot():
         rendered = [
             (file_id, line if line is not None and _plain(line) else None)
             for file_id, line in journal.finished_json(
-                download_wanted=wanted, phase=phase, ready=ready, deleted=deleted
+                download_wanted=wanted,
+                phase=phase,
+                ready=ready,
+                deleted=deleted,
+                finished_ids=finished_kept(journal, options, row_filter),
             )
         ]
         built = journal.report_rows(
@@ -82,10 +124,14 @@ def status_json_lines(journal: Journal, options: ReportOptions | None = None) ->
         )
     by_id = {raw["id"]: raw for raw in built if "id" in raw}
     for file_id, line in rendered:
-        yield line if line is not None else json.dumps(_printable(_row(by_id[file_id], options)))
+        if line is not None:  # a finished row the filter kept
+            yield line
+        elif row_filter.keeps(row := _printable(_row(by_id[file_id], options))):
+            yield json.dumps(row)
     for raw in built:
-        if "id" not in raw:  # noticed, no row yet: after the rows, as `report_rows` has them
-            yield json.dumps(_printable(_row(raw, options)))
+        # Noticed, no row yet: after the rows, as `report_rows` has them.
+        if "id" not in raw and row_filter.keeps(row := _printable(_row(raw, options))):
+            yield json.dumps(row)
 
 
 def _plain(line: str) -> bool:

@@ -1,22 +1,20 @@
-"""`status` for people: filters, and a table that reads well in 80 columns.
+"""`status` for people: its dates (`--since`), and a table that reads well in 80 columns.
 
 Every value is put in as plain `Text`, never as markup: a reason such as "Check [api] client_id"
 prints as it is. Errors that begin with the file's path lose that prefix (the path is already the
-row's first line). Ids are never folded: people copy them into other commands.
+row's first line). Ids are never folded: people copy them into other commands. Which rows a
+filter keeps: `status.filters`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from rich.table import Column, Table
 from rich.text import Text
 
-from ..journal import shown_path
 from ..logging import printable
 from .phases import FAILED_STATES
 
@@ -38,40 +36,6 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
             f"{text!r} is not a date; use e.g. 2026-11-28, 2026-11-28T10:00, 12h or 7d"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def filter_rows(
-    rows: list[dict[str, Any]],
-    *,
-    phases: tuple[str, ...] = (),
-    since: datetime | None = None,
-    path: str | None = None,
-) -> list[dict[str, Any]]:
-    """Rows in one of `phases`, updated at or after `since`, whose path matches `path`.
-
-    `path` is a folder or file (the row's path is it or lies below it) or a glob pattern.
-    """
-    out = []
-    for row in rows:
-        if phases and row["phase"] not in phases:
-            continue
-        if since is not None and datetime.fromisoformat(row["updated_at"]) < since:
-            continue
-        if path is not None and not path_matches(row["path"], path):
-            continue
-        out.append(row)
-    return out
-
-
-def path_matches(row_path: str, wanted: str) -> bool:
-    """Does a status row's path (as shown) match `wanted`: a file, a folder, or a glob (on the
-    whole path, relative to the current folder, or on the file name)? `wanted` is given as the
-    shell passed it, any bytes included."""
-    absolute = shown_path(str(Path(wanted).absolute()))
-    if any(ch in wanted for ch in "*?["):
-        by_name = fnmatch.fnmatch(Path(row_path).name, shown_path(wanted))
-        return fnmatch.fnmatch(row_path, absolute) or by_name
-    return row_path == absolute or row_path.startswith(absolute.rstrip("/") + "/")
 
 
 def is_finished(row: dict[str, Any]) -> bool:

@@ -216,5 +216,11 @@ def test_forget_path_drops_that_row_and_none_named_like_it(
     assert not {"/year/100%_a.zip", "/year/sub/one.zip", "/year/sub/deeper/two.zip"} & left
     assert {"/year/100x_a.zip", "/year/100%Xa.zip", "/year/sub_dir/three.zip"} <= left
     assert "/year/subway.zip" in left
+    # Names shown with escapes are mapped back to the names on disk, and dropped.
+    odd_ones = run_cli("--config", str(config), "forget", "/year/back\\slash", LATIN1_FOLDER)
+    assert "forgot 2 row(s)" in odd_ones.stdout, odd_ones.stderr
+    with Journal(odd) as journal:
+        after = {row.path for row in journal.all_files()}
+    assert left - after == {"/year/back\\slash/five.zip", f"{LATIN1_FOLDER}/four.zip"}
     unfinished = run_cli("--config", str(config), "forget", "/year/failed.zip")
     assert "kept 1" in unfinished.stdout and "forgot 0 row(s)" in unfinished.stdout

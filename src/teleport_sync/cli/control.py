@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config import Settings
-from ..journal import shown, shown_path
+from ..journal import Journal, shown, shown_path
 from ..logging import printable
 from .app import (
     EXIT_USAGE,
@@ -21,6 +21,8 @@ from .app import (
     stderr,
 )
 from .status import parse_when_option, status_rows_of
+
+BACKSLASH = "\\"
 
 
 def _control_paths(paths: tuple[Path, ...]) -> list[str]:
@@ -114,7 +116,6 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     A file still in a watch folder is kept unless --force: forgotten, it would look new at the
     next scan and be uploaded again.
     """
-    from ..daemon.compose import open_journal
     from ..status.filters import RowFilter
 
     settings = app.settings
@@ -129,12 +130,10 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
     if not chosen:
         click.echo("no row matches; `teleport-sync status` lists what the journal knows")
         return
-    kept, drop = _forgettable(settings, chosen, force)
-    if drop:
-        with open_journal(settings) as journal:
-            dropped = journal.forget_paths(drop)
-    else:
-        dropped = 0
+    # One opening (not the daemon's composition: its imports are a sixth of a second).
+    with Journal(settings.journal.path) as journal:
+        kept, drop = _forgettable(journal, settings, chosen, force)
+        dropped = journal.forget_paths(drop) if drop else 0
     click.echo(f"forgot {dropped} row(s)")
     if kept:
         click.echo(f"kept {len(kept)} (use --force to drop them too):")
@@ -145,13 +144,10 @@ def forget(app: AppContext, paths: tuple[Path, ...], before: str | None, force: 
 def _rows_for_before(settings: Settings) -> list[dict[str, Any]]:
     """The rows in hand as `status` shows them, and the finished ones (most of a year's
     journal) as only what `forget` reads of them, straight from SQL."""
-    from ..daemon.compose import open_journal
-    from ..journal import shown_path
-
     rows = status_rows_of(settings, finished=0)[0]
     if not settings.journal.path.exists():
         return rows
-    with open_journal(settings) as journal:
+    with Journal(settings.journal.path) as journal:
         done = journal.finished_rows(download_wanted=settings.results.download)
     return rows + [
         {
@@ -165,15 +161,16 @@ def _rows_for_before(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _forgettable(
-    settings: Settings, rows: list[dict[str, Any]], force: bool
+    journal: Journal, settings: Settings, rows: list[dict[str, Any]], force: bool
 ) -> tuple[list[str], list[str]]:
     """(lines saying what is kept and why, the real paths to drop). Rows show their paths
     escaped (`journal.shown_path`); the journal maps them back to the names on disk."""
-    from ..daemon.compose import open_journal
-    from ..journal import shown_path
     from ..status.view import is_finished
 
-    with open_journal(settings) as journal:
+    real: dict[str, str] = {}
+    # `shown_path` changes a name only by writing a backslash (doubled, or `\xNN`): a row shown
+    # without one is its name on disk, and a year of names need not be read for it.
+    if any(BACKSLASH in row["path"] for row in rows):
         real = {shown_path(path): path for path in journal.known_paths()}
     watched = [p.absolute() for p in settings.watch.paths]
     kept: list[str] = []

@@ -58,11 +58,16 @@ def test_the_owner_keeps_whom_it_took_the_folder_over_from_across_its_restarts(
     mono.now += 61  # "a" was killed: no heartbeat for a whole lease
     assert second.beat()[0].took_over is not None
     assert parse_marker((tmp_path / MARKER).read_text()).took_over_from == "a"  # type: ignore[union-attr]
+    assert second.owned() == [], "owned once its claim is confirmed, a settle later"
+    mono.now += second.settle_seconds
+    assert [c.confirmed for c in second.beat()] == [True]
     assert second.owned() == [((tmp_path,), "a")]
     second.release()
 
     again = station("b")
     again.start()
+    mono.now += again.settle_seconds
+    again.beat()
     assert again.owned() == [((tmp_path,), "a")], "a restart keeps whom it took over from"
     claim = parse_marker((tmp_path / MARKER).read_text())
     assert claim is not None and (claim.run, claim.took_over_from) == (again.run, "a")

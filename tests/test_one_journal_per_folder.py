@@ -35,9 +35,17 @@ def emulator_config() -> EmulatorConfig:
 
 
 def station(
-    tmp_path: Path, emulator: EmulatorServer, name: str, watched: Path, extra: str = ""
+    tmp_path: Path,
+    emulator: EmulatorServer,
+    name: str,
+    watched: Path,
+    extra: str = "",
+    *,
+    watch: str = "",
+    lease: float = LEASE,
 ) -> Path:
-    """A station's config: its own journal and results, watching `watched`."""
+    """A station's config: its own journal and results, watching `watched` (`watch`: more
+    `[watch]` keys; `extra`: more sections)."""
     home = tmp_path / name
     home.mkdir()
     return write_config(
@@ -45,8 +53,7 @@ def station(
         emulator,
         extra=(
             f'[watch]\npaths = ["{watched}"]\nsettle_seconds = 0.3\n'
-            f"claim_lease_seconds = {LEASE}\n"
-            "[poll]\ninterval_seconds = 0.3\n"
+            f"claim_lease_seconds = {lease}\n" + watch + "[poll]\ninterval_seconds = 0.3\n"
             f'[results]\ndir = "{home / "results"}"\n'
             '[log]\nlevel = "DEBUG"\nformat = "json"\n' + extra
         ),
@@ -384,6 +391,7 @@ def test_an_owner_whose_clock_is_behind_is_replaced_once_and_steps_down(tmp_path
     assert [c.first for c in owner.start()] == [True]
     taken = other.start()
     assert taken and taken[0].took_over is not None and taken[0].took_over.journal_id == "a"
+    mono.now += 15  # the owner's claim is confirmed, or not, a settle after it was written
     lost = owner.beat()
     assert lost and lost[0].lost_to is not None and lost[0].lost_to.journal_id == "b"
     for _ in range(5):

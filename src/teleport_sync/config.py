@@ -194,6 +194,25 @@ class WatchSettings(_Section):
     # marker every quarter of this; another daemon takes the folder over a lease after the
     # owner stopped renewing it.
     claim_lease_seconds: float = Field(default=60.0, ge=0.5, le=3600)
+    # A claim is confirmed (uploads from the folder begin) this long after it was written, if
+    # the marker still names it: two stations that claim at the same instant then agree on
+    # one owner (watch/claim.py). None: a twentieth of the lease, at most 3 s. 0: no wait (a
+    # folder no other machine can reach). At most a quarter of the lease.
+    claim_settle_seconds: float | None = Field(default=None, ge=0)
+    # Also hold an OS lock (`flock`) on a claimed folder where it works. False: the marker
+    # alone decides, as between two machines on a share (for a file system whose locks hang).
+    claim_os_lock: bool = True
+
+    @model_validator(mode="after")
+    def _settle_within_lease(self) -> WatchSettings:
+        settle = self.claim_settle_seconds
+        if settle is not None and settle > self.claim_lease_seconds / 4:
+            raise ValueError(
+                f"[watch] claim_settle_seconds = {settle:g} is longer than a quarter of "
+                f"claim_lease_seconds ({self.claim_lease_seconds:g} s): a claim waiting that "
+                "long could look expired to another station; lower it or raise the lease"
+            )
+        return self
 
 
 class UploadSettings(_Section):

@@ -53,6 +53,8 @@ class FolderClaims:
             Path(journal.path),
             watch_roots(settings()),
             lease_seconds=settings().watch.claim_lease_seconds,
+            settle_seconds=settings().watch.claim_settle_seconds,
+            os_lock=settings().watch.claim_os_lock,
         )
         # True: files left by a journal whose claim is taken over are uploaded, not held.
         self.upload_existing = upload_existing
@@ -73,12 +75,14 @@ class FolderClaims:
         another live journal's. Else the file is held here, naming the owner, and an upload
         this daemon began there is given up: its capture deleted when never completed
         (`Uploader.give_up`), and the file handed over when the owner took the folder over
-        from this journal. Raises UploadFailed when the account cannot be read to tell."""
-        found = self.claims.owner_of(Path(record.path))
-        if found is None:
-            return False
-        root, owner = found
+        from this journal. Raises UploadFailed when the account cannot be read to tell. True
+        also while our claim on the folder is being confirmed (`_waits_for_claim`)."""
         path = Path(record.path)
+        found = None if self._waits_for_claim(path) else self.claims.owner_of(path)
+        if found is None:
+            return self.claims.confirming(path) is not None
+        root, owner = found
+        log.warning("not starting: another journal watches this folder", path=str(path))
         if record.upload_state in (UploadState.UPLOADED, UploadState.REJECTED):
             return True  # done here before the owner came, or held already
         handed = owner.took_over_from == self.claims.journal_id
@@ -126,6 +130,21 @@ class FolderClaims:
         )
         return True
 
+    def _waits_for_claim(self, path: Path) -> bool:
+        """True while this daemon's claim on `path`'s folder is being confirmed; else the
+        marker is read once more, and a claim there that is not ours wins at once."""
+        if self.claims.confirming(path) is not None:
+            log.info(
+                "not starting yet: this daemon's claim on the folder is being confirmed",
+                path=str(path),
+            )
+            return True
+        stepped_down = self.claims.check(path)
+        if stepped_down:
+            self.apply(stepped_down)
+            self._on_change()
+        return False
+
     def apply(self, changes: list[Change]) -> None:
         """The holds that `changes` bring, what contended folders hold, and hand-overs."""
         settings = self._settings()
@@ -168,8 +187,9 @@ class FolderClaims:
         return threading.Thread(target=self.keep, args=(stop,), name="claims", daemon=True)
 
     def keep(self, stop: threading.Event) -> None:
-        """Thread: the claims' heartbeat, every quarter of the lease, until `stop`."""
-        while not stop.wait(self.claims.beat_seconds):
+        """Thread: the claims' heartbeat, every quarter of the lease (and a claim's
+        confirmation when due), until `stop`."""
+        while not stop.wait(self.claims.next_due()):
             try:
                 changes = self.claims.beat()
                 if changes:

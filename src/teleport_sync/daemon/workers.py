@@ -78,7 +78,8 @@ class Uploads:
         self._next_attempt = next_attempt
         self._report_status = report_status
         # True when another live journal owns the file's folder: the file is held here, and
-        # what this daemon began of it is given up (`FolderClaims.give_up`).
+        # what this daemon began of it is given up (`FolderClaims.give_up`); or while this
+        # daemon's claim on it waits to be confirmed (the confirmation queues it again).
         self._not_ours = not_ours
 
     def worker(self) -> None:
@@ -124,8 +125,7 @@ class Uploads:
     def process(self, record: FileRecord) -> None:
         path = Path(record.path)
         try:
-            if self._not_ours(record):
-                log.warning("not starting: another journal watches this folder", path=str(path))
+            if self._not_ours(record):  # it said why (`FolderClaims.give_up`)
                 return
         except UploadFailed as exc:  # the account could not be read to give the upload up
             when = self._next_attempt(record.attempts + 1)

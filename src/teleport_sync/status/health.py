@@ -21,7 +21,7 @@ from ..api.authstate import AuthSnapshot
 from ..journal import Journal
 from ..journal.lock import holder
 from ..limits import bwlimit_now
-from .report import ReportOptions, live_counts
+from .report import ReasonHook, ReportOptions, live_counts
 
 DAEMON_FACT = "daemon"
 AUTH_FACT = "auth"
@@ -81,7 +81,39 @@ def report_options(
                 "uploads wait: authentication is failing since "
                 f"{auth.get('since')} (see: teleport-sync health)"
             )
-    return ReportOptions(download_wanted=download_wanted, blocked=blocked)
+    waiting = confirming_reasons(journal) if journal is not None else None
+    return ReportOptions(download_wanted=download_wanted, blocked=blocked, waiting=waiting)
+
+
+def confirming_reasons(journal: Journal) -> ReasonHook | None:
+    """For rows in a folder whose claim the running daemon has written and not yet confirmed
+    (`watch.claim`: nothing is uploaded from it meanwhile), the sentence saying so."""
+    roots = _json_fact(journal, ROOTS_FACT) if daemon_running(journal)[0] else None
+    confirming = [
+        (Path(str(root["path"])), float(root["claim_confirming_until"]))
+        for root in (roots if isinstance(roots, list) else [])
+        if isinstance(root, dict) and isinstance(root.get("claim_confirming_until"), int | float)
+    ]
+    if not confirming:
+        return None
+
+    def reason(row: dict[str, Any]) -> str | None:
+        path = Path(str(row.get("path")))
+        for root, until in confirming:
+            if path.is_relative_to(root):
+                return confirming_reason(root, until)
+        return None
+
+    return reason
+
+
+def confirming_reason(root: Path, until: float) -> str:
+    at = datetime.fromtimestamp(until).strftime("%H:%M:%S")
+    return (
+        f"uploads wait: this station's claim on {root} is being confirmed ([watch] "
+        "claim_settle_seconds: another station may claim the folder at this moment, and one "
+        f"of the two uploads); uploads from it begin at {at} if the claim still stands"
+    )
 
 
 def health_report(
@@ -148,6 +180,9 @@ def claim_notes(journal: Journal) -> list[str]:
                 f"{root['path']}: watched by journal {owner.get('journal')} on host "
                 f"{owner.get('host')}, pid {owner.get('pid')}: its files are held here"
             )
+        until = root.get("claim_confirming_until")
+        if isinstance(until, int | float):
+            notes.append(f"{root['path']}: {confirming_reason(Path(root['path']), until)}")
         if isinstance(taken, dict):
             notes.append(
                 f"{root['path']}: taken over from journal {taken.get('journal')} on host "

@@ -38,6 +38,8 @@ class ReportOptions:
     paused: ReasonHook | None = None
     # Why no upload can start now (the running daemon's authentication is failing), or None.
     blocked: str | None = None
+    # Why no upload can start now from the row's folder (its claim is being confirmed), or None.
+    waiting: ReasonHook | None = None
 
 
 def status_rows(
@@ -207,7 +209,7 @@ def _row(raw: dict[str, Any], options: ReportOptions) -> dict[str, Any]:
             sighting_reason=sighting["reason"] if sighting else None,
             held=(options.held or _none)(raw),
             paused=(options.paused or _none)(raw),
-            blocked=options.blocked,
+            blocked=(options.waiting or _none)(raw) or options.blocked,
             unlisted_since=raw.get("unlisted_since"),
             unlisted_confirmed_at=raw.get("unlisted_confirmed_at"),
         )

@@ -15,6 +15,7 @@ folder is mounted:
     took_over_from=<journal id>   (the journal whose claim this owner took over, if it did:
                                that journal, started again, hands over what it never
                                completed (`handoff`); kept across the owner's restarts)
+    claiming=1                (only while the claim waits to be confirmed: see below)
     stopped_at=<wall clock>   (only once the owner stopped cleanly: the claim is free)
 
 The owner rewrites it (a new file renamed over the old one, so a reader never sees half of it)
@@ -30,9 +31,35 @@ on first sight, when its last heartbeat is older than two leases by the reader's
 An expired claim (or one written by a version without leases) is taken over, and said.
 
 The marker never flips between two owners: only the owner writes it, and an owner that finds
-someone else's claim in the marker at its next heartbeat (two daemons that started at the same
-moment on two machines; an owner suspended for longer than its lease and taken over) steps
-down and says so, instead of writing it back.
+someone else's claim in the marker at its next heartbeat (an owner suspended for longer than
+its lease and taken over) steps down and says so, instead of writing it back.
+
+**Two stations that claim at the same instant** (two machines on one share, where `flock`
+does not reach across hosts) must not both upload. So a claim is made in two steps:
+
+1. *Write.* The candidate renames its claim, with its own random start id (`run`) and
+   `claiming=1`, over the marker (atomic: the marker always holds one whole claim, the last
+   one renamed).
+2. *Confirm.* It waits `[watch] claim_settle_seconds` (by default a twentieth of the lease, at
+   most 3 s: `settle_seconds_for`), then reads the marker again, freshly (a new `open`), and
+   owns the folder only if the marker still names its own journal *and* start id. Else the
+   marker names the peer that renamed its claim last: that one is the owner, this one
+   contends (holds its files naming it) like any second station.
+
+Nothing is uploaded from a folder before its claim is confirmed (`confirming`): files are
+taken into the journal meanwhile and wait, and `status` says why. Why one winner: a candidate
+writes only after reading a marker it may take (none, its own earlier start's, stopped, or
+expired); a peer's claim renamed before that read would have been seen as live. So the two
+renames lie within one read-to-rename interval of each other (milliseconds), and the settle is
+far longer: when the first to confirm reads the marker again, the later rename has landed,
+and both read the same last claim. Ties need no rule: the share orders the two renames, and
+the last one wins for both readers. The assumptions (README "One folder, one live journal"):
+a rename on the share is atomic and visible to a fresh `open` of another client once it
+returned (NFS close-to-open consistency, the default; not `nocto`, or an `actimeo` longer
+than the settle; SMB with leases or `cache=strict`), and no station stops between its read
+and its rename for longer than the settle (a VM paused right then). Should that fail anyway,
+an owner reads the marker again before each file it starts (`check`) and at each heartbeat,
+and steps down at once when the marker names another claim.
 """
 
 from __future__ import annotations
@@ -46,7 +73,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..logging import get_logger, printable
@@ -54,6 +81,18 @@ from ..logging import get_logger, printable
 MARKER = ".teleport-sync-journal"
 DEFAULT_LEASE_SECONDS = 60.0
 MAX_LEASE_SECONDS = 3600.0  # [watch] claim_lease_seconds' upper bound (config.py)
+MAX_DEFAULT_SETTLE_SECONDS = 3.0
+
+
+def settle_seconds_for(lease_seconds: float, configured: float | None = None) -> float:
+    """How long a claim waits before it is confirmed: `configured` ([watch]
+    claim_settle_seconds), else a twentieth of the lease, at most 3 s. A peer's read and rename
+    take milliseconds on a LAN share; 3 s covers a loaded server, and is all a lone station
+    waits before its first upload (the lease of 60 s gives 3 s)."""
+    if configured is not None:
+        return configured
+    return min(lease_seconds / 20, MAX_DEFAULT_SETTLE_SECONDS)
+
 
 log = get_logger("teleport_sync.daemon")
 
@@ -72,6 +111,7 @@ class Claim:
     stopped_at: float | None = None  # the owner stopped cleanly: free to take
     beat: int = 0
     took_over_from: str = ""  # the journal whose expired claim this owner took over
+    claiming: bool = False  # written, not confirmed yet: its writer uploads nothing so far
 
     def who(self) -> str:
         """`journal 0123abcd (/var/lib/teleport-sync/journal.sqlite3) on host nas, pid 812`"""
@@ -87,6 +127,7 @@ class Claim:
             "renewed_at": self.renewed_at,
             "lease_seconds": self.lease_seconds,
             "stopped_at": self.stopped_at,
+            "claiming": self.claiming,
         }
 
 
@@ -110,6 +151,7 @@ def parse_marker(text: str) -> Claim | None:
             stopped_at=float(fields["stopped_at"]) if "stopped_at" in fields else None,
             beat=int(fields.get("beat", "0")),
             took_over_from=fields.get("took_over_from", "").strip(),
+            claiming=fields.get("claiming", "").strip() == "1",
         )
     except ValueError:
         return None
@@ -129,12 +171,19 @@ def format_marker(claim: Claim) -> str:
         f"run={claim.run}\nrenewed_at={claim.renewed_at:.3f}\n"
         f"lease_seconds={claim.lease_seconds:g}\nbeat={claim.beat}\n"
         + (f"took_over_from={claim.took_over_from}\n" if claim.took_over_from else "")
+        + ("claiming=1\n" if claim.claiming else "")
         + (f"stopped_at={claim.stopped_at:.3f}\n" if claim.stopped_at is not None else "")
     )
 
 
 def read_marker(root: Path) -> str | None:
-    """The marker's text, or None when there is none (or it cannot be read)."""
+    """The marker's text, or None when there is none (or it cannot be read).
+
+    Each call opens the file anew: on NFS an `open` revalidates the file's attributes and name
+    with the server (close-to-open consistency), so a peer's rename that returned before is
+    seen, whatever the attribute cache holds. The marker is read whole with the page cache's
+    help; O_DIRECT is not needed, as a renamed marker is a new file (new inode) whose pages no
+    reader has cached."""
     try:
         return (root / MARKER).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -194,6 +243,10 @@ class _Root:
     last_text: str | None = None  # the marker as last read (contender) or written (owner)
     unchanged_since: float = 0.0  # our monotonic clock, when last_text was first seen
     fresh: bool = True  # not looked at yet: the first look may trust the wall clock
+    # Ours, written but not confirmed yet: our monotonic clock's time to read the marker again
+    # (`Claims.confirm`); None once confirmed (or not ours). Nothing is uploaded meanwhile.
+    confirm_at: float | None = None
+    confirm_by: float = 0.0  # the same moment by our wall clock (shown by `status`)
 
 
 @dataclass(frozen=True)
@@ -204,9 +257,73 @@ class Change:
     took_over: Claim | None = None
     lost_to: Claim | None = None
     first: bool = False  # the folder had no marker: a first start
+    confirmed: bool = False  # our claim, written a settle ago, still stands: uploads may begin
 
 
-class Claims:
+class _Roots:
+    """A station's watch roots, as it sees their claims: what the daemon asks of them."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = [_Root(paths[0], tuple(paths)) for paths in _by_folder(roots)]
+        # The heartbeat thread, a reload and the upload workers share the roots' state.
+        self._lock_state = threading.RLock()
+
+    def _reaching(self, path: Path, which: Callable[[_Root], bool]) -> tuple[_Root, Path] | None:
+        """The first root `which` accepts that `path` is in, and the configured path to it."""
+        with self._lock_state:
+            for root in self.roots:
+                if which(root):
+                    for alias in root.aliases:
+                        if path == alias or path.is_relative_to(alias):
+                            return root, alias
+        return None
+
+    def owner_of(self, path: Path) -> tuple[Path, Claim] | None:
+        """(root, the other journal's live claim) when `path` is in a folder it owns."""
+        found = self._reaching(path, lambda root: root.owner is not None)
+        return None if found is None or found[0].owner is None else (found[1], found[0].owner)
+
+    def owned(self) -> list[tuple[tuple[Path, ...], str]]:
+        """(every configured path reaching it, the journal it was taken over from or "") of
+        each folder this daemon owns (its claim confirmed)."""
+        with self._lock_state:
+            return [(r.aliases, r.predecessor) for r in self.roots if r.ours and not r.confirm_at]
+
+    def confirming(self, path: Path) -> tuple[Path, float] | None:
+        """(root, when by the wall clock) when `path` is in a folder whose claim this daemon
+        wrote and has not confirmed yet: nothing may be uploaded from it until then."""
+        found = self._reaching(path, lambda root: root.confirm_at is not None)
+        return None if found is None else (found[1], found[0].confirm_by)
+
+    def aliases_of(self, path: Path) -> tuple[Path, ...]:
+        """Every configured path that reaches the root `path` (itself when not a root)."""
+        with self._lock_state:
+            return next((r.aliases for r in self.roots if r.path == path), (path,))
+
+    def contended(self) -> list[tuple[Path, Claim]]:
+        """(root, owner) of every folder another live journal owns."""
+        with self._lock_state:
+            return [(r.path, r.owner) for r in self.roots if r.owner is not None]
+
+    def statuses(self) -> dict[Path, dict[str, object]]:
+        """Per configured root: `claimed_by` (another journal's live claim, or None) and
+        `taken_over_from` (the expired claim this daemon took over, or None)."""
+        return {
+            alias: {
+                "claimed_by": root.owner.to_json() if root.owner else None,
+                "taken_over_from": (
+                    root.taken_over_from.to_json() if root.taken_over_from else None
+                ),
+                "claim_confirming_until": (
+                    root.confirm_by if root.confirm_at is not None else None
+                ),
+            }
+            for root in self.roots
+            for alias in root.aliases
+        }
+
+
+class Claims(_Roots):
     """This daemon's claims on its watch roots: taken at start, renewed by `beat`."""
 
     def __init__(
@@ -221,10 +338,12 @@ class Claims:
         host: str | None = None,
         pid: int | None = None,
         os_lock: bool = True,
+        settle_seconds: float | None = None,
     ) -> None:
         self.journal_id = journal_id
         self.journal_path = journal_path
         self.lease_seconds = lease_seconds
+        self.settle_seconds = settle_seconds_for(lease_seconds, settle_seconds)
         self._monotonic = monotonic
         self._wall = wall
         self.host = host or socket.gethostname()
@@ -232,11 +351,19 @@ class Claims:
         self.run = secrets.token_hex(6)
         # False: no `flock` (as between two machines on a share, where only the marker speaks).
         self.os_lock = os_lock
-        self.roots = [_Root(paths[0], tuple(paths)) for paths in _by_folder(roots)]
-        self._unwritable: set[Path] = set()
-        self._beats = 0
-        # The heartbeat thread, a reload and the upload workers share the roots' state.
-        self._lock_state = threading.RLock()
+        super().__init__(roots)
+        self._pen = _Pen(
+            Claim(
+                journal_id,
+                str(journal_path),
+                self.host,
+                self.pid,
+                self.run,
+                lease_seconds=lease_seconds,
+            ),
+            wall,
+            os_lock,
+        )
 
     @property
     def beat_seconds(self) -> float:
@@ -245,6 +372,15 @@ class Claims:
     def start(self) -> list[Change]:
         """Claim every root that is free, ours or expired; contend for the others."""
         return self.beat()
+
+    def next_due(self) -> float:
+        """Seconds until the next `beat` is due: the heartbeat's period, or sooner when a claim
+        waits to be confirmed."""
+        with self._lock_state:
+            waiting = [r.confirm_at for r in self.roots if r.confirm_at is not None]
+        if not waiting:
+            return self.beat_seconds
+        return max(0.0, min(self.beat_seconds, min(waiting) - self._monotonic()))
 
     def beat(self) -> list[Change]:
         """The heartbeat: owners renew (or step down), contenders look for an expired claim."""
@@ -256,7 +392,9 @@ class Claims:
                     # watcher already says the folder is missing. Claimed once it appears,
                     # as at first sight.
                     continue
-                if root.ours:
+                if root.ours and root.confirm_at is not None:
+                    change = self._confirm(root)
+                elif root.ours:
                     change = self._renew(root)
                 else:
                     change = self._try_claim(root, first_sight=root.fresh)
@@ -275,7 +413,7 @@ class Claims:
                 root.aliases = tuple(paths)
                 kept.append(root)
             for gone in known.values():
-                self._unlock(gone)
+                self._pen.unlock(gone)
             self.roots = kept
         return self.beat_fresh()
 
@@ -297,54 +435,27 @@ class Claims:
         with self._lock_state:
             for root in self.roots:
                 if root.ours and self._still_ours(root):
-                    self._write(root, stopped=True)
-                self._unlock(root)
+                    self._pen.write(root, stopped=True)
+                self._pen.unlock(root)
 
     def _still_ours(self, root: _Root) -> bool:
         text = read_marker(root.path)
         claim = parse_marker(text) if text is not None else None
         return claim is not None and (claim.journal_id, claim.run) == (self.journal_id, self.run)
 
-    def owner_of(self, path: Path) -> tuple[Path, Claim] | None:
-        """(root, the other journal's live claim) when `path` is in a folder it owns."""
+    def check(self, path: Path) -> list[Change]:
+        """Before an upload starts from `path`: read its folder's marker again (cheap, one small
+        file), and step down at once if it names another claim (`Change.lost_to`), instead of
+        at the next heartbeat. Only for a folder this daemon owns."""
         with self._lock_state:
-            for root in self.roots:
-                if root.owner is None:
-                    continue
-                for alias in root.aliases:
-                    if path == alias or path.is_relative_to(alias):
-                        return alias, root.owner
-        return None
-
-    def owned(self) -> list[tuple[tuple[Path, ...], str]]:
-        """(every configured path reaching it, the journal it was taken over from or "") of
-        each folder this daemon owns."""
-        with self._lock_state:
-            return [(r.aliases, r.predecessor) for r in self.roots if r.ours]
-
-    def aliases_of(self, path: Path) -> tuple[Path, ...]:
-        """Every configured path that reaches the root `path` (itself when not a root)."""
-        with self._lock_state:
-            return next((r.aliases for r in self.roots if r.path == path), (path,))
-
-    def contended(self) -> list[tuple[Path, Claim]]:
-        """(root, owner) of every folder another live journal owns."""
-        with self._lock_state:
-            return [(r.path, r.owner) for r in self.roots if r.owner is not None]
-
-    def statuses(self) -> dict[Path, dict[str, object]]:
-        """Per configured root: `claimed_by` (another journal's live claim, or None) and
-        `taken_over_from` (the expired claim this daemon took over, or None)."""
-        return {
-            alias: {
-                "claimed_by": root.owner.to_json() if root.owner else None,
-                "taken_over_from": (
-                    root.taken_over_from.to_json() if root.taken_over_from else None
-                ),
-            }
-            for root in self.roots
-            for alias in root.aliases
-        }
+            found = self._reaching(path, lambda root: root.ours and root.confirm_at is None)
+            if found is None:
+                return []
+            text = read_marker(found[0].path)
+            claim = parse_marker(text) if text is not None else None
+            if claim is None or self._is_ours(claim):
+                return []
+            return [self._step_down(found[0], claim, text, "before an upload")]
 
     # -- one root -------------------------------------------------------------------------------
 
@@ -352,7 +463,7 @@ class Claims:
         text = read_marker(root.path)
         claim = parse_marker(text) if text is not None else None
         if claim is not None and claim.journal_id == self.journal_id and first_sight:
-            if not self._lock(root):  # another daemon here is taking it over right now
+            if not self._pen.lock(root):  # another daemon here is taking it over right now
                 return self._contend(root, claim)
             return self._take(root, claim, first=False)  # ours, from an earlier start
         if claim is not None and claim.journal_id != self.journal_id:
@@ -360,10 +471,10 @@ class Claims:
                 return self._contend(root, claim)
         elif claim is not None and self._live(root, claim, text, first_sight):
             return self._contend(root, claim)  # our id, someone else's run: a copied journal
-        if not self._lock(root):
+        if not self._pen.lock(root):
             return self._contend(root, claim or Claim("?", host="this machine"))
         if read_marker(root.path) != text:  # written while we looked: look again next beat
-            self._unlock(root)
+            self._pen.unlock(root)
             return None
         return self._take(root, claim, first=claim is None)
 
@@ -403,12 +514,17 @@ class Claims:
         )
         taken = foreign and previous is not None and previous.journal_id != self.journal_id
         root.ours, root.owner = True, None
+        self._settle(root)
         if previous is not None:
             # Taken from another journal: hand-overs come from it. Ours from an earlier start
             # (or a copy of this journal): whatever that start took over, it still holds.
             root.predecessor = previous.journal_id if taken else previous.took_over_from
-        self._lock(root)
-        self._write(root)
+        self._pen.lock(root)
+        if not self._pen.write(root) or self.settle_seconds <= 0:
+            # A folder we cannot write holds no claim to confirm (uploads go on, as said by
+            # `_Pen.cannot_write`); `claim_settle_seconds = 0`: the operator says we are alone.
+            root.confirm_at = None
+            self._pen.write(root)
         if taken:
             root.taken_over_from = previous
             log.warning(
@@ -424,38 +540,90 @@ class Claims:
     def _renew(self, root: _Root) -> Change | None:
         text = read_marker(root.path)
         claim = parse_marker(text) if text is not None else None
-        if claim is not None and (claim.journal_id, claim.run) != (self.journal_id, self.run):
-            root.ours = False
-            self._unlock(root)
-            root.owner, root.last_text, root.unchanged_since = claim, text, self._monotonic()
-            log.error(
-                "lost the claim on the watch folder to another journal (both started at once, "
-                "or this daemon was stopped longer than its lease): its files are held here "
-                "from now on",
+        if claim is not None and not self._is_ours(claim):
+            return self._step_down(root, claim, text, "at a heartbeat")
+        self._pen.write(root)
+        return None
+
+    def _confirm(self, root: _Root) -> Change | None:
+        """A settle after our claim was written: read the marker again. Still ours: confirmed
+        (rewritten without `claiming`, the first heartbeat), uploads may begin. Another claim:
+        a peer renamed its claim after ours, and it is the owner; we contend."""
+        if self._monotonic() < (root.confirm_at or 0.0):
+            return None
+        text = read_marker(root.path)
+        claim = parse_marker(text) if text is not None else None
+        if claim is None and self._pen.write(root):
+            self._settle(root)  # our claim vanished (the marker deleted): written, settle again
+            return None
+        if claim is not None and not self._is_ours(claim):
+            root.confirm_at = None
+            log.warning(
+                "another journal claimed this watch folder at the same moment, after this one: "
+                "it uploads from the folder, this daemon holds its files there (nothing was "
+                "uploaded from it here)",
                 root=str(root.path),
                 owner=claim.who(),
             )
-            return Change(root.path, lost_to=claim)
-        self._write(root)
-        return None
+            return self._step_down(root, claim, text, None)
+        root.confirm_at = None
+        self._pen.write(root)  # ours (or the folder refuses the marker): confirmed
+        log.info(
+            "claim on the watch folder confirmed: uploading from it",
+            root=str(root.path),
+            settle_seconds=self.settle_seconds,
+        )
+        return Change(root.path, confirmed=True)
 
-    def _write(self, root: _Root, *, stopped: bool = False) -> None:
+    def _settle(self, root: _Root) -> None:
+        root.confirm_at = self._monotonic() + self.settle_seconds
+        root.confirm_by = self._wall() + self.settle_seconds
+
+    def _is_ours(self, claim: Claim) -> bool:
+        return (claim.journal_id, claim.run) == (self.journal_id, self.run)
+
+    def _step_down(self, root: _Root, claim: Claim, text: str | None, when: str | None) -> Change:
+        """The marker names another claim: it owns the folder; we contend, and never write the
+        marker back."""
+        root.ours, root.confirm_at = False, None
+        self._pen.unlock(root)
+        root.owner, root.last_text, root.unchanged_since = claim, text, self._monotonic()
+        if when is not None:
+            log.error(
+                "lost the claim on the watch folder to another journal (this daemon was "
+                "stopped longer than its lease, or a peer renamed its claim late): its files "
+                "are held here from now on",
+                root=str(root.path),
+                owner=claim.who(),
+                noticed=when,
+            )
+        return Change(root.path, lost_to=claim)
+
+
+class _Pen:
+    """What writes a station's claim into a folder's marker, and holds the folder's lock."""
+
+    def __init__(self, identity: Claim, wall: Callable[[], float], os_lock: bool) -> None:
+        self.identity = identity  # journal, host, pid, run and lease: the parts that never change
+        self._wall = wall
+        self.os_lock = os_lock
+        self._unwritable: set[Path] = set()
+        self._beats = 0
+
+    def write(self, root: _Root, *, stopped: bool = False) -> bool:
+        """Rename our claim over the marker: False when the folder refuses it (said once)."""
         now = self._wall()
         self._beats += 1
-        claim = Claim(
-            self.journal_id,
-            str(self.journal_path),
-            self.host,
-            self.pid,
-            self.run,
-            now,
-            self.lease_seconds,
-            now if stopped else None,
-            self._beats,
-            root.predecessor,
+        claim = replace(
+            self.identity,
+            renewed_at=now,
+            stopped_at=now if stopped else None,
+            beat=self._beats,
+            took_over_from=root.predecessor,
+            claiming=root.confirm_at is not None and not stopped,
         )
         target = root.path / MARKER
-        temporary = root.path / f"{MARKER}.{self.run}.tmp"
+        temporary = root.path / f"{MARKER}.{self.identity.run}.tmp"
         try:
             # Private like the journal it names (DESIGN §3a): the station's id and journal path.
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -463,11 +631,12 @@ class Claims:
                 marker.write(format_marker(claim))
             os.replace(temporary, target)
         except OSError as exc:
-            self._cannot_write(root.path, exc)
-            return
+            self.cannot_write(root.path, exc)
+            return False
         self._unwritable.discard(root.path)
+        return True
 
-    def _cannot_write(self, root: Path, exc: OSError) -> None:
+    def cannot_write(self, root: Path, exc: OSError) -> None:
         if root in self._unwritable:
             return  # said once until it works again
         self._unwritable.add(root)
@@ -479,7 +648,7 @@ class Claims:
             error=exc.strerror or str(exc),
         )
 
-    def _lock(self, root: _Root) -> bool:
+    def lock(self, root: _Root) -> bool:
         """Take the folder's lock (kept while we own it): False when another process has it."""
         if root.lock_fd is not None or not self.os_lock:
             return True
@@ -495,7 +664,7 @@ class Claims:
         root.lock_fd = fd
         return True
 
-    def _unlock(self, root: _Root) -> None:
+    def unlock(self, root: _Root) -> None:
         if root.lock_fd is not None:
             os.close(root.lock_fd)
             root.lock_fd = None

@@ -1,0 +1,381 @@
+"""Two stations that claim one folder at the same instant (two machines on a share, no `flock`
+between them) agree on one owner: a claim is written, then confirmed a settle later only if the
+marker still names it (`watch.claim`). The protocol's decisions, with injected clocks, on a
+real folder; the interleavings of two stations' reads and renames are played out on its marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from structlog.testing import capture_logs
+
+from teleport_sync.config import WatchSettings
+from teleport_sync.emulator.server import EmulatorServer
+from teleport_sync.watch.claim import MARKER, Claims, parse_marker, settle_seconds_for
+
+from .helpers import make_zip, wait_for
+from .test_faults import DaemonProcess, status
+from .test_one_journal_per_folder import (
+    Clock,
+    captures_named,
+    emulator_config,  # noqa: F401  (the fixture: a quick emulator)
+    marker_journal,
+    started,
+    station,
+)
+
+
+def on_share(
+    folder: Path, name: str, mono: Clock, wall: Clock, settle: float | None = None
+) -> Claims:
+    """A station on another machine: its own journal and host, no OS lock (a share)."""
+    return Claims(
+        name,
+        folder / f"{name}.sqlite3",
+        [folder],
+        lease_seconds=60.0,
+        monotonic=mono,
+        wall=wall,
+        host=f"host-{name}",
+        os_lock=False,
+        settle_seconds=settle,
+    )
+
+
+def marker_claim(folder: Path, *, confirmed: bool) -> bool:
+    """Does the folder's marker hold a claim, confirmed (or still being confirmed)?"""
+    try:
+        claim = parse_marker((folder / MARKER).read_text())
+    except OSError:
+        return False
+    return claim is not None and claim.claiming is not confirmed
+
+
+def marker(folder: Path) -> tuple[str, str, bool]:
+    claim = parse_marker((folder / MARKER).read_text())
+    assert claim is not None
+    return claim.journal_id, claim.run, claim.claiming
+
+
+def uploads_from(claims: Claims, folder: Path) -> bool:
+    """Would this station upload a file from `folder` now?"""
+    path = folder / "scan.zip"
+    return claims.confirming(path) is None and claims.owner_of(path) is None
+
+
+def test_a_lone_station_uploads_once_its_claim_is_confirmed_a_settle_later(
+    tmp_path: Path,
+) -> None:
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    alone = on_share(tmp_path, "a", mono, wall)
+    assert alone.settle_seconds == 3.0  # a twentieth of the 60 s lease
+    assert [c.first for c in alone.start()] == [True]
+    assert marker(tmp_path) == ("a", alone.run, True), "written as claiming"
+    root, until = alone.confirming(tmp_path / "scan.zip")  # type: ignore[misc]
+    assert root == tmp_path and until == 1_003.0
+    assert not uploads_from(alone, tmp_path) and alone.owned() == []
+    assert alone.next_due() == 3.0, "the heartbeat wakes for the confirmation, not in 15 s"
+    mono.now += 2.9
+    assert alone.beat() == [] and not uploads_from(alone, tmp_path)
+    mono.now += 0.1
+    changes = alone.beat()
+    assert [c.confirmed for c in changes] == [True]
+    assert uploads_from(alone, tmp_path) and alone.owned() == [((tmp_path,), "")]
+    assert marker(tmp_path) == ("a", alone.run, False), "confirmed: `claiming` gone"
+    assert alone.next_due() == alone.beat_seconds == 15.0
+    assert alone.statuses()[tmp_path]["claim_confirming_until"] is None
+
+
+@pytest.mark.parametrize("last", ["a", "b"])
+def test_two_stations_that_both_read_before_either_wrote_agree_on_the_last_rename(
+    tmp_path: Path, last: str
+) -> None:
+    """Both read the folder unclaimed, both rename their claim over the marker: the share keeps
+    the last rename, both read it after the settle, and only its writer uploads."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    stations = {name: on_share(tmp_path, name, mono, wall) for name in "ab"}
+    first, second = ("b", "a") if last == "a" else ("a", "b")
+    stations[first].start()
+    # The second read the folder before the first's rename landed: it saw no marker.
+    os.unlink(tmp_path / MARKER)
+    stations[second].start()
+    assert marker(tmp_path)[0] == last
+    for claims in stations.values():
+        assert not uploads_from(claims, tmp_path), "nothing uploads before confirmation"
+    mono.now += 3.0
+    with capture_logs() as logs:
+        changes = {name: claims.beat() for name, claims in stations.items()}
+    loser = first
+    assert [c.confirmed for c in changes[last]] == [True]
+    lost = changes[loser]
+    assert lost and lost[0].lost_to is not None and lost[0].lost_to.journal_id == last
+    assert uploads_from(stations[last], tmp_path)
+    assert not uploads_from(stations[loser], tmp_path)
+    owner = stations[loser].owner_of(tmp_path / "scan.zip")
+    assert owner is not None and owner[1].host == f"host-{last}"
+    assert any("claimed this watch folder at the same moment" in e["event"] for e in logs)
+    # The marker never flips: the loser never writes it again, the winner keeps beating.
+    for _ in range(8):
+        mono.now += 15
+        for claims in stations.values():
+            claims.beat()
+        assert marker(tmp_path)[:2] == (last, stations[last].run)
+    assert not uploads_from(stations[loser], tmp_path)
+
+
+def test_a_station_that_reads_a_peers_unconfirmed_claim_contends(tmp_path: Path) -> None:
+    """A claim written a moment ago, not confirmed yet, is live: the second station never
+    renames over it, and names it (and that it is being claimed) in its hold."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    first, second = on_share(tmp_path, "a", mono, wall), on_share(tmp_path, "b", mono, wall)
+    first.start()
+    assert second.start() == []
+    owner = second.owner_of(tmp_path / "scan.zip")
+    assert owner is not None and owner[1].journal_id == "a" and owner[1].claiming
+    assert marker(tmp_path)[0] == "a"
+    mono.now += 3.0
+    assert [c.confirmed for c in first.beat()] == [True]
+    second.beat()
+    assert uploads_from(first, tmp_path) and not uploads_from(second, tmp_path)
+
+
+def test_a_peer_whose_rename_landed_after_the_settle_is_found_before_the_next_upload(
+    tmp_path: Path,
+) -> None:
+    """Outside the assumption (a peer stopped between its read and its rename for longer than
+    the settle): the owner confirmed, then the peer's claim lands. The owner reads the marker
+    again before each upload starts (`check`) and steps down at once, not at its next beat."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    owner, late = on_share(tmp_path, "a", mono, wall), on_share(tmp_path, "b", mono, wall)
+    owner.start()
+    mono.now += 3.0
+    owner.beat()
+    assert owner.check(tmp_path / "scan.zip") == [], "still ours: nothing changes"
+    os.unlink(tmp_path / MARKER)  # what the late peer read: nothing
+    late.start()
+    stepped = owner.check(tmp_path / "scan.zip")
+    assert stepped and stepped[0].lost_to is not None and stepped[0].lost_to.journal_id == "b"
+    assert not uploads_from(owner, tmp_path)
+    mono.now += 3.0
+    late.beat()
+    assert uploads_from(late, tmp_path) and marker(tmp_path)[0] == "b"
+
+
+def test_a_restart_on_its_own_marker_is_confirmed_too(tmp_path: Path) -> None:
+    """A station started again finds its own journal's marker: it claims it anew, through the
+    same settle (another machine may be taking the folder over at this very moment)."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    before = on_share(tmp_path, "a", mono, wall)
+    before.start()
+    mono.now += 3.0
+    before.beat()
+    before.release()
+    again = on_share(tmp_path, "a", mono, wall)
+    assert again.start() == []
+    assert marker(tmp_path) == ("a", again.run, True)
+    assert not uploads_from(again, tmp_path)
+    mono.now += 3.0
+    assert [c.confirmed for c in again.beat()] == [True]
+
+
+def test_a_claim_whose_marker_vanished_while_settling_is_written_and_settled_again(
+    tmp_path: Path,
+) -> None:
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    alone = on_share(tmp_path, "a", mono, wall)
+    alone.start()
+    os.unlink(tmp_path / MARKER)
+    mono.now += 3.0
+    assert alone.beat() == [] and not uploads_from(alone, tmp_path)
+    assert marker(tmp_path) == ("a", alone.run, True)
+    mono.now += 3.0
+    assert [c.confirmed for c in alone.beat()] == [True]
+
+
+def test_settle_zero_confirms_at_once_for_a_folder_no_other_machine_reaches(
+    tmp_path: Path,
+) -> None:
+    alone = on_share(tmp_path, "a", Clock(0.0), Clock(1_000.0), settle=0.0)
+    alone.start()
+    assert uploads_from(alone, tmp_path) and marker(tmp_path)[2] is False
+
+
+def test_the_settle_derives_from_the_lease_and_must_fit_in_a_quarter_of_it() -> None:
+    assert settle_seconds_for(60.0) == 3.0
+    assert settle_seconds_for(20.0) == 1.0
+    assert settle_seconds_for(3600.0) == 3.0, "a long lease does not slow a lone station"
+    assert settle_seconds_for(60.0, 10.0) == 10.0
+    assert WatchSettings(claim_lease_seconds=8, claim_settle_seconds=2).claim_settle_seconds == 2
+    with pytest.raises(ValidationError) as refused:
+        WatchSettings(claim_lease_seconds=8, claim_settle_seconds=3)
+    assert "claim_settle_seconds = 3 is longer than a quarter of claim_lease_seconds" in str(
+        refused.value
+    )
+
+
+# -- real daemons ---------------------------------------------------------------------------------
+
+TWO_HOSTS = (
+    "claim_os_lock = false\n"  # no flock between them: two machines on one share
+    "claim_settle_seconds = 1.0\n"
+)
+
+
+def test_two_daemons_started_at_the_same_instant_upload_each_file_once(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """Five rounds: two real daemons with their own journals, no lock between them, started at
+    the same instant on a folder holding a new take. Each round: exactly one capture of it on
+    the emulator, made by the daemon the marker names; the other holds it naming that journal,
+    and its `status` says so. The winner's first upload comes after its claim's confirmation."""
+    for round_ in range(5):
+        race_once(emulator, tmp_path, round_)
+
+
+def race_once(emulator: EmulatorServer, tmp_path: Path, round_: int) -> None:
+    """One round: both daemons started at once on a folder holding a new take."""
+    home = tmp_path / f"round{round_}"
+    inbox = home / "share"
+    inbox.mkdir(parents=True)
+    name = f"take{round_}.zip"
+    make_zip(inbox / name)
+    configs = {
+        who: station(home, emulator, who, inbox, watch=TWO_HOSTS, lease=4.0)
+        for who in ("left", "right")
+    }
+    daemons = {who: DaemonProcess(cfg, home / f"{who}.log") for who, cfg in configs.items()}
+    try:
+        wait_for(lambda: marker_claim(inbox, confirmed=True), 60, "a confirmed claim")
+        owner_journal = marker_journal(inbox)
+        winner = next(w for w in daemons if str(home / w / "journal.sqlite3") == owner_journal)
+        loser = next(w for w in daemons if w != winner)
+        wait_for(
+            lambda: status(configs[winner]).get(name, {}).get("capture_state") == "READY",
+            60,
+            "the owner's upload",
+        )
+        wait_for(
+            lambda: status(configs[loser]).get(name, {}).get("phase") == "held",
+            60,
+            "the other daemon's hold",
+        )
+        reason = str(status(configs[loser])[name]["reason"])
+        assert owner_journal in reason
+        assert f"pid {daemons[winner].process.pid}" in reason
+        assert marker_journal(inbox) == owner_journal, "the marker never changed hands"
+    finally:
+        for daemon in daemons.values():
+            assert daemon.stop() == 0
+    assert captures_named(emulator, name) == 1, f"round {round_}: paid once"
+    events = [
+        json.loads(line)
+        for line in (home / f"{winner}.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    said = [e["event"] for e in events]
+    confirmed = said.index("claim on the watch folder confirmed: uploading from it")
+    created = [
+        i
+        for i, e in enumerate(events)
+        if e.get("path", "").endswith(name) and e["event"].startswith("capture created")
+    ]
+    assert created and min(created) > confirmed, said
+    assert (
+        "claim on the watch folder confirmed: uploading from it"
+        not in (home / f"{loser}.log").read_text()
+    )
+
+
+def test_a_file_waits_for_the_claims_confirmation_and_status_says_why(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A station whose claim is being confirmed (a settle made long here, to look at it):
+    the file dropped meanwhile is journaled and queued, nothing reaches the account, and
+    `status` and the file's row say why and until when."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    config = station(
+        tmp_path,
+        emulator,
+        "alone",
+        inbox,
+        watch="claim_settle_seconds = 30.0\n",
+        lease=120.0,
+    )
+    daemon = DaemonProcess(config, tmp_path / "alone.log")
+    try:
+        wait_for(lambda: started(daemon), 60, "the daemon")
+        assert marker_claim(inbox, confirmed=False)
+        make_zip(inbox / "early.zip")
+        wait_for(lambda: status(config).get("early.zip", {}).get("phase") == "queued", 60, "queued")
+        row = status(config)["early.zip"]
+        assert "claim on " + str(inbox) + " is being confirmed" in str(row["reason"])
+        assert "uploads from it begin at" in str(row["reason"])
+        shown = subprocess.run(
+            [sys.executable, "-m", "teleport_sync", "--config", str(config), "status"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert f"{inbox}: uploads wait: this station's claim" in shown
+        assert captures_named(emulator, "early.zip") == 0
+        assert emulator.backend.captures == {}, "nothing uploaded before the confirmation"
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_peer_that_did_not_see_the_claim_renames_its_own_over_it_and_one_uploads(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """The interleaving the settle exists for, with two real daemons: station A has renamed
+    its claim over the marker and waits to confirm it; station B read the folder before that
+    rename reached it (played here by taking A's marker away: B finds none) and renames its
+    own. B (a short settle) confirms and uploads; A, reading the marker at its confirmation,
+    finds B's claim and steps down: it never uploads, holds the file naming B, and says it
+    lost a claim made at the same moment. One capture."""
+    share = tmp_path / "share"
+    share.mkdir()
+    make_zip(share / "scan.zip")
+    reached = tmp_path / "mnt-share"  # how B reaches the share: mounted later than A's start
+    slow = station(
+        tmp_path, emulator, "a", share, watch=TWO_HOSTS.replace("1.0", "8.0"), lease=32.0
+    )
+    quick = station(
+        tmp_path, emulator, "b", reached, watch=TWO_HOSTS.replace("1.0", "0.2"), lease=2.0
+    )
+    b = DaemonProcess(quick, tmp_path / "b.log")
+    a = None
+    try:
+        wait_for(lambda: started(b), 60, "station B, its share not mounted yet")
+        a = DaemonProcess(slow, tmp_path / "a.log")
+        a_journal = str(tmp_path / "a" / "journal.sqlite3")
+        wait_for(
+            lambda: marker_claim(share, confirmed=False) and marker_journal(share) == a_journal,
+            60,
+            "A's claim, written and not confirmed yet",
+        )
+        os.unlink(share / MARKER)  # what B's read will find: no claim
+        reached.symlink_to(share, target_is_directory=True)
+        b_journal = str(tmp_path / "b" / "journal.sqlite3")
+        wait_for(lambda: "another journal claimed this watch folder" in a.log.read_text(), 60, "A")
+        wait_for(
+            lambda: status(quick).get("scan.zip", {}).get("capture_state") == "READY",
+            60,
+            "B's upload",
+        )
+        wait_for(lambda: status(slow).get("scan.zip", {}).get("phase") == "held", 60, "A's hold")
+        reason = str(status(slow)["scan.zip"]["reason"])
+        assert b_journal in reason and f"pid {b.process.pid}" in reason
+        assert marker_journal(share) == b_journal
+    finally:
+        if a is not None:
+            assert a.stop() == 0
+        assert b.stop() == 0
+    assert captures_named(emulator, "scan.zip") == 1
+    assert "confirmed: uploading from it" not in (tmp_path / "a.log").read_text()

@@ -21,6 +21,13 @@ PART = 8 << 20
 
 def simulate(window: FlightWindow, link: Callable[[int], float], parts: int) -> list[int]:
     """Send `parts` parts over `link` (bytes/s for n parts in flight): the widths it went by."""
+    return timed(window, link, parts)[0]
+
+
+def timed(
+    window: FlightWindow, link: Callable[[int], float], parts: int
+) -> tuple[list[int], float]:
+    """As `simulate`, and the seconds the parts took."""
     now, started, widths = 0.0, 0, [window.limit]
     in_flight: list[list[float]] = []  # [bytes left, round]
     while started < parts or in_flight:
@@ -37,7 +44,7 @@ def simulate(window: FlightWindow, link: Callable[[int], float], parts: int) -> 
             window.part_done(PART, now, int(flight[1]))
         if widths[-1] != window.limit:
             widths.append(window.limit)
-    return widths
+    return widths, now
 
 
 def long_path(per_connection: float, link: float) -> Callable[[int], float]:
@@ -208,6 +215,43 @@ def test_the_next_file_on_a_learned_path_starts_at_half_its_width() -> None:
     assert 72 <= second.limit <= 78
     # A path that never needed more than `concurrency` (or nothing learned): `concurrency`.
     assert start_width(8, 8) == 8 and start_width(8, None) == 8
+
+
+def test_a_file_over_before_its_window_found_the_path_teaches_what_the_path_holds(
+    tmp_path: Path,
+) -> None:
+    # 1 GiB in 8 MiB parts at 1 Gbit/s and 150 ms: ~72 parts fill the path, and each part
+    # takes 4.8 s, so the window doubles once per 4.8 s and the file is over at 64.
+    path = long_path(256 * 1024 / 0.15, 125e6)
+    first = FlightWindow(start=8, cap=128)
+    widths, first_seconds = timed(first, path, 128)
+    assert widths == [8, 16, 32, 64, 128]
+    assert first.path_width is None  # never found the link full
+    assert first.proven == 64  # 64 brought twice what 32 did: the path holds 64
+    # The next file starts there, not at 8 again, and is sent in about half the time.
+    second = FlightWindow(start=start_width(8, first.proven, at_least=True), cap=128)
+    widths, second_seconds = timed(second, path, 128)
+    assert widths[0] == 64
+    assert second_seconds < 0.6 * first_seconds
+    # Kept in the journal as "at least 64"; a file that finds the width replaces it, a
+    # shorter file that shows less never lowers it.
+    with (
+        Journal(tmp_path / "journal.sqlite3") as journal,
+        build_client(
+            base_url="http://127.0.0.1:9", auth_url="http://127.0.0.1:9/t", client_id="c",
+            client_secret="s",
+        ) as client,
+    ):  # fmt: skip
+        uploader = Uploader(client, journal, concurrency=8, adaptive=True)
+        uploader.ctx.learn_path_holds(64)
+        again = Uploader(client, journal, concurrency=8, adaptive=True)
+        assert again.ctx.start_width() == 64
+        again.ctx.learn_path_holds(16)
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 64
+        again.ctx.learn_path_width(76)
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
+        again.ctx.learn_path_holds(8)  # no more than `concurrency`: nothing to remember
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
 
 
 def test_parts_that_run_free_teach_the_width_they_held(tmp_path: Path) -> None:

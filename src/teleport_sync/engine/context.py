@@ -73,6 +73,9 @@ class EngineContext:
     # half of it and grows, instead of probing up from `concurrency` again. Remembered in the
     # journal per API base URL, as Linux keeps a path's ssthresh per destination.
     path_width: int | None = None
+    # True when `path_width` is only what the path was shown to hold (a file ended while its
+    # window was still growing): the next file starts at it, not at half.
+    path_width_at_least: bool = False
 
     @property
     def etag_fact(self) -> str:
@@ -91,16 +94,29 @@ class EngineContext:
         """
         remembered = self.journal.fact(self.etag_fact)
         self.etags_are_md5 = None if remembered is None else remembered == "yes"
-        width = self.journal.fact(self.path_width_fact) if self.max_width else None
-        self.path_width = int(width) if width and width.isdigit() else None
+        # "76": the width that filled the path; "64+": it holds at least 64.
+        width = (self.journal.fact(self.path_width_fact) or "") if self.max_width else ""
+        digits = width.removesuffix("+")
+        self.path_width = int(digits) if digits.isdigit() else None
+        self.path_width_at_least = width.endswith("+") and self.path_width is not None
 
     def start_width(self) -> int:
-        return start_width(self.concurrency, self.path_width)
+        return start_width(self.concurrency, self.path_width, self.path_width_at_least)
 
     def learn_path_width(self, width: int) -> None:
-        if width != self.path_width:
-            self.path_width = width
+        """A file found the width that fills the path."""
+        if width != self.path_width or self.path_width_at_least:
+            self.path_width, self.path_width_at_least = width, False
             self.journal.set_fact(self.path_width_fact, str(width))
+
+    def learn_path_holds(self, width: int) -> None:
+        """A file ended while its window still grew: the path holds at least `width`. Raises
+        what is known, never lowers it (a short file shows less than the path holds)."""
+        if width <= self.concurrency:
+            return
+        if width > (self.path_width or 0):
+            self.path_width, self.path_width_at_least = width, True
+            self.journal.set_fact(self.path_width_fact, f"{width}+")
 
     def learn_etags(self, md5_shaped: bool) -> None:
         with self.etag_lock:

@@ -127,6 +127,9 @@ class PartSender:
         if window.path_width is not None and window.path_width < len(todo):
             # Found where the link is full (a file with fewer parts than that says nothing).
             self.ctx.learn_path_width(window.path_width)
+        elif window.path_width is None and window.proven:
+            # Over before the link was found full: what it did show, the next file starts at.
+            self.ctx.learn_path_holds(window.proven)
         if window.limit != started:
             log.info("parts in flight", path=record.path, started=started, ended=window.limit)
         if run.failure is not None:

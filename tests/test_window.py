@@ -243,15 +243,34 @@ def test_a_file_over_before_its_window_found_the_path_teaches_what_the_path_hold
         ) as client,
     ):  # fmt: skip
         uploader = Uploader(client, journal, concurrency=8, adaptive=True)
-        uploader.ctx.learn_path_holds(64)
+        uploader.ctx.learn_path_holds(64, first.learned_part_rate)
         again = Uploader(client, journal, concurrency=8, adaptive=True)
         assert again.ctx.start_width() == 64
+        assert again.ctx.path_part_rate == round(first.learned_part_rate or 0)
         again.ctx.learn_path_holds(16)
         assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 64
         again.ctx.learn_path_width(76)
         assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
         again.ctx.learn_path_holds(8)  # no more than `concurrency`: nothing to remember
         assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
+
+
+def test_a_remembered_width_on_a_path_turned_slow_narrows_after_one_round() -> None:
+    # Learned on 1 Gbit/s at 150 ms (the path holds 64, each part moving ~1.75 MB/s), then the
+    # station's link drops to 20 Mbit/s: the next file starts at 64, but its first round moves
+    # 39 kB/s a part, under half of what it did: it needs 2 parts, not 128.
+    fast = long_path(256 * 1024 / 0.15, 125e6)
+    first = FlightWindow(start=8, cap=128)
+    simulate(first, fast, 128)
+    assert first.proven == 64 and first.learned_part_rate is not None
+    assert 1.7e6 < first.learned_part_rate < 1.8e6
+    slow = long_path(256 * 1024 / 0.15, 2.5e6)
+    second = FlightWindow(start=64, cap=128, part_rate=first.learned_part_rate)
+    assert simulate(second, slow, 128) == [64, 2]  # never doubled to 128 on a full link
+    assert second.path_width == 2  # learned: the file after it starts at `concurrency`
+    # The same start on the fast path is not mistaken for a slow one: it widens.
+    third = FlightWindow(start=64, cap=128, part_rate=first.learned_part_rate)
+    assert simulate(third, fast, 128) == [64, 128]
 
 
 def test_parts_that_run_free_teach_the_width_they_held(tmp_path: Path) -> None:

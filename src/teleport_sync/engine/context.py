@@ -76,6 +76,9 @@ class EngineContext:
     # True when `path_width` is only what the path was shown to hold (a file ended while its
     # window was still growing): the next file starts at it, not at half.
     path_width_at_least: bool = False
+    # What one part moved (bytes/s) when `path_width` was learned: a file started from it
+    # finds a path that has turned slower (`window.FlightWindow.part_rate`).
+    path_part_rate: float | None = None
 
     @property
     def etag_fact(self) -> str:
@@ -94,29 +97,34 @@ class EngineContext:
         """
         remembered = self.journal.fact(self.etag_fact)
         self.etags_are_md5 = None if remembered is None else remembered == "yes"
-        # "76": the width that filled the path; "64+": it holds at least 64.
-        width = (self.journal.fact(self.path_width_fact) or "") if self.max_width else ""
+        # "76": the width that filled the path; "64+": it holds at least 64; then what one part
+        # moved (bytes/s) when it was learned: "64+ 1747626".
+        fact = (self.journal.fact(self.path_width_fact) or "") if self.max_width else ""
+        width, _, part_rate = fact.partition(" ")
         digits = width.removesuffix("+")
         self.path_width = int(digits) if digits.isdigit() else None
         self.path_width_at_least = width.endswith("+") and self.path_width is not None
+        self.path_part_rate = float(part_rate) if part_rate.isdigit() else None
 
     def start_width(self) -> int:
         return start_width(self.concurrency, self.path_width, self.path_width_at_least)
 
-    def learn_path_width(self, width: int) -> None:
-        """A file found the width that fills the path."""
+    def learn_path_width(self, width: int, part_rate: float | None = None) -> None:
+        """A file found the width that fills the path (one part moving `part_rate` bytes/s)."""
         if width != self.path_width or self.path_width_at_least:
-            self.path_width, self.path_width_at_least = width, False
-            self.journal.set_fact(self.path_width_fact, str(width))
+            self._remember(width, False, part_rate)
 
-    def learn_path_holds(self, width: int) -> None:
+    def learn_path_holds(self, width: int, part_rate: float | None = None) -> None:
         """A file ended while its window still grew: the path holds at least `width`. Raises
         what is known, never lowers it (a short file shows less than the path holds)."""
-        if width <= self.concurrency:
-            return
-        if width > (self.path_width or 0):
-            self.path_width, self.path_width_at_least = width, True
-            self.journal.set_fact(self.path_width_fact, f"{width}+")
+        if width > self.concurrency and width > (self.path_width or 0):
+            self._remember(width, True, part_rate)
+
+    def _remember(self, width: int, at_least: bool, part_rate: float | None) -> None:
+        self.path_width, self.path_width_at_least = width, at_least
+        self.path_part_rate = part_rate
+        fact = f"{width}{'+' if at_least else ''}" + (f" {round(part_rate)}" if part_rate else "")
+        self.journal.set_fact(self.path_width_fact, fact)
 
     def learn_etags(self, md5_shaped: bool) -> None:
         with self.etag_lock:

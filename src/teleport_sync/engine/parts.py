@@ -91,7 +91,8 @@ class PartSender:
         # window does not ask for a hundred URLs it may not use before they expire.
         workers = min(max(self.ctx.concurrency, self.ctx.max_width), len(todo))
         started = self.ctx.start_width() if self.ctx.max_width else self.ctx.concurrency
-        window = FlightWindow(start=started, cap=workers)
+        remembered = self.ctx.path_part_rate if started > self.ctx.concurrency else None
+        window = FlightWindow(start=started, cap=workers, part_rate=remembered)
         ahead = lambda: min(workers, 2 * window.limit)  # noqa: E731
         hasher = part_hasher(workers)
         try:
@@ -126,10 +127,10 @@ class PartSender:
             hasher.close()
         if window.path_width is not None and window.path_width < len(todo):
             # Found where the link is full (a file with fewer parts than that says nothing).
-            self.ctx.learn_path_width(window.path_width)
+            self.ctx.learn_path_width(window.path_width, window.learned_part_rate)
         elif window.path_width is None and window.proven:
             # Over before the link was found full: what it did show, the next file starts at.
-            self.ctx.learn_path_holds(window.proven)
+            self.ctx.learn_path_holds(window.proven, window.learned_part_rate)
         if window.limit != started:
             log.info("parts in flight", path=record.path, started=started, ended=window.limit)
         if run.failure is not None:

@@ -33,7 +33,11 @@ that ended while the window was still growing found no width, but the widest rou
 the next file starts there, not back at `concurrency`. On a long fat path a part takes seconds
 and the window doubles once per part's time, so a first file is often over before it finds the
 width (1 GiB at 1 Gbit/s and 150 ms: 8, 16, 32, 64 and the file is sent); without this every
-file would start that climb again.
+file would start that climb again. Either width is kept with what one part moved when it was
+learned (`part_rate`): a file started from it whose first round moves under half of that per
+part finds the path slower or shared since, and holds at the width its throughput needs at
+the remembered per-part rate, never doubling past a full link; a station whose fast path
+turned slow is back to a few parts after one round.
 
 Pure rule plus a slot counter: time is passed in (`now`), so the rule is tested with a fake
 clock; `acquire`/`release` are what the part threads call around each attempt.
@@ -41,6 +45,7 @@ clock; `acquire`/`release` are what the part threads call around each attempt.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,9 +85,15 @@ class FlightWindow:
     _growing: bool = field(default=True, init=False)
     # The width that filled the link, once a round found it full: growth stops there.
     path_width: int | None = field(default=None, init=False)
+    # What one part moved on this path when the link did not hold it back, remembered with the
+    # width a file starts from (bytes/s; None: nothing remembered). A first round whose parts
+    # move under half of it finds the path changed (`_judge`).
+    part_rate: float | None = None
     # The widest round whose throughput grew in proportion to its width: the path holds at
     # least this many parts in flight (0: none shown yet).
     proven: int = field(default=0, init=False)
+    # What one part moved when `path_width` or `proven` was learned: kept with it.
+    learned_part_rate: float | None = field(default=None, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
@@ -134,7 +145,16 @@ class FlightWindow:
         if self._growing and not last and rate / width >= self.unbound:
             self._growing = False  # each part already runs free: nothing to gain from width
             self.path_width = width
-        if self._growing and self.path_width and width < self.path_width:
+            self.learned_part_rate = rate / width
+        if self._growing and not last and self.part_rate and rate / width < self.part_rate / 2:
+            # Started from a remembered width, and each part moves under half of what it did
+            # when that width was learned: the link is full already (slower, or shared, since).
+            # It needs what it carries over what one part moved then, as when found full.
+            needed = math.ceil(rate / self.part_rate * (1 + self.gain))
+            self.limit = self.path_width = max(1, min(width, needed))
+            self.learned_part_rate = self.part_rate
+            self._growing = False
+        elif self._growing and self.path_width and width < self.path_width:
             # Back from a failure on a path whose width is known: twice as wide again, up to
             # it, without judging (a round cut short by a reset is no measure of the path).
             self.limit = min(self.ceiling, width * 2)
@@ -143,8 +163,8 @@ class FlightWindow:
             grew = rate / last if last else 0.0
             widened = width / before if before else 1.0
             in_proportion = widened > 1 and grew >= 1 + self.burst * (widened - 1)
-            if last and in_proportion:
-                self.proven = max(self.proven, width)
+            if last and in_proportion and width > self.proven:
+                self.proven, self.learned_part_rate = width, rate / width
             if not last or in_proportion:
                 # The first probe, or throughput in proportion: twice as wide.
                 self.limit = min(self.ceiling, width * 2)
@@ -155,6 +175,7 @@ class FlightWindow:
                 full = grew < 1 + self.gain
                 needed = before if full else int(before * grew * (1 + self.gain))
                 self.limit = self.path_width = max(1, min(width, max(before, needed)))
+                self.learned_part_rate = last / before
                 self._growing = False
         self._last_rate, self._last_limit = rate, width
         self._cond.notify_all()

@@ -9,11 +9,13 @@ requests) holds N captures of others; each tree's `upload --follow` sends three 
 follows them to READY. Figures: listing requests, and seconds from the first upload to the end.
 
 Journal: a journal of R finished rows (each with a part and three states), made by each tree's
-own schema, then each tree's `status`, `status --json`, `health --json` (without and beside the
-running daemon), `forget --before`, the daemon's start-up to ready, a metrics scrape, the
-console's files page, and the idle daemon's CPU and RSS over ten seconds. Every figure prints
-beside its baseline and their ratio; the commands' figures are medians of three runs, each
-tree's modules byte-compiled first (as an installed copy is).
+own schema, then each tree's `status`, `status --json`, the filters of both (`filtered`),
+`health --json` (without and beside the running daemon), `forget PATH`, `forget --before`, the
+daemon's start-up to ready, a metrics scrape, the console's files page, and the idle daemon's
+CPU and RSS over ten seconds. Every figure prints beside its baseline and their ratio; the
+commands' figures are medians of three runs, each tree's modules byte-compiled first (as an
+installed copy is).
+
 `--accounts ''` runs the journal's part alone.
 """
 
@@ -240,6 +242,18 @@ def wait_until(ready: Callable[[], bool], started: float, limit: float = 600) ->
     return time.perf_counter() - started
 
 
+def filtered(inbox: Path) -> dict[str, tuple[str, ...]]:
+    """`status` with filters (figure: arguments): each keeps every row, or a few of them."""
+    return {
+        "status_json_phase_done": ("--json", "--phase", "done"),
+        "status_json_since": ("--json", "--since", "2025-12-01"),  # every row
+        "status_json_path_folder": ("--json", "--path", str(inbox)),  # every row
+        "status_json_path_glob": ("--json", "--path", "*_00001?.zip"),  # ten rows
+        "status_path_file": ("--path", str(inbox / "scan_000007.zip")),  # the table: one row
+        "status_phase_done": ("--phase", "done"),  # the table: every row matches
+    }
+
+
 def journal_run(tree: Path, rows: int) -> dict[str, float]:
     emulator = Emulator(0, processing=1.0)
     out: dict[str, float] = {}
@@ -256,6 +270,8 @@ def journal_run(tree: Path, rows: int) -> dict[str, float]:
             out["status"] = median_of(3, lambda: cli(tree, config, "status"))
             out["status_json"] = median_of(3, lambda: cli(tree, config, "status", "--json"))
             out["health"] = median_of(3, lambda: cli(tree, config, "health", "--json", check=False))
+            for figure, args in filtered(folder / "inbox").items():
+                out[figure] = median_of(3, lambda args=args: cli(tree, config, "status", *args))
             started = time.perf_counter()
             daemon = subprocess.Popen(
                 [PYTHON, "-m", "teleport_sync", "--config", str(config), "run"],
@@ -293,6 +309,9 @@ def journal_run(tree: Path, rows: int) -> dict[str, float]:
                     daemon.kill()
                     daemon.wait()
                 out["stop"] = time.perf_counter() - stopping  # SIGTERM to exit (120: killed)
+            # One finished row by its path (which has to be found among all of them).
+            one = str(folder / "inbox" / "scan_000009.zip")
+            out["forget_path"] = timed(lambda: cli(tree, config, "forget", one))
             out["forget_before"] = timed(
                 lambda: cli(tree, config, "forget", "--before", "2026-06-01")
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from teleport_sync.cli.app import EXIT_USAGE
 from teleport_sync.emulator.server import EmulatorServer
 from teleport_sync.journal import Journal, shown_path
 from teleport_sync.logging import printable
@@ -202,6 +203,16 @@ def test_the_cli_filters_and_the_table_agree_with_the_reference(
         assert f"{len(expected)} file(s) (filtered)" in table.stdout, (args, table.stdout)
         for row in expected:
             assert printable(Path(row["path"]).name) in table.stdout  # as the table shows it
+
+
+def test_an_empty_path_is_refused_rather_than_read_as_everything_or_here(
+    odd: Path, tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    config = write_config(tmp_path / "config.toml", emulator)
+    for args in (("status", "--path", ""), ("status", "--json", "--path", "")):
+        said = run_cli("--config", str(config), *args)
+        assert said.returncode == EXIT_USAGE and said.stdout == "", args
+        assert "--path is empty; give a file, a folder or a glob" in said.stderr
 
 
 def test_forget_path_drops_that_row_and_none_named_like_it(

@@ -70,6 +70,8 @@ def status(
     from ..status.view import status_table
 
     settings = app.settings
+    if path_filter == "":  # an unset shell variable, most likely: not "everything", not "here"
+        fail("--path is empty; give a file, a folder or a glob (e.g. --path 'scan_*')", EXIT_USAGE)
     when = parse_when_option(since, "--since") if since else None
     row_filter = RowFilter(phases, when, (path_filter,) if path_filter is not None else ())
     if as_json:

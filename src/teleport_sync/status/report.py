@@ -69,15 +69,15 @@ def finished_kept(
     journal: Journal, options: ReportOptions | None, row_filter: RowFilter
 ) -> list[int] | None:
     """The ids of the finished rows (`Journal.finished_rows`) that `row_filter` keeps, judged
-    on their phase, time and shown path alone (no row built), or None without a filter (all
-    of them). A finished row is `done` and no sighting moves its time: its status row would
-    give the filter the same three values."""
-    if not row_filter:
-        return None
+    on their phase, time and shown path alone (no row built), or None when it keeps all of
+    them (no filter, or only phases, `done` among them). A finished row is `done` and no
+    sighting moves its time: its status row would give the filter the same three values."""
     wanted = (options or ReportOptions()).download_wanted
     phase = _finished_phase(wanted)[0]
     if not row_filter.wants_phase(phase):
         return []  # no finished row is read
+    if row_filter.since is None and not row_filter.paths:
+        return None
     return [
         row.id
         for row in journal.finished_rows(download_wanted=wanted)

@@ -18,7 +18,10 @@ from structlog.testing import capture_logs
 
 from teleport_sync.config import WatchSettings
 from teleport_sync.emulator.server import EmulatorServer
-from teleport_sync.watch.claim import MARKER, Claims, parse_marker, settle_seconds_for
+from teleport_sync.journal import Journal
+from teleport_sync.status.report import status_rows
+from teleport_sync.watch.claim import MARKER, Claim, Claims, parse_marker, settle_seconds_for
+from teleport_sync.watch.lostjournal import hold_existing, retell_taken
 
 from .helpers import make_zip, wait_for
 from .test_faults import DaemonProcess, status
@@ -218,6 +221,44 @@ def test_the_settle_derives_from_the_lease_and_must_fit_in_a_quarter_of_it() -> 
     assert "claim_settle_seconds = 3 is longer than a quarter of claim_lease_seconds" in str(
         refused.value
     )
+
+
+def test_a_folder_a_reload_adds_is_confirmed_a_settle_later_not_at_the_next_heartbeat(
+    tmp_path: Path,
+) -> None:
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    first, added = tmp_path / "first", tmp_path / "added"
+    first.mkdir()
+    added.mkdir()
+    claims = on_share(first, "a", mono, wall)
+    claims.roots = []  # as built for `first` only, below
+    claims.set_roots([first])
+    mono.now += 3.0
+    claims.beat()
+    assert claims.next_due() == 15.0
+    mono.now += 5.0
+    claims.set_roots([first, added])
+    assert claims.next_due() == 3.0, "the heartbeat thread wakes for the new folder's claim"
+    assert claims.confirming(added / "scan.zip") is not None
+    mono.now += 3.0
+    assert [(c.root, c.confirmed) for c in claims.beat()] == [(added, True)]
+
+
+def test_holds_made_as_the_folders_new_owner_name_the_peer_that_won_it(tmp_path: Path) -> None:
+    """Taking an expired claim over holds what the old owner left; if a peer's claim wins at
+    the confirmation, those holds name the folder's owner now, not this journal's takeover."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    make_zip(inbox / "left.zip")
+    previous = Claim("aaaa", "/srv/a/journal.sqlite3", "nas", 812, "r", 5_000.0, 60.0, None, 3)
+    winner = Claim("bbbb", "/srv/b/journal.sqlite3", "studio", 77, "w", 5_100.0, 60.0)
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        assert hold_existing(journal, inbox, WatchSettings(paths=[inbox]), "{name}", previous) == 1
+        assert "took the folder over" in str(status_rows(journal)[0]["reason"])
+        assert retell_taken(journal, (inbox,), winner) == 1
+        row = status_rows(journal)[0]
+    assert row["phase"] == "held"
+    assert winner.who() in str(row["reason"]) and previous.who() not in str(row["reason"])
 
 
 # -- real daemons ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ..watch.lostjournal import (
     hold_existing,
     journal_id,
     retell_claimed,
+    retell_taken,
     take_handoffs,
     tell_done,
 )
@@ -150,6 +151,8 @@ class FolderClaims:
         settings = self._settings()
         template = settings.upload.name_template
         for change in changes:
+            if change.lost_to is not None:  # holds made as its new owner name the owner now
+                retell_taken(self.journal, self.claims.aliases_of(change.root), change.lost_to)
             previous = change.took_over
             if previous is None:
                 continue
@@ -189,7 +192,10 @@ class FolderClaims:
     def keep(self, stop: threading.Event) -> None:
         """Thread: the claims' heartbeat, every quarter of the lease (and a claim's
         confirmation when due), until `stop`."""
-        while not stop.wait(self.claims.next_due()):
+        # Awake at least every second: a reload may write a claim to confirm sooner.
+        while not stop.wait(min(self.claims.next_due(), 1.0)):
+            if self.claims.next_due() > 0:
+                continue
             try:
                 changes = self.claims.beat()
                 if changes:

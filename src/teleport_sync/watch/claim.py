@@ -352,6 +352,7 @@ class Claims(_Roots):
         # False: no `flock` (as between two machines on a share, where only the marker speaks).
         self.os_lock = os_lock
         super().__init__(roots)
+        self._beat_due = 0.0  # our monotonic clock's time for the next heartbeat
         self._pen = _Pen(
             Claim(
                 journal_id,
@@ -374,18 +375,17 @@ class Claims(_Roots):
         return self.beat()
 
     def next_due(self) -> float:
-        """Seconds until the next `beat` is due: the heartbeat's period, or sooner when a claim
-        waits to be confirmed."""
+        """Seconds until the next `beat` is due: a heartbeat's period after the last one, or
+        sooner when a claim waits to be confirmed (also one a reload wrote since)."""
         with self._lock_state:
-            waiting = [r.confirm_at for r in self.roots if r.confirm_at is not None]
-        if not waiting:
-            return self.beat_seconds
-        return max(0.0, min(self.beat_seconds, min(waiting) - self._monotonic()))
+            due = [self._beat_due, *(r.confirm_at for r in self.roots if r.confirm_at is not None)]
+        return max(0.0, min(due) - self._monotonic())
 
     def beat(self) -> list[Change]:
         """The heartbeat: owners renew (or step down), contenders look for an expired claim."""
         changes = []
         with self._lock_state:
+            self._beat_due = self._monotonic() + self.beat_seconds
             for root in self.roots:
                 if not root.path.is_dir():
                     # Not there (a share not mounted yet): nothing to claim or renew, and the

@@ -51,6 +51,7 @@ __all__ = [
     "journal_id",
     "release",
     "retell_claimed",
+    "retell_taken",
     "take_handoff",
     "take_handoffs",
     "tell_done",
@@ -162,6 +163,23 @@ def retell_claimed(journal: Journal, roots: tuple[Path, ...], previous: Claim) -
             )
             if (record.error or "").startswith(named):
                 journal.mark_rejected(record.id, took_over_reason(root, previous, path))
+                retold += 1
+                break
+    return retold
+
+
+def retell_taken(journal: Journal, roots: tuple[Path, ...], owner: Claim) -> int:
+    """This journal took the folder reached by `roots` over, then lost it to `owner` (a peer
+    that claimed it at the same moment, or later): holds that say this journal took the
+    folder over name the folder's owner now (`claimed_reason`)."""
+    retold = 0
+    for record in journal.all_files():
+        if not is_lost_journal_hold(record.upload_state, record.error):
+            continue
+        path = Path(record.path)
+        for root in roots:
+            if (record.error or "").startswith(f"{LOST_JOURNAL_HOLD}the file was in {root} while "):
+                journal.mark_rejected(record.id, claimed_reason(root, owner, path))
                 retold += 1
                 break
     return retold

@@ -17,7 +17,7 @@ from ..control import PAUSE_ALL
 from ..journal import UploadState, shown_path, utc_now
 from ..limits import bwlimit_now
 from ..logging import REDACTOR
-from ..status.health import AUTH_FACT
+from ..status.health import AUTH_FACT, confirming_reasons
 from ..status.phases import PHASES
 from ..status.report import ReportOptions, status_rows
 from ..status.view import without_path
@@ -55,7 +55,10 @@ class Console:
         options = getattr(self.link, "report_options", None)
         if callable(options):
             return options()  # type: ignore[no-any-return]
-        return ReportOptions(download_wanted=self.link.settings.results.download)
+        return ReportOptions(
+            download_wanted=self.link.settings.results.download,
+            waiting=confirming_reasons(self.link.journal),  # a claim being confirmed
+        )
 
     def _status_rows(self) -> list[dict[str, Any]]:
         # Everything in hand, and only the latest finished files: a year of them is not a page.

@@ -1,11 +1,14 @@
 """The daemon's costs: settle-to-first-byte latency, rescan and burst scale, idle CPU.
 
-    python bench/daemon.py latency|scale|idle|all
+    python bench/daemon.py latency|scale|idle|startup|all
 
 - latency: a file written into the inbox -> its first byte at the sink, against settle_seconds;
 - scale: start-up with 10,000 files already journaled (rescan time), and 1,000 small files
   dropped at once (all uploaded exactly once; files/s);
-- idle: CPU used over 60 s by a daemon watching 100 files whose captures are all terminal.
+- idle: CPU used over 60 s by a daemon watching 100 files whose captures are all terminal;
+- startup: a lone station's start -> the first byte of a file already in its inbox, with the
+  claim's settle as configured by default (`[watch] claim_settle_seconds` unset: 3 s for the
+  60 s lease) against `claim_settle_seconds = 0` (no confirmation wait), alternated, same run.
 """
 
 from __future__ import annotations
@@ -55,14 +58,16 @@ def wait_watching(log: Path, timeout: float = 120) -> dict[str, object]:
     raise RuntimeError(f"the daemon did not start: {log.read_text()[-2000:]}")
 
 
-def setup(workdir: Path, s: Sink) -> tuple[Path, Path, Path]:
+def setup(
+    workdir: Path, s: Sink, watch: str = "", settle: float = SETTLE
+) -> tuple[Path, Path, Path]:
     inbox = workdir / "inbox"
     inbox.mkdir()
     config = (
         write_config(
             workdir,
             s,
-            f'[watch]\npaths = ["{inbox}"]\nsettle_seconds = {SETTLE}\n'
+            f'[watch]\npaths = ["{inbox}"]\nsettle_seconds = {settle}\n{watch}'
             "[poll]\ninterval_seconds = 30\n[results]\ndownload = false\n"
             '[log]\nlevel = "INFO"\nformat = "json"\n',
         )
@@ -204,9 +209,54 @@ def bench_idle(seconds: float = 60) -> dict[str, object]:
     }
 
 
+def start_to_first_byte(s: Sink, watch: str, settle: float) -> float:
+    """A fresh station (no journal, no marker) started on an inbox holding one file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config, inbox, log = setup(Path(tmp), s, watch, settle)
+        write_sample_mp4(inbox / "waiting.mp4", size=256 * 1024)
+        before = len(s.log())
+        started = time.time()
+        with daemon(config, log):
+            deadline = time.monotonic() + 60
+            while len(s.log()) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            firsts = [e["first"] for e in s.log()[before:] if e["first"]]
+        if not firsts:
+            raise RuntimeError(f"nothing uploaded: {log.read_text()[-2000:]}")
+        return min(firsts) - started
+
+
+def bench_startup(runs: int = 3) -> dict[str, object]:
+    """Per file settle (1 s, and the default 5 s, which a file found at start also waits): the
+    claim's default settle against none."""
+    result: dict[str, object] = {}
+    for settle in (SETTLE, 5.0):
+        samples: dict[str, list[float]] = {"default claim settle": [], "claim settle 0": []}
+        with sink() as s:
+            for _ in range(runs):  # alternated: a load change hits both alike
+                samples["default claim settle"].append(start_to_first_byte(s, "", settle))
+                samples["claim settle 0"].append(
+                    start_to_first_byte(s, "claim_settle_seconds = 0\n", settle)
+                )
+        medians = {k: statistics.median(v) for k, v in samples.items()}
+        cost = medians["default claim settle"] - medians["claim settle 0"]
+        result[f"file_settle_{settle:g}s"] = {
+            "start_to_first_byte_s": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+            "median_s": {k: round(v, 3) for k, v in medians.items()},
+            "claim_settle_cost_s": round(cost, 3),
+            "ratio": round(medians["default claim settle"] / medians["claim settle 0"], 2),
+        }
+        print(
+            f"settle_seconds = {settle:g}: start -> first byte, median "
+            f"{medians['default claim settle']:.2f} s with the default claim settle, "
+            f"{medians['claim settle 0']:.2f} s with claim_settle_seconds = 0 ({cost:+.2f} s)"
+        )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["latency", "scale", "idle", "all"])
+    parser.add_argument("what", choices=["latency", "scale", "idle", "startup", "all"])
     parser.add_argument("--idle-seconds", type=float, default=60)
     args = parser.parse_args()
     results: dict[str, object] = {}
@@ -216,6 +266,8 @@ def main() -> None:
         results["scale"] = bench_scale()
     if args.what in ("idle", "all"):
         results["idle"] = bench_idle(args.idle_seconds)
+    if args.what in ("startup", "all"):
+        results["startup"] = bench_startup()
     print("wrote", save(f"daemon-{args.what}", results))
 
 

@@ -29,6 +29,7 @@ from .test_one_journal_per_folder import (
     Clock,
     captures_named,
     emulator_config,  # noqa: F401  (the fixture: a quick emulator)
+    health,
     marker_journal,
     started,
     station,
@@ -365,6 +366,9 @@ def test_a_file_waits_for_the_claims_confirmation_and_status_says_why(
             text=True,
         ).stdout
         assert f"{inbox}: uploads wait: this station's claim" in shown
+        code, report = health(config)
+        assert code == 0, "a claim being confirmed is no fault"
+        assert isinstance(report["roots"][0]["claim_confirming_until"], float)  # type: ignore[index]
         assert captures_named(emulator, "early.zip") == 0
         assert emulator.backend.captures == {}, "nothing uploaded before the confirmation"
     finally:

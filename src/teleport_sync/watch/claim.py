@@ -244,7 +244,7 @@ class _Root:
     unchanged_since: float = 0.0  # our monotonic clock, when last_text was first seen
     fresh: bool = True  # not looked at yet: the first look may trust the wall clock
     # Ours, written but not confirmed yet: our monotonic clock's time to read the marker again
-    # (`Claims.confirm`); None once confirmed (or not ours). Nothing is uploaded meanwhile.
+    # (`Claims._confirm`); None once confirmed (or not ours). Nothing is uploaded meanwhile.
     confirm_at: float | None = None
     confirm_by: float = 0.0  # the same moment by our wall clock (shown by `status`)
 
@@ -287,7 +287,9 @@ class _Roots:
         """(every configured path reaching it, the journal it was taken over from or "") of
         each folder this daemon owns (its claim confirmed)."""
         with self._lock_state:
-            return [(r.aliases, r.predecessor) for r in self.roots if r.ours and not r.confirm_at]
+            return [
+                (r.aliases, r.predecessor) for r in self.roots if r.ours and r.confirm_at is None
+            ]
 
     def confirming(self, path: Path) -> tuple[Path, float] | None:
         """(root, when by the wall clock) when `path` is in a folder whose claim this daemon

@@ -70,19 +70,22 @@ def finished_kept(
 ) -> list[int] | None:
     """The ids of the finished rows (`Journal.finished_rows`) that `row_filter` keeps, judged
     on their phase, time and shown path alone (no row built), or None when it keeps all of
-    them (no filter, or only phases, `done` among them). A finished row is `done` and no
-    sighting moves its time: its status row would give the filter the same three values."""
+    them (no filter, only phases with `done` among them, or every row passed). A finished row
+    is `done` and no sighting moves its time: its status row would give the filter the same
+    three values."""
     wanted = (options or ReportOptions()).download_wanted
     phase = _finished_phase(wanted)[0]
     if not row_filter.wants_phase(phase):
         return []  # no finished row is read
     if row_filter.since is None and not row_filter.paths:
         return None
-    return [
+    finished = journal.finished_rows(download_wanted=wanted)
+    kept = [
         row.id
-        for row in journal.finished_rows(download_wanted=wanted)
+        for row in finished
         if row_filter.keeps_values(phase, row.updated_at, shown_path(row.path))
     ]
+    return None if len(kept) == len(finished) else kept  # all: no list for SQL to look in
 
 
 def _finished_phase(download_wanted: bool) -> tuple[str, str | None, str | None]:

@@ -49,6 +49,12 @@ def settings_for(emulator: EmulatorServer, tmp_path: Path, **overrides: object) 
         "results": {"dir": tmp_path / "results"},
     }
     values.update(overrides)
+    # A claim is confirmed a tenth of a second after it is written, not 3 s (the default for a
+    # 60 s lease): every daemon here still goes through the confirmation, and a test that
+    # waits a moment to see that nothing is uploaded (a restart) does not wait it out instead.
+    watch = values["watch"]
+    if isinstance(watch, dict):
+        watch.setdefault("claim_settle_seconds", 0.1)
     settings = Settings(**values)  # type: ignore[arg-type]
     settings.api.client_secret = SecretStr(emulator.config.client_secret)
     return settings

@@ -96,6 +96,8 @@ def status(config: Path) -> dict[str, dict[str, object]]:
 def daemon_config(tmp_path: Path, emulator: EmulatorServer, **watch: object) -> tuple[Path, Path]:
     inbox = tmp_path / "inbox"
     inbox.mkdir(exist_ok=True)
+    # A claim confirmed in a tenth of a second, not 3 s (see `test_daemon.settings_for`).
+    watch = {"claim_settle_seconds": 0.1, **watch}
     watch_keys = "".join(f"{k} = {json.dumps(v)}\n" for k, v in watch.items())
     config = write_config(
         tmp_path / "config.toml",

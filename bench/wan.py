@@ -2,7 +2,7 @@
 
     sudo python bench/wan.py [--rates 100mbit,1gbit] [--rtts 10,50,150] [--runs 3]
                              [--window-kib 256] [--part-mib 8] [--loss-per-gib 0]
-                             [--today CHECKOUT] [--no-s3transfer]
+                             [--today CHECKOUT] [--no-s3transfer] [--relay-streams N,...]
 
 Studios upload over real links, where a connection is held back by its round trip as much as
 by the link's rate. Each point of the grid builds one:
@@ -13,6 +13,9 @@ by the link's rate. Each point of the grid builds one:
   sink: every byte waits RTT/2 in each direction, and a connection may hold at most half its
   window in each direction's line, so one connection moves at most WINDOW per RTT, as a TCP
   connection with that window does on a long path (netem is not in this kernel);
+- `--relay-streams N` also sends the file as N parallel PUTs by sendfile through the clients'
+  own delay line (`relayN`): what N connections of the model's window carry through this relay
+  with no API calls and no hashing, the ceiling of a client holding N parts in flight here;
 - optionally the line drops connections (`--loss-per-gib`: on average that many resets per GiB
   sent), as flaky paths do.
 
@@ -280,6 +283,12 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
                     f"http://127.0.0.1:{wide.port}", str(data), str(args.link_streams)], {}),
             OURS: (upload, {}),
         }  # fmt: skip
+        for streams in args.relay_streams:
+            # What this many window-limited connections carry through the same delay line as
+            # the clients, with no API calls and no hashing: the relay's own ceiling at that
+            # width (on a loaded CPU it, not the link, can be what holds a wide window back).
+            clients[f"relay{streams}"] = ([PYTHON, str(BENCH / "clients" / "sendfile_put.py"),
+                                           url, str(data), str(streams)], {})  # fmt: skip
         if args.today:
             clients[TODAY] = (upload, {"PYTHONPATH": str(Path(args.today) / "src")})
         for variant in args.variant:  # NAME:VAR=VALUE,...: teleport-sync with other settings
@@ -331,6 +340,13 @@ def main() -> None:
     parser.add_argument("--part-mib", type=int, default=8, help="the sink's part size")
     parser.add_argument("--size-mib", default="100mbit:128,1gbit:1024", help="file size per rate")
     parser.add_argument("--loss-per-gib", type=float, default=0.0)
+    parser.add_argument(
+        "--relay-streams",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[],
+        metavar="N,...",
+        help="also time N window-limited sendfile PUTs through the clients' delay line",
+    )
     parser.add_argument(
         "--link-streams", type=int, default=4, help="PUTs in parallel that measure the link"
     )

@@ -375,18 +375,29 @@ def test_a_file_waits_for_the_claims_confirmation_and_status_says_why(
         assert daemon.stop() == 0
 
 
+DEAD_STATION = (
+    "dead0000\n/gone/journal.sqlite3\nhost=old-pc\npid=4242\nrun=r\n"
+    "renewed_at=1000.000\nlease_seconds=4\nbeat=9\n"
+)
+
+
+@pytest.mark.parametrize("b_read", ["no marker", "a dead station's expired claim"])
 def test_a_peer_that_did_not_see_the_claim_renames_its_own_over_it_and_one_uploads(
-    emulator: EmulatorServer, tmp_path: Path
+    emulator: EmulatorServer, tmp_path: Path, b_read: str
 ) -> None:
     """The interleaving the settle exists for, with two real daemons: station A has renamed
     its claim over the marker and waits to confirm it; station B read the folder before that
-    rename reached it (played here by taking A's marker away: B finds none) and renames its
-    own. B (a short settle) confirms and uploads; A, reading the marker at its confirmation,
-    finds B's claim and steps down: it never uploads, holds the file naming B, and says it
-    lost a claim made at the same moment. One capture."""
+    rename reached it (played here by putting back what B read: no marker, or the expired
+    claim of a station long dead that both take over) and renames its own. B (a short settle)
+    confirms and uploads; A, reading the marker at its confirmation, finds B's claim and steps
+    down: it never uploads, holds the files naming B (also those it had held as the dead
+    station's successor), and says it lost a claim made at the same moment. One capture."""
     share = tmp_path / "share"
     share.mkdir()
     make_zip(share / "scan.zip")
+    dead = b_read != "no marker"
+    if dead:
+        (share / MARKER).write_text(DEAD_STATION)
     reached = tmp_path / "mnt-share"  # how B reaches the share: mounted later than A's start
     slow = station(
         tmp_path, emulator, "a", share, watch=TWO_HOSTS.replace("1.0", "8.0"), lease=32.0
@@ -405,22 +416,90 @@ def test_a_peer_that_did_not_see_the_claim_renames_its_own_over_it_and_one_uploa
             60,
             "A's claim, written and not confirmed yet",
         )
-        os.unlink(share / MARKER)  # what B's read will find: no claim
+        if dead:
+            (share / MARKER).write_text(DEAD_STATION)  # what B's read will find
+        else:
+            os.unlink(share / MARKER)
         reached.symlink_to(share, target_is_directory=True)
         b_journal = str(tmp_path / "b" / "journal.sqlite3")
         wait_for(lambda: "another journal claimed this watch folder" in a.log.read_text(), 60, "A")
+        name = "scan.zip"
+        if dead:  # held by both (the dead station may have uploaded it); a new file goes once
+            name = "new.zip"
+            wait_for(lambda: "scan.zip" in status(quick), 60, "B's hold of what it found")
+            make_zip(share / name)
         wait_for(
-            lambda: status(quick).get("scan.zip", {}).get("capture_state") == "READY",
+            lambda: status(quick).get(name, {}).get("capture_state") == "READY",
             60,
             "B's upload",
         )
-        wait_for(lambda: status(slow).get("scan.zip", {}).get("phase") == "held", 60, "A's hold")
-        reason = str(status(slow)["scan.zip"]["reason"])
-        assert b_journal in reason and f"pid {b.process.pid}" in reason
+        for held in {"scan.zip", name}:
+            wait_for(lambda h=held: status(slow).get(h, {}).get("phase") == "held", 60, "A")
+            reason = str(status(slow)[held]["reason"])
+            assert b_journal in reason and f"pid {b.process.pid}" in reason
         assert marker_journal(share) == b_journal
+        if dead:
+            assert status(quick)["scan.zip"]["phase"] == "held"
     finally:
         if a is not None:
             assert a.stop() == 0
         assert b.stop() == 0
-    assert captures_named(emulator, "scan.zip") == 1
+    assert captures_named(emulator, name) == 1
+    assert captures_named(emulator, "scan.zip") == (0 if dead else 1)
     assert "confirmed: uploading from it" not in (tmp_path / "a.log").read_text()
+
+
+def test_two_daemons_taking_over_a_dead_stations_folder_at_once_agree_on_one_owner(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A folder whose station died long ago (its claim expired), and two stations started on
+    it at the same instant, three times: both may take it over, one confirms. What the dead
+    station left stays held by both (it may have uploaded it), the loser's hold naming the
+    winner; a file dropped afterwards is uploaded once."""
+    for round_ in range(3):
+        home = tmp_path / f"round{round_}"
+        share = home / "share"
+        share.mkdir(parents=True)
+        make_zip(share / "left.zip")
+        (share / MARKER).write_text(DEAD_STATION)
+        take_over_together(emulator, home, share, f"new{round_}.zip")
+    assert captures_named(emulator, "left.zip") == 0
+
+
+def take_over_together(emulator: EmulatorServer, home: Path, share: Path, name: str) -> None:
+    configs = {
+        who: station(home, emulator, who, share, watch=TWO_HOSTS, lease=4.0)
+        for who in ("left", "right")
+    }
+    daemons = {who: DaemonProcess(cfg, home / f"{who}.log") for who, cfg in configs.items()}
+    journals = {str(home / who / "journal.sqlite3"): who for who in daemons}
+    try:
+        wait_for(
+            lambda: marker_claim(share, confirmed=True) and marker_journal(share) in journals,
+            60,
+            "a confirmed claim of one of the two",
+        )
+        owner = marker_journal(share)
+        winner = journals[owner]
+        loser = next(w for w in daemons if w != winner)
+        wait_for(lambda: started(daemons[loser]), 60, "the other daemon")
+        make_zip(share / name)
+        wait_for(
+            lambda: status(configs[winner]).get(name, {}).get("capture_state") == "READY",
+            60,
+            "the owner's upload",
+        )
+        wait_for(
+            lambda: status(configs[loser]).get(name, {}).get("phase") == "held",
+            60,
+            "the other daemon's hold",
+        )
+        left = status(configs[loser])["left.zip"]
+        assert left["phase"] == "held"
+        assert owner in str(left["reason"]), "the loser names the folder's owner now"
+        kept = status(configs[winner])["left.zip"]
+        assert kept["phase"] == "held" and "/gone/journal.sqlite3" in str(kept["reason"])
+    finally:
+        for daemon in daemons.values():
+            assert daemon.stop() == 0
+    assert captures_named(emulator, name) == 1

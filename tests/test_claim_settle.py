@@ -203,6 +203,31 @@ def test_a_claim_whose_marker_vanished_while_settling_is_written_and_settled_aga
     assert [c.confirmed for c in alone.beat()] == [True]
 
 
+def test_a_marker_that_cannot_be_read_at_the_confirmation_is_never_written_over(
+    tmp_path: Path,
+) -> None:
+    """A read that fails (an I/O error on a share; played by a folder in the marker's place)
+    says nothing of whose claim is there: the station neither confirms nor writes over it,
+    says so once, and looks again a settle later."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    alone = on_share(tmp_path, "a", mono, wall)
+    alone.start()
+    os.unlink(tmp_path / MARKER)
+    (tmp_path / MARKER).mkdir()  # open() fails: IsADirectoryError
+    with capture_logs() as logs:
+        for _ in range(3):
+            mono.now += 3.0
+            assert alone.beat() == [] and not uploads_from(alone, tmp_path)
+    said = [e for e in logs if "cannot read the watch folder's marker" in e["event"]]
+    assert len(said) == 1 and said[0]["root"] == str(tmp_path)
+    assert (tmp_path / MARKER).is_dir(), "not written over"
+    (tmp_path / MARKER).rmdir()
+    mono.now += 3.0
+    assert alone.beat() == []  # gone: written again, and settled again
+    mono.now += 3.0
+    assert [c.confirmed for c in alone.beat()] == [True]
+
+
 def test_settle_zero_confirms_at_once_for_a_folder_no_other_machine_reaches(
     tmp_path: Path,
 ) -> None:

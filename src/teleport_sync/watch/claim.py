@@ -247,6 +247,7 @@ class _Root:
     # (`Claims._confirm`); None once confirmed (or not ours). Nothing is uploaded meanwhile.
     confirm_at: float | None = None
     confirm_by: float = 0.0  # the same moment by our wall clock (shown by `status`)
+    unreadable: bool = False  # its marker could not be read at a confirmation (said once)
 
 
 @dataclass(frozen=True)
@@ -555,6 +556,9 @@ class Claims(_Roots):
             return None
         text = read_marker(root.path)
         claim = parse_marker(text) if text is not None else None
+        if text is None and _cannot_read(root):
+            self._settle(root)  # never written over what may be a peer's claim: look again
+            return None
         if claim is None and self._pen.write(root):
             self._settle(root)  # our claim vanished (the marker deleted): written, settle again
             return None
@@ -670,6 +674,28 @@ class _Pen:
         if root.lock_fd is not None:
             os.close(root.lock_fd)
             root.lock_fd = None
+
+
+def _cannot_read(root: _Root) -> bool:
+    """The marker is there but cannot be read (an I/O error, a share's server gone): says so
+    once. A marker that is simply gone is not this (it is written again)."""
+    try:
+        with (root.path / MARKER).open("rb") as marker:
+            marker.read()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if not root.unreadable:
+            root.unreadable = True
+            log.warning(
+                "cannot read the watch folder's marker to confirm this daemon's claim: "
+                "uploads from the folder wait, and it is read again every settle",
+                root=str(root.path),
+                error=exc.strerror or str(exc),
+            )
+        return True
+    root.unreadable = False
+    return False
 
 
 def how_it_ended(claim: Claim | None) -> str:

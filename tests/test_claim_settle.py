@@ -226,6 +226,11 @@ def test_a_marker_that_cannot_be_read_at_the_confirmation_is_never_written_over(
     assert alone.beat() == []  # gone: written again, and settled again
     mono.now += 3.0
     assert [c.confirmed for c in alone.beat()] == [True]
+    # An owner's heartbeat skips a beat rather than write over a marker it cannot read.
+    os.unlink(tmp_path / MARKER)
+    (tmp_path / MARKER).mkdir()
+    mono.now += 15.0
+    assert alone.beat() == [] and (tmp_path / MARKER).is_dir()
 
 
 def test_settle_zero_confirms_at_once_for_a_folder_no_other_machine_reaches(

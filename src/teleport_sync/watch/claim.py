@@ -247,7 +247,7 @@ class _Root:
     # (`Claims._confirm`); None once confirmed (or not ours). Nothing is uploaded meanwhile.
     confirm_at: float | None = None
     confirm_by: float = 0.0  # the same moment by our wall clock (shown by `status`)
-    unreadable: bool = False  # its marker could not be read at a confirmation (said once)
+    unreadable: bool = False  # its marker could not be read (said once until it can again)
 
 
 @dataclass(frozen=True)
@@ -545,6 +545,8 @@ class Claims(_Roots):
         claim = parse_marker(text) if text is not None else None
         if claim is not None and not self._is_ours(claim):
             return self._step_down(root, claim, text, "at a heartbeat")
+        if text is None and _cannot_read(root):
+            return None  # this beat skipped rather than written over what may be a peer's claim
         self._pen.write(root)
         return None
 
@@ -688,8 +690,8 @@ def _cannot_read(root: _Root) -> bool:
         if not root.unreadable:
             root.unreadable = True
             log.warning(
-                "cannot read the watch folder's marker to confirm this daemon's claim: "
-                "uploads from the folder wait, and it is read again every settle",
+                "cannot read the watch folder's marker: it is not written over (it may hold "
+                "another station's claim); a claim being confirmed waits, and it is read again",
                 root=str(root.path),
                 error=exc.strerror or str(exc),
             )

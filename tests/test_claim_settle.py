@@ -328,16 +328,7 @@ def race_once(emulator: EmulatorServer, tmp_path: Path, round_: int) -> None:
         owner_journal = marker_journal(inbox)
         winner = next(w for w in daemons if str(home / w / "journal.sqlite3") == owner_journal)
         loser = next(w for w in daemons if w != winner)
-        wait_for(
-            lambda: status(configs[winner]).get(name, {}).get("capture_state") == "READY",
-            60,
-            "the owner's upload",
-        )
-        wait_for(
-            lambda: status(configs[loser]).get(name, {}).get("phase") == "held",
-            60,
-            "the other daemon's hold",
-        )
+        uploaded_by_one_held_by_the_other(configs[winner], configs[loser], name)
         reason = str(status(configs[loser])[name]["reason"])
         assert owner_journal in reason
         assert f"pid {daemons[winner].process.pid}" in reason
@@ -363,6 +354,16 @@ def race_once(emulator: EmulatorServer, tmp_path: Path, round_: int) -> None:
         "claim on the watch folder confirmed: uploading from it"
         not in (home / f"{loser}.log").read_text()
     )
+
+
+def uploaded_by_one_held_by_the_other(winner: Path, loser: Path, name: str) -> None:
+    """Wait until the station configured by `winner` has `name` READY, and `loser` holds it."""
+    wait_for(
+        lambda: status(winner).get(name, {}).get("capture_state") == "READY",
+        60,
+        "the owner's upload",
+    )
+    wait_for(lambda: status(loser).get(name, {}).get("phase") == "held", 60, "the other's hold")
 
 
 def test_a_file_waits_for_the_claims_confirmation_and_status_says_why(
@@ -514,16 +515,7 @@ def take_over_together(emulator: EmulatorServer, home: Path, share: Path, name: 
         loser = next(w for w in daemons if w != winner)
         wait_for(lambda: started(daemons[loser]), 60, "the other daemon")
         make_zip(share / name)
-        wait_for(
-            lambda: status(configs[winner]).get(name, {}).get("capture_state") == "READY",
-            60,
-            "the owner's upload",
-        )
-        wait_for(
-            lambda: status(configs[loser]).get(name, {}).get("phase") == "held",
-            60,
-            "the other daemon's hold",
-        )
+        uploaded_by_one_held_by_the_other(configs[winner], configs[loser], name)
         left = status(configs[loser])["left.zip"]
         assert left["phase"] == "held"
         assert owner in str(left["reason"]), "the loser names the folder's owner now"

@@ -151,35 +151,45 @@ def given_up_reason(
 def retell_claimed(journal: Journal, roots: tuple[Path, ...], previous: Claim) -> int:
     """The folder reached by `roots` was taken over from `previous`: holds that named it as
     the live owner "which uploads it" say what is true now (`took_over_reason`)."""
-    retold = 0
-    for record in journal.all_files():
-        if not is_lost_journal_hold(record.upload_state, record.error):
-            continue
-        path = Path(record.path)
-        for root in roots:
-            named = tuple(  # `claimed_reason`'s and `given_up_reason`'s openings
-                f"{LOST_JOURNAL_HOLD}{root} is {now}watched by journal {previous.journal_id} ("
-                for now in ("", "now ")
-            )
-            if (record.error or "").startswith(named):
-                journal.mark_rejected(record.id, took_over_reason(root, previous, path))
-                retold += 1
-                break
-    return retold
+    return _retell(
+        journal,
+        roots,
+        lambda root: tuple(  # `claimed_reason`'s and `given_up_reason`'s openings
+            f"{LOST_JOURNAL_HOLD}{root} is {now}watched by journal {previous.journal_id} ("
+            for now in ("", "now ")
+        ),
+        lambda root, path: took_over_reason(root, previous, path),
+    )
 
 
 def retell_taken(journal: Journal, roots: tuple[Path, ...], owner: Claim) -> int:
     """This journal took the folder reached by `roots` over, then lost it to `owner` (a peer
     that claimed it at the same moment, or later): holds that say this journal took the
     folder over name the folder's owner now (`claimed_reason`)."""
+    return _retell(
+        journal,
+        roots,
+        lambda root: (f"{LOST_JOURNAL_HOLD}the file was in {root} while ",),  # took_over_reason
+        lambda root, path: claimed_reason(root, owner, path),
+    )
+
+
+def _retell(
+    journal: Journal,
+    roots: tuple[Path, ...],
+    openings: Callable[[Path], tuple[str, ...]],
+    reason: Callable[[Path, Path], str],
+) -> int:
+    """Holds in a root of `roots` whose reason opens with one of `openings(root)` get
+    `reason(root, path)` instead; how many."""
     retold = 0
     for record in journal.all_files():
         if not is_lost_journal_hold(record.upload_state, record.error):
             continue
         path = Path(record.path)
         for root in roots:
-            if (record.error or "").startswith(f"{LOST_JOURNAL_HOLD}the file was in {root} while "):
-                journal.mark_rejected(record.id, claimed_reason(root, owner, path))
+            if (record.error or "").startswith(openings(root)):
+                journal.mark_rejected(record.id, reason(root, path))
                 retold += 1
                 break
     return retold

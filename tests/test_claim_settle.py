@@ -134,6 +134,26 @@ def test_two_stations_that_both_read_before_either_wrote_agree_on_the_last_renam
     assert not uploads_from(stations[loser], tmp_path)
 
 
+def test_a_takeover_lost_at_the_confirmation_is_not_shown_as_a_takeover(tmp_path: Path) -> None:
+    """Two stations take a dead station's expired claim over at once: the loser's `health` and
+    `status` name the winner as the folder's owner, and no longer say it took the folder over."""
+    mono, wall = Clock(0.0), Clock(100_000.0)
+    (tmp_path / MARKER).write_text(DEAD_STATION)
+    first, second = on_share(tmp_path, "a", mono, wall), on_share(tmp_path, "b", mono, wall)
+    assert first.start()[0].took_over is not None
+    (tmp_path / MARKER).write_text(DEAD_STATION)  # what the second read: the expired claim
+    assert second.start()[0].took_over is not None
+    assert first.statuses()[tmp_path]["taken_over_from"] is not None
+    mono.now += 3.0
+    lost = first.beat()
+    assert lost and lost[0].lost_to is not None and lost[0].lost_to.journal_id == "b"
+    shown = first.statuses()[tmp_path]
+    assert shown["taken_over_from"] is None
+    assert shown["claimed_by"]["journal_id"] == "b"  # type: ignore[index]
+    assert [c.confirmed for c in second.beat()] == [True]
+    assert second.statuses()[tmp_path]["taken_over_from"] is not None
+
+
 def test_a_station_that_reads_a_peers_unconfirmed_claim_contends(tmp_path: Path) -> None:
     """A claim written a moment ago, not confirmed yet, is live: the second station never
     renames over it, and names it (and that it is being claimed) in its hold."""

@@ -593,7 +593,7 @@ class Claims(_Roots):
     def _step_down(self, root: _Root, claim: Claim, text: str | None, when: str | None) -> Change:
         """The marker names another claim: it owns the folder; we contend, and never write the
         marker back."""
-        root.ours, root.confirm_at = False, None
+        root.ours, root.confirm_at, root.taken_over_from = False, None, None
         self._pen.unlock(root)
         root.owner, root.last_text, root.unchanged_since = claim, text, self._monotonic()
         if when is not None:

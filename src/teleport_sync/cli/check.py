@@ -150,6 +150,8 @@ def _pose_line(pose: dict[str, Any]) -> str:
         return f"{pose.get('frames')} frame(s) read: too few to reconstruct"
     pieces = pose.get("pieces") or []
     shape = "one piece" if len(pieces) == 1 else f"pieces of {' + '.join(map(str, pieces))}"
+    if not pieces:
+        shape = "no model"  # nothing posed: "pieces of " with nothing after read as a slip
     return (
         f"posed {pose.get('posed')} of {pose.get('frames')} ({shape}), "
         f"{pose.get('points')} points, {pose.get('matching')} matching of "

@@ -44,6 +44,9 @@ HEIF_SUFFIXES = (".heic", ".heif")
 # Pillow reads a DNG's small preview, not the photo; EXR it does not read at all.
 NOT_DECODED = {".dng": "a raw DNG", ".exr": "an OpenEXR image"}
 THUMBNAIL_SIZE = (160, 120)
+# Modes of 16-bit pictures (a 16-bit grey PNG opens as I;16): Pillow's own conversion to L or
+# RGB clips every level over 255 to white, so a well-exposed one was judged blown out.
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ORIENTATION = 0x0112
 # EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
 _UPRIGHT = {
@@ -56,7 +59,7 @@ _UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 
-__all__ = ["Selection", "decode_grey", "image_members", "thumbnails", "zip_frames"]
+__all__ = ["Selection", "decode_grey", "eight_bits", "image_members", "thumbnails", "zip_frames"]
 
 
 def zip_frames(
@@ -201,13 +204,24 @@ def decode_grey(
         what = f"a {stored[0]}x{stored[1]} {image.format or 'picture'}"
         with (budget or MemoryBudget()).reserve(cost, what):
             # Grey and small first, turned upright after: no full-size copy for the turn.
-            grey = image.convert("L")
+            if image.mode in SIXTEEN_BIT:  # small first: the levels are rescaled at 4 B/pixel
+                grey = eight_bits(image.resize(analysis_size(*image.size), resample=BOX))
+            else:
+                grey = image.convert("L")
             turn = _UPRIGHT.get(image.getexif().get(ORIENTATION, 1))
             image.close()  # the decoded picture goes now, before the grey one is scaled
             wanted = analysis_size(*grey.size)
             if grey.size != wanted:
                 grey = grey.resize(wanted, resample=BOX)
     return (grey.transpose(turn) if turn is not None else grey), stored
+
+
+def eight_bits(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit levels (grey "L" for a 16-bit picture, scaled, not clipped; any other
+    mode as it is)."""
+    if image.mode not in SIXTEEN_BIT:
+        return image
+    return image.convert("I").point(lambda level: level / 256).convert("L")
 
 
 def thumbnails(path: Path, names: list[str], budget: MemoryBudget | None = None) -> list[bytes]:
@@ -229,7 +243,7 @@ def _thumbnail(archive: zipfile.ZipFile, name: str, budget: MemoryBudget) -> byt
         with archive.open(info) as stream, Image.open(stream) as image:
             image.draft("RGB", (THUMBNAIL_SIZE[0] * 2, THUMBNAIL_SIZE[1] * 2))
             with budget.reserve(decode_cost(image.mode, image.size, image.format) * 2, name):
-                small = ImageOps.exif_transpose(image).convert("RGB")
+                small = eight_bits(ImageOps.exif_transpose(image)).convert("RGB")
         small.thumbnail(THUMBNAIL_SIZE, resample=BOX)
         out = io.BytesIO()
         small.save(out, "JPEG", quality=75)

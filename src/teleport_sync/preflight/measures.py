@@ -47,6 +47,9 @@ SHARPNESS_FLOOR = 10.0
 # Gaussian blur (no direction) 0.7-0.94, which is the sharpness floor's to name.
 SMEAR_RATIO = 0.45
 STREAK_PERCENTILE = 99.5
+# A frame whose steepest steps are all under this many grey levels has no edge to have a
+# direction: a blank, black or blown-out frame (every step 0) measured 0, "smeared".
+STREAK_MIN_STEP = 3.0
 # Pillow's BOX filter averages every source pixel into the thumbnail: no aliasing.
 BOX = Image.Resampling.BOX
 
@@ -97,7 +100,9 @@ def streak_ratio(picture: Image.Image) -> float:
         np.abs(g[1:, :-1] - g[:-1, 1:]) * diagonal,
     )
     steepest = [_percentile(step.ravel(), STREAK_PERCENTILE) for step in steps]
-    return round(min(steepest) / max(max(steepest), 1e-6), 3)
+    if max(steepest) < STREAK_MIN_STEP:
+        return 1.0  # no edges, no streaks: the clipping or the feature count names it
+    return round(min(steepest) / max(steepest), 3)
 
 
 def clipped_share(grey: Image.Image) -> float:

@@ -21,7 +21,10 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from ...inputs import IMAGE_SUFFIXES
+from ..budget import MemoryBudget, TooLarge, decode_cost
+from ..images import DECODE_ERRORS, READ_ERRORS, eight_bits
 from ..measures import clipped_share, streak_ratio
+from ..members import too_large
 
 EXIF_IFD = 0x8769
 DATE_TIME_ORIGINAL = 36867
@@ -61,9 +64,15 @@ def photos(path: Path, folder: Path, *, limit: int, max_side: int, threads: int 
         timed.sort(key=lambda entry: (entry[0] or "9999", entry[1]))
         chosen = [timed[index] for index in spread(len(timed), limit)]
         # Decoding a 12 MP JPEG is most of this step and Pillow lets go of the GIL while it
-        # decodes: one photo per core, written in capture order whatever finishes first.
+        # decodes: one photo per core, written in capture order whatever finishes first. The
+        # per-picture check's bounds hold here too (a member too large to inflate, pixels past
+        # the shared budget are not decoded; that check names them), or two large panoramas
+        # decoded at once took the child past its memory limit and the whole verdict with it.
+        budget = MemoryBudget()
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            pictures = pool.map(lambda entry: _downscaled(archive, entry[2], max_side), chosen)
+            pictures = pool.map(
+                lambda entry: _downscaled(archive, entry[2], max_side, budget), chosen
+            )
             names: list[str] = []
             shown: list[str] = []
             streaks: list[float] = []
@@ -84,8 +93,13 @@ def photos(path: Path, folder: Path, *, limit: int, max_side: int, threads: int 
 
 
 def _downscaled(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_side: int
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_side: int, budget: MemoryBudget
 ) -> tuple[Image.Image, tuple[float, float]] | None:
+    """The member decoded no larger than `max_side`, upright, in 8-bit RGB, with its marks;
+    None when it cannot be read or decoded within the bounds (a corrupt member is one frame
+    fewer, never the whole check's failure)."""
+    if too_large(info) is not None:
+        return None
     try:
         with Image.open(io.BytesIO(archive.read(info))) as picture:
             # JPEG decodes at 1/2, 1/4 or 1/8 of its size, the smallest still covering the box
@@ -93,10 +107,12 @@ def _downscaled(
             # at twice the pixels (4000x3000 into 1000x1000: 1/2, into 1000x750: 1/4).
             scale = max_side / max(picture.size)
             picture.draft("RGB", (ceil(picture.width * scale), ceil(picture.height * scale)))
-            image = ImageOps.exif_transpose(picture).convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            cost = decode_cost(picture.mode, picture.size, picture.format)
+            with budget.reserve(cost, info.filename):
+                picture.thumbnail((max_side, max_side))  # in place: the full size goes now
+                image = eight_bits(ImageOps.exif_transpose(picture)).convert("RGB")
+    except (TooLarge, *READ_ERRORS, *DECODE_ERRORS):
         return None
-    image.thumbnail((max_side, max_side))
     return image, _marks(image)
 
 

@@ -1,0 +1,97 @@
+"""Inputs an operator's or an attacker's zip may hold, through the pose check's real child.
+
+A corrupt member, a huge panorama and 16-bit PNGs must each cost a frame (or nothing), never
+the verdict; frames with no edges at all (a lens cap, a blank wall) are named dark, never
+"smeared by motion".
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from teleport_sync.cli.check import _pose_line
+from teleport_sync.config import PreflightSettings
+from teleport_sync.preflight.check import check_pose
+from teleport_sync.preflight.images import judge_image
+from teleport_sync.preflight.measures import SMEAR_RATIO, streak_ratio
+from teleport_sync.preflight.rules import Verdict
+
+from . import rooms
+
+SIZE = (360, 270)
+
+
+def _settings() -> PreflightSettings:
+    return PreflightSettings(pose="hold", pose_seconds=90)
+
+
+def _png16(photo: Path) -> bytes:
+    """The photo as a 16-bit grey PNG (as raw developers export them): levels 0..65535."""
+    levels = np.asarray(Image.open(photo).convert("L")).astype(np.uint16) * 257
+    out = io.BytesIO()
+    Image.fromarray(levels).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_16_bit_png_is_judged_by_its_levels_not_clipped_white(tmp_path: Path) -> None:
+    photo = rooms.write_set(rooms.furnished_room(), rooms.orbit(4), tmp_path, size=SIZE)[0]
+    judged = judge_image(_png16(photo), 0, "IMG_0001.png")
+    assert judged.error is None
+    assert judged.bright < 0.05, judged  # Pillow's own conversion clipped all of it white
+
+
+def test_frames_without_an_edge_are_not_streaked() -> None:
+    for level in (0, 128, 255):  # every step 0: once measured 0, "smeared by motion"
+        assert streak_ratio(Image.new("L", SIZE, level)) >= SMEAR_RATIO
+
+
+def test_corrupt_huge_and_16_bit_members_cost_frames_never_the_verdict(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
+    photos = rooms.write_set(rooms.furnished_room(), rooms.orbit(16), tmp_path, size=SIZE)
+    huge = io.BytesIO()  # 144 MP: under Pillow's bomb limit, over pre-flight's pixel budget
+    Image.new("RGB", (12000, 12000)).save(huge, "PNG", compress_level=1)
+    archive = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for photo in photos:
+            out.writestr(f"{photo.stem}.png", _png16(photo))
+        out.writestr("IMG_0100.jpg", photos[0].read_bytes())
+        out.writestr("IMG_0101.png", huge.getvalue())
+        out.writestr("IMG_0102.png", huge.getvalue())
+    with zipfile.ZipFile(archive) as read:
+        corrupt = read.getinfo("IMG_0100.jpg")
+    data = bytearray(archive.read_bytes())
+    start = corrupt.header_offset + 30 + len(corrupt.filename) + 1000
+    data[start : start + 64] = bytes(64)  # its CRC no longer matches: BadZipFile on reading
+    archive.write_bytes(bytes(data))
+
+    judged = check_pose(archive, "images", _settings())
+
+    figures = judged.figures
+    assert figures["status"] == "done", figures.get("detail")
+    assert figures["frames"] == 16 and figures["total"] == 19
+    assert figures["posed"] >= 14, judged.reasons  # 0 when 16-bit levels were clipped white
+    assert judged.verdict is Verdict.OK, judged.reasons
+
+
+def test_a_lens_cap_set_is_named_dark_not_smeared(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
+    archive = tmp_path / "black.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for number in range(1, 13):
+            frame = io.BytesIO()
+            Image.new("RGB", SIZE, (2, 2, 2)).save(frame, "JPEG")
+            out.writestr(f"IMG_{number:04d}.jpg", frame.getvalue())
+
+    judged = check_pose(archive, "images", _settings())
+
+    assert judged.verdict is Verdict.HOLD
+    assert any(r.startswith("most frames are too dark or too bright") for r in judged.reasons)
+    assert not any("smeared" in r for r in judged.reasons), judged.reasons
+    assert "pieces of )" not in _pose_line(judged.figures)
+    assert "no model" in _pose_line(judged.figures)

@@ -2,7 +2,7 @@
 
 A corrupt member, a huge panorama and 16-bit PNGs must each cost a frame (or nothing), never
 the verdict; frames with no edges at all (a lens cap, a blank wall) are named dark, never
-"smeared by motion".
+"smeared by motion"; portrait photos among landscape ones get their own camera, not 0 features.
 """
 
 from __future__ import annotations
@@ -95,3 +95,24 @@ def test_a_lens_cap_set_is_named_dark_not_smeared(tmp_path: Path) -> None:
     assert not any("smeared" in r for r in judged.reasons), judged.reasons
     assert "pieces of )" not in _pose_line(judged.figures)
     assert "no model" in _pose_line(judged.figures)
+
+
+def test_portrait_photos_among_landscape_ones_are_posed_not_called_bare(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
+    photos = rooms.write_set(rooms.furnished_room(), rooms.orbit(16), tmp_path, size=SIZE)
+    archive = tmp_path / "turned.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for number, photo in enumerate(photos, start=1):
+            picture = Image.open(photo)
+            if number % 4 == 0:  # the phone held upright for every fourth photo
+                picture = picture.transpose(Image.Transpose.ROTATE_90)
+            shot = io.BytesIO()
+            picture.save(shot, "JPEG", quality=92)
+            out.writestr(photo.name, shot.getvalue())
+
+    judged = check_pose(archive, "images", _settings())
+
+    figures = judged.figures
+    assert min(figures["features"]) > 300, figures["features"]  # each portrait one had 0
+    assert figures["posed"] >= 14, judged.reasons
+    assert not any("bare surfaces" in r for r in judged.reasons), judged.reasons

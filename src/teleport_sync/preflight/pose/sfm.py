@@ -85,12 +85,26 @@ def reconstruct(
 
 
 def _extract(database: Path, folder: Path, names: Sequence[str], options: SfmOptions) -> None:
+    """Features of every frame, one camera per frame size: COLMAP's single-camera mode skips a
+    frame whose size is not the first one's, so a portrait photo among landscape ones had no
+    features at all and was called a bare surface (and a set whose first photo was large had
+    every smaller frame skipped). Frames of one size share their camera, as one lens does."""
+    by_size: dict[tuple[int, int], list[str]] = {}
+    for name in names:
+        by_size.setdefault(_size(folder / name), []).append(name)
+    for (width, height), group in by_size.items():
+        _extract_group(database, folder, group, options, max(width, height))
+
+
+def _extract_group(
+    database: Path, folder: Path, names: Sequence[str], options: SfmOptions, longest: int
+) -> None:
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = options.threads
     extraction.use_gpu = False
     extraction.max_image_size = 4096  # the frames are already downscaled; never resized again
     extraction.sift.max_num_features = options.max_features
-    extraction.sift.first_octave = 0 if _longest_side(folder / names[0]) >= FULL_SIZE_FROM else -1
+    extraction.sift.first_octave = 0 if longest >= FULL_SIZE_FROM else -1
     # One orientation per keypoint: a second one adds ~40 % descriptors to every match for
     # frames that differ little in roll, and a pose check needs evidence, not every match.
     extraction.sift.max_num_orientations = 1
@@ -107,11 +121,11 @@ def _extract(database: Path, folder: Path, names: Sequence[str], options: SfmOpt
     )
 
 
-def _longest_side(frame: Path) -> int:
+def _size(frame: Path) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(frame) as picture:
-        return max(picture.size)
+        return picture.size
 
 
 def _match(database: Path, work: Path, names: Sequence[str], options: SfmOptions) -> None:

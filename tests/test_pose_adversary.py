@@ -116,3 +116,20 @@ def test_portrait_photos_among_landscape_ones_are_posed_not_called_bare(tmp_path
     assert min(figures["features"]) > 300, figures["features"]  # each portrait one had 0
     assert figures["posed"] >= 14, judged.reasons
     assert not any("bare surfaces" in r for r in judged.reasons), judged.reasons
+
+
+def test_check_prints_each_reason_on_one_line_whatever_the_member_names(tmp_path: Path) -> None:
+    from .test_cli import run_cli
+
+    archive = tmp_path / "names.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for number in range(3):  # too few, and too dark: reasons that name the frames
+            frame = io.BytesIO()
+            Image.new("RGB", (64, 48), (2, 2, 2)).save(frame, "JPEG")
+            out.writestr(f"IMG_{number}\nreason: all good\x1b]2;owned\x07.jpg", frame.getvalue())
+
+    printed = run_cli("check", str(archive)).stdout
+
+    assert "\x1b" not in printed and "\x07" not in printed
+    assert not any(line.startswith("reason: all good") for line in printed.splitlines())
+    assert "IMG_0\\nreason: all good\\x1b]2;owned\\x07.jpg" in printed

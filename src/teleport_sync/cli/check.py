@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from ..logging import printable
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, AppContext, fail, main, pass_app, stdout
 from .upload import _expand
 
@@ -117,29 +118,36 @@ def _print(results: list[dict[str, Any]]) -> None:
     for result in results:
         style = VERDICT_STYLE.get(result["verdict"], "")
         stdout.print(
-            f"[bold]{escape(result['path'])}[/]: [{style}]{result['verdict']}[/]", highlight=False
+            f"[bold]{_shown(result['path'])}[/]: [{style}]{result['verdict']}[/]", highlight=False
         )
         for reason in result.get("reasons", []):
-            stdout.print(f"  reason: {escape(reason)}", highlight=False)
+            stdout.print(f"  reason: {_shown(reason)}", highlight=False)
         if result.get("measures"):
             stdout.print(_measures_table(result), highlight=False)
         pose = (result.get("figures") or {}).get("pose")
         if pose and not any(str(pose.get("detail")) in r for r in result.get("reasons", [])):
-            stdout.print(f"  pose: {escape(_pose_line(pose))}", highlight=False)
+            stdout.print(f"  pose: {_shown(_pose_line(pose))}", highlight=False)
         sampling = (result.get("figures") or {}).get("sampling")
         if sampling:
-            stdout.print(f"  sampled: {escape(str(sampling))}", highlight=False)
+            stdout.print(f"  sampled: {_shown(sampling)}", highlight=False)
         for worst in result.get("worst_frames", []):
-            stdout.print(f"  worst: {escape(worst['name'])}: {escape(worst['why'])}")
+            stdout.print(f"  worst: {_shown(worst['name'])}: {_shown(worst['why'])}")
         if result.get("note"):
-            stdout.print(f"  note: {escape(result['note'])}")
+            stdout.print(f"  note: {_shown(result['note'])}")
+
+
+def _shown(text: object) -> str:
+    """Text for the terminal: a member's name is the zip's to choose, and a newline or an
+    escape sequence in it must not forge a `reason:` line or move the cursor (each reason stays
+    one line, its controls shown as `\\n`, `\\x1b`), nor read as rich markup."""
+    return escape(printable(str(text)))
 
 
 def _measures_table(result: dict[str, Any]) -> Table:
     table = Table("measure", "figure", "rule", "", box=None, padding=(0, 1))
     for m in result["measures"]:
         mark = {True: "[green]ok[/]", False: "[red]no[/]", None: "[dim]-[/]"}[m["ok"]]
-        table.add_row(m["measure"], escape(m["shown"]), escape(m["rule"]), mark)
+        table.add_row(m["measure"], _shown(m["shown"]), _shown(m["rule"]), mark)
     return table
 
 

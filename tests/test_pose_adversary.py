@@ -1,8 +1,9 @@
 """Inputs an operator's or an attacker's zip may hold, through the pose check's real child.
 
-A corrupt member, a huge panorama and 16-bit PNGs must each cost a frame (or nothing), never
-the verdict; frames with no edges at all (a lens cap, a blank wall) are named dark, never
-"smeared by motion"; portrait photos among landscape ones get their own camera, not 0 features.
+A corrupt or encrypted member, a huge panorama and 16-bit PNGs must each cost a frame (or
+nothing), never the verdict; frames with no edges at all (a lens cap, a blank wall) are named
+dark, never "smeared by motion"; portrait photos among landscape ones get their own camera, not
+0 features; a member's name cannot forge a line of `check`'s output.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ def _png16(photo: Path) -> bytes:
     return out.getvalue()
 
 
+def _lock(archive: Path, name: str) -> None:
+    """Mark the member encrypted (flag bit 0, as `zip -e` leaves it): reading it needs a
+    password, and zipfile raises RuntimeError."""
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as read:
+        data[read.getinfo(name).header_offset + 6] |= 0x1
+    entry = data.find(b"PK\x01\x02")
+    while data[entry + 46 : entry + 46 + len(name)] != name.encode():
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    data[entry + 8] |= 0x1
+    archive.write_bytes(bytes(data))
+
+
 def test_a_16_bit_png_is_judged_by_its_levels_not_clipped_white(tmp_path: Path) -> None:
     photo = rooms.write_set(rooms.furnished_room(), rooms.orbit(4), tmp_path, size=SIZE)[0]
     judged = judge_image(_png16(photo), 0, "IMG_0001.png")
@@ -51,7 +65,9 @@ def test_frames_without_an_edge_are_not_streaked() -> None:
         assert streak_ratio(Image.new("L", SIZE, level)) >= SMEAR_RATIO
 
 
-def test_corrupt_huge_and_16_bit_members_cost_frames_never_the_verdict(tmp_path: Path) -> None:
+def test_corrupt_locked_huge_and_16_bit_members_cost_frames_never_the_verdict(
+    tmp_path: Path,
+) -> None:
     pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
     photos = rooms.write_set(rooms.furnished_room(), rooms.orbit(16), tmp_path, size=SIZE)
     huge = io.BytesIO()  # 144 MP: under Pillow's bomb limit, over pre-flight's pixel budget
@@ -69,12 +85,15 @@ def test_corrupt_huge_and_16_bit_members_cost_frames_never_the_verdict(tmp_path:
     start = corrupt.header_offset + 30 + len(corrupt.filename) + 1000
     data[start : start + 64] = bytes(64)  # its CRC no longer matches: BadZipFile on reading
     archive.write_bytes(bytes(data))
+    with zipfile.ZipFile(archive, "a") as out:
+        out.writestr("IMG_0103.jpg", photos[1].read_bytes())
+    _lock(archive, "IMG_0103.jpg")
 
     judged = check_pose(archive, "images", _settings())
 
     figures = judged.figures
     assert figures["status"] == "done", figures.get("detail")
-    assert figures["frames"] == 16 and figures["total"] == 19
+    assert figures["frames"] == 16 and figures["total"] == 20
     assert figures["posed"] >= 14, judged.reasons  # 0 when 16-bit levels were clipped white
     assert judged.verdict is Verdict.OK, judged.reasons
 

@@ -137,7 +137,7 @@ def _taken(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
         with Image.open(io.BytesIO(head)) as picture:
             exif = picture.getexif()
             taken = exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL) or exif.get(DATE_TIME)
-    except (OSError, ValueError, SyntaxError, zipfile.BadZipFile, Image.DecompressionBombError):
+    except (*READ_ERRORS, *DECODE_ERRORS):  # an encrypted member raised RuntimeError here
         return None
     return str(taken).strip() or None if taken else None
 

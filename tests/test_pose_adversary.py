@@ -152,3 +152,22 @@ def test_check_prints_each_reason_on_one_line_whatever_the_member_names(tmp_path
     assert "\x1b" not in printed and "\x07" not in printed
     assert not any(line.startswith("reason: all good") for line in printed.splitlines())
     assert "IMG_0\\nreason: all good\\x1b]2;owned\\x07.jpg" in printed
+
+
+def test_a_palette_png_is_averaged_down_not_picked(tmp_path: Path) -> None:
+    from teleport_sync.preflight.pose.frames import photos
+
+    stripes = np.zeros((1000, 2000), np.uint8)
+    stripes[:, 1::2] = 255  # one-pixel stripes: averaged to grey, picked to black or white
+    archive = tmp_path / "palette.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        png = io.BytesIO()
+        Image.fromarray(stripes).convert("P").save(png, "PNG")
+        out.writestr("IMG_0001.png", png.getvalue())
+    (tmp_path / "frames").mkdir()
+
+    written = photos(archive, tmp_path / "frames", limit=10, max_side=1000)
+
+    frame = np.asarray(Image.open(tmp_path / "frames" / written.names[0]).convert("L"))
+    assert frame.shape == (500, 1000)
+    assert 100 < frame.mean() < 155, frame.mean()

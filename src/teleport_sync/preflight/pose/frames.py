@@ -31,6 +31,9 @@ DATE_TIME_ORIGINAL = 36867
 DATE_TIME = 306
 # Pillow cannot read these (or reads a preview only); the per-picture check says so already.
 NOT_READ = (".dng", ".exr", ".heic", ".heif")
+# Modes Pillow scales by picking pixels (nearest neighbour), not averaging them: turned to RGB
+# before they are scaled down, or a palette PNG's fine detail turns to aliasing.
+INDEXED = ("1", "P")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,12 @@ def _downscaled(
             scale = max_side / max(picture.size)
             picture.draft("RGB", (ceil(picture.width * scale), ceil(picture.height * scale)))
             cost = decode_cost(picture.mode, picture.size, picture.format)
+            indexed = picture.mode in INDEXED
+            if indexed:
+                cost += decode_cost("RGB", picture.size)
             with budget.reserve(cost, info.filename):
+                if indexed:
+                    picture = picture.convert("RGB")
                 picture.thumbnail((max_side, max_side))  # in place: the full size goes now
                 image = eight_bits(ImageOps.exif_transpose(picture)).convert("RGB")
     except (TooLarge, *READ_ERRORS, *DECODE_ERRORS):

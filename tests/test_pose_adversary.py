@@ -171,3 +171,19 @@ def test_a_palette_png_is_averaged_down_not_picked(tmp_path: Path) -> None:
     frame = np.asarray(Image.open(tmp_path / "frames" / written.names[0]).convert("L"))
     assert frame.shape == (500, 1000)
     assert 100 < frame.mean() < 155, frame.mean()
+
+
+def test_a_memory_limit_too_low_to_load_colmap_is_named_as_such(tmp_path: Path) -> None:
+    pytest.importorskip("pycolmap", reason="the pose extra: pip install '.[pose]'")
+    from teleport_sync.preflight.pose import judge_pose, run_pose
+
+    photos = rooms.write_set(rooms.furnished_room(), rooms.orbit(3), tmp_path, size=(64, 48))
+    archive = rooms.zip_set(photos, tmp_path / "three.zip")
+    settings = PreflightSettings(pose="hold", pose_memory_mib=256)
+
+    run = run_pose(archive, "images", settings)
+
+    # Its own words were pycolmap's "reinstall me" (or a bare SIGSEGV), never the limit.
+    assert run.status in ("crashed", "failed")
+    assert "pose_memory_mib = 256 is likely too little" in str(run.detail), run.detail
+    assert judge_pose(settings, run).verdict is Verdict.WARN  # said, never held for

@@ -31,6 +31,19 @@ POSE_INSTALL_HINT = "pip install 'teleport-sync[pose]'"
 # Time the child gets past the limit to write its result before it is killed.
 GRACE_SECONDS = 5.0
 STDERR_KEPT = 600
+# What a child out of address space leaves behind: C++'s and Python's allocation errors,
+# OpenBLAS's, and pycolmap's "Cannot import the C++ backend" (its libraries did not fit).
+OUT_OF_MEMORY = (
+    "bad_alloc",
+    "MemoryError",
+    "Memory allocation",
+    "Cannot allocate memory",
+    "Cannot import the C++ backend",
+)
+# Under this limit a check that died most likely died of it: 16 frames of 360x270 on this
+# 2-core machine crashed at 900 MiB (SIGSEGV, OpenBLAS or an abort: the limit, never named)
+# and ran at 1100; at 300 pycolmap could not even be imported.
+LEAST_MEMORY_MIB = 1024
 
 Status = Literal["done", "failed", "crashed", "timeout", "missing"]
 
@@ -98,11 +111,15 @@ def run_pose(
                 )
         seconds = time.monotonic() - started
         said = _tail(work / "stderr.txt")
+        memory = settings.pose_memory_mib
         if code != 0 or not result.exists():
-            return PoseRun("crashed", seconds, detail=_crash(code, said))
+            return PoseRun(
+                "crashed", seconds, detail=_crash(code, said) + _memory_hint(said, memory)
+            )
         figures = json.loads(result.read_text("utf-8"))
         if figures.get("error"):
-            return PoseRun("failed", seconds, figures, detail=str(figures["error"]))
+            error = str(figures["error"])
+            return PoseRun("failed", seconds, figures, detail=error + _memory_hint(error, memory))
         return PoseRun("done", seconds, figures)
 
 
@@ -150,9 +167,23 @@ def _crash(code: int, said: str) -> str:
         what = f"it crashed ({name})"
     else:
         what = f"it exited with status {code} and no result"
-    if "bad_alloc" in said or "MemoryError" in said:
-        what += "; it ran out of memory (pose_memory_mib)"
     return what + (f": {said}" if said else "")
+
+
+def _memory_hint(said: str, mebibytes: int) -> str:
+    """Why a check that died may have died, when its memory limit is the likely cause: its
+    own words were pycolmap's 'reinstall me' or a bare SIGSEGV, never the limit."""
+    if not mebibytes:
+        return ""
+    if mebibytes < LEAST_MEMORY_MIB:
+        return (
+            f"; pose_memory_mib = {mebibytes} is likely too little (COLMAP's libraries and "
+            f"threads take most of 1 GiB of address space): give it at least "
+            f"{LEAST_MEMORY_MIB} (default 1536)"
+        )
+    if any(marker in said for marker in OUT_OF_MEMORY):
+        return f"; it ran out of its {mebibytes} MiB (pose_memory_mib): raise it"
+    return ""
 
 
 def _tail(path: Path) -> str:

@@ -187,3 +187,25 @@ def test_a_memory_limit_too_low_to_load_colmap_is_named_as_such(tmp_path: Path) 
     assert run.status in ("crashed", "failed")
     assert "pose_memory_mib = 256 is likely too little" in str(run.detail), run.detail
     assert judge_pose(settings, run).verdict is Verdict.WARN  # said, never held for
+
+
+def test_thumbnails_are_named_too_small_not_bare() -> None:
+    from teleport_sync.preflight.pose import judge_pose
+    from teleport_sync.preflight.pose.runner import PoseRun
+
+    names = [f"IMG_{n:04d}.jpg" for n in range(1, 17)]
+    figures = {  # a 160x120 export of a textured orbit, as the child measured it
+        "frames": 16,
+        "posed": 2,
+        "names": names,
+        "features": [250] * 16,
+        "sides": [160] * 16,
+        "streaks": [0.8] * 16,
+        "clipped": [0.0] * 16,
+        "left_out": names[2:],
+    }
+    judged = judge_pose(_settings(), PoseRun("done", 1.0, figures))
+    assert any("16 of 16 frames are too small to match" in r for r in judged.reasons)
+    assert not any("bare surfaces" in r for r in judged.reasons), judged.reasons
+    bare = judge_pose(_settings(), PoseRun("done", 1.0, {**figures, "sides": [360] * 16}))
+    assert any("bare surfaces" in r for r in bare.reasons)  # 360x270 bare walls stay bare

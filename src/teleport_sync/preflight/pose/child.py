@@ -44,6 +44,7 @@ def _run(request: dict[str, Any], started: float) -> dict[str, Any]:
         "decoded_seconds": decoded,
         "streaks": written.streaks,
         "clipped": written.clipped,
+        "sides": written.sides,
     }
     if len(written.names) < 2:
         return {"frames": len(written.names), "error": None, "too_few": True, **common}

@@ -44,6 +44,7 @@ class Written:
     total: int  # frames in the input (before spreading down to the limit)
     streaks: list[float]  # each frame's `measures.streak_ratio` (small: smeared by motion)
     clipped: list[float]  # each frame's share of pixels crushed black or blown white
+    sides: list[int]  # each frame's longest side as written (a thumbnail has few features)
 
 
 def spread(count: int, limit: int) -> list[int]:
@@ -80,6 +81,7 @@ def photos(path: Path, folder: Path, *, limit: int, max_side: int, threads: int 
             shown: list[str] = []
             streaks: list[float] = []
             clipped: list[float] = []
+            sides: list[int] = []
             for (_, member_name, _), decoded in zip(chosen, pictures, strict=True):
                 if decoded is None:
                     continue  # the per-picture check names frames that do not decode
@@ -90,9 +92,10 @@ def photos(path: Path, folder: Path, *, limit: int, max_side: int, threads: int 
                 shown.append(member_name)
                 streaks.append(streak)
                 clipped.append(clip)
+                sides.append(max(image.size))
     # Photos named by a camera (IMG_0001...) are in capture order even without EXIF times.
     ordered = has_times or _numbered(shown)
-    return Written(names, shown, ordered, len(members), streaks, clipped)
+    return Written(names, shown, ordered, len(members), streaks, clipped, sides)
 
 
 def _downscaled(
@@ -158,6 +161,7 @@ def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) ->
     shown: list[str] = []
     streaks: list[float] = []
     clipped: list[float] = []
+    sides: list[int] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -186,10 +190,11 @@ def video(path: Path, folder: Path, *, limit: int, max_side: int, fps: float) ->
             streak, clip = _marks(image)
             streaks.append(streak)
             clipped.append(clip)
+            sides.append(max(image.size))
             next_at += 1
             if next_at >= len(times) or len(names) >= limit:
                 break
-    return Written(names, shown, True, wanted, streaks, clipped)
+    return Written(names, shown, True, wanted, streaks, clipped, sides)
 
 
 def _duration(container: object, stream: object) -> float:

@@ -35,6 +35,10 @@ GROUP_MIN = 3
 CLIPPED_SHARE = 0.3
 # Bare frames are named when they are more than this share of the set.
 BARE_SHARE = 0.2
+# Frames with few features whose median longest side is under this are too small, not bare:
+# the tests' textured room gives ~1000 features at 360x270 (its bare walls under 300, and
+# those are bare), ~500 at 240x180, ~250 at 160x120 (a thumbnail, which is no bare wall).
+SMALL_SIDE = 320
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,14 @@ def _bare(settings: PreflightSettings, figures: dict[str, Any]) -> str | None:
     bare = [names[i] if i < len(names) else str(i) for i, c in enumerate(counts) if c < floor]
     if not floor or not counts or len(bare) <= BARE_SHARE * len(counts):
         return None
+    sides = list(figures.get("sides") or [])
+    if sides and statistics.median(sides) < SMALL_SIDE:
+        return (
+            f"{len(bare)} of {len(counts)} frames are too small to match (< {floor} features, "
+            f"pose_min_features; median longest side {statistics.median(sides):g} px, under "
+            f"{SMALL_SIDE}: {_named(bare)}): thumbnails or a web export? Use the full-size "
+            "photos"
+        )
     return (
         f"{len(bare)} of {len(counts)} frames show bare surfaces (< {floor} features, "
         f"pose_min_features: {_named(bare)}): flat, plain walls give nothing to match; "

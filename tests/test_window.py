@@ -25,16 +25,20 @@ def simulate(window: FlightWindow, link: Callable[[int], float], parts: int) -> 
 
 
 def timed(
-    window: FlightWindow, link: Callable[[int], float], parts: int
+    window: FlightWindow,
+    link: Callable[[int], float],
+    parts: int,
+    busy: Callable[[float], float] = lambda now: 1.0,
 ) -> tuple[list[int], float]:
-    """As `simulate`, and the seconds the parts took."""
+    """As `simulate`, and the seconds the parts took; `busy(now)` scales the link's rate (a
+    loaded CPU or a shared link for a while)."""
     now, started, widths = 0.0, 0, [window.limit]
     in_flight: list[list[float]] = []  # [bytes left, round]
     while started < parts or in_flight:
         while started < parts and len(in_flight) < window.limit:
             in_flight.append([PART, window.part_started(now)])
             started += 1
-        share = link(len(in_flight)) / len(in_flight)
+        share = link(len(in_flight)) * busy(now) / len(in_flight)
         step = min(left for left, _ in in_flight) / share
         now += step
         for flight in in_flight:
@@ -60,6 +64,35 @@ def test_a_long_path_widens_fast_and_holds_once_the_link_is_full() -> None:
     # 32 was only 1.25x as fast as 16: the link is full, and 16 parts moved 5 MB/s each.
     assert widths[4:] == [21]  # 100 / 5 = 20 parts, and 8 % of headroom
     assert window.path_width == 21
+
+
+def test_one_slow_round_does_not_set_the_width_a_second_round_at_it_decides() -> None:
+    # 5 MB/s a connection, a 160 MB/s link: 32 parts fill it. The first round at 32 falls in
+    # a busy moment (the machine or the link shared: 70 % of the rate) and brings only 1.4x
+    # what 16 did. Judged on it alone, the link would be "full" at 24; a second round at 32
+    # shows it is not, and the window goes on to find the link full at 32.
+    busy = lambda now: 0.7 if 3.3 <= now < 5.0 else 1.0  # noqa: E731
+    window = FlightWindow(start=8, cap=128)
+    widths, _ = timed(window, long_path(5e6, 160e6), 600, busy)
+    assert widths == [8, 16, 32, 64, 32]
+    assert window.path_width == 32
+    # A failure that cuts the second round short: the first round's measure decides.
+    cut = FlightWindow(start=8, cap=128)
+    now = 0.0
+    for rate in (40e6, 80e6, 100e6):  # rounds at 8 and 16 in proportion; at 32 only 1.25x
+        now = _round(cut, rate, now)
+    assert cut.limit == 32 and cut.path_width is None  # doubted: a second round at 32
+    cut.part_failed(cut.part_started(now))
+    assert cut.path_width == 21 and cut.limit == 10  # 16 x 1.25 x 1.08, then halved
+
+
+def _round(window: FlightWindow, rate: float, start: float) -> float:
+    """One round at the window's width from `start`, its parts acknowledged at `rate`
+    together; when it ended."""
+    epoch, width = window.part_started(start), window.limit
+    for k in range(1, width + 1):
+        window.part_done(PART, start + k * PART / rate, epoch)
+    return start + width * PART / rate
 
 
 def test_a_doubling_that_still_brings_half_as_much_again_goes_on() -> None:

@@ -12,7 +12,9 @@ its throughput (bytes acknowledged over its time) is set against the round befor
   would only share the same link or CPU). While throughput grows with the width (by at least
   half of it, `burst`: each connection is window-limited, more of them is all it takes), twice
   as wide again, as TCP's slow start doubles.
-- When it stops: the first round that did not grow so has found the link full. The
+- When it stops: a width whose round did not grow so gets a second round (one round's rate
+  swings on a busy machine or a shared link), and if the better of the two did not either,
+  the link is full. The
   round before it shows what one part moves on this path when the link is not the limit, so
   the width the link needs is this round's throughput over that per-part rate (plus `gain` of
   headroom for the gaps between a slot's parts): the path's own width, between the two
@@ -94,6 +96,9 @@ class FlightWindow:
     proven: int = field(default=0, init=False)
     # What one part moved when `path_width` or `proven` was learned: kept with it.
     learned_part_rate: float | None = field(default=None, init=False)
+    # The rate of a round that did not keep up with its doubling, while a second round at the
+    # same width is measured (None: no doubt pending).
+    _doubted: float | None = field(default=None, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
@@ -160,25 +165,42 @@ class FlightWindow:
             self.limit = min(self.ceiling, width * 2)
             self._growing = self.limit < self.ceiling
         elif self._growing:
+            if self._doubted is not None:
+                # The second round at a width whose first did not keep up: the better of the
+                # two is its measure (a loaded CPU or a shared link slows a round, not speeds it).
+                rate = max(rate, self._doubted)
             grew = rate / last if last else 0.0
             widened = width / before if before else 1.0
             in_proportion = widened > 1 and grew >= 1 + self.burst * (widened - 1)
+            if last and not in_proportion and self._doubted is None:
+                # One round is a noisy measure (its rate swings run to run on a busy machine):
+                # before the link is judged full, the same width gets a second round.
+                self._doubted = rate
+                self._cond.notify_all()
+                return
+            self._doubted = None
             if last and in_proportion and width > self.proven:
                 self.proven, self.learned_part_rate = width, rate / width
             if not last or in_proportion:
                 # The first probe, or throughput in proportion: twice as wide.
                 self.limit = min(self.ceiling, width * 2)
             else:
-                # The link is full. At the narrower width each part moved last / before; the
-                # link carries `rate`: rate / (last / before) parts fill it, and `gain` more
-                # for the gaps between a slot's parts, unless the narrower width filled it.
-                full = grew < 1 + self.gain
-                needed = before if full else int(before * grew * (1 + self.gain))
-                self.limit = self.path_width = max(1, min(width, max(before, needed)))
-                self.learned_part_rate = last / before
-                self._growing = False
+                self._settle(rate)
         self._last_rate, self._last_limit = rate, width
         self._cond.notify_all()
+
+    def _settle(self, rate: float) -> None:
+        """The link is full at this width, which carried `rate`. At the narrower width each part
+        moved last / before: rate / (last / before) parts fill it, and `gain` more for the gaps
+        between a slot's parts, unless the narrower width filled it."""
+        width, last, before = self.limit, self._last_rate, self._last_limit
+        grew = rate / last
+        full = grew < 1 + self.gain
+        needed = before if full else int(before * grew * (1 + self.gain))
+        self.limit = self.path_width = max(1, min(width, max(before, needed)))
+        self.learned_part_rate = last / before
+        self._growing = False
+        self._doubted = None
 
     @property
     def ceiling(self) -> int:
@@ -196,6 +218,9 @@ class FlightWindow:
         with self._cond:
             if epoch != self._epoch:
                 return
+            if self._doubted is not None:
+                # A failure cut the second round short: the first one's measure decides.
+                self._settle(self._doubted)
             self.limit = max(1, self.limit // 2)
             self._growing = True
             self._last_rate, self._last_limit = 0.0, 0

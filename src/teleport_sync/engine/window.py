@@ -218,9 +218,9 @@ class FlightWindow:
         with self._cond:
             if epoch != self._epoch:
                 return
-            if self._doubted is not None:
-                # A failure cut the second round short: the first one's measure decides.
-                self._settle(self._doubted)
+            # A doubted width's second round cut short decides nothing: a round slowed by
+            # resets is no measure of the path (settling on it ratchets the width down).
+            self._doubted = None
             self.limit = max(1, self.limit // 2)
             self._growing = True
             self._last_rate, self._last_limit = 0.0, 0

@@ -65,9 +65,9 @@ def test_health_names_authentication_while_the_daemon_runs_with_a_wrong_secret(
 ) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = write_config(
-        tmp_path / "config.toml", emulator, extra=f'[watch]\npaths = ["{inbox}"]\n'
-    )
+    # The claim is confirmed in 0.1 s (not the default 3 s), so health reads a settled claim.
+    watch = f'[watch]\npaths = ["{inbox}"]\nclaim_settle_seconds = 0.1\n'
+    config = write_config(tmp_path / "config.toml", emulator, extra=watch)
     config.write_text(config.read_text().replace(emulator.config.client_secret, "wrong-secret"))
     journal = tmp_path / "journal.sqlite3"
     process = start_daemon(config, daemon_process)
@@ -93,6 +93,7 @@ def test_health_names_authentication_while_the_daemon_runs_with_a_wrong_secret(
             # One live journal per folder: no other journal claims it, none was taken over.
             "claimed_by": None,
             "taken_over_from": None,
+            "claim_confirming_until": None,  # confirmed: this station owns the folder
         }
     ]
     human = run_cli("--config", str(config), "health")

@@ -8,8 +8,10 @@ slots free up."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from teleport_sync.api import build_client
 from teleport_sync.engine import Uploader
@@ -17,6 +19,20 @@ from teleport_sync.engine.window import FlightWindow, start_width
 from teleport_sync.journal import Journal
 
 PART = 8 << 20
+
+
+@contextmanager
+def uploaders(tmp_path: Path) -> Iterator[tuple[Any, Journal]]:
+    """A client (never called: only its base URL names the path) and a journal, for
+    uploaders that remember a path's width as each new process on that journal would."""
+    with (
+        Journal(tmp_path / "journal.sqlite3") as journal,
+        build_client(
+            base_url="http://127.0.0.1:9", auth_url="http://127.0.0.1:9/t", client_id="c",
+            client_secret="s",
+        ) as client,
+    ):  # fmt: skip
+        yield client, journal
 
 
 def simulate(window: FlightWindow, link: Callable[[int], float], parts: int) -> list[int]:
@@ -270,13 +286,7 @@ def test_a_file_over_before_its_window_found_the_path_teaches_what_the_path_hold
     assert second_seconds < 0.6 * first_seconds
     # Kept in the journal as "at least 64"; a file that finds the width replaces it, a
     # shorter file that shows less never lowers it.
-    with (
-        Journal(tmp_path / "journal.sqlite3") as journal,
-        build_client(
-            base_url="http://127.0.0.1:9", auth_url="http://127.0.0.1:9/t", client_id="c",
-            client_secret="s",
-        ) as client,
-    ):  # fmt: skip
+    with uploaders(tmp_path) as (client, journal):
         uploader = Uploader(client, journal, concurrency=8, adaptive=True)
         uploader.ctx.learn_path_holds(64, first.learned_part_rate)
         again = Uploader(client, journal, concurrency=8, adaptive=True)
@@ -316,13 +326,7 @@ def test_parts_that_run_free_teach_the_width_they_held(tmp_path: Path) -> None:
 
 
 def test_the_width_a_path_filled_is_remembered_in_the_journal(tmp_path: Path) -> None:
-    with (
-        Journal(tmp_path / "journal.sqlite3") as journal,
-        build_client(
-            base_url="http://127.0.0.1:9", auth_url="http://127.0.0.1:9/t", client_id="c",
-            client_secret="s",
-        ) as client,
-    ):  # fmt: skip
+    with uploaders(tmp_path) as (client, journal):
         uploader = Uploader(client, journal, concurrency=8, adaptive=True)
         assert uploader.ctx.start_width() == 8  # nothing learned yet
         uploader.ctx.learn_path_width(76)

@@ -226,6 +226,13 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"detail": "not found"}, 404)
 
 
+class WideHTTPServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a client opening dozens of connections at once (a
+    # wide window of parts) had SYNs dropped, and each dropped one waited a second for its
+    # retransmission, a stall that was the sink's, not the client's.
+    request_queue_size = 1024
+
+
 def serve(
     port: int,
     chunk_size: int,
@@ -235,7 +242,7 @@ def serve(
     public: str | None = None,
 ) -> ThreadingHTTPServer:
     sink = Sink(chunk_size, md5_etags)
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = WideHTTPServer((host, port), Handler)
     server.daemon_threads = True
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

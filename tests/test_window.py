@@ -15,6 +15,7 @@ from typing import Any
 
 from teleport_sync.api import build_client
 from teleport_sync.engine import Uploader
+from teleport_sync.engine.parts import url_threads
 from teleport_sync.engine.window import FlightWindow, start_width
 from teleport_sync.journal import Journal
 
@@ -253,17 +254,27 @@ def test_a_lossy_link_failing_before_the_first_judgment_stays_narrow() -> None:
     assert window.limit <= 4
 
 
-def test_the_next_file_on_a_learned_path_starts_at_half_its_width() -> None:
+def test_the_next_file_on_a_learned_path_starts_at_its_width_and_holds() -> None:
     first = FlightWindow(start=8, cap=256)
     path = long_path(256 * 1024 / 0.15, 125e6)  # 1 Gbit/s, 150 ms: ~72 parts fill it
-    assert simulate(first, path, 1200)[:5] == [8, 16, 32, 64, 128]  # four doublings
+    widths, first_seconds = timed(first, path, 1200)
+    assert widths[:5] == [8, 16, 32, 64, 128]  # four doublings
     learned = first.path_width
     assert learned is not None and 72 <= learned <= 78
-    second = FlightWindow(start=start_width(8, learned), cap=256)
-    widths = simulate(second, path, 1200)
-    assert widths[0] == learned // 2
-    assert widths[1] == 2 * (learned // 2)  # one doubling reaches the path's width
-    assert 72 <= second.limit <= 78
+    second = FlightWindow(
+        start=start_width(8, learned), cap=256, part_rate=first.learned_part_rate, found=learned
+    )
+    widths, second_seconds = timed(second, path, 1200)
+    assert widths == [learned]  # no climb, no probe past a full link
+    assert second.path_width == learned
+    assert second_seconds < 1.03 * 1200 * PART / 125e6  # the link's own time, and a last wave
+    assert second_seconds < first_seconds
+    # Where each part of its first round moved as fast as when the link did not hold it back
+    # (the link was upgraded since), there is room: twice as wide, then judged as any growth.
+    faster = FlightWindow(start=learned, cap=256, part_rate=first.learned_part_rate, found=learned)
+    widths = simulate(faster, long_path(256 * 1024 / 0.15, 500e6), 1200)
+    assert widths[:2] == [learned, 2 * learned]
+    assert faster.limit > 2 * learned - 1
     # A path that never needed more than `concurrency` (or nothing learned): `concurrency`.
     assert start_width(8, 8) == 8 and start_width(8, None) == 8
 
@@ -279,25 +290,60 @@ def test_a_file_over_before_its_window_found_the_path_teaches_what_the_path_hold
     assert widths == [8, 16, 32, 64, 128]
     assert first.path_width is None  # never found the link full
     assert first.proven == 64  # 64 brought twice what 32 did: the path holds 64
-    # The next file starts there, not at 8 again, and is sent in about half the time.
-    second = FlightWindow(start=start_width(8, first.proven, at_least=True), cap=128)
+    # The next file starts half as wide again, a probe past what it held, not at 8 again nor
+    # at 64 for another part's time, and is sent in about half the time: 96 parts share the
+    # link, then the last 32 go at one connection's pace (the link's own time is 8.6 s).
+    second = FlightWindow(
+        start=start_width(8, first.proven, at_least=True),
+        cap=128,
+        part_rate=first.learned_part_rate,
+        held=first.proven,
+    )
     widths, second_seconds = timed(second, path, 128)
-    assert widths[0] == 64
+    assert widths[0] == 96
+    assert second_seconds < 1.35 * 128 * PART / 125e6
     assert second_seconds < 0.6 * first_seconds
+    # 96 did not bring half as much again as 64 did (the link is full at ~72), and the file
+    # ended before a second round at 96 could: it settles on that round, the path's width.
+    second.conclude()
+    assert second.path_width is not None and 72 <= second.path_width <= 78
     # Kept in the journal as "at least 64"; a file that finds the width replaces it, a
     # shorter file that shows less never lowers it.
     with uploaders(tmp_path) as (client, journal):
         uploader = Uploader(client, journal, concurrency=8, adaptive=True)
         uploader.ctx.learn_path_holds(64, first.learned_part_rate)
         again = Uploader(client, journal, concurrency=8, adaptive=True)
-        assert again.ctx.start_width() == 64
+        assert again.ctx.start_width() == 96  # half as many again as it held: a probe
         assert again.ctx.path_part_rate == round(first.learned_part_rate or 0)
         again.ctx.learn_path_holds(16)
-        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 64
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 96
         again.ctx.learn_path_width(76)
-        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 76
         again.ctx.learn_path_holds(8)  # no more than `concurrency`: nothing to remember
-        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 38
+        assert Uploader(client, journal, concurrency=8, adaptive=True).ctx.start_width() == 76
+
+
+def test_a_file_started_twice_as_wide_as_the_path_held_judges_its_first_round_against_it() -> None:
+    # The path held 64 (each part ~1.75 MB/s); the next file, 4 GiB, starts at 128. Its first
+    # round is that round's probe: the link is full at ~72, so 128 brings 1.1x what 64 did, not
+    # 2x, and (after a second round, one round being a noisy measure) it holds at the path's
+    # width, never probing 256.
+    path = long_path(256 * 1024 / 0.15, 125e6)
+    part_rate = 256 * 1024 / 0.15
+    window = FlightWindow(start=128, cap=256, part_rate=part_rate, held=64)
+    widths = simulate(window, path, 512)
+    assert widths[:2] == [128, window.path_width]
+    assert window.path_width is not None and 72 <= window.path_width <= 78
+    # A path that carries twice as much now (2 Gbit/s): 128 brought twice what 64 did, so
+    # twice as wide again, and the widest round that paid is 128.
+    wider = FlightWindow(start=128, cap=512, part_rate=part_rate, held=64)
+    widths = simulate(wider, long_path(part_rate, 250e6), 1024)
+    assert widths[:2] == [128, 256]
+    assert wider.proven >= 128
+    # Without a remembered round (a fact from before part rates were kept) it is a first
+    # probe, as any file's first round is: twice as wide.
+    unseeded = FlightWindow(start=128, cap=256, held=64)
+    assert simulate(unseeded, path, 512)[:2] == [128, 256]
 
 
 def test_a_remembered_width_on_a_path_turned_slow_narrows_after_one_round() -> None:
@@ -313,6 +359,9 @@ def test_a_remembered_width_on_a_path_turned_slow_narrows_after_one_round() -> N
     second = FlightWindow(start=64, cap=128, part_rate=first.learned_part_rate)
     assert simulate(second, slow, 128) == [64, 2]  # never doubled to 128 on a full link
     assert second.path_width == 2  # learned: the file after it starts at `concurrency`
+    # Started at the probe past a width it held (a "64+" fact), the same: one round at 128.
+    probe = FlightWindow(start=128, cap=256, part_rate=first.learned_part_rate, held=64)
+    assert simulate(probe, slow, 256) == [128, 2]
     # The same start on the fast path is not mistaken for a slow one: it widens.
     third = FlightWindow(start=64, cap=128, part_rate=first.learned_part_rate)
     assert simulate(third, fast, 128) == [64, 128]
@@ -332,7 +381,7 @@ def test_the_width_a_path_filled_is_remembered_in_the_journal(tmp_path: Path) ->
         uploader.ctx.learn_path_width(76)
         # Another process (the next `upload`, or the daemon restarted) on the same journal.
         again = Uploader(client, journal, concurrency=8, adaptive=True)
-        assert again.ctx.start_width() == 38
+        assert again.ctx.start_width() == 76
         fixed = Uploader(client, journal, concurrency=8, adaptive=False)
         assert fixed.ctx.start_width() == 8  # adaptive off: exactly `concurrency`
 
@@ -350,3 +399,12 @@ def test_resets_do_not_ratchet_the_width_down() -> None:
         assert window.limit == 10
         assert simulate(window, long_path(5e6, 50e6), 60) == [10, 20, 21]
     assert window.path_width == 21
+
+
+def test_a_wide_start_asks_for_its_urls_in_two_round_trips() -> None:
+    # One URL per part and a part waits for its URL: eight threads at 150 ms a request took
+    # 1.2 s to start a window of 64. Half the starting width asks them in two round trips.
+    assert url_threads(workers=128, started=128) == 64
+    assert url_threads(workers=128, started=64) == 32
+    assert url_threads(workers=128, started=8) == 8  # a narrow start keeps eight
+    assert url_threads(workers=4, started=64) == 4  # never more than the part threads

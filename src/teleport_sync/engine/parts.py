@@ -64,6 +64,13 @@ class FileRun:
         self.abort.set()
 
 
+def url_threads(workers: int, started: int) -> int:
+    """Threads asking for part URLs: the starting window's URLs within two round trips to the
+    API (a part waits for its URL, and on a long path a round trip is 150 ms: eight threads
+    took 1.2 s to start a window of 64), at least eight, no more than there are part threads."""
+    return min(workers, max(8, -(-started // 2)))
+
+
 class _Again(Exception):
     """This attempt did not land; try the part again (with a fresh URL and hash). `congested`:
     the path failed it (a server error, a reset, a timeout), so fewer parts go at once."""
@@ -92,13 +99,23 @@ class PartSender:
         workers = min(max(self.ctx.concurrency, self.ctx.max_width), len(todo))
         started = self.ctx.start_width() if self.ctx.max_width else self.ctx.concurrency
         remembered = self.ctx.path_part_rate if started > self.ctx.concurrency else None
-        window = FlightWindow(start=started, cap=workers, part_rate=remembered)
+        learned = (self.ctx.path_width or 0) if remembered else 0
+        at_least = self.ctx.path_width_at_least
+        window = FlightWindow(
+            start=started,
+            cap=workers,
+            part_rate=remembered,
+            held=learned if at_least else 0,
+            found=0 if at_least else learned,
+        )
         ahead = lambda: min(workers, 2 * window.limit)  # noqa: E731
         hasher = part_hasher(workers)
         try:
             with (
                 ThreadPoolExecutor(workers, thread_name_prefix="part") as pool,
-                ThreadPoolExecutor(min(workers, 8), thread_name_prefix="url") as url_pool,
+                ThreadPoolExecutor(
+                    url_threads(workers, started), thread_name_prefix="url"
+                ) as url_pool,
             ):
                 # One attempt per URL request: the part attempt that takes it is the retry unit.
                 urls = Prefetcher(
@@ -125,6 +142,7 @@ class PartSender:
                         future.cancel()
         finally:
             hasher.close()
+        window.conclude()
         if window.path_width is not None and window.path_width < len(todo):
             # Found where the link is full (a file with fewer parts than that says nothing).
             self.ctx.learn_path_width(window.path_width, window.learned_part_rate)

@@ -28,18 +28,25 @@ its throughput (bytes acknowledged over its time) is set against the round befor
   lossy station goes back to the few parts its link holds, not to dozens.
 
 It never passes `cap` (`[upload] max_parts_in_flight`, and the file's own parts). The next file
-on the same path starts at half the width this one found (`start_width`): one probe from there
-finds the path's width again, instead of four or five doublings up from `concurrency`. A file
+on the same path starts at the width this one found (`start_width`) and holds there, instead of
+four or five doublings up from `concurrency`: its first round only checks that the path is as
+it was (`found`: each round at half of it cost a part's time, 4.8 s at 150 ms, at half the
+link's rate). A file
 that ended while the window was still growing found no width, but the widest round that paid
-(`proven`: twice as wide brought about twice as much) shows the path holds at least that many:
-the next file starts there, not back at `concurrency`. On a long fat path a part takes seconds
-and the window doubles once per part's time, so a first file is often over before it finds the
-width (1 GiB at 1 Gbit/s and 150 ms: 8, 16, 32, 64 and the file is sent); without this every
-file would start that climb again. Either width is kept with what one part moved when it was
-learned (`part_rate`): a file started from it whose first round moves under half of that per
-part finds the path slower or shared since, and holds at the width its throughput needs at
-the remembered per-part rate, never doubling past a full link; a station whose fast path
-turned slow is back to a few parts after one round.
+(`proven`: twice as wide brought about twice as much) shows the path holds at least that many.
+On a long fat path a part takes seconds and the window doubles once per part's time, so a first
+file is often over before it finds the width (1 GiB at 1 Gbit/s and 150 ms: 8, 16, 32, 64 and
+the file is sent); without this every file would start that climb again. The next file starts
+half as wide again, a probe past that width, and judges its first round against the remembered
+one (`held`, with what each part moved in it): neither back at `concurrency` nor one more round,
+a part's time, at the width already shown. (Starting at the width itself, a file of 128 parts at
+150 ms spent half of itself at 64; at twice it, 128 parts at once on a link that 72 fill, flows
+starved each other and the file took longer than at 80.) A file that ends while a round is in
+doubt settles on it (`conclude`): its next file starts at that width. Either width is kept
+with what one part moved when it was learned (`part_rate`): a file started from it whose first
+round moves under half of that per part finds the path slower or shared since, and holds at
+the width its throughput needs at the remembered per-part rate, never doubling past a full
+link; a station whose fast path turned slow is back to a few parts after one round.
 
 Pure rule plus a slot counter: time is passed in (`now`), so the rule is tested with a fake
 clock; `acquire`/`release` are what the part threads call around each attempt.
@@ -54,10 +61,12 @@ from dataclasses import dataclass, field
 
 
 def start_width(concurrency: int, path_width: int | None, at_least: bool = False) -> int:
-    """Where a file's window starts: `concurrency`, or half the width the last file found to
-    fill the path if that is more (as TCP starts again below the ssthresh it remembers); or,
-    where the last file only showed the path holds `at_least` that width, that width."""
-    return max(concurrency, (path_width or 0) if at_least else (path_width or 0) // 2)
+    """Where a file's window starts: `concurrency`, or the width the last file found to fill
+    the path if that is more (its first round checks the path is as it was, `found`); or, where
+    the last file only showed the path holds `at_least` that width, half as many again: a probe
+    past it (the round at that width is remembered, `held`, and this one judged against it)."""
+    width = path_width or 0
+    return max(concurrency, width + width // 2 if at_least else width)
 
 
 @dataclass
@@ -94,16 +103,35 @@ class FlightWindow:
     # The widest round whose throughput grew in proportion to its width: the path holds at
     # least this many parts in flight (0: none shown yet).
     proven: int = field(default=0, init=False)
+    # Where the last file showed the path holds this many (its `proven`, each part moving
+    # `part_rate`), that round is this file's round before: the first, wider, is judged
+    # against it as the probe it is, instead of probing twice as wide again.
+    held: int = 0
+    # Where the last file found the path full at this many (each part moving `part_rate` where
+    # the link did not hold it back), this file starts there and holds: its first round only
+    # checks that the path is as it was (`_check_found`).
+    found: int = 0
     # What one part moved when `path_width` or `proven` was learned: kept with it.
     learned_part_rate: float | None = field(default=None, init=False)
     # The rate of a round that did not keep up with its doubling, while a second round at the
     # same width is measured (None: no doubt pending).
     _doubted: float | None = field(default=None, init=False)
+    # The round before is the remembered one (`held`), not one this file measured.
+    _seeded: bool = field(default=False, init=False)
+    # The first round at a `found` width is yet to show the path is as it was.
+    _checking: bool = field(default=False, init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
         self.cap = max(1, self.cap)
         self.limit = max(1, min(self.start, self.cap))
+        if self.held and self.part_rate and self.limit > self.held:
+            self._last_limit, self._last_rate = self.held, self.held * self.part_rate
+            self.proven, self.learned_part_rate = self.held, self.part_rate
+            self._seeded = True
+        elif self.found and self.part_rate and self.limit == self.found:
+            self.path_width, self.learned_part_rate = self.found, self.part_rate
+            self._growing, self._checking = False, True
 
     # -- the slots ------------------------------------------------------------------------------
 
@@ -146,15 +174,26 @@ class FlightWindow:
             self._round_bytes, self._round_parts, self._round_started = 0, 0, now
 
     def _judge(self, rate: float) -> None:
+        if self._checking:
+            self._checking = False
+            self._check_found(rate)
+            self._cond.notify_all()
+            return
         width, last, before = self.limit, self._last_rate, self._last_limit
-        if self._growing and not last and rate / width >= self.unbound:
+        # This file's first round (or the first since a failure): nothing it measured before.
+        first = not last or self._seeded
+        seen = min(width, self.held) if self._seeded else width  # parts it was learned at
+        self._seeded = False
+        if self._growing and first and rate / width >= self.unbound:
             self._growing = False  # each part already runs free: nothing to gain from width
             self.path_width = width
             self.learned_part_rate = rate / width
-        if self._growing and not last and self.part_rate and rate / width < self.part_rate / 2:
-            # Started from a remembered width, and each part moves under half of what it did
-            # when that width was learned: the link is full already (slower, or shared, since).
-            # It needs what it carries over what one part moved then, as when found full.
+        if self._growing and first and self.part_rate and rate < self.part_rate * seen / 2:
+            # Started from a remembered width, and it carries under half of what as many parts
+            # did when that width was learned: the link is full already (slower, or shared,
+            # since). It needs what it carries over what one part moved then, as when found
+            # full. (Twice as wide as a width it held, each part moving under half is no news
+            # on a link that was nearly full: the remembered round's throughput is the mark.)
             needed = math.ceil(rate / self.part_rate * (1 + self.gain))
             self.limit = self.path_width = max(1, min(width, needed))
             self.learned_part_rate = self.part_rate
@@ -189,6 +228,32 @@ class FlightWindow:
         self._last_rate, self._last_limit = rate, width
         self._cond.notify_all()
 
+    def conclude(self) -> None:
+        """The file is sent: a round in doubt (it did not keep up with its widening, and its
+        second round never came) is the measure there is, so the width settles on it, no
+        narrower than the round before it, for the next file to start from."""
+        with self._cond:
+            if self._doubted is not None and self._growing and self._last_rate:
+                self._settle(self._doubted)
+
+    def _check_found(self, rate: float) -> None:
+        """The first round at the width the last file found full, which carried `rate`: the
+        path as it was holds there; a path that carries under half of what it did then is
+        slower or shared since (as many as its throughput needs at the remembered per-part
+        rate); one whose parts each moved as fast as when the link did not hold them back has
+        room (twice as wide, and judged from there as any file's growth is); parts that run
+        free need fewer (the next file starts at half, and so down to `concurrency`)."""
+        width, part_rate = self.limit, self.part_rate or 0.0
+        if rate / width >= self.unbound:
+            self.path_width = max(1, width // 2)
+        elif rate < part_rate * width / 2:
+            needed = math.ceil(rate / part_rate * (1 + self.gain))
+            self.limit = self.path_width = max(1, min(width, needed))
+        elif rate / width >= part_rate:
+            self.path_width, self._growing = None, True
+            self._last_rate, self._last_limit = rate, width
+            self.limit = min(self.cap, width * 2)
+
     def _settle(self, rate: float) -> None:
         """The link is full at this width, which carried `rate`. At the narrower width each part
         moved last / before: rate / (last / before) parts fill it, and `gain` more for the gaps
@@ -221,6 +286,7 @@ class FlightWindow:
             # A doubted width's second round cut short decides nothing: a round slowed by
             # resets is no measure of the path (settling on it ratchets the width down).
             self._doubted = None
+            self._seeded = self._checking = False
             self.limit = max(1, self.limit // 2)
             self._growing = True
             self._last_rate, self._last_limit = 0.0, 0

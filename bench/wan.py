@@ -25,9 +25,9 @@ round trip whose window (the point's bandwidth-delay product, twice over) never 
 back, so it measures what the shaped path (and this relay and sink, on this CPU) carries. Four,
 not one: on a loaded machine one connection is held back by the one sink thread hashing it.
 teleport-sync runs with its defaults and the sink's part size, on a journal of its own per
-point: its first run learns the path's width, the later ones start from half of it (as a
+point: its first run learns the path's width, the later ones start from it (as a
 daemon's later files, or any later `upload`, do). `--today CHECKOUT` also times teleport-sync
-from another checkout's `src/` (the engine before a change) on the same journal; s3transfer
+from another checkout's `src/` (the engine before a change) on a journal of its own; s3transfer
 runs with boto3's defaults (8 MiB parts, 10 threads) unless `--no-s3transfer`. Clients are
 interleaved run by run; medians (with min and max), each client's peak RSS, its rate on the
 wire (first to last part byte at the sink) and the most part bodies the sink received at once.
@@ -290,7 +290,10 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
             clients[f"relay{streams}"] = ([PYTHON, str(BENCH / "clients" / "sendfile_put.py"),
                                            url, str(data), str(streams)], {})  # fmt: skip
         if args.today:
-            clients[TODAY] = (upload, {"PYTHONPATH": str(Path(args.today) / "src")})
+            # A journal of its own: on one journal each engine started from the width the other
+            # learned, and "before" borrowed this engine's (or the other way round).
+            own = {"TELEPORT_SYNC_JOURNAL__PATH": str(work / f"j-today-{rate}-{rtt_ms}.sqlite3")}
+            clients[TODAY] = (upload, {"PYTHONPATH": str(Path(args.today) / "src"), **own})
         for variant in args.variant:  # NAME:VAR=VALUE,...: teleport-sync with other settings
             name, _, settings = variant.partition(":")
             clients[name] = (upload, dict(item.split("=", 1) for item in settings.split(",")))
@@ -313,7 +316,7 @@ def point(rate: str, rtt_ms: int, args: argparse.Namespace, data: Path, work: Pa
                     "mib_per_s": round(statistics.median(rates[name]), 1),
                     "mib_per_s_min_max": [round(rates[name][0], 1), round(rates[name][-1], 1)],
                     # In run order: teleport-sync's first run on a point learns the path's
-                    # width (journaled); the later ones start from half of it.
+                    # width (journaled); the later ones start from it.
                     "each_run": [round(size_mib / r.seconds, 1) for r in rs],
                     "of_link": round(statistics.median(rates[name]) / link, 3),
                     "wire_mib_per_s": round(

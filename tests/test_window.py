@@ -275,6 +275,16 @@ def test_the_next_file_on_a_learned_path_starts_at_its_width_and_holds() -> None
     widths = simulate(faster, long_path(256 * 1024 / 0.15, 500e6), 1200)
     assert widths[:2] == [learned, 2 * learned]
     assert faster.limit > 2 * learned - 1
+    # The station's link dropped to 20 Mbit/s since: one round at the width found, then the
+    # two parts its throughput needs at the remembered per-part rate.
+    slower = FlightWindow(start=learned, cap=256, part_rate=first.learned_part_rate, found=learned)
+    assert simulate(slower, long_path(256 * 1024 / 0.15, 2.5e6), 200) == [learned, 2]
+    assert slower.path_width == 2
+    # On a LAN now (each part runs free): it needs fewer, so the next file starts at half,
+    # and so down to `concurrency` file by file, as it came up.
+    lan = FlightWindow(start=learned, cap=256, part_rate=first.learned_part_rate, found=learned)
+    assert simulate(lan, lambda n: 4e9, 200) == [learned]
+    assert lan.path_width == learned // 2
     # A path that never needed more than `concurrency` (or nothing learned): `concurrency`.
     assert start_width(8, 8) == 8 and start_width(8, None) == 8
 

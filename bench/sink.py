@@ -67,7 +67,11 @@ class Handler(BaseHTTPRequestHandler):
         total = 0
         first = None
         while remaining > 0:
-            n = self.rfile.readinto(buffer[: min(BUFFER, remaining)])
+            # The first read takes what has arrived (`readinto1`), so `first` is when the body
+            # began: a full 1 MiB read waited ~0.6 s for a connection moving 1.6 MiB/s (a long
+            # path), which the wire time then left out.
+            read = self.rfile.readinto1 if first is None else self.rfile.readinto
+            n = read(buffer[: min(BUFFER, remaining)])
             if not n:
                 break
             if first is None:

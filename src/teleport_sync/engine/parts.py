@@ -97,17 +97,8 @@ class PartSender:
         # more than there are threads to take them), so no PUT waits for its URL, and a narrow
         # window does not ask for a hundred URLs it may not use before they expire.
         workers = min(max(self.ctx.concurrency, self.ctx.max_width), len(todo))
-        started = self.ctx.start_width() if self.ctx.max_width else self.ctx.concurrency
-        remembered = self.ctx.path_part_rate if started > self.ctx.concurrency else None
-        learned = (self.ctx.path_width or 0) if remembered else 0
-        at_least = self.ctx.path_width_at_least
-        window = FlightWindow(
-            start=started,
-            cap=workers,
-            part_rate=remembered,
-            held=learned if at_least else 0,
-            found=0 if at_least else learned,
-        )
+        window = self._window(workers)
+        started = window.limit
         ahead = lambda: min(workers, 2 * window.limit)  # noqa: E731
         hasher = part_hasher(workers)
         try:
@@ -142,17 +133,36 @@ class PartSender:
                         future.cancel()
         finally:
             hasher.close()
+        self._learn(window, len(todo))
+        if window.limit != started:
+            log.info("parts in flight", path=record.path, started=started, ended=window.limit)
+        if run.failure is not None:
+            raise run.failure
+
+    def _window(self, workers: int) -> FlightWindow:
+        """This file's window: from what the path taught earlier files, if anything."""
+        ctx = self.ctx
+        started = ctx.start_width() if ctx.max_width else ctx.concurrency
+        remembered = ctx.path_part_rate if started > ctx.concurrency else None
+        learned = (ctx.path_width or 0) if remembered else 0
+        at_least = ctx.path_width_at_least
+        return FlightWindow(
+            start=started,
+            cap=workers,
+            part_rate=remembered,
+            held=learned if at_least else 0,
+            found=0 if at_least else learned,
+        )
+
+    def _learn(self, window: FlightWindow, parts: int) -> None:
+        """What this file taught of the path, journaled for the next file."""
         window.conclude()
-        if window.path_width is not None and window.path_width < len(todo):
+        if window.path_width is not None and window.path_width < parts:
             # Found where the link is full (a file with fewer parts than that says nothing).
             self.ctx.learn_path_width(window.path_width, window.learned_part_rate)
         elif window.path_width is None and window.proven:
             # Over before the link was found full: what it did show, the next file starts at.
             self.ctx.learn_path_holds(window.proven, window.learned_part_rate)
-        if window.limit != started:
-            log.info("parts in flight", path=record.path, started=started, ended=window.limit)
-        if run.failure is not None:
-            raise run.failure
 
     def send_one(self, run: FileRun, part: PartPlan) -> None:
         """One part, attempt after attempt, until storage acknowledges the right bytes."""

@@ -173,3 +173,28 @@ def test_upload_and_check_say_a_missing_path_alike(
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert result.stderr.strip() == f"error: no such file: {missing}", command
     assert emulator.stats.count("api", "POST", "/api/v1/captures") == 0
+
+
+def test_upload_runs_without_the_preflight_extra(emulator: EmulatorServer, tmp_path: Path) -> None:
+    # A bare `pip install teleport-sync`: no numpy, Pillow, PyAV or pycolmap (None in
+    # sys.modules makes their import fail, whatever this machine has). Every upload imports
+    # the pre-flight gate; a threshold imported from the numpy-using measures once made it
+    # fail with ModuleNotFoundError before a byte was sent.
+    config = write_config(tmp_path / "config.toml", emulator)
+    scan = make_zip(tmp_path / "scan.zip", pad=300_000)
+    hidden = (
+        "import sys\n"
+        "for name in ('numpy', 'PIL', 'av', 'pycolmap', 'pillow_heif'):\n"
+        "    sys.modules[name] = None\n"
+        "from teleport_sync.cli import main\n"
+        "main()\n"
+    )
+    args = ["--config", str(config), "upload", str(scan)]
+    result = subprocess.run(
+        [sys.executable, "-c", hidden, *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ModuleNotFoundError" not in result.stderr
+    rows = json.loads(run_cli("--config", str(config), "status", "--json").stdout)
+    assert [(r["path"], r["upload_state"]) for r in rows] == [(str(scan), "uploaded")]
+    assert emulator.object_bytes(str(rows[0]["eid"])) == scan.read_bytes()

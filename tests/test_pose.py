@@ -84,7 +84,8 @@ def test_streaks_tell_a_smeared_frame_from_a_sharp_a_bare_or_a_defocused_one(
 ) -> None:
     from PIL import ImageFilter
 
-    from teleport_sync.preflight.measures import SMEAR_RATIO, streak_ratio
+    from teleport_sync.preflight.measures import streak_ratio
+    from teleport_sync.preflight.pose.rules import SMEAR_RATIO
 
     position, target = next(iter(rooms.orbit(8)))
     sharp = rooms.render(room, position, target, SIZE)

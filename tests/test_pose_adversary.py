@@ -20,7 +20,8 @@ from teleport_sync.cli.check import _pose_line
 from teleport_sync.config import PreflightSettings
 from teleport_sync.preflight.check import check_pose
 from teleport_sync.preflight.images import judge_image
-from teleport_sync.preflight.measures import SMEAR_RATIO, streak_ratio
+from teleport_sync.preflight.measures import streak_ratio
+from teleport_sync.preflight.pose.rules import SMEAR_RATIO
 from teleport_sync.preflight.rules import Verdict
 
 from . import rooms

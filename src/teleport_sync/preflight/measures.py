@@ -40,12 +40,6 @@ MOTION_SIZE = 64
 # Gaussian sigma 8: 0.9-2.6, sigma 4: 1.3-4.4, sigma 2: 2.7-23. So 10 names any set smeared
 # by sigma 4 or more, with 3.8x to spare at sigma 8, and sits 2.5x under the softest real photo.
 SHARPNESS_FLOOR = 10.0
-# A set whose median `streak_ratio` is under this is smeared by motion. Measured on the tests'
-# rendered room at 360x270 (tests/rooms.py) and the pose bench's 1024 px frames: sharp views
-# 0.73-0.90, bare walls 0.29-0.93 (median 0.76: a frame of one long edge can be low, a set is
-# not), smeared 9 px sideways 0.26-0.38, 9 px diagonally 0.46-0.54, 31 px 0.12-0.29; a
-# Gaussian blur (no direction) 0.7-0.94, which is the sharpness floor's to name.
-SMEAR_RATIO = 0.45
 STREAK_PERCENTILE = 99.5
 # A frame whose steepest steps are all under this many grey levels has no edge to have a
 # direction: a blank, black or blown-out frame (every step 0) measured 0, "smeared".

@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import PreflightSettings
-from ..measures import SMEAR_RATIO
 from ..rules import Measure, Verdict
 from .runner import PoseRun
+
+# A set whose median `streak_ratio` (preflight.measures) is under this is smeared by motion.
+# Measured on the tests' rendered room at 360x270 (tests/rooms.py) and the pose bench's 1024 px
+# frames: sharp views 0.73-0.90, bare walls 0.29-0.93 (median 0.76: a frame of one long edge
+# can be low, a set is not), smeared 9 px sideways 0.26-0.38, 9 px diagonally 0.46-0.54, 31 px
+# 0.12-0.29; a Gaussian blur (no direction) 0.7-0.94, which is the sharpness floor's to name.
+# Here, not beside the measure: this module is imported by every upload (the gate), and the
+# measures need numpy, which only the preflight extra brings.
+SMEAR_RATIO = 0.45
 
 NAMES_SHOWN = 4
 # More than this share of the matched pairs related by a homography (a pure rotation, or one

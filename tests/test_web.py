@@ -388,9 +388,13 @@ def test_overview_shows_holds_keeps_warnings_and_wraps_names_at_separators(
     )
     long_name = "site-b_north-facade_2026-12-04_drone-pass-03.zip"
     with Running(settings) as running, client(running) as http:
-        make_zip(tmp_path / "inbox" / "big.zip", images=3)  # over the budget: held
-        # Its "photos" are noise: uploaded with pre-flight's warning, which outlives the upload.
-        make_zip(tmp_path / "inbox" / long_name, images=2)
+        # Each zip is written beside the inbox and renamed in, whole: written in place, a pause
+        # longer than the settle time on a loaded machine let pre-flight read half a zip, and
+        # the warning shown was its "could not read", not the one this test looks for.
+        for name, images in (("big.zip", 3), (long_name, 2)):  # big.zip: over budget, held
+            # Their "photos" are noise: uploaded with pre-flight's warning, which outlives the
+            # upload.
+            make_zip(tmp_path / name, images=images).rename(tmp_path / "inbox" / name)
         wait_for(lambda: rows(settings).get("big.zip", {}).get("phase") == "held", what="a hold")
         wait_for(lambda: ready(running, long_name), what="the other READY")
         overview = http.get("/").text
